@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Integration tests spawn processes and servers on loopback; keep parallelism modest on 2 cores.
+    maxWorkers: 2,
+    env: { METADATA_SERVER_DETECTION: 'none' },
+  },
+});
