@@ -1,0 +1,132 @@
+/**
+ * The environment contract (DESIGN §6), parsed once at the edge into a typed Config.
+ * Seconds may be fractional (tests scale lifetimes down).
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { hostname } from 'node:os';
+import { ConfigError } from './errors.js';
+
+export interface GcpConfig {
+  projectId: string;
+  secretId: string;
+  topicId: string;
+  subscriptionId?: string | undefined;
+  pubsubEmulatorHost?: string | undefined;
+  secretManagerEmulatorHost?: string | undefined;
+}
+
+export interface Config {
+  dataDir: string;
+  cachePath: string;
+  lockPath: string;
+  statePath: string;
+  environment: 'SIM' | 'LIVE';
+  authBaseUrl: string;
+  appKey?: string | undefined;
+  appSecret?: string | undefined;
+  redirectUri: string;
+  checkIntervalMs: number;
+  refreshThresholdMs: number;
+  cloudRefreshThresholdMs: number;
+  /** Bots trust the cache while more than this remains (their 120 s buffer); used by status. */
+  botThresholdMs: number;
+  /** Subtracted from Saxo's expires_in when writing token_expiry, as the Python bots do (60 s). */
+  expiryMarginMs: number;
+  maxRefreshFailures: number;
+  keepSecretVersions: number;
+  /** Alert when the refresh token itself has less than this left. */
+  refreshTokenAlertMs: number;
+  /** flock wait, as the bots: 30 s, retried every 100 ms. */
+  lockTimeoutMs: number;
+  lockRetryMs: number;
+  /** Cross-host lease length. */
+  leaseTtlMs: number;
+  /** Saxo request timeout per attempt. */
+  httpTimeoutMs: number;
+  logFormat: 'json' | 'pretty';
+  holderId: string;
+  gcp?: GcpConfig | undefined;
+}
+
+type Env = Record<string, string | undefined>;
+
+function seconds(env: Env, key: string, dflt: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return dflt * 1000;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new ConfigError(`${key} must be a non-negative number of seconds, got "${raw}"`);
+  return n * 1000;
+}
+
+function integer(env: Env, key: string, dflt: number, min = 1): number {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new ConfigError(`${key} must be an integer ≥ ${min}, got "${raw}"`);
+  return n;
+}
+
+/** The bots' rule: /opt/calypso/data if it exists, else ./data. */
+export function defaultDataDir(cwd = process.cwd()): string {
+  return existsSync('/opt/calypso/data') ? '/opt/calypso/data' : resolve(cwd, 'data');
+}
+
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+  const dataDir = env.TOKEN_KEEPER_DATA_DIR ? resolve(cwd, env.TOKEN_KEEPER_DATA_DIR) : defaultDataDir(cwd);
+  const environment = (env.SAXO_ENVIRONMENT ?? 'SIM').toUpperCase();
+  if (environment !== 'SIM' && environment !== 'LIVE') {
+    throw new ConfigError(`SAXO_ENVIRONMENT must be SIM or LIVE, got "${env.SAXO_ENVIRONMENT}"`);
+  }
+  const authBaseUrl = (
+    env.SAXO_AUTH_BASE_URL ||
+    (environment === 'LIVE' ? 'https://live.logonvalidation.net' : 'https://sim.logonvalidation.net')
+  ).replace(/\/+$/, '');
+  const logFormat = env.LOG_FORMAT === 'pretty' ? 'pretty' : 'json';
+  if (env.LOG_FORMAT && env.LOG_FORMAT !== 'json' && env.LOG_FORMAT !== 'pretty') {
+    throw new ConfigError(`LOG_FORMAT must be json or pretty, got "${env.LOG_FORMAT}"`);
+  }
+
+  let gcp: GcpConfig | undefined;
+  const projectId = env.GOOGLE_CLOUD_PROJECT || env.GCLOUD_PROJECT;
+  if (projectId && env.TOKEN_SECRET_ID) {
+    gcp = {
+      projectId,
+      secretId: env.TOKEN_SECRET_ID,
+      topicId: env.TOKEN_TOPIC_ID || 'token-rotated',
+      subscriptionId: env.TOKEN_SUBSCRIPTION_ID || undefined,
+      pubsubEmulatorHost: env.PUBSUB_EMULATOR_HOST || undefined,
+      secretManagerEmulatorHost: env.SECRET_MANAGER_EMULATOR_HOST || undefined,
+    };
+  }
+
+  const checkIntervalMs = seconds(env, 'CHECK_INTERVAL_SECONDS', 60);
+  if (checkIntervalMs <= 0) throw new ConfigError('CHECK_INTERVAL_SECONDS must be > 0');
+
+  return {
+    dataDir,
+    cachePath: join(dataDir, 'saxo_token_cache.json'),
+    lockPath: join(dataDir, 'saxo_token.lock'),
+    statePath: join(dataDir, '.token-keeper-state.json'),
+    environment,
+    authBaseUrl,
+    appKey: env.SAXO_APP_KEY || undefined,
+    appSecret: env.SAXO_APP_SECRET || undefined,
+    redirectUri: env.SAXO_REDIRECT_URI || 'http://localhost:8080/callback',
+    checkIntervalMs,
+    refreshThresholdMs: seconds(env, 'REFRESH_THRESHOLD_SECONDS', 300),
+    cloudRefreshThresholdMs: seconds(env, 'CLOUD_REFRESH_THRESHOLD_SECONDS', 600),
+    botThresholdMs: seconds(env, 'BOT_REFRESH_THRESHOLD_SECONDS', 120),
+    expiryMarginMs: seconds(env, 'TOKEN_EXPIRY_MARGIN_SECONDS', 60),
+    maxRefreshFailures: integer(env, 'MAX_REFRESH_FAILURES', 5),
+    keepSecretVersions: integer(env, 'KEEP_SECRET_VERSIONS', 3),
+    refreshTokenAlertMs: seconds(env, 'REFRESH_TOKEN_ALERT_SECONDS', 900),
+    lockTimeoutMs: seconds(env, 'LOCK_TIMEOUT_SECONDS', 30),
+    lockRetryMs: 100,
+    leaseTtlMs: seconds(env, 'LEASE_TTL_SECONDS', 60),
+    httpTimeoutMs: seconds(env, 'SAXO_HTTP_TIMEOUT_SECONDS', 10),
+    logFormat,
+    holderId: env.TOKEN_KEEPER_HOLDER_ID || `agent:${hostname()}:${process.pid}`,
+    gcp,
+  };
+}

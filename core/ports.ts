@@ -1,0 +1,106 @@
+/**
+ * The small interfaces IO hides behind (Vault-Agent style: sources → one reconciler → sinks).
+ * Implementations: agent/cache-file.ts, core/gcp/secret-store.ts, core/gcp/event-bus.ts,
+ * core/saxo/client.ts; in-memory fakes live with the soak simulator.
+ */
+import type { TokenResponse, TokenSet } from './token.js';
+
+/** Saxo's /token endpoint. Throws SaxoError (core/errors.ts) on every failure. */
+export interface TokenEndpoint {
+  /** Present `refreshToken` once. Retries internally only for errors where Saxo cannot have consumed it. */
+  refresh(refreshToken: string, opts: RefreshOptions): Promise<TokenResponse>;
+  exchangeCode(code: string, codeVerifier: string, opts: RefreshOptions): Promise<TokenResponse>;
+}
+
+export interface RefreshOptions {
+  /** Epoch ms after which no attempt may start (the token's remaining life, the lease's end). */
+  deadline: number;
+  signal?: AbortSignal | undefined;
+  /** Client credentials; the fleet sends them in the form body. PKCE apps omit the secret. */
+  appKey: string;
+  appSecret?: string | undefined;
+}
+
+/** One version of the token secret, as read. `token` is absent when the payload is corrupt (I6). */
+export interface SecretRead {
+  /** Full resource name: projects/P/secrets/S/versions/N */
+  name: string;
+  version: number;
+  token?: TokenSet | undefined;
+  /** Why the payload could not be used (never contains the payload). */
+  error?: string | undefined;
+}
+
+export interface SecretMeta {
+  etag: string;
+  lease?: { holder: string; expiresAt: number } | undefined;
+  /** Consecutive refresh failures persisted across function invocations. */
+  failures: number;
+  /** Last refresh outcome recorded by a refresher (for `status`). */
+  lastRefresh?: { at: number; by: string; version: string } | undefined;
+  annotations: Record<string, string>;
+}
+
+/** Secret Manager as the source of truth. Throws SecretStoreError. */
+export interface SecretStore {
+  /** The latest ENABLED version; undefined when the secret has none. */
+  latest(): Promise<SecretRead | undefined>;
+  /** A specific version by number or full name; undefined when destroyed or missing. */
+  version(ref: string | number): Promise<SecretRead | undefined>;
+  /** AddSecretVersion with a crc32c checksum. */
+  add(token: TokenSet): Promise<{ name: string; version: number }>;
+  /** Destroy ENABLED/DISABLED versions beyond the newest `keep`. Returns how many were destroyed. */
+  prune(keep: number): Promise<number>;
+  /** Number of non-destroyed versions. */
+  countVersions(): Promise<number>;
+  meta(): Promise<SecretMeta>;
+  /**
+   * Cross-host lease: UpdateSecret with the current etag (compare-and-swap). True when `holder`
+   * now holds it until now + ttlMs; false when someone else holds an unexpired lease or won the race.
+   */
+  acquireLease(holder: string, ttlMs: number, now: number): Promise<boolean>;
+  /** Release if still held by `holder`; also records failures / last refresh in the same update. */
+  releaseLease(holder: string, record?: { failures?: number; lastRefresh?: SecretMeta['lastRefresh'] }): Promise<void>;
+  /** Record the failure counter / last refresh without holding the lease. */
+  record(record: { failures?: number; lastRefresh?: SecretMeta['lastRefresh'] }): Promise<void>;
+}
+
+/** Announcement of a new version. Carries no token material (I5). */
+export interface TokenRotatedEvent {
+  type: 'TOKEN_ROTATED';
+  /** Full secret version name. */
+  version: string;
+  generation: number;
+  /** ISO 8601 (UTC) access-token expiry. */
+  accessExpiresAt: string;
+  source: string;
+  publishedAt: string;
+}
+
+export interface EventBus {
+  publish(event: TokenRotatedEvent): Promise<string>;
+  /**
+   * Streaming pull. The handler's promise decides: resolve → ack, reject → nack (redelivery).
+   * Malformed messages are logged and acked without calling the handler.
+   * Returns a function that closes the subscription.
+   */
+  subscribe(handler: (event: TokenRotatedEvent, meta: { id: string }) => Promise<void>): Promise<() => Promise<void>>;
+}
+
+/** The bots' cache file (agent/cache-file.ts). */
+export type CacheRead =
+  | { kind: 'ok'; token: TokenSet }
+  | { kind: 'missing' }
+  | { kind: 'corrupt'; reason: string };
+
+export interface TokenCache {
+  readonly path: string;
+  read(): Promise<CacheRead>;
+  /** Crash-safe write (unique tmp, 0600, fsync, rename, fsync dir). Caller holds the flock. */
+  write(token: TokenSet): Promise<void>;
+}
+
+/** A held lock; release is idempotent. */
+export interface Held {
+  release(): Promise<void>;
+}
