@@ -19,6 +19,8 @@ export interface RefreshOptions {
   /** Client credentials; the fleet sends them in the form body. PKCE apps omit the secret. */
   appKey: string;
   appSecret?: string | undefined;
+  /** Required by exchangeCode (must equal the one sent to /authorize); ignored by refresh. */
+  redirectUri?: string | undefined;
 }
 
 /** One version of the token secret, as read. `token` is absent when the payload is corrupt (I6). */
