@@ -1,0 +1,116 @@
+/**
+ * `npx token-keeper <command>`: agent | status [--json] | refresh [--force] | login | demo.
+ * Returns the process exit code; never prints token material.
+ */
+import { Command, CommanderError } from 'commander';
+import { loadConfig, type Config } from '../core/config.js';
+import { ConfigError } from '../core/errors.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { errText } from './reconciler.js';
+
+function setup(): { config: Config; logger: Logger } {
+  const config = loadConfig();
+  const logger = createLogger({ format: config.logFormat, component: 'agent' });
+  logger.addSecret(config.appSecret);
+  return { config, logger };
+}
+
+async function runAgent(): Promise<number> {
+  const { config, logger } = setup();
+  const { startAgent } = await import('./agent.js');
+  const ctl = new AbortController();
+  const stop = (sig: string) => {
+    if (ctl.signal.aborted) return;
+    logger.info('signal', `Received ${sig}, stopping`);
+    ctl.abort();
+    // DESIGN §6: clean exit within 5 s even if a refresh is stuck waiting on a lock.
+    setTimeout(() => {
+      logger.warn('forced_exit', 'Stop took longer than 4.5 s; exiting anyway');
+      process.exit(0);
+    }, 4500).unref();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  const handle = await startAgent(config, logger, ctl.signal);
+  await handle.done;
+  return 0;
+}
+
+async function runStatus(opts: { json?: boolean }): Promise<number> {
+  const config = loadConfig();
+  const { collectStatus, formatStatus } = await import('./status.js');
+  const report = await collectStatus(config);
+  process.stdout.write((opts.json ? JSON.stringify(report, null, 2) : formatStatus(report)) + '\n');
+  return report.exitCode;
+}
+
+async function runRefresh(opts: { force?: boolean }): Promise<number> {
+  const { config, logger } = setup();
+  const [{ Reconciler }, { connectCloud, reconcilerDeps }] = await Promise.all([import('./reconciler.js'), import('./wiring.js')]);
+  const cloud = await connectCloud(config, logger);
+  try {
+    const r = new Reconciler(reconcilerDeps(config, logger, cloud));
+    await r.load();
+    const out = await r.run({ kind: 'refresh', force: opts.force === true });
+    logger.info('refresh_command', `refresh: ${out}`, { outcome: out });
+    return out === 'login_required' ? 2 : out === 'failed' || out === 'deferred' ? 1 : 0;
+  } finally {
+    await cloud?.close();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let code = 0;
+  const program = new Command('token-keeper')
+    .description('Keeps a Saxo OpenAPI OAuth token alive for a fleet of trading bots')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  program.command('agent').description('run the VM agent in the foreground (JSON logs on stdout)').action(async () => {
+    code = await runAgent();
+  });
+  program
+    .command('status')
+    .description('token state from cache, agent state and secret; exit 0 healthy, 1 degraded/overdue, 2 expired/missing/login required')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { json?: boolean }) => {
+      code = await runStatus(o);
+    });
+  program
+    .command('refresh')
+    .description('one check now under the same locks; refreshes if due (--force: even if not due)')
+    .option('--force', 'refresh even when the token is not yet due')
+    .action(async (o: { force?: boolean }) => {
+      code = await runRefresh(o);
+    });
+  program
+    .command('login')
+    .description('browser sign-in (authorization code + PKCE) on a loopback redirect; stores the new pair')
+    .option('--force', 'overwrite even if a newer pair is stored')
+    .option('--no-open', 'print the URL instead of opening a browser')
+    .option('--timeout <seconds>', 'give up after this long', '300')
+    .option('--target <where>', 'where to store: auto | secret | cache | both', 'auto')
+    .action(async (o: { force?: boolean; open: boolean; timeout: string; target: string }) => {
+      const { runLogin } = await import('./login.js');
+      code = await runLogin(o);
+    });
+  program
+    .command('demo')
+    .description('the whole system on this machine against a Saxo stand-in (no GCP or Saxo account)')
+    .option('--duration <seconds>', 'how long to run', '60')
+    .action(async (o: { duration: string }) => {
+      const { runDemo } = await import('../tools/demo/demo.js');
+      code = await runDemo({ durationSec: Number(o.duration) });
+    });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof ConfigError) {
+      process.stderr.write(`token-keeper: configuration error: ${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`token-keeper: ${errText(err)}\n`);
+    return 2;
+  }
+}

@@ -1,0 +1,460 @@
+/**
+ * The agent's reconciler: every trigger (timer tick, cache-file change, Pub/Sub event, startup,
+ * manual refresh) runs through one serialized `run()`, which gathers what the sources hold, asks
+ * the pure `decide()` what to do, and applies that through the sinks (cache, state, secret, bus).
+ * All IO is injected so the same code runs for real, in tests with fake clocks, and in the soak.
+ */
+import { decide, shouldAlert, type Plan, type SecretView, type View } from '../core/decide.js';
+import { SaxoError, SecretStoreError, LockTimeoutError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { Clock } from '../core/clock.js';
+import type { EventBus, Held, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
+import { compareFreshness, fingerprint, fromResponse, type TokenSet } from '../core/token.js';
+import { describeExpiry, pushToSecret, withNextGeneration } from '../core/push.js';
+
+export interface AgentState {
+  token?: TokenSet | undefined;
+  failures: number;
+  lastRefresh?: { at: number; by: string; version?: string | undefined } | undefined;
+  agentSeenAt?: number | undefined;
+  loginRequired?: boolean | undefined;
+}
+
+export interface StateStore {
+  read(): Promise<AgentState | undefined>;
+  write(state: AgentState): Promise<void>;
+}
+
+export interface ReconcilerSettings {
+  refreshThresholdMs: number;
+  refreshTokenAlertMs: number;
+  maxRefreshFailures: number;
+  keepSecretVersions: number;
+  leaseTtlMs: number;
+  expiryMarginMs: number;
+  holderId: string;
+  appKey?: string | undefined;
+  appSecret?: string | undefined;
+}
+
+export interface ReconcilerDeps {
+  clock: Clock;
+  cache: TokenCache;
+  /** Takes the bots' flock (agent/flock.ts); throws LockTimeoutError after the bots' 30 s. */
+  lock: () => Promise<Held>;
+  state: StateStore;
+  saxo: TokenEndpoint;
+  store?: SecretStore | undefined;
+  bus?: EventBus | undefined;
+  logger: Logger;
+  settings: ReconcilerSettings;
+}
+
+export type Trigger =
+  | { kind: 'startup' }
+  | { kind: 'tick' }
+  | { kind: 'cache-changed' }
+  | { kind: 'event'; event: TokenRotatedEvent }
+  | { kind: 'refresh'; force: boolean };
+
+export type Outcome =
+  | 'idle'
+  | 'refreshed'
+  | 'adopted'
+  | 'repaired'
+  | 'ignored'
+  | 'deferred'
+  | 'failed'
+  | 'login_required';
+
+export class Reconciler {
+  private known: TokenSet | undefined;
+  private failures = 0;
+  private loginRequired = false;
+  private lastRefresh: AgentState['lastRefresh'];
+  /** A pair the secret has not seen yet (refreshed or adopted while Secret Manager was down). */
+  private pendingPush = false;
+  private alertedRefreshExpiry: string | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private cacheChangePending = false;
+
+  constructor(private readonly d: ReconcilerDeps) {}
+
+  /** Load the private state; call once before the first run. */
+  async load(): Promise<void> {
+    const s = await this.d.state.read();
+    this.known = s?.token;
+    this.failures = s?.failures ?? 0;
+    this.lastRefresh = s?.lastRefresh;
+    this.loginRequired = s?.loginRequired ?? false;
+    this.registerSecrets(this.known);
+  }
+
+  get newestKnown(): TokenSet | undefined {
+    return this.known;
+  }
+
+  get consecutiveFailures(): number {
+    return this.failures;
+  }
+
+  /** Serialize triggers: one decision at a time, in arrival order; bursts of file events coalesce. */
+  run(trigger: Trigger): Promise<Outcome> {
+    if (trigger.kind === 'cache-changed') {
+      if (this.cacheChangePending) return Promise.resolve('ignored');
+      this.cacheChangePending = true;
+    }
+    const next = this.queue.then(() => {
+      if (trigger.kind === 'cache-changed') this.cacheChangePending = false;
+      return this.handle(trigger);
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async handle(trigger: Trigger): Promise<Outcome> {
+    const { logger, store } = this.d;
+    let secret: SecretView = store ? { kind: 'unknown' } : { kind: 'absent' };
+
+    if (trigger.kind === 'event') {
+      const ev = trigger.event;
+      if (this.known?.generation !== undefined && ev.generation <= this.known.generation) {
+        logger.debug('event_ignored', 'Ignored TOKEN_ROTATED event: not newer than what we hold', {
+          version: ev.version,
+          generation: ev.generation,
+        });
+        return 'ignored';
+      }
+      secret = await this.readSecret(ev.version);
+    }
+
+    const cache = await this.d.cache.read();
+    const viewOf = (s: SecretView): View => ({ now: this.d.clock.now(), cache, known: this.known, secret: s });
+    let plan = decide(viewOf(secret), this.policy());
+
+    const wantSecret =
+      secret.kind === 'unknown' &&
+      (trigger.kind === 'startup' ||
+        trigger.kind === 'refresh' ||
+        plan.refresh ||
+        this.pendingPush ||
+        plan.origin === 'cache' && plan.updateKnown ||
+        plan.health !== 'fresh');
+    if (wantSecret) {
+      secret = await this.readSecret();
+      plan = decide(viewOf(secret), this.policy());
+    }
+    for (const n of plan.notes) logger.warn('input_problem', n);
+
+    let outcome: Outcome = await this.apply(plan, secret);
+    const force = trigger.kind === 'refresh' && trigger.force;
+    if (plan.refresh || force) outcome = await this.refresh(force);
+    else if (trigger.kind === 'tick') this.logStatus(plan);
+    if (plan.refreshTokenExpiring && plan.best && this.alertedRefreshExpiry !== plan.best.refreshToken) {
+      this.alertedRefreshExpiry = plan.best.refreshToken;
+      logger.alert('refresh_token_expiring', 'ALERT: refresh token expires soon and no refresh is due yet', {
+        refreshLeftSeconds: Math.round((plan.refreshLeftMs ?? 0) / 1000),
+      });
+    }
+    await this.saveState();
+    return outcome;
+  }
+
+  /** Adopt the newest pair, undo a stale cache, push upstream. No Saxo call. */
+  private async apply(plan: Plan, secret: SecretView): Promise<Outcome> {
+    if (!plan.best) return this.known || this.loginRequired ? 'login_required' : 'idle';
+    let outcome: Outcome = 'idle';
+    let best = plan.best;
+    if (plan.updateKnown) {
+      best = withNextGeneration(best, this.known, secret.kind === 'read' ? secret.read?.token : undefined);
+      this.adopt(best, plan.origin ?? 'cache');
+      outcome = 'adopted';
+      if (plan.origin === 'cache' && this.d.store) this.pendingPush = true;
+    }
+    if (plan.writeCache) {
+      const wrote = await this.writeCacheIfNewer(best);
+      if (wrote) outcome = outcome === 'adopted' ? 'adopted' : 'repaired';
+    }
+    if (this.d.store && (plan.pushSecret || this.pendingPush) && secret.kind === 'read') {
+      await this.push(best, secret);
+    } else if (this.d.store && plan.pushSecret) {
+      this.pendingPush = true;
+    }
+    return outcome;
+  }
+
+  private adopt(token: TokenSet, from: string): void {
+    const prev = this.known;
+    this.known = token;
+    this.registerSecrets(token);
+    if (prev && prev.refreshToken !== token.refreshToken) {
+      this.loginRequired = false;
+      this.failures = 0;
+    } else if (!prev) this.loginRequired = false;
+    this.d.logger.info('token_adopted', `Adopted a newer token from the ${from} (${describeExpiry(token, this.d.clock.now())})`, {
+      from,
+      generation: token.generation,
+      expiresAt: new Date(token.accessExpiresAt).toISOString(),
+    });
+  }
+
+  /** Write under the bots' flock, re-reading first: a bot may have written something newer meanwhile. */
+  private async writeCacheIfNewer(token: TokenSet): Promise<boolean> {
+    let held: Held | undefined;
+    try {
+      held = await this.d.lock();
+      const now = await this.d.cache.read();
+      if (now.kind === 'ok' && compareFreshness(now.token, token) >= 0) {
+        if (compareFreshness(now.token, token) > 0) this.adopt(now.token, 'cache');
+        return false;
+      }
+      await this.d.cache.write(token);
+      this.d.logger.info('cache_written', 'Cache updated with the newest token', {
+        generation: token.generation,
+        reason: now.kind === 'ok' ? 'older' : now.kind,
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof LockTimeoutError) {
+        this.d.logger.warn('lock_timeout', `Could not acquire token lock: ${err.message}`);
+        return false;
+      }
+      throw err;
+    } finally {
+      await held?.release();
+    }
+  }
+
+  private async push(best: TokenSet, secret: Extract<SecretView, { kind: 'read' }>): Promise<void> {
+    const { store, bus, logger, settings } = this.d;
+    if (!store) return;
+    const secretToken = secret.read?.token;
+    if (secretToken && compareFreshness(best, secretToken) <= 0) {
+      this.pendingPush = false;
+      return;
+    }
+    try {
+      const pushed = withNextGeneration(best, undefined, secretToken);
+      if (pushed.generation !== best.generation) this.known = pushed;
+      await pushToSecret({ store, bus, logger, token: pushed, keep: settings.keepSecretVersions, reason: 'push' });
+      this.pendingPush = false;
+    } catch (err) {
+      this.pendingPush = true;
+      logger.warn('secret_push_failed', 'Could not push the newest token to Secret Manager; will retry', { error: errText(err) });
+    }
+  }
+
+  private async readSecret(version?: string): Promise<SecretView> {
+    const store = this.d.store;
+    if (!store) return { kind: 'absent' };
+    try {
+      const read = version ? ((await store.version(version)) ?? (await store.latest())) : await store.latest();
+      this.registerSecrets(read?.token);
+      return { kind: 'read', read };
+    } catch (err) {
+      this.d.logger.warn('secret_unavailable', 'Secret Manager did not answer; working from local state', { error: errText(err) });
+      return { kind: 'unavailable' };
+    }
+  }
+
+  /** One refresh under the flock and (when Secret Manager answers) the cross-host lease. */
+  private async refresh(force: boolean): Promise<Outcome> {
+    const { clock, logger, store, settings } = this.d;
+    let held: Held | undefined;
+    let leased = false;
+    try {
+      try {
+        held = await this.d.lock();
+      } catch (err) {
+        if (err instanceof LockTimeoutError) {
+          logger.warn('lock_timeout', `Could not acquire token lock; will retry next check (${err.message})`);
+          return 'deferred';
+        }
+        throw err;
+      }
+      let secret: SecretView = store ? { kind: 'unavailable' } : { kind: 'absent' };
+      if (store) {
+        try {
+          leased = await store.acquireLease(settings.holderId, settings.leaseTtlMs, clock.now());
+          if (!leased) {
+            logger.info('lease_busy', 'Another refresher holds the lease; waiting for its result');
+            return 'deferred';
+          }
+          secret = await this.readSecret();
+        } catch (err) {
+          if (!(err instanceof SecretStoreError)) throw err;
+          logger.warn('secret_unavailable', 'Secret Manager did not answer; refreshing locally', { error: errText(err) });
+        }
+      }
+      // Re-read everything under the locks: someone may have refreshed while we waited.
+      const cache = await this.d.cache.read();
+      const plan = decide({ now: clock.now(), cache, known: this.known, secret }, this.policy());
+      if (plan.best && plan.updateKnown) this.adopt(withNextGeneration(plan.best, this.known, undefined), plan.origin ?? 'cache');
+      if (!plan.best || plan.health === 'login_required' && !force) return this.markLoginRequired(plan);
+      if (!plan.refresh && !force) {
+        if (plan.writeCache) await this.d.cache.write(this.known ?? plan.best);
+        return 'adopted';
+      }
+      const presented = this.known ?? plan.best;
+      return await this.presentAndStore(presented, secret, leased);
+    } finally {
+      if (leased && store) {
+        await store
+          .releaseLease(settings.holderId, { failures: this.failures, lastRefresh: this.lastRefresh && { ...this.lastRefresh, version: this.lastRefresh.version ?? '' } })
+          .catch((err) => logger.warn('lease_release_failed', 'Could not release the lease (it will expire)', { error: errText(err) }));
+      }
+      await held?.release();
+    }
+  }
+
+  private async presentAndStore(presented: TokenSet, secret: SecretView, leased: boolean): Promise<Outcome> {
+    const { clock, logger, store, bus, settings, saxo } = this.d;
+    const start = clock.now();
+    const deadline = Math.min(
+      presented.refreshExpiresAt ?? Infinity,
+      leased ? start + settings.leaseTtlMs * 0.75 : Infinity,
+      start + 5 * 60_000,
+    );
+    const appKey = presented.appKey ?? settings.appKey;
+    const appSecret = presented.appSecret ?? settings.appSecret;
+    if (!appKey) {
+      logger.error('config_missing', 'No app key: set SAXO_APP_KEY or store app_key with the token');
+      return this.countFailure('no app key');
+    }
+    let res;
+    try {
+      logger.info('refresh_started', 'Token needs refresh: threshold reached', { generation: presented.generation });
+      res = await saxo.refresh(presented.refreshToken, { deadline, appKey, appSecret });
+    } catch (err) {
+      if (err instanceof SaxoError) return this.onSaxoError(err, presented);
+      throw err;
+    }
+    const now = clock.now();
+    const base = { ...presented, appKey, appSecret };
+    let next = fromResponse(res, now, base, settings.holderId, settings.expiryMarginMs);
+    next = withNextGeneration(next, presented, secret.kind === 'read' ? secret.read?.token : undefined);
+    this.registerSecrets(next);
+    // I3: durable locally first (cache fsync + rename, then the private state), then upstream.
+    await this.d.cache.write(next);
+    this.known = next;
+    this.failures = 0;
+    this.loginRequired = false;
+    this.lastRefresh = { at: now, by: settings.holderId };
+    await this.saveState();
+    logger.notice('token_refreshed', `Token refreshed successfully (${describeExpiry(next, now)})`, {
+      by: settings.holderId,
+      generation: next.generation,
+      expiresAt: new Date(next.accessExpiresAt).toISOString(),
+      durationMs: now - start,
+    });
+    if (store && secret.kind === 'read') {
+      try {
+        const v = await pushToSecret({ store, bus, logger, token: next, keep: settings.keepSecretVersions, reason: 'refresh' });
+        this.lastRefresh = { ...this.lastRefresh, version: v };
+        this.pendingPush = false;
+      } catch (err) {
+        this.pendingPush = true;
+        logger.warn('secret_push_failed', 'Refreshed locally; Secret Manager write failed, will retry', { error: errText(err) });
+      }
+    } else if (store) {
+      this.pendingPush = true;
+    }
+    await this.saveState();
+    return 'refreshed';
+  }
+
+  /** I4: a rejected token may simply be an old one; look for a newer pair before failing. */
+  private async onSaxoError(err: SaxoError, presented: TokenSet): Promise<Outcome> {
+    const { logger } = this.d;
+    logger.warn('refresh_api_failed', `Token refresh API failed: ${err.status ?? err.code} - ${err.code}`, {
+      code: err.code,
+      status: err.status,
+      retryable: err.retryable,
+    });
+    if (err.code === 'invalid_grant') {
+      const cache = await this.d.cache.read();
+      const secret = await this.readSecret();
+      const plan = decide({ now: this.d.clock.now(), cache, known: this.known, secret }, this.policy());
+      if (plan.best && compareFreshness(plan.best, presented) > 0) {
+        this.adopt(withNextGeneration(plan.best, this.known, undefined), plan.origin ?? 'cache');
+        if (plan.writeCache) await this.d.cache.write(this.known ?? plan.best);
+        logger.info('recovered_newer_token', 'Refresh token was already used; recovered a newer pair instead');
+        return 'adopted';
+      }
+      this.loginRequired = true;
+      const out = this.countFailure(err.code);
+      logger.error('login_required', 'Login required: Saxo rejected the newest refresh token (run `npx token-keeper login`)');
+      return out === 'failed' ? 'login_required' : out;
+    }
+    return this.countFailure(err.code);
+  }
+
+  private countFailure(reason: string): Outcome {
+    const { logger, settings } = this.d;
+    this.failures += 1;
+    logger.error('refresh_failed', `Token refresh failed (attempt ${this.failures}/${settings.maxRefreshFailures})`, {
+      reason,
+      consecutiveFailures: this.failures,
+    });
+    if (shouldAlert(this.failures, settings.maxRefreshFailures)) {
+      logger.alert(
+        'refresh_alert',
+        `ALERT: Token refresh failed ${this.failures} consecutive times! Manual intervention may be required.`,
+        { consecutiveFailures: this.failures },
+      );
+    }
+    return 'failed';
+  }
+
+  private markLoginRequired(plan: Plan): Outcome {
+    if (!this.loginRequired) {
+      this.d.logger.error('login_required', 'Login required: no usable refresh token (run `npx token-keeper login`)', {
+        health: plan.health,
+      });
+    }
+    this.loginRequired = true;
+    return 'login_required';
+  }
+
+  private logStatus(plan: Plan): void {
+    if (!plan.best || plan.accessLeftMs === undefined) return;
+    const mins = Math.floor(plan.accessLeftMs / 60_000);
+    this.d.logger.info('token_status', `Token status: ${plan.health === 'fresh' ? 'valid' : plan.health}, ${mins} minutes until expiry`, {
+      health: plan.health,
+      accessLeftSeconds: Math.round(plan.accessLeftMs / 1000),
+      refreshLeftSeconds: plan.refreshLeftMs !== undefined ? Math.round(plan.refreshLeftMs / 1000) : undefined,
+      generation: plan.best.generation,
+    });
+  }
+
+  private async saveState(): Promise<void> {
+    try {
+      await this.d.state.write({
+        token: this.known,
+        failures: this.failures,
+        lastRefresh: this.lastRefresh,
+        agentSeenAt: this.d.clock.now(),
+        loginRequired: this.loginRequired,
+      });
+    } catch (err) {
+      this.d.logger.error('state_write_failed', 'Could not write the agent state file', { error: errText(err) });
+    }
+  }
+
+  private policy() {
+    return { refreshThresholdMs: this.d.settings.refreshThresholdMs, refreshTokenAlertMs: this.d.settings.refreshTokenAlertMs };
+  }
+
+  private registerSecrets(t: TokenSet | undefined): void {
+    if (!t) return;
+    this.d.logger.addSecret(t.accessToken);
+    this.d.logger.addSecret(t.refreshToken);
+    this.d.logger.addSecret(t.appSecret);
+  }
+}
+
+export function errText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+export { fingerprint };

@@ -1,0 +1,175 @@
+/**
+ * `token-keeper status`: the token's state from the cache, the agent's state file and (when
+ * configured) the secret. Exit codes (DESIGN §6): 0 healthy, 1 refresh overdue or degraded,
+ * 2 expired / missing / login required. Prints no token material, ever.
+ */
+import type { Config } from '../core/config.js';
+import { decide, type SecretView } from '../core/decide.js';
+import { silentLogger } from '../core/log.js';
+import type { SecretMeta } from '../core/ports.js';
+import type { TokenSet } from '../core/token.js';
+import { createCacheFile } from './cache-file.js';
+import { createStateFile } from './state-file.js';
+import { errText } from './reconciler.js';
+
+export interface StatusReport {
+  health: 'healthy' | 'degraded' | 'refresh_overdue' | 'expired' | 'missing' | 'login_required';
+  exitCode: 0 | 1 | 2;
+  mode: 'standalone' | 'cloud-connected';
+  now: string;
+  token?: {
+    origin: string;
+    generation?: number | undefined;
+    source?: string | undefined;
+    accessExpiresAt: string;
+    accessLeftSeconds: number;
+    refreshExpiresAt?: string | undefined;
+    refreshLeftSeconds?: number | undefined;
+  };
+  cache: { state: 'ok' | 'missing' | 'corrupt' | 'stale'; reason?: string | undefined };
+  secret?: {
+    state: 'ok' | 'unavailable' | 'empty' | 'corrupt' | 'stale';
+    latestVersion?: string | undefined;
+    activeVersions?: number | undefined;
+    consecutiveFailures?: number | undefined;
+    lastRefresh?: { at: string; by: string; version?: string | undefined } | undefined;
+  };
+  agent: {
+    consecutiveFailures: number;
+    lastSeen?: string | undefined;
+    lastSeenSecondsAgo?: number | undefined;
+    lastRefresh?: { at: string; by: string; version?: string | undefined } | undefined;
+    loginRequired: boolean;
+  };
+  problems: string[];
+}
+
+export async function collectStatus(config: Config, now = Date.now()): Promise<StatusReport> {
+  const problems: string[] = [];
+  const cache = await createCacheFile(config.cachePath).read();
+  const state = await createStateFile(config.statePath).read();
+  let secret: SecretView = { kind: 'absent' };
+  let meta: SecretMeta | undefined;
+  let activeVersions: number | undefined;
+  if (config.gcp) {
+    const { connectCloud } = await import('./wiring.js');
+    let cloud: Awaited<ReturnType<typeof connectCloud>>;
+    try {
+      cloud = await connectCloud(config, silentLogger);
+      const [read, m, n] = await Promise.all([cloud!.store.latest(), cloud!.store.meta(), cloud!.store.countVersions()]);
+      secret = { kind: 'read', read };
+      meta = m;
+      activeVersions = n;
+    } catch (err) {
+      secret = { kind: 'unavailable' };
+      problems.push(`Secret Manager unavailable: ${errText(err)}`);
+    } finally {
+      await cloud?.close();
+    }
+  }
+  const plan = decide({ now, cache, known: state?.token, secret }, {
+    refreshThresholdMs: config.refreshThresholdMs,
+    refreshTokenAlertMs: config.refreshTokenAlertMs,
+  });
+  problems.push(...plan.notes);
+
+  const agentFailures = state?.failures ?? 0;
+  const failures = Math.max(agentFailures, meta?.failures ?? 0);
+  const lastSeenAgo = state?.agentSeenAt !== undefined ? (now - state.agentSeenAt) / 1000 : undefined;
+  const loginRequired = (state as { loginRequired?: boolean } | undefined)?.loginRequired === true;
+
+  let health: StatusReport['health'];
+  if (!plan.best) health = 'missing';
+  else if (plan.health === 'login_required' || (loginRequired && plan.origin !== 'secret')) health = 'login_required';
+  else if (plan.health === 'expired') health = 'expired';
+  else if (plan.health === 'due') health = 'refresh_overdue';
+  else health = 'healthy';
+  if (health === 'healthy') {
+    if (failures > 0) problems.push(`${failures} consecutive refresh failure(s)`);
+    if (plan.writeCache) problems.push('the cache is behind the newest token');
+    if (plan.pushSecret) problems.push('the secret is behind the newest token');
+    if (secret.kind === 'unavailable') problems.push('cannot reach Secret Manager');
+    if (lastSeenAgo !== undefined && lastSeenAgo * 1000 > 3 * config.checkIntervalMs) {
+      problems.push(`agent last seen ${Math.round(lastSeenAgo)} s ago`);
+    }
+    if (plan.refreshTokenExpiring) problems.push('the refresh token expires soon');
+    if (failures > 0 || plan.writeCache || plan.pushSecret || secret.kind === 'unavailable' || plan.refreshTokenExpiring ||
+        (lastSeenAgo !== undefined && lastSeenAgo * 1000 > 3 * config.checkIntervalMs)) health = 'degraded';
+  }
+  const exitCode: 0 | 1 | 2 = health === 'healthy' ? 0 : health === 'degraded' || health === 'refresh_overdue' ? 1 : 2;
+
+  const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
+  const tokenInfo = (t: TokenSet) => ({
+    origin: plan.origin ?? 'unknown',
+    generation: t.generation,
+    source: t.source,
+    accessExpiresAt: new Date(t.accessExpiresAt).toISOString(),
+    accessLeftSeconds: Math.round((t.accessExpiresAt - now) / 1000),
+    refreshExpiresAt: iso(t.refreshExpiresAt),
+    refreshLeftSeconds: t.refreshExpiresAt !== undefined ? Math.round((t.refreshExpiresAt - now) / 1000) : undefined,
+  });
+  const lr = (x: { at: number; by: string; version?: string | undefined } | undefined) =>
+    x ? { at: new Date(x.at).toISOString(), by: x.by, version: x.version || undefined } : undefined;
+
+  return {
+    health,
+    exitCode,
+    mode: config.gcp ? 'cloud-connected' : 'standalone',
+    now: new Date(now).toISOString(),
+    token: plan.best ? tokenInfo(plan.best) : undefined,
+    cache: {
+      state: cache.kind === 'ok' ? (plan.writeCache ? 'stale' : 'ok') : cache.kind,
+      reason: cache.kind === 'corrupt' ? cache.reason : undefined,
+    },
+    secret: config.gcp
+      ? {
+          state:
+            secret.kind === 'unavailable' ? 'unavailable'
+            : secret.kind === 'read' && !secret.read ? 'empty'
+            : secret.kind === 'read' && !secret.read?.token ? 'corrupt'
+            : plan.pushSecret ? 'stale' : 'ok',
+          latestVersion: secret.kind === 'read' ? secret.read?.name : undefined,
+          activeVersions,
+          consecutiveFailures: meta?.failures,
+          lastRefresh: lr(meta?.lastRefresh),
+        }
+      : undefined,
+    agent: {
+      consecutiveFailures: agentFailures,
+      lastSeen: iso(state?.agentSeenAt),
+      lastSeenSecondsAgo: lastSeenAgo !== undefined ? Math.round(lastSeenAgo) : undefined,
+      lastRefresh: lr(state?.lastRefresh),
+      loginRequired,
+    },
+    problems,
+  };
+}
+
+function dur(seconds: number | undefined): string {
+  if (seconds === undefined) return 'unknown';
+  const neg = seconds < 0;
+  const s = Math.abs(seconds);
+  const txt = s >= 3600 ? `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m` : `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
+  return neg ? `expired ${txt} ago` : `in ${txt}`;
+}
+
+export function formatStatus(r: StatusReport): string {
+  const lines = [`token-keeper status: ${r.health.toUpperCase()} (exit ${r.exitCode}), ${r.mode}`];
+  if (r.token) {
+    lines.push(`  access token   expires ${dur(r.token.accessLeftSeconds)} (${r.token.accessExpiresAt})`);
+    lines.push(`  refresh token  expires ${dur(r.token.refreshLeftSeconds)}${r.token.refreshExpiresAt ? ` (${r.token.refreshExpiresAt})` : ''}`);
+    lines.push(`  newest pair    generation ${r.token.generation ?? '?'} from ${r.token.origin}, obtained by ${r.token.source ?? 'unknown'}`);
+  } else {
+    lines.push('  no token in the cache, the agent state or the secret: run `npx token-keeper login`');
+  }
+  lines.push(`  cache          ${r.cache.state}${r.cache.reason ? ` (${r.cache.reason})` : ''}`);
+  if (r.secret) {
+    lines.push(`  secret         ${r.secret.state}${r.secret.latestVersion ? `, latest ${r.secret.latestVersion}` : ''}${r.secret.activeVersions !== undefined ? `, ${r.secret.activeVersions} active version(s)` : ''}`);
+    if (r.secret.lastRefresh) lines.push(`  last refresh   ${r.secret.lastRefresh.at} by ${r.secret.lastRefresh.by}${r.secret.lastRefresh.version ? ` (${r.secret.lastRefresh.version})` : ''}`);
+  }
+  if (r.agent.lastRefresh) lines.push(`  agent refresh  ${r.agent.lastRefresh.at} by ${r.agent.lastRefresh.by}`);
+  lines.push(`  failures       ${r.agent.consecutiveFailures} (agent)${r.secret?.consecutiveFailures !== undefined ? `, ${r.secret.consecutiveFailures} (cloud)` : ''}`);
+  lines.push(`  agent seen     ${r.agent.lastSeen ? `${r.agent.lastSeen} (${r.agent.lastSeenSecondsAgo} s ago)` : 'never'}`);
+  for (const p of r.problems) lines.push(`  ! ${p}`);
+  return lines.join('\n');
+}

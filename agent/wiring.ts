@@ -1,0 +1,64 @@
+/**
+ * Builds the real adapters from a Config. Cloud clients are imported lazily so that a standalone
+ * agent (and `status` without GCP settings) never loads the gRPC stacks.
+ */
+import type { Config } from '../core/config.js';
+import type { Logger } from '../core/log.js';
+import type { EventBus, SecretStore } from '../core/ports.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import { createSaxoClient } from '../core/saxo/client.js';
+import { createCacheFile } from './cache-file.js';
+import { acquireFlock } from './flock.js';
+import { createStateFile } from './state-file.js';
+import type { ReconcilerDeps } from './reconciler.js';
+
+export interface Cloud {
+  store: SecretStore;
+  bus: EventBus;
+  close(): Promise<void>;
+}
+
+export async function connectCloud(config: Config, logger: Logger): Promise<Cloud | undefined> {
+  const gcp = config.gcp;
+  if (!gcp) return undefined;
+  const [{ createSecretManagerClient, createPubSub }, { createSecretStore }, { createEventBus }] = await Promise.all([
+    import('../core/gcp/clients.js'),
+    import('../core/gcp/secret-store.js'),
+    import('../core/gcp/event-bus.js'),
+  ]);
+  const client = await createSecretManagerClient(gcp);
+  const pubsub = await createPubSub(gcp);
+  const store = createSecretStore({ client, projectId: gcp.projectId, secretId: gcp.secretId, logger });
+  const bus = createEventBus({ pubsub, topicId: gcp.topicId, subscriptionId: gcp.subscriptionId, logger });
+  return {
+    store,
+    bus,
+    close: async () => {
+      await Promise.allSettled([client.close(), pubsub.close()]);
+    },
+  };
+}
+
+export function reconcilerDeps(config: Config, logger: Logger, cloud?: Cloud, clock: Clock = systemClock): ReconcilerDeps {
+  return {
+    clock,
+    cache: createCacheFile(config.cachePath, { logger }),
+    lock: () => acquireFlock(config.lockPath, { timeoutMs: config.lockTimeoutMs, retryMs: config.lockRetryMs, clock }),
+    state: createStateFile(config.statePath, { logger }),
+    saxo: createSaxoClient({ authBaseUrl: config.authBaseUrl, httpTimeoutMs: config.httpTimeoutMs, clock, logger }),
+    store: cloud?.store,
+    bus: cloud?.bus,
+    logger,
+    settings: {
+      refreshThresholdMs: config.refreshThresholdMs,
+      refreshTokenAlertMs: config.refreshTokenAlertMs,
+      maxRefreshFailures: config.maxRefreshFailures,
+      keepSecretVersions: config.keepSecretVersions,
+      leaseTtlMs: config.leaseTtlMs,
+      expiryMarginMs: config.expiryMarginMs,
+      holderId: config.holderId,
+      appKey: config.appKey,
+      appSecret: config.appSecret,
+    },
+  };
+}

@@ -1,0 +1,137 @@
+/**
+ * The one decision function (Vault-Agent's reconciler, made pure): given what each source holds
+ * right now, say what must happen. No IO, no clock reads: callers pass `now`.
+ * Used by the VM agent (all sources), the cloud function (secret only) and `status`.
+ */
+import type { CacheRead, SecretRead } from './ports.js';
+import { compareFreshness, type TokenSet } from './token.js';
+
+export type SecretView =
+  | { kind: 'absent' } // standalone: no Secret Manager configured
+  | { kind: 'unknown' } // configured, not consulted this round
+  | { kind: 'unavailable' } // configured, did not answer
+  | { kind: 'read'; read: SecretRead | undefined }; // answered (undefined: no enabled version)
+
+export interface View {
+  now: number;
+  cache: CacheRead;
+  /** The newest pair this process has seen (agent state file, or memory). */
+  known?: TokenSet | undefined;
+  secret: SecretView;
+}
+
+export interface Policy {
+  /** Refresh when no more than this remains of the newest access token. */
+  refreshThresholdMs: number;
+  /** Warn when the refresh token itself has no more than this left. */
+  refreshTokenAlertMs: number;
+}
+
+export type Health = 'fresh' | 'due' | 'expired' | 'login_required';
+export type Origin = 'cache' | 'known' | 'secret';
+
+export interface Plan {
+  /** The newest usable pair across all sources, and where it came from. */
+  best?: TokenSet | undefined;
+  origin?: Origin | undefined;
+  /** The cache is missing, corrupt, or older than `best`: rewrite it (undo a stale writer, I2/I6). */
+  writeCache: boolean;
+  /** The agent's own record is behind `best`. */
+  updateKnown: boolean;
+  /** Secret Manager answered and holds something older than `best` (or nothing): push `best` up. */
+  pushSecret: boolean;
+  /** `best` is within the threshold and its refresh token may still be alive. */
+  refresh: boolean;
+  health: Health;
+  /** Milliseconds left on `best`'s access / refresh token (negative when past). */
+  accessLeftMs?: number | undefined;
+  refreshLeftMs?: number | undefined;
+  /** The refresh token is close to dying and nobody has refreshed: page someone early. */
+  refreshTokenExpiring: boolean;
+  /** Problems worth a log line (corrupt inputs, stale writers). Never contain token text. */
+  notes: string[];
+}
+
+interface Candidate {
+  token: TokenSet;
+  origin: Origin;
+}
+
+export function decide(view: View, policy: Policy): Plan {
+  const notes: string[] = [];
+  const candidates: Candidate[] = [];
+  if (view.cache.kind === 'ok') candidates.push({ token: view.cache.token, origin: 'cache' });
+  else if (view.cache.kind === 'corrupt') notes.push(`cache corrupt: ${view.cache.reason}`);
+  if (view.known) candidates.push({ token: view.known, origin: 'known' });
+  const secretToken = view.secret.kind === 'read' ? view.secret.read?.token : undefined;
+  if (view.secret.kind === 'read' && view.secret.read && !view.secret.read.token) {
+    notes.push(`secret version ${view.secret.read.version} unusable: ${view.secret.read.error ?? 'corrupt'}`);
+  }
+  if (secretToken) candidates.push({ token: secretToken, origin: 'secret' });
+
+  // Newest wins; on a tie prefer the source earlier in this order (no needless writes).
+  let best: Candidate | undefined;
+  for (const c of candidates) if (!best || compareFreshness(c.token, best.token) > 0) best = c;
+
+  if (!best) {
+    return {
+      writeCache: false,
+      updateKnown: false,
+      pushSecret: false,
+      refresh: false,
+      health: 'login_required',
+      refreshTokenExpiring: false,
+      notes: [...notes, 'no token in any source'],
+    };
+  }
+
+  const b = best.token;
+  const cacheToken = view.cache.kind === 'ok' ? view.cache.token : undefined;
+  const writeCache = !cacheToken || compareFreshness(b, cacheToken) > 0;
+  if (cacheToken && writeCache) notes.push('cache holds an older pair than the newest known (stale writer undone)');
+  const updateKnown = !view.known || compareFreshness(b, view.known) > 0;
+  const pushSecret = view.secret.kind === 'read' && (!secretToken || compareFreshness(b, secretToken) > 0);
+
+  const accessLeftMs = b.accessExpiresAt - view.now;
+  const refreshLeftMs = b.refreshExpiresAt !== undefined ? b.refreshExpiresAt - view.now : undefined;
+  const refreshDead = refreshLeftMs !== undefined && refreshLeftMs <= 0;
+  const due = accessLeftMs <= policy.refreshThresholdMs;
+
+  let health: Health;
+  if (refreshDead) health = 'login_required';
+  else if (accessLeftMs <= 0) health = 'expired';
+  else if (due) health = 'due';
+  else health = 'fresh';
+
+  // A refresh token about to die matters only if nothing will refresh it in time: flag it when the
+  // access token is not yet due (a due token gets refreshed this round anyway).
+  const refreshTokenExpiring =
+    !refreshDead && refreshLeftMs !== undefined && refreshLeftMs <= policy.refreshTokenAlertMs && !due;
+
+  return {
+    best: b,
+    origin: best.origin,
+    writeCache,
+    updateKnown,
+    pushSecret,
+    refresh: due && !refreshDead,
+    health,
+    accessLeftMs,
+    refreshLeftMs,
+    refreshTokenExpiring,
+    notes,
+  };
+}
+
+/** Alert on the Nth consecutive failure and every `max` after (5, 10, 15 …), not on every tick. */
+export function shouldAlert(consecutiveFailures: number, max: number): boolean {
+  return consecutiveFailures >= max && (consecutiveFailures - max) % max === 0;
+}
+
+/** The cloud function's view: only the secret matters. */
+export function decideCloud(now: number, read: SecretRead | undefined, cloudThresholdMs: number): Plan {
+  return decide(
+    { now, cache: { kind: 'missing' }, known: undefined, secret: { kind: 'read', read } },
+    { refreshThresholdMs: cloudThresholdMs, refreshTokenAlertMs: 0 },
+  );
+}
