@@ -1,0 +1,104 @@
+/**
+ * Crash-safe small-file IO shared by the cache file and the agent's state file (invariant I3):
+ * unique tmp (O_EXCL|O_NOFOLLOW, 0600) → write → fsync → rename over the target → fsync the dir.
+ * A reader sees the old file or the new one, never a mix; a symlink is never followed.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as C, promises as fsp } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+export type WriteStage = 'opened' | 'written' | 'synced' | 'renamed';
+
+export interface AtomicWriteOptions {
+  /** Final file mode (default 0o600). */
+  mode?: number;
+  /** Test seam: called after each stage; a throw simulates a failure (crash) at that point. */
+  onStage?: (stage: WriteStage, tmpPath: string) => void | Promise<void>;
+  /** Test seam: tmp-name suffix generator (default: 12 random hex chars). */
+  tmpSuffix?: () => string;
+}
+
+const TMP_ATTEMPTS = 5;
+
+/** The tmp names this module uses for `path`: `.<base>.<suffix>.tmp` in the same directory. */
+export function tmpPathFor(path: string, suffix: string): string {
+  return join(dirname(path), `.${basename(path)}.${suffix}.tmp`);
+}
+
+export async function atomicWriteFile(path: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): Promise<void> {
+  const mode = opts.mode ?? 0o600;
+  const suffix = opts.tmpSuffix ?? (() => randomBytes(6).toString('hex'));
+  const flags = C.O_CREAT | C.O_EXCL | C.O_WRONLY | C.O_NOFOLLOW;
+
+  let tmp = '';
+  let fh: fsp.FileHandle | undefined;
+  // O_EXCL refuses anything already at the name (a planted file or symlink): pick another name.
+  for (let i = 0; ; i++) {
+    tmp = tmpPathFor(path, suffix());
+    try {
+      fh = await fsp.open(tmp, flags, mode);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || i + 1 >= TMP_ATTEMPTS) throw e;
+    }
+  }
+
+  let renamed = false;
+  try {
+    await opts.onStage?.('opened', tmp);
+    await fh.chmod(mode); // the umask may have narrowed it; make the final mode exact
+    await fh.writeFile(data);
+    await opts.onStage?.('written', tmp);
+    await fh.sync();
+    await opts.onStage?.('synced', tmp);
+    await fh.close();
+    fh = undefined;
+    await fsp.rename(tmp, path); // replaces a symlink at `path` itself, never its target
+    renamed = true;
+    await opts.onStage?.('renamed', tmp);
+    await fsyncDir(dirname(path));
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    if (!renamed) await fsp.unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Make the rename itself durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const dh = await fsp.open(dir, C.O_RDONLY | C.O_DIRECTORY);
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
+  }
+}
+
+export type SafeRead =
+  | { kind: 'ok'; text: string }
+  | { kind: 'missing' }
+  | { kind: 'unusable'; reason: string };
+
+/**
+ * Read a small regular file without following a symlink at `path`. Bad shapes (symlink, directory,
+ * oversize) are reported, not thrown; other IO errors (EACCES, EIO) are thrown.
+ */
+export async function readFileNoFollow(path: string, maxBytes = 1 << 20): Promise<SafeRead> {
+  let fh: fsp.FileHandle;
+  try {
+    fh = await fsp.open(path, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { kind: 'missing' };
+    if (code === 'ELOOP') return { kind: 'unusable', reason: 'path is a symlink (not followed)' };
+    throw e;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) return { kind: 'unusable', reason: 'not a regular file' };
+    if (st.size > maxBytes) return { kind: 'unusable', reason: `file too large (${st.size} bytes)` };
+    return { kind: 'ok', text: await fh.readFile({ encoding: 'utf8' }) };
+  } finally {
+    await fh.close();
+  }
+}

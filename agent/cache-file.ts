@@ -1,0 +1,55 @@
+/**
+ * The bots' token cache (`saxo_token_cache.json`, DESIGN §3) as a TokenCache.
+ * Reads take no lock (as the bots do); bad content is reported as `corrupt`, never thrown (I6).
+ * Writes are crash-safe (atomic-write.ts) and 0600; the caller holds the flock.
+ *
+ * Unknown keys: the file is rewritten from the TokenSet alone, so callers keep keys they do not know
+ * by passing a TokenSet whose `extra` carries them (decodeFlat puts them there on read). The one
+ * exception is app_key/app_secret: when the TokenSet lacks them they are carried over from the
+ * current file, because bots may rely on finding them there.
+ */
+import { encodeFlat, parseFlat } from '../core/codec.js';
+import type { Logger } from '../core/log.js';
+import type { CacheRead, TokenCache } from '../core/ports.js';
+import type { TokenSet } from '../core/token.js';
+import { atomicWriteFile, readFileNoFollow, type AtomicWriteOptions } from './atomic-write.js';
+
+export interface CacheFileOptions {
+  logger?: Logger;
+  /** Test seams for the crash-safe write. */
+  write?: Pick<AtomicWriteOptions, 'onStage' | 'tmpSuffix'>;
+}
+
+export function createCacheFile(path: string, opts: CacheFileOptions = {}): TokenCache {
+  const read = async (): Promise<CacheRead> => {
+    const raw = await readFileNoFollow(path);
+    if (raw.kind === 'missing') return raw;
+    if (raw.kind === 'unusable') return { kind: 'corrupt', reason: raw.reason };
+    const decoded = parseFlat(raw.text);
+    if (!decoded.ok) return { kind: 'corrupt', reason: decoded.reason };
+    opts.logger?.addSecret(decoded.token.accessToken);
+    opts.logger?.addSecret(decoded.token.refreshToken);
+    opts.logger?.addSecret(decoded.token.appSecret);
+    return { kind: 'ok', token: decoded.token };
+  };
+
+  const write = async (token: TokenSet): Promise<void> => {
+    let toWrite = token;
+    if (token.appKey === undefined || token.appSecret === undefined) {
+      const cur = await read().catch(() => undefined);
+      if (cur?.kind === 'ok') {
+        toWrite = {
+          ...token,
+          appKey: token.appKey ?? cur.token.appKey,
+          appSecret: token.appSecret ?? cur.token.appSecret,
+        };
+      }
+    }
+    opts.logger?.addSecret(token.accessToken);
+    opts.logger?.addSecret(token.refreshToken);
+    opts.logger?.addSecret(toWrite.appSecret);
+    await atomicWriteFile(path, JSON.stringify(encodeFlat(toWrite), null, 2) + '\n', { mode: 0o600, ...opts.write });
+  };
+
+  return { path, read, write };
+}

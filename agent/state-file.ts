@@ -1,0 +1,86 @@
+/**
+ * The agent's private record of the newest token it has seen, so that after a restart a stale or
+ * corrupt cache is put right from here rather than refreshed with (I2, I3). Same crash-safe 0600
+ * write as the cache. Format: {version:1, token: <flat encoding>, failures, lastRefresh, agentSeenAt}.
+ */
+import { z } from 'zod';
+import { decodeFlat, encodeFlat } from '../core/codec.js';
+import type { Logger } from '../core/log.js';
+import type { TokenSet } from '../core/token.js';
+import { atomicWriteFile, readFileNoFollow, type AtomicWriteOptions } from './atomic-write.js';
+
+export interface AgentState {
+  token?: TokenSet | undefined;
+  failures: number;
+  lastRefresh?: { at: number; by: string; version?: string | undefined } | undefined;
+  agentSeenAt?: number | undefined;
+}
+
+export interface StateFile {
+  readonly path: string;
+  /** Undefined when missing or corrupt (the reason is logged, never the content). */
+  read(): Promise<AgentState | undefined>;
+  write(state: AgentState): Promise<void>;
+}
+
+const stateSchema = z.object({
+  version: z.literal(1),
+  token: z.unknown().optional(),
+  failures: z.number().int().nonnegative(),
+  lastRefresh: z
+    .object({ at: z.number().finite(), by: z.string(), version: z.string().optional() })
+    .optional(),
+  agentSeenAt: z.number().finite().optional(),
+});
+
+export interface StateFileOptions {
+  logger?: Logger;
+  write?: Pick<AtomicWriteOptions, 'onStage' | 'tmpSuffix'>;
+}
+
+export function createStateFile(path: string, opts: StateFileOptions = {}): StateFile {
+  const corrupt = (reason: string): undefined => {
+    opts.logger?.warn('state_file_corrupt', 'Agent state file unusable; ignoring it', { path, reason });
+    return undefined;
+  };
+
+  const read = async (): Promise<AgentState | undefined> => {
+    const raw = await readFileNoFollow(path);
+    if (raw.kind === 'missing') return undefined;
+    if (raw.kind === 'unusable') return corrupt(raw.reason);
+    let json: unknown;
+    try {
+      json = JSON.parse(raw.text);
+    } catch {
+      return corrupt(`not valid JSON (${raw.text.length} bytes)`);
+    }
+    const parsed = stateSchema.safeParse(json);
+    if (!parsed.success) {
+      return corrupt(parsed.error.issues.map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.code}`).join('; '));
+    }
+    const s = parsed.data;
+    let token: TokenSet | undefined;
+    if (s.token !== undefined) {
+      const d = decodeFlat(s.token);
+      if (!d.ok) return corrupt(`token: ${d.reason}`);
+      token = d.token;
+      opts.logger?.addSecret(token.accessToken);
+      opts.logger?.addSecret(token.refreshToken);
+      opts.logger?.addSecret(token.appSecret);
+    }
+    return { token, failures: s.failures, lastRefresh: s.lastRefresh, agentSeenAt: s.agentSeenAt };
+  };
+
+  const write = async (state: AgentState): Promise<void> => {
+    const body = {
+      version: 1,
+      ...(state.token ? { token: encodeFlat(state.token) } : {}),
+      failures: state.failures,
+      ...(state.lastRefresh ? { lastRefresh: state.lastRefresh } : {}),
+      ...(state.agentSeenAt !== undefined ? { agentSeenAt: state.agentSeenAt } : {}),
+    };
+    await atomicWriteFile(path, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, ...opts.write });
+  };
+
+  return { path, read, write };
+}
