@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
+import { isLoopbackHttp } from './client.js';
 
 export interface AuthorizationUrlParams {
   authBaseUrl: string;
@@ -16,6 +17,8 @@ export interface AuthorizationUrlParams {
 export function buildAuthorizationUrl(p: AuthorizationUrlParams): string {
   const base = p.authBaseUrl.replace(/\/+$/, '');
   const config = new oidc.Configuration({ issuer: base, authorization_endpoint: `${base}/authorize` }, p.appKey);
+  // Plain HTTP only towards this machine (stand-in, demo); openid-client throws for anything else.
+  if (isLoopbackHttp(new URL(base))) oidc.allowInsecureRequests(config);
   return oidc
     .buildAuthorizationUrl(config, {
       response_type: 'code',

@@ -265,5 +265,8 @@ describe('saxo authorize helpers', () => {
       code_challenge: challenge,
       code_challenge_method: 'S256',
     });
+    // Plain http only on loopback.
+    expect(buildAuthorizationUrl({ authBaseUrl: 'http://127.0.0.1:9/', appKey: APP_KEY, redirectUri: 'http://localhost/cb', state, codeChallenge: challenge })).toMatch(/^http:\/\/127\.0\.0\.1:9\/authorize\?/);
+    expect(() => buildAuthorizationUrl({ authBaseUrl: 'http://saxo.example.com', appKey: APP_KEY, redirectUri: 'http://localhost/cb', state, codeChallenge: challenge })).toThrow(/HTTPS/);
   });
 });

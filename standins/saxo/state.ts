@@ -1,0 +1,142 @@
+/**
+ * The stand-in's OAuth bookkeeping, free of HTTP: single-use rotating refresh tokens, access tokens,
+ * authorization codes with PKCE, and the counters invariant tests assert on (I1: reusedPresentations
+ * must stay 0). Tokens are never stored in stats — only short fingerprints.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+
+export interface IssuedPair {
+  access_token: string;
+  token_type: 'Bearer';
+  refresh_token: string;
+  expires_in: number;
+  refresh_token_expires_in: number;
+}
+
+export interface StandinStats {
+  refreshes: number;
+  codeExchanges: number;
+  /** Refresh tokens that reached grant processing (faults answered before it are not counted). */
+  presentations: number;
+  /** Presentations of an already-consumed refresh token. */
+  reusedPresentations: number;
+  invalidGrants: number;
+  /** Fingerprints of the reused tokens, never the tokens. */
+  reusedTokens: string[];
+  faultsServed: number;
+  authorizations: number;
+}
+
+export type GrantResult = { ok: true; pair: IssuedPair } | { ok: false; status: number; error: string; description: string };
+
+interface RefreshRecord {
+  clientId: string | undefined;
+  expiresAt: number;
+  consumedAt?: number;
+}
+
+interface CodeRecord {
+  clientId: string;
+  redirectUri: string;
+  challenge: string;
+  expiresAt: number;
+}
+
+export const fingerprintToken = (t: string): string => createHash('sha256').update(t).digest('hex').slice(0, 12);
+const randomToken = (prefix: string): string => `${prefix}${randomBytes(36).toString('base64url')}`;
+const CODE_LIFETIME_MS = 120_000;
+
+export class StandinState {
+  accessLifetimeSec: number;
+  refreshLifetimeSec: number;
+  private readonly refreshTokens = new Map<string, RefreshRecord>();
+  private readonly accessTokens = new Map<string, { expiresAt: number; clientId: string | undefined }>();
+  private readonly codes = new Map<string, CodeRecord>();
+  readonly counters: StandinStats = {
+    refreshes: 0,
+    codeExchanges: 0,
+    presentations: 0,
+    reusedPresentations: 0,
+    invalidGrants: 0,
+    reusedTokens: [],
+    faultsServed: 0,
+    authorizations: 0,
+  };
+
+  constructor(
+    private readonly now: () => number,
+    lifetimes: { accessLifetimeSec: number; refreshLifetimeSec: number },
+  ) {
+    this.accessLifetimeSec = lifetimes.accessLifetimeSec;
+    this.refreshLifetimeSec = lifetimes.refreshLifetimeSec;
+  }
+
+  /** A fresh valid pair, as the token endpoint would issue it. */
+  issue(clientId?: string): IssuedPair {
+    const now = this.now();
+    const access = randomToken('sa_');
+    const refresh = randomToken('sr_');
+    this.accessTokens.set(access, { expiresAt: now + this.accessLifetimeSec * 1000, clientId });
+    this.refreshTokens.set(refresh, { clientId, expiresAt: now + this.refreshLifetimeSec * 1000 });
+    return {
+      access_token: access,
+      token_type: 'Bearer',
+      refresh_token: refresh,
+      expires_in: this.accessLifetimeSec,
+      refresh_token_expires_in: this.refreshLifetimeSec,
+    };
+  }
+
+  private invalid(description: string): GrantResult {
+    this.counters.invalidGrants++;
+    return { ok: false, status: 400, error: 'invalid_grant', description };
+  }
+
+  /** grant_type=refresh_token: consume once, rotate. */
+  refresh(token: string, clientId: string): GrantResult {
+    this.counters.presentations++;
+    const rec = this.refreshTokens.get(token);
+    if (!rec) return this.invalid('unknown refresh token');
+    if (rec.consumedAt !== undefined) {
+      this.counters.reusedPresentations++;
+      this.counters.reusedTokens.push(fingerprintToken(token));
+      return this.invalid('refresh token already used');
+    }
+    if (rec.clientId !== undefined && rec.clientId !== clientId) return this.invalid('refresh token issued to another client');
+    if (this.now() >= rec.expiresAt) return this.invalid('refresh token expired');
+    rec.consumedAt = this.now();
+    this.counters.refreshes++;
+    return { ok: true, pair: this.issue(rec.clientId ?? clientId) };
+  }
+
+  /** GET /authorize: remember the PKCE challenge behind a single-use code. */
+  authorize(clientId: string, redirectUri: string, challenge: string): string {
+    const code = randomToken('sc_');
+    this.codes.set(code, { clientId, redirectUri, challenge, expiresAt: this.now() + CODE_LIFETIME_MS });
+    this.counters.authorizations++;
+    return code;
+  }
+
+  /** grant_type=authorization_code. The code is spent whatever the outcome (RFC 6749 §4.1.2). */
+  exchangeCode(code: string, clientId: string, redirectUri: string, verifier: string): GrantResult {
+    const rec = this.codes.get(code);
+    this.codes.delete(code);
+    if (!rec) return this.invalid('unknown or used authorization code');
+    if (this.now() >= rec.expiresAt) return this.invalid('authorization code expired');
+    if (rec.clientId !== clientId) return this.invalid('code issued to another client');
+    if (rec.redirectUri !== redirectUri) return this.invalid('redirect_uri mismatch');
+    const challenge = createHash('sha256').update(verifier, 'ascii').digest('base64url');
+    if (!verifier || challenge !== rec.challenge) return this.invalid('PKCE verification failed');
+    this.counters.codeExchanges++;
+    return { ok: true, pair: this.issue(clientId) };
+  }
+
+  isValidAccessToken(token: string): boolean {
+    const rec = this.accessTokens.get(token);
+    return rec !== undefined && this.now() < rec.expiresAt;
+  }
+
+  stats(): StandinStats {
+    return { ...this.counters, reusedTokens: [...this.counters.reusedTokens] };
+  }
+}
