@@ -8,7 +8,7 @@ token_expiry = naive local now + expires_in - margin).
 
 Modes:
   loop       --duration S --interval S --report FILE : work like a bot, one JSON line per tick
-  hold-lock  --hold S      : take the lock, print LOCKED, hold, release, print RELEASED
+  hold-lock  --hold S      : take the lock (print WAITING if contended), print LOCKED, hold, release, print RELEASED
   try-lock                 : one LOCK_EX|LOCK_NB attempt; print LOCKED (exit 0) or EWOULDBLOCK (exit 1)
   write-stale --from FILE  : write the given pair into the cache without the lock, like a careless script
   read                     : print the cache as JSON (null when missing or unreadable)
@@ -61,11 +61,15 @@ class Coordinator:
         self.lock_fd = fd
         return True
 
-    def acquire(self):
+    def acquire(self, announce=False):
         deadline = time.monotonic() + self.args.lock_timeout
+        first = True
         while True:
             if self.try_lock_once():
                 return
+            if announce and first:
+                out("WAITING")  # lets tests see the bot is contending, without sleeping
+            first = False
             if time.monotonic() >= deadline:
                 raise LockTimeout()
             time.sleep(0.1)
@@ -148,7 +152,7 @@ class Coordinator:
         cache = self.read_cache()
         if self.trusted(cache):
             return cache, False
-        self.acquire()
+        self.acquire(announce=True)
         try:
             cache = self.read_cache()  # someone may have refreshed while we waited
             if self.trusted(cache):
@@ -214,7 +218,7 @@ def main():
 
     if a.mode == "hold-lock":
         try:
-            c.acquire()
+            c.acquire(announce=True)
         except LockTimeout:
             out("LOCK_TIMEOUT")
             return 3
