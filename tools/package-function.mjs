@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+// Builds the Cloud Function's deploy package in build/function/: the compiled dist/core and
+// dist/functions plus a package.json whose dependencies need no native build (fs-ext is the agent's
+// only), so Cloud Build's `npm install` never runs node-gyp. Terraform zips the directory.
+//
+// Usage: node tools/package-function.mjs [--no-build] [--root DIR] [--out DIR]
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import process from 'node:process';
+import { fileURLToPath } from 'node:url';
+
+/** Always shipped: the function's runtime. */
+const BASE_DEPS = [
+  '@google-cloud/functions-framework',
+  '@google-cloud/secret-manager',
+  '@google-cloud/pubsub',
+  'openid-client',
+  'zod',
+];
+/** Need a native build or only make sense on the VM: must never be reachable from the function. */
+const FORBIDDEN = new Set(['fs-ext', 'proper-lockfile', 'chokidar']);
+const ENTRY = 'functions/index.js';
+
+class PackageError extends Error {}
+
+function parseArgs(argv) {
+  const opts = { build: true, root: resolve(dirname(fileURLToPath(import.meta.url)), '..'), out: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--no-build') opts.build = false;
+    else if (a === '--root' && argv[i + 1]) opts.root = resolve(argv[++i]);
+    else if (a === '--out' && argv[i + 1]) opts.out = resolve(argv[++i]);
+    else throw new PackageError(`unknown argument: ${a}`);
+  }
+  opts.out ??= join(opts.root, 'build', 'function');
+  return opts;
+}
+
+function build(root) {
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) throw new PackageError('TypeScript build failed');
+}
+
+function copyJs(from, to) {
+  cpSync(from, to, {
+    recursive: true,
+    // Only runtime code: no .d.ts, no source maps pointing at sources that are not shipped.
+    filter: (src) => statSync(src).isDirectory() || src.endsWith('.js'),
+  });
+}
+
+const STATIC_IMPORT = /^\s*(?:import|export)\b[^'";]*?['"]([^'"\s]+)['"]/gm;
+const DYNAMIC_IMPORT = /\bimport\(\s*['"]([^'"\s]+)['"]\s*\)/g;
+const BUILTINS = new Set(builtinModules);
+
+function specifiers(code) {
+  const out = [];
+  for (const re of [STATIC_IMPORT, DYNAMIC_IMPORT]) for (const m of code.matchAll(re)) out.push(m[1]);
+  return out;
+}
+
+function packageName(spec) {
+  const parts = spec.split('/');
+  return spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+}
+
+/** Walks the import graph from the entry; returns the bare packages reachable from it. */
+function reachablePackages(outDir) {
+  const seen = new Set();
+  const packages = new Map(); // name -> first importer
+  const stack = [join(outDir, ENTRY)];
+  while (stack.length) {
+    const file = stack.pop();
+    if (seen.has(file)) continue;
+    seen.add(file);
+    for (const spec of specifiers(readFileSync(file, 'utf8'))) {
+      if (spec.startsWith('.')) {
+        const target = resolve(dirname(file), spec);
+        const rel = relative(outDir, target);
+        if (rel.split(sep)[0] === '..' || !existsSync(target)) {
+          throw new PackageError(`${relative(outDir, file)} imports ${spec}, which is not in the package (only core/ and functions/ are shipped)`);
+        }
+        stack.push(target);
+      } else if (!spec.startsWith('node:') && !BUILTINS.has(spec)) {
+        const name = packageName(spec);
+        if (!packages.has(name)) packages.set(name, relative(outDir, file));
+      }
+    }
+  }
+  return packages;
+}
+
+function main(argv) {
+  const opts = parseArgs(argv);
+  const rootPkg = JSON.parse(readFileSync(join(opts.root, 'package.json'), 'utf8'));
+  if (opts.build) build(opts.root);
+  const dist = join(opts.root, 'dist');
+  if (!existsSync(join(dist, ENTRY))) throw new PackageError(`${join(dist, ENTRY)} is missing; run npm run build`);
+
+  rmSync(opts.out, { recursive: true, force: true });
+  mkdirSync(opts.out, { recursive: true });
+  copyJs(join(dist, 'core'), join(opts.out, 'core'));
+  copyJs(join(dist, 'functions'), join(opts.out, 'functions'));
+
+  const rootDeps = rootPkg.dependencies ?? {};
+  const names = new Set(BASE_DEPS);
+  for (const [name, importer] of reachablePackages(opts.out)) {
+    if (FORBIDDEN.has(name)) throw new PackageError(`${importer} imports ${name}, which the function must not need (native / VM-only)`);
+    if (!(name in rootDeps)) throw new PackageError(`${importer} imports ${name}, which is not a dependency in package.json`);
+    names.add(name);
+  }
+  const dependencies = {};
+  for (const name of [...names].sort()) {
+    if (!(name in rootDeps)) throw new PackageError(`${name} is missing from package.json dependencies`);
+    dependencies[name] = rootDeps[name];
+  }
+  const pkg = {
+    name: `${rootPkg.name}-function`,
+    version: rootPkg.version,
+    private: true,
+    description: 'token-keeper Cloud Function (generated by tools/package-function.mjs; do not edit)',
+    type: 'module',
+    main: ENTRY,
+    engines: { node: '22' },
+    dependencies,
+  };
+  writeFileSync(join(opts.out, 'package.json'), JSON.stringify(pkg, null, 2) + '\n');
+  process.stdout.write(`package-function: wrote ${relative(process.cwd(), opts.out) || '.'} (deps: ${Object.keys(dependencies).join(', ')})\n`);
+}
+
+try {
+  main(process.argv.slice(2));
+} catch (err) {
+  if (!(err instanceof PackageError)) throw err;
+  process.stderr.write(`package-function: ${err.message}\n`);
+  process.exitCode = 1;
+}
