@@ -52,7 +52,8 @@ function copyJs(from, to) {
   });
 }
 
-const STATIC_IMPORT = /^\s*(?:import|export)\b[^'";]*?['"]([^'"\s]+)['"]/gm;
+// `import x, { a as b } from 'm'`, `import 'm'`, `export * from 'm'` (tsc output: one per line start).
+const STATIC_IMPORT = /^\s*(?:import|export)\s+(?:[\w$*{}\s,]+?\s*from\s*)?['"]([^'"\s]+)['"]/gm;
 const DYNAMIC_IMPORT = /\bimport\(\s*['"]([^'"\s]+)['"]\s*\)/g;
 const BUILTINS = new Set(builtinModules);
 

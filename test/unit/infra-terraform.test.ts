@@ -4,7 +4,7 @@
  * custom role equal to the Secret Manager calls the code makes), plus the function packager.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -329,7 +329,9 @@ describe('tools/package-function.mjs', () => {
         "import { readFileSync } from 'node:fs';\nimport { a } from '../core/a.js';\nimport {\n  http,\n} from '@google-cloud/functions-framework';\nimport { z } from 'zod';\nexport const x = 1;\n",
       'dist/functions/index.js.map': '{}',
       'dist/functions/index.d.ts': 'export {};',
-      'dist/core/a.js': "import * as grpc from '@grpc/grpc-js';\nexport const a = 1; // we import tokens from 'the secret'\n",
+      'dist/core/a.js':
+        "import * as grpc from '@grpc/grpc-js';\nexport const a = 1; // we import tokens from 'the secret'\nexport function f() {\n  return 'none';\n}\nexport * as t from './t.js';\n",
+      'dist/core/t.js': "import type from 'zod';\nexport {};\n",
       'dist/core/gcp/b.js': "export const b = await import('./c.js');\n",
       // Not reachable from the entry: copied, but its VM-only import does not count.
       'dist/core/watch.js': "import chokidar from 'chokidar';\n",
@@ -385,6 +387,18 @@ describe('tools/package-function.mjs', () => {
       const pkg = JSON.parse(readFileSync(join(out, 'package.json'), 'utf8'));
       expect(Object.keys(pkg.dependencies)).not.toContain('fs-ext');
       expect(pkg.dependencies['@google-cloud/functions-framework']).toBeTruthy();
+      // The package is self-contained: loading its entry registers the HTTP function.
+      symlinkSync(join(ROOT, 'node_modules'), join(out, 'node_modules'), 'dir');
+      const probe =
+        "await import('./functions/index.js'); const t = await import('@google-cloud/functions-framework/testing');" +
+        "process.stdout.write(typeof t.getFunction('refreshToken'));";
+      const load = spawnSync(process.execPath, ['--input-type=module', '-e', probe], {
+        cwd: out,
+        encoding: 'utf8',
+        env: { ...process.env, METADATA_SERVER_DETECTION: 'none' },
+        timeout: 20_000,
+      });
+      expect(load.stdout).toBe('function');
     },
   );
 });
