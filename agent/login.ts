@@ -1,0 +1,188 @@
+/**
+ * `token-keeper login`: authorization code + PKCE (S256) + state on a loopback redirect, then the
+ * new pair is stored where the system reads it: the secret (and announced, so every agent picks
+ * it up) and/or the local cache under the bots' flock. Only 127.0.0.1 is ever bound.
+ */
+import { createServer, type Server } from 'node:http';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { loadConfig, type Config } from '../core/config.js';
+import { createLogger, type Logger } from '../core/log.js';
+import type { TokenEndpoint } from '../core/ports.js';
+import { buildAuthorizationUrl, createPkce, randomState } from '../core/saxo/authorize.js';
+import { createSaxoClient } from '../core/saxo/client.js';
+import { compareFreshness, fromResponse, type TokenSet } from '../core/token.js';
+import { pushToSecret, withNextGeneration } from '../core/push.js';
+import { createCacheFile } from './cache-file.js';
+import { acquireFlock } from './flock.js';
+import { createStateFile } from './state-file.js';
+import { connectCloud } from './wiring.js';
+import { errText } from './reconciler.js';
+
+export class LoginError extends Error {
+  override readonly name = 'LoginError';
+}
+
+export interface LoginFlowOptions {
+  authBaseUrl: string;
+  appKey: string;
+  appSecret?: string | undefined;
+  redirectUri: string;
+  timeoutMs: number;
+  saxo: TokenEndpoint;
+  /** Receives the authorize URL (open a browser, print it, or follow it in a test). */
+  onUrl: (url: string) => void;
+  logger: Logger;
+  now?: () => number;
+  expiryMarginMs?: number;
+}
+
+/** Runs the browser half and the code exchange. Resolves with the new pair (generation unset). */
+export async function performLogin(o: LoginFlowOptions): Promise<TokenSet> {
+  const redirect = new URL(o.redirectUri);
+  if (redirect.protocol !== 'http:' || !['localhost', '127.0.0.1'].includes(redirect.hostname)) {
+    throw new LoginError(`SAXO_REDIRECT_URI must be an http://localhost or http://127.0.0.1 URL, got ${redirect.origin}`);
+  }
+  const pkce = createPkce();
+  const state = randomState();
+  let server: Server | undefined;
+  const code = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new LoginError(`No browser callback within ${Math.round(o.timeoutMs / 1000)} s`)), o.timeoutMs);
+    server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', o.redirectUri);
+      if (url.pathname !== redirect.pathname) {
+        res.writeHead(404).end('not found');
+        return;
+      }
+      const page = (status: number, text: string) =>
+        res.writeHead(status, { 'content-type': 'text/html; charset=utf-8' }).end(`<!doctype html><title>token-keeper</title><p>${text}</p>`);
+      if (url.searchParams.get('state') !== state) {
+        o.logger.warn('login_state_mismatch', 'Rejected a callback with a wrong state parameter');
+        page(400, 'State mismatch: this callback does not belong to the running login. Close this tab.');
+        return;
+      }
+      const error = url.searchParams.get('error');
+      const got = url.searchParams.get('code');
+      clearTimeout(timer);
+      if (error || !got) {
+        page(400, 'Saxo did not return an authorization code.');
+        reject(new LoginError(`Authorization failed: ${(error ?? 'no code').slice(0, 60)}`));
+        return;
+      }
+      page(200, 'Signed in. token-keeper is storing the new token; you can close this tab.');
+      resolve(got);
+    });
+    server.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new LoginError(`Cannot listen on ${redirect.host}: ${err.message}`));
+    });
+    server.listen(Number(redirect.port || 80), '127.0.0.1', () => {
+      o.onUrl(
+        buildAuthorizationUrl({ authBaseUrl: o.authBaseUrl, appKey: o.appKey, redirectUri: o.redirectUri, state, codeChallenge: pkce.challenge }),
+      );
+    });
+  }).finally(() => {
+    server?.closeAllConnections?.();
+    server?.close();
+  });
+  o.logger.addSecret(code);
+  const now = o.now ?? Date.now;
+  const start = now();
+  const res = await o.saxo.exchangeCode(code, pkce.verifier, {
+    appKey: o.appKey,
+    appSecret: o.appSecret,
+    redirectUri: o.redirectUri,
+    deadline: start + 60_000,
+  });
+  const t = fromResponse(res, now(), undefined, 'login', o.expiryMarginMs);
+  return { ...t, generation: undefined, appKey: o.appKey, appSecret: o.appSecret };
+}
+
+export type LoginTarget = 'auto' | 'secret' | 'cache' | 'both';
+
+/** Store the pair; refuses to replace a pair newer than it unless `force`. Returns where it went. */
+export async function storeLogin(config: Config, token: TokenSet, target: LoginTarget, force: boolean, logger: Logger): Promise<string[]> {
+  const useSecret = target === 'secret' || target === 'both' || (target === 'auto' && !!config.gcp);
+  const useCache = target === 'cache' || target === 'both' || (target === 'auto' && (!config.gcp || existsSync(config.dataDir)));
+  if (useSecret && !config.gcp) throw new LoginError('--target secret needs GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID');
+  const cloud = useSecret ? await connectCloud(config, logger) : undefined;
+  const stored: string[] = [];
+  try {
+    const cache = createCacheFile(config.cachePath, { logger });
+    const stateFile = createStateFile(config.statePath, { logger });
+    const latest = cloud ? await cloud.store.latest() : undefined;
+    const cached = useCache ? await cache.read() : undefined;
+    const known = useCache ? (await stateFile.read())?.token : undefined;
+    const existing = [latest?.token, cached?.kind === 'ok' ? cached.token : undefined, known];
+    for (const e of existing) {
+      if (e && e.accessExpiresAt > token.accessExpiresAt && compareFreshness(e, token) > 0 && !force) {
+        throw new LoginError('A newer token pair is already stored (someone refreshed during the login); use --force to replace it');
+      }
+    }
+    const pair = withNextGeneration(token, ...existing);
+    if (cloud) {
+      const v = await pushToSecret({ store: cloud.store, bus: cloud.bus, logger, token: pair, keep: config.keepSecretVersions, reason: 'login' });
+      stored.push(v);
+    }
+    if (useCache) {
+      const held = await acquireFlock(config.lockPath, { timeoutMs: config.lockTimeoutMs });
+      try {
+        await cache.write(pair);
+      } finally {
+        await held.release();
+      }
+      stored.push(config.cachePath);
+    }
+    logger.notice('login_stored', `Login complete: new token stored (generation ${pair.generation})`, { stored, generation: pair.generation });
+    return stored;
+  } finally {
+    await cloud?.close();
+  }
+}
+
+function openBrowser(url: string): boolean {
+  const cmd = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'cmd' : 'xdg-open';
+  if (process.platform === 'linux' && !process.env.DISPLAY && !process.env.WAYLAND_DISPLAY) return false;
+  try {
+    const args = process.platform === 'win32' ? ['/c', 'start', '', url] : [url];
+    spawn(cmd, args, { stdio: 'ignore', detached: true }).on('error', () => undefined).unref();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function runLogin(o: { force?: boolean; open: boolean; timeout: string; target: string }): Promise<number> {
+  const config = loadConfig();
+  const logger = createLogger({ format: config.logFormat, component: 'login' });
+  logger.addSecret(config.appSecret);
+  if (!config.appKey) {
+    process.stderr.write('token-keeper login: set SAXO_APP_KEY (and SAXO_APP_SECRET for a confidential app)\n');
+    return 2;
+  }
+  if (!['auto', 'secret', 'cache', 'both'].includes(o.target)) {
+    process.stderr.write(`token-keeper login: --target must be auto, secret, cache or both\n`);
+    return 2;
+  }
+  try {
+    const token = await performLogin({
+      authBaseUrl: config.authBaseUrl,
+      appKey: config.appKey,
+      appSecret: config.appSecret,
+      redirectUri: config.redirectUri,
+      timeoutMs: Number(o.timeout) * 1000,
+      saxo: createSaxoClient({ authBaseUrl: config.authBaseUrl, httpTimeoutMs: config.httpTimeoutMs, logger }),
+      logger,
+      expiryMarginMs: config.expiryMarginMs,
+      onUrl: (url) => {
+        const opened = o.open && openBrowser(url);
+        process.stderr.write(`${opened ? 'Opened your browser. If it did not open, visit' : 'Open this URL in a browser'}:\n\n  ${url}\n\nWaiting for the redirect to ${config.redirectUri} …\n`);
+      },
+    });
+    await storeLogin(config, token, o.target as LoginTarget, o.force === true, logger);
+    return 0;
+  } catch (err) {
+    logger.error('login_failed', `Login failed: ${errText(err)}`);
+    return 1;
+  }
+}
