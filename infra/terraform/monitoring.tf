@@ -3,13 +3,22 @@
 resource "google_logging_metric" "refresh_alert" {
   project     = var.project_id
   name        = "${var.name_prefix}-refresh-alert"
-  description = "token-keeper refresh_alert events (consecutive refresh failures, login required, refresh token about to lapse)."
-  filter      = "jsonPayload.event=\"refresh_alert\" AND (severity=ALERT OR jsonPayload.severity=\"ALERT\")"
+  description = "token-keeper ALERT events: refresh_alert (consecutive failures), refresh_token_expiring, secret_write_lost."
+  filter      = "(severity=ALERT OR jsonPayload.severity=\"ALERT\") AND (jsonPayload.event=\"refresh_alert\" OR jsonPayload.event=\"refresh_token_expiring\" OR jsonPayload.event=\"secret_write_lost\")"
 
   metric_descriptor {
     metric_kind = "DELTA"
     value_type  = "INT64"
     unit        = "1"
+    labels {
+      key         = "event"
+      value_type  = "STRING"
+      description = "refresh_alert, refresh_token_expiring or secret_write_lost"
+    }
+  }
+
+  label_extractors = {
+    event = "EXTRACT(jsonPayload.event)"
   }
 
   depends_on = [google_project_service.api]
@@ -22,10 +31,19 @@ resource "google_logging_metric" "token_refreshed" {
   description = "token-keeper token_refreshed events (function or agent)."
   filter      = "jsonPayload.event=\"token_refreshed\""
 
+  label_extractors = {
+    by = "EXTRACT(jsonPayload.by)"
+  }
+
   metric_descriptor {
     metric_kind = "DELTA"
     value_type  = "INT64"
     unit        = "1"
+    labels {
+      key         = "by"
+      value_type  = "STRING"
+      description = "holder id of the refresher (function or agent host)"
+    }
   }
 
   depends_on = [google_project_service.api]

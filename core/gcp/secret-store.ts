@@ -1,0 +1,267 @@
+/**
+ * SecretStore on Secret Manager. The payload is the bots' flat JSON (codec.ts) with a crc32c
+ * checksum; the cross-host lease and refresh bookkeeping live in the secret's annotations and are
+ * changed only by UpdateSecret with the current etag (compare-and-swap; DESIGN §4).
+ *
+ * IAM: permissions are derived from the literal `client.<method>(` calls in this file.
+ */
+import type { SecretManagerServiceClient, protos } from '@google-cloud/secret-manager';
+import { parseFlat, serializeFlat } from '../codec.js';
+import { SecretStoreError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { SecretMeta, SecretRead, SecretStore } from '../ports.js';
+import type { TokenSet } from '../token.js';
+import { checksumValue, crc32c } from './crc32c.js';
+import { grpcCode, isConflict, Status, toStoreError } from './grpc-errors.js';
+
+export { ensureSecret } from './provision.js';
+
+export const ANNOTATION = {
+  leaseHolder: 'tk-lease-holder',
+  leaseExpires: 'tk-lease-expires',
+  failures: 'tk-failures',
+  lastRefreshAt: 'tk-last-refresh-at',
+  lastRefreshBy: 'tk-last-refresh-by',
+  lastRefreshVersion: 'tk-last-refresh-version',
+} as const;
+
+export interface SecretStoreOptions {
+  client: SecretManagerServiceClient;
+  projectId: string;
+  secretId: string;
+  logger?: Logger | undefined;
+  /** Deadline per operation (default 10 s); idempotent reads retry UNAVAILABLE within it. */
+  timeoutMs?: number | undefined;
+}
+
+type RecordArg = { failures?: number; lastRefresh?: SecretMeta['lastRefresh'] };
+type Secret = protos.google.cloud.secretmanager.v1.ISecret;
+
+const CAS_ATTEMPTS = 3;
+
+export function parseMeta(secret: Secret): SecretMeta {
+  const a: Record<string, string> = { ...(secret.annotations ?? {}) };
+  const holder = a[ANNOTATION.leaseHolder];
+  const expiresAt = Number(a[ANNOTATION.leaseExpires]);
+  const failures = Number(a[ANNOTATION.failures]);
+  const at = Number(a[ANNOTATION.lastRefreshAt]);
+  return {
+    etag: secret.etag ?? '',
+    lease: holder && Number.isFinite(expiresAt) ? { holder, expiresAt } : undefined,
+    failures: Number.isInteger(failures) && failures >= 0 ? failures : 0,
+    lastRefresh: Number.isFinite(at)
+      ? { at, by: a[ANNOTATION.lastRefreshBy] ?? '', version: a[ANNOTATION.lastRefreshVersion] ?? '' }
+      : undefined,
+    annotations: a,
+  };
+}
+
+/** Apply a record to annotations; a lastRefresh older than the stored one never replaces it. */
+function applyRecord(a: Record<string, string>, record: RecordArg | undefined): void {
+  if (!record) return;
+  if (record.failures !== undefined) a[ANNOTATION.failures] = String(Math.max(0, Math.floor(record.failures)));
+  const lr = record.lastRefresh;
+  const storedAt = Number(a[ANNOTATION.lastRefreshAt]);
+  if (lr && !(Number.isFinite(storedAt) && storedAt > lr.at)) {
+    a[ANNOTATION.lastRefreshAt] = String(lr.at);
+    a[ANNOTATION.lastRefreshBy] = lr.by;
+    a[ANNOTATION.lastRefreshVersion] = lr.version;
+  }
+}
+
+function versionNumber(name: string): number {
+  const n = Number(name.slice(name.lastIndexOf('/') + 1));
+  return Number.isInteger(n) ? n : 0;
+}
+
+export function createSecretStore(opts: SecretStoreOptions): SecretStore {
+  const { client, logger } = opts;
+  const secretName = `projects/${opts.projectId}/secrets/${opts.secretId}`;
+  const timeout = opts.timeoutMs ?? 10_000;
+  // Reads may retry transient outages inside the deadline; writes never retry automatically
+  // (AddSecretVersion is not idempotent, UpdateSecret is a CAS the caller re-runs itself).
+  const readCall = {
+    timeout,
+    retry: {
+      retryCodes: [Status.UNAVAILABLE, Status.RESOURCE_EXHAUSTED],
+      backoffSettings: {
+        initialRetryDelayMillis: 200,
+        retryDelayMultiplier: 2,
+        maxRetryDelayMillis: 2000,
+        initialRpcTimeoutMillis: timeout,
+        rpcTimeoutMultiplier: 1,
+        maxRpcTimeoutMillis: timeout,
+        totalTimeoutMillis: timeout,
+      },
+    },
+  };
+  const writeCall = { timeout, retry: null };
+
+  const versionName = (ref: string | number): string => {
+    if (typeof ref === 'number') return `${secretName}/versions/${ref}`;
+    return ref.includes('/') ? ref : `${secretName}/versions/${ref}`;
+  };
+
+  async function access(name: string): Promise<SecretRead | undefined> {
+    let res: protos.google.cloud.secretmanager.v1.IAccessSecretVersionResponse;
+    try {
+      [res] = await client.accessSecretVersion({ name }, readCall);
+    } catch (e) {
+      const c = grpcCode(e);
+      // NOT_FOUND: no such version / no enabled version; FAILED_PRECONDITION: destroyed or disabled.
+      if (c === Status.NOT_FOUND || c === Status.FAILED_PRECONDITION) return undefined;
+      throw toStoreError(e, 'AccessSecretVersion');
+    }
+    const resolved = res.name ?? name;
+    const read: SecretRead = { name: resolved, version: versionNumber(resolved) };
+    const data = Buffer.from(res.payload?.data ?? []);
+    const payload = res.payload as (typeof res.payload & { _dataCrc32c?: string }) | null | undefined;
+    const expected = payload?._dataCrc32c === 'dataCrc32c' ? checksumValue(payload.dataCrc32c) : undefined;
+    if (expected !== undefined && expected !== crc32c(data)) {
+      read.error = 'payload checksum mismatch (data corrupted in transit)';
+    } else {
+      const parsed = parseFlat(data.toString('utf8'));
+      if (parsed.ok) {
+        read.token = parsed.token;
+        logger?.addSecret(parsed.token.accessToken);
+        logger?.addSecret(parsed.token.refreshToken);
+        logger?.addSecret(parsed.token.appSecret);
+      } else {
+        read.error = `payload unusable: ${parsed.reason}`;
+      }
+    }
+    if (read.error) logger?.warn('secret_payload_corrupt', 'Secret version payload cannot be used', { version: resolved, reason: read.error });
+    return read;
+  }
+
+  async function getSecret(): Promise<Secret> {
+    try {
+      const [secret] = await client.getSecret({ name: secretName }, readCall);
+      if (!secret.etag) throw new SecretStoreError('other', `Secret ${secretName} has no etag; compare-and-swap impossible`);
+      return secret;
+    } catch (e) {
+      throw toStoreError(e, 'GetSecret');
+    }
+  }
+
+  /** UpdateSecret(annotations) guarded by `etag`. Returns false on a CAS conflict. */
+  async function casAnnotations(etag: string, annotations: Record<string, string>): Promise<boolean> {
+    try {
+      await client.updateSecret(
+        { secret: { name: secretName, etag, annotations }, updateMask: { paths: ['annotations'] } },
+        writeCall,
+      );
+      return true;
+    } catch (e) {
+      if (isConflict(e)) return false;
+      throw toStoreError(e, 'UpdateSecret');
+    }
+  }
+
+  /** Read–modify–CAS with a bounded number of attempts; `mutate` returns false to skip the write. */
+  async function updateAnnotations(op: string, mutate: (a: Record<string, string>) => boolean): Promise<void> {
+    for (let attempt = 1; attempt <= CAS_ATTEMPTS; attempt++) {
+      const secret = await getSecret();
+      const a: Record<string, string> = { ...(secret.annotations ?? {}) };
+      if (!mutate(a)) return;
+      if (await casAnnotations(secret.etag!, a)) return;
+      logger?.debug('secret_cas_retry', `${op}: etag changed, retrying`, { attempt });
+    }
+    throw new SecretStoreError('conflict', `Secret Manager ${op}: etag kept changing after ${CAS_ATTEMPTS} attempts`);
+  }
+
+  async function listLive(): Promise<{ name: string; version: number }[]> {
+    try {
+      const [versions] = await client.listSecretVersions(
+        { parent: secretName, filter: 'state:ENABLED OR state:DISABLED' },
+        readCall,
+      );
+      return versions
+        .filter((v) => v.state !== 'DESTROYED')
+        .map((v) => ({ name: v.name ?? '', version: versionNumber(v.name ?? '') }))
+        .sort((x, y) => y.version - x.version);
+    } catch (e) {
+      throw toStoreError(e, 'ListSecretVersions');
+    }
+  }
+
+  return {
+    latest: () => access(`${secretName}/versions/latest`),
+
+    version: (ref) => access(versionName(ref)),
+
+    async add(token: TokenSet) {
+      logger?.addSecret(token.accessToken);
+      logger?.addSecret(token.refreshToken);
+      logger?.addSecret(token.appSecret);
+      const data = Buffer.from(serializeFlat(token), 'utf8');
+      try {
+        const [v] = await client.addSecretVersion(
+          { parent: secretName, payload: { data, dataCrc32c: crc32c(data) } },
+          writeCall,
+        );
+        const name = v.name ?? '';
+        return { name, version: versionNumber(name) };
+      } catch (e) {
+        throw toStoreError(e, 'AddSecretVersion');
+      }
+    },
+
+    async prune(keep: number) {
+      if (!Number.isInteger(keep) || keep < 1) throw new SecretStoreError('other', `prune keep must be an integer ≥ 1, got ${keep}`);
+      const live = await listLive();
+      let destroyed = 0;
+      for (const v of live.slice(keep)) {
+        try {
+          await client.destroySecretVersion({ name: v.name }, readCall);
+          destroyed++;
+        } catch (e) {
+          const c = grpcCode(e);
+          // Someone else (a bot, another pruner) destroyed it first: the goal is met.
+          if (c === Status.FAILED_PRECONDITION || c === Status.NOT_FOUND) continue;
+          throw toStoreError(e, 'DestroySecretVersion');
+        }
+      }
+      if (destroyed > 0) logger?.info('secret_versions_pruned', `Destroyed ${destroyed} old secret versions`, { destroyed, keep });
+      return destroyed;
+    },
+
+    async countVersions() {
+      return (await listLive()).length;
+    },
+
+    async meta() {
+      return parseMeta(await getSecret());
+    },
+
+    async acquireLease(holder, ttlMs, now) {
+      const secret = await getSecret();
+      const meta = parseMeta(secret);
+      if (meta.lease && meta.lease.holder !== holder && meta.lease.expiresAt > now) return false;
+      const a = { ...meta.annotations, [ANNOTATION.leaseHolder]: holder, [ANNOTATION.leaseExpires]: String(now + ttlMs) };
+      const won = await casAnnotations(meta.etag, a);
+      logger?.debug(won ? 'lease_acquired' : 'lease_lost_race', won ? 'Lease acquired' : 'Lease race lost', { holder });
+      return won;
+    },
+
+    async releaseLease(holder, record) {
+      await updateAnnotations('releaseLease', (a) => {
+        const ours = a[ANNOTATION.leaseHolder] === holder;
+        if (!ours && !record) return false;
+        if (ours) {
+          delete a[ANNOTATION.leaseHolder];
+          delete a[ANNOTATION.leaseExpires];
+        }
+        applyRecord(a, record);
+        return true;
+      });
+    },
+
+    async record(record) {
+      await updateAnnotations('record', (a) => {
+        applyRecord(a, record);
+        return true;
+      });
+    },
+  };
+}
