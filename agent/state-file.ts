@@ -14,6 +14,8 @@ export interface AgentState {
   failures: number;
   lastRefresh?: { at: number; by: string; version?: string | undefined } | undefined;
   agentSeenAt?: number | undefined;
+  /** Saxo rejected the newest refresh token and nothing newer exists: a person must log in. */
+  loginRequired?: boolean | undefined;
 }
 
 export interface StateFile {
@@ -31,6 +33,7 @@ const stateSchema = z.object({
     .object({ at: z.number().finite(), by: z.string(), version: z.string().optional() })
     .optional(),
   agentSeenAt: z.number().finite().optional(),
+  loginRequired: z.boolean().optional(),
 });
 
 export interface StateFileOptions {
@@ -68,7 +71,7 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       opts.logger?.addSecret(token.refreshToken);
       opts.logger?.addSecret(token.appSecret);
     }
-    return { token, failures: s.failures, lastRefresh: s.lastRefresh, agentSeenAt: s.agentSeenAt };
+    return { token, failures: s.failures, lastRefresh: s.lastRefresh, agentSeenAt: s.agentSeenAt, loginRequired: s.loginRequired };
   };
 
   const write = async (state: AgentState): Promise<void> => {
@@ -78,6 +81,7 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       failures: state.failures,
       ...(state.lastRefresh ? { lastRefresh: state.lastRefresh } : {}),
       ...(state.agentSeenAt !== undefined ? { agentSeenAt: state.agentSeenAt } : {}),
+      ...(state.loginRequired ? { loginRequired: true } : {}),
     };
     await atomicWriteFile(path, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, ...opts.write });
   };

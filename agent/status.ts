@@ -76,7 +76,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
   const agentFailures = state?.failures ?? 0;
   const failures = Math.max(agentFailures, meta?.failures ?? 0);
   const lastSeenAgo = state?.agentSeenAt !== undefined ? (now - state.agentSeenAt) / 1000 : undefined;
-  const loginRequired = (state as { loginRequired?: boolean } | undefined)?.loginRequired === true;
+  const loginRequired = state?.loginRequired === true;
 
   let health: StatusReport['health'];
   if (!plan.best) health = 'missing';
