@@ -1,0 +1,111 @@
+/**
+ * EventBus on Pub/Sub: TOKEN_ROTATED announcements (no token material, I5). Delivery is
+ * at-least-once and unordered, so handlers must be idempotent; this adapter only validates,
+ * dispatches and acks/nacks.
+ */
+import type { Message, PubSub, Subscription } from '@google-cloud/pubsub';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { EventBus, TokenRotatedEvent } from '../ports.js';
+
+export { ensureTopicAndSubscription } from './provision.js';
+
+export interface EventBusOptions {
+  pubsub: PubSub;
+  topicId: string;
+  subscriptionId?: string | undefined;
+  logger?: Logger | undefined;
+  /** Outstanding messages per subscriber (default 4; rotations are rare). */
+  maxMessages?: number | undefined;
+}
+
+const isoInstant = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'not an ISO 8601 instant');
+
+export const tokenRotatedEventSchema = z.object({
+  type: z.literal('TOKEN_ROTATED'),
+  version: z.string().regex(/^projects\/[^/]+\/secrets\/[^/]+\/versions\/\d+$/),
+  generation: z.number().int().nonnegative(),
+  accessExpiresAt: isoInstant,
+  source: z.string().max(200),
+  publishedAt: isoInstant,
+});
+
+/** Parse a message body; the reason never echoes the body. */
+export function parseTokenRotated(data: Buffer): { ok: true; event: TokenRotatedEvent } | { ok: false; reason: string } {
+  let value: unknown;
+  try {
+    value = JSON.parse(data.toString('utf8'));
+  } catch {
+    return { ok: false, reason: `not valid JSON (${data.length} bytes)` };
+  }
+  const r = tokenRotatedEventSchema.safeParse(value);
+  if (!r.success) {
+    const fields = [...new Set(r.error.issues.map((i) => i.path.join('.') || '(root)'))].join(', ');
+    return { ok: false, reason: `invalid fields: ${fields}` };
+  }
+  return { ok: true, event: r.data };
+}
+
+export function createEventBus(opts: EventBusOptions): EventBus {
+  const { pubsub, logger } = opts;
+  const topic = pubsub.topic(opts.topicId);
+
+  return {
+    async publish(event) {
+      const body = tokenRotatedEventSchema.parse(event);
+      return topic.publishMessage({
+        data: Buffer.from(JSON.stringify(body), 'utf8'),
+        attributes: { type: 'TOKEN_ROTATED', generation: String(body.generation) },
+      });
+    },
+
+    async subscribe(handler) {
+      if (!opts.subscriptionId) throw new ConfigError('EventBus.subscribe needs a subscription id (TOKEN_SUBSCRIPTION_ID)');
+      const subscription: Subscription = pubsub.subscription(opts.subscriptionId, {
+        flowControl: { maxMessages: opts.maxMessages ?? 4, allowExcessMessages: false },
+      });
+      const inFlight = new Set<Promise<void>>();
+
+      const onMessage = (message: Message) => {
+        const parsed = parseTokenRotated(message.data);
+        if (!parsed.ok) {
+          // Redelivering a malformed message would never make it valid: log and drop it (I6).
+          logger?.warn('event_malformed', 'Ignoring malformed Pub/Sub message', { messageId: message.id, reason: parsed.reason });
+          message.ack();
+          return;
+        }
+        const p = handler(parsed.event, { id: message.id }).then(
+          () => message.ack(),
+          (err: unknown) => {
+            logger?.warn('event_handler_failed', 'Event handler failed; message will be redelivered', {
+              messageId: message.id,
+              version: parsed.event.version,
+              error: err instanceof Error ? err.message : String(err),
+            });
+            message.nack();
+          },
+        );
+        inFlight.add(p);
+        void p.finally(() => inFlight.delete(p));
+      };
+      const onError = (err: Error) => {
+        // The client reconnects streaming pull by itself; surface it for operators.
+        logger?.warn('event_subscription_error', 'Pub/Sub subscription error', { error: err.message });
+      };
+      subscription.on('message', onMessage);
+      subscription.on('error', onError);
+
+      let closed = false;
+      return async () => {
+        if (closed) return;
+        closed = true;
+        subscription.removeListener('message', onMessage);
+        // Let running handlers settle their ack/nack before the stream goes away.
+        await Promise.allSettled([...inFlight]);
+        await subscription.close();
+        subscription.removeListener('error', onError);
+      };
+    },
+  };
+}

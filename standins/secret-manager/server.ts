@@ -1,0 +1,180 @@
+/**
+ * A local Secret Manager v1 gRPC server for tests and the demo. Loaded from the client package's own
+ * protos so the real SecretManagerServiceClient talks to it unchanged (insecure, 127.0.0.1 only).
+ * Fault injection (codes, latency, outage) lets tests exercise the adapters' error paths.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { RpcError, SecretManagerState, type VersionState } from './state.js';
+
+export type { VersionState } from './state.js';
+
+export const SECRET_MANAGER_METHODS = [
+  'CreateSecret',
+  'GetSecret',
+  'ListSecrets',
+  'UpdateSecret',
+  'DeleteSecret',
+  'AddSecretVersion',
+  'GetSecretVersion',
+  'AccessSecretVersion',
+  'ListSecretVersions',
+  'DestroySecretVersion',
+  'DisableSecretVersion',
+  'EnableSecretVersion',
+] as const;
+export type SecretManagerMethod = (typeof SECRET_MANAGER_METHODS)[number];
+
+export interface Fault {
+  code: grpc.status;
+  /** How many matching calls fail (default 1; Infinity for "until cleared"). */
+  times?: number;
+  /** Method names (e.g. 'AccessSecretVersion'); all methods when omitted. */
+  methods?: string[];
+  message?: string;
+}
+
+export interface SecretManagerServer {
+  readonly port: number;
+  /** "127.0.0.1:PORT", the value for SECRET_MANAGER_EMULATOR_HOST. */
+  readonly host: string;
+  /** Method names in the order they were received (including failed ones). */
+  readonly calls: string[];
+  inject(fault: Fault): void;
+  clearFaults(): void;
+  setLatency(ms: number): void;
+  setUnavailable(on: boolean): void;
+  /** While on, AccessSecretVersion returns flipped payload bytes with the original checksum (bit rot in transit). */
+  setCorruptAccess(on: boolean): void;
+  versionStates(secret: string, project?: string): { version: number; state: VersionState }[];
+  close(): Promise<void>;
+}
+
+/** google-gax does not export its package.json: walk up from its entry point instead. */
+function packageDir(entry: string, name: string): string {
+  let dir = dirname(entry);
+  while (dir !== dirname(dir)) {
+    const pj = join(dir, 'package.json');
+    if (existsSync(pj) && (JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === name) return dir;
+    dir = dirname(dir);
+  }
+  throw new Error(`cannot locate package ${name}`);
+}
+
+let cachedDefinition: grpc.ServiceDefinition | undefined;
+
+function serviceDefinition(): grpc.ServiceDefinition {
+  if (cachedDefinition) return cachedDefinition;
+  // Resolve the protos shipped inside the client packages (not a copy), so fields never drift.
+  const smPkg = createRequire(import.meta.url).resolve('@google-cloud/secret-manager/package.json');
+  const smRoot = join(dirname(smPkg), 'build', 'protos');
+  const gaxRoot = join(packageDir(createRequire(smPkg).resolve('google-gax'), 'google-gax'), 'build', 'protos');
+  const def = protoLoader.loadSync('google/cloud/secretmanager/v1/service.proto', {
+    includeDirs: [smRoot, gaxRoot],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: false,
+    oneofs: true,
+  });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    google: { cloud: { secretmanager: { v1: { SecretManagerService: grpc.ServiceClientConstructor } } } };
+  };
+  cachedDefinition = pkg.google.cloud.secretmanager.v1.SecretManagerService.service;
+  return cachedDefinition;
+}
+
+function corrupt(res: Record<string, unknown>): void {
+  const payload = res.payload as { data?: Buffer } | undefined;
+  if (!payload?.data || payload.data.length === 0) return;
+  const data = Buffer.from(payload.data);
+  data[0] = data[0]! ^ 0x01;
+  payload.data = data;
+}
+
+export async function startSecretManagerServer(opts: { port?: number } = {}): Promise<SecretManagerServer> {
+  const state = new SecretManagerState();
+  const server = new grpc.Server();
+  const calls: string[] = [];
+  let faults: (Fault & { remaining: number })[] = [];
+  let latencyMs = 0;
+  let unavailable = false;
+  let corruptAccess = false;
+
+  const takeFault = (method: string): Fault | undefined => {
+    const f = faults.find((x) => x.remaining > 0 && (!x.methods || x.methods.includes(method)));
+    if (!f) return undefined;
+    f.remaining--;
+    faults = faults.filter((x) => x.remaining > 0);
+    return f;
+  };
+
+  const handlers: grpc.UntypedServiceImplementation = {};
+  for (const method of SECRET_MANAGER_METHODS) {
+    const impl = state[method].bind(state) as (req: Record<string, unknown>) => Record<string, unknown>;
+    handlers[method] = (call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      calls.push(method);
+      const run = () => {
+        if (unavailable) return callback({ code: grpc.status.UNAVAILABLE, details: 'Secret Manager stand-in is unavailable' });
+        const fault = takeFault(method);
+        if (fault) return callback({ code: fault.code, details: fault.message ?? `injected fault (${grpc.status[fault.code]})` });
+        try {
+          const res = impl(call.request);
+          if (corruptAccess && method === 'AccessSecretVersion') corrupt(res);
+          callback(null, res);
+        } catch (e) {
+          if (e instanceof RpcError) callback({ code: e.code, details: e.message });
+          else callback({ code: grpc.status.INTERNAL, details: e instanceof Error ? e.message : 'internal error' });
+        }
+      };
+      // The mutation still happens when the client gave up meanwhile: the real service may apply a
+      // request whose response never arrives, and callers must cope with that.
+      if (latencyMs > 0) setTimeout(run, latencyMs);
+      else run();
+    };
+  }
+  server.addService(serviceDefinition(), handlers);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`127.0.0.1:${opts.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    );
+  });
+
+  return {
+    port,
+    host: `127.0.0.1:${port}`,
+    calls,
+    inject: (fault) => {
+      faults.push({ ...fault, remaining: fault.times ?? 1 });
+    },
+    clearFaults: () => {
+      faults = [];
+    },
+    setLatency: (ms) => {
+      latencyMs = Math.max(0, ms);
+    },
+    setUnavailable: (on) => {
+      unavailable = on;
+    },
+    setCorruptAccess: (on) => {
+      corruptAccess = on;
+    },
+    versionStates: (secret, project) => state.versionStates(secret, project),
+    close: () =>
+      new Promise<void>((resolve) => {
+        // Graceful first; clients with open channels must not keep a test process hanging.
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 1000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}

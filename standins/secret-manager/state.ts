@@ -1,0 +1,349 @@
+/**
+ * The in-memory model behind the Secret Manager stand-in: resources, etags, version states and the
+ * error codes the real v1 API answers with. Messages are proto-loader objects with snake_case keys.
+ */
+import { randomBytes } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
+import { checksumValue, crc32c } from '../../core/gcp/crc32c.js';
+
+export class RpcError extends Error {
+  constructor(
+    readonly code: status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type VersionState = 'ENABLED' | 'DISABLED' | 'DESTROYED';
+
+interface StoredVersion {
+  number: number;
+  state: VersionState;
+  createTime: number;
+  destroyTime?: number | undefined;
+  data?: Buffer | undefined;
+  crc: number;
+  clientChecksum: boolean;
+  etag: string;
+}
+
+interface StoredSecret {
+  project: string;
+  id: string;
+  createTime: number;
+  replication: unknown;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  versionAliases: Record<string, number>;
+  topics: unknown[];
+  etag: string;
+  versions: StoredVersion[];
+  nextVersion: number;
+}
+
+type Msg = Record<string, unknown>;
+
+const MAX_PAYLOAD = 64 * 1024;
+const MAX_ANNOTATIONS_BYTES = 16 * 1024;
+const SECRET_ID = /^[a-zA-Z0-9_-]{1,255}$/;
+const ANNOTATION_KEY = /^[a-zA-Z0-9]([a-zA-Z0-9._/-]{0,61}[a-zA-Z0-9])?$/;
+const MAX_PAGE = 25_000;
+
+const newEtag = (): string => `"${randomBytes(8).toString('hex')}"`;
+const ts = (ms: number) => ({ seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 });
+
+function str(m: Msg, key: string): string {
+  const v = m[key];
+  return typeof v === 'string' ? v : '';
+}
+
+function strMap(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) out[k] = String(x);
+  return out;
+}
+
+export class SecretManagerState {
+  private readonly secrets = new Map<string, StoredSecret>();
+  /** Monotonic clock so create times strictly increase even within one millisecond. */
+  private lastTime = 0;
+
+  private now(): number {
+    this.lastTime = Math.max(Date.now(), this.lastTime + 1);
+    return this.lastTime;
+  }
+
+  // ---- name parsing -------------------------------------------------------------------------
+
+  private secretKey(name: string): string {
+    const m = /^projects\/([^/]+)\/secrets\/([^/]+)$/.exec(name);
+    if (!m) throw new RpcError(status.INVALID_ARGUMENT, `Invalid resource field value in the request: name "${name}"`);
+    return name;
+  }
+
+  private getSecretByName(name: string): StoredSecret {
+    const s = this.secrets.get(this.secretKey(name));
+    if (!s) throw new RpcError(status.NOT_FOUND, `Secret [${name}] not found or has no versions.`);
+    return s;
+  }
+
+  private getVersionByName(name: string): { secret: StoredSecret; version: StoredVersion } {
+    const m = /^(projects\/[^/]+\/secrets\/[^/]+)\/versions\/([^/]+)$/.exec(name);
+    if (!m) throw new RpcError(status.INVALID_ARGUMENT, `Invalid resource field value in the request: name "${name}"`);
+    const secret = this.getSecretByName(m[1]!);
+    const ref = m[2]!;
+    let version: StoredVersion | undefined;
+    if (ref === 'latest') {
+      version = [...secret.versions].reverse().find((v) => v.state === 'ENABLED');
+    } else if (/^[1-9][0-9]*$/.test(ref)) {
+      version = secret.versions.find((v) => v.number === Number(ref));
+    } else if (ref in secret.versionAliases) {
+      version = secret.versions.find((v) => v.number === secret.versionAliases[ref]);
+    } else {
+      throw new RpcError(status.INVALID_ARGUMENT, `Invalid secret version "${ref}"`);
+    }
+    if (!version) throw new RpcError(status.NOT_FOUND, `Secret Version [${name}] not found.`);
+    return { secret, version };
+  }
+
+  // ---- rendering ----------------------------------------------------------------------------
+
+  private renderSecret(s: StoredSecret): Msg {
+    return {
+      name: `projects/${s.project}/secrets/${s.id}`,
+      replication: s.replication,
+      create_time: ts(s.createTime),
+      labels: { ...s.labels },
+      annotations: { ...s.annotations },
+      version_aliases: Object.fromEntries(Object.entries(s.versionAliases).map(([k, v]) => [k, String(v)])),
+      topics: s.topics,
+      etag: s.etag,
+    };
+  }
+
+  private renderVersion(s: StoredSecret, v: StoredVersion): Msg {
+    return {
+      name: `projects/${s.project}/secrets/${s.id}/versions/${v.number}`,
+      create_time: ts(v.createTime),
+      ...(v.destroyTime !== undefined ? { destroy_time: ts(v.destroyTime) } : {}),
+      state: v.state,
+      replication_status: { automatic: {} },
+      etag: v.etag,
+      client_specified_payload_checksum: v.clientChecksum,
+    };
+  }
+
+  private checkEtag(given: string, current: string, what: string): void {
+    if (given && given !== current) {
+      throw new RpcError(status.FAILED_PRECONDITION, `The etag provided for ${what} does not match the current etag.`);
+    }
+  }
+
+  // ---- RPCs ---------------------------------------------------------------------------------
+
+  CreateSecret(req: Msg): Msg {
+    const parent = str(req, 'parent');
+    const pm = /^projects\/([^/]+)$/.exec(parent);
+    if (!pm) throw new RpcError(status.INVALID_ARGUMENT, `Invalid parent "${parent}"`);
+    const id = str(req, 'secret_id');
+    if (!SECRET_ID.test(id)) throw new RpcError(status.INVALID_ARGUMENT, `Invalid secret_id "${id}"`);
+    const body = (req.secret ?? {}) as Msg;
+    if (!body.replication) throw new RpcError(status.INVALID_ARGUMENT, 'Secret.replication is required.');
+    const key = `${parent}/secrets/${id}`;
+    if (this.secrets.has(key)) throw new RpcError(status.ALREADY_EXISTS, `Secret [${key}] already exists.`);
+    const annotations = strMap(body.annotations);
+    this.validateAnnotations(annotations);
+    const s: StoredSecret = {
+      project: pm[1]!,
+      id,
+      createTime: this.now(),
+      replication: body.replication,
+      labels: strMap(body.labels),
+      annotations,
+      versionAliases: {},
+      topics: Array.isArray(body.topics) ? body.topics : [],
+      etag: newEtag(),
+      versions: [],
+      nextVersion: 1,
+    };
+    this.secrets.set(key, s);
+    return this.renderSecret(s);
+  }
+
+  GetSecret(req: Msg): Msg {
+    return this.renderSecret(this.getSecretByName(str(req, 'name')));
+  }
+
+  ListSecrets(req: Msg): Msg {
+    const parent = str(req, 'parent');
+    const all = [...this.secrets.entries()].filter(([k]) => k.startsWith(parent + '/secrets/')).map(([, s]) => s);
+    const { items, next_page_token, total_size } = this.page(all, req);
+    return { secrets: items.map((s) => this.renderSecret(s)), next_page_token, total_size };
+  }
+
+  UpdateSecret(req: Msg): Msg {
+    const body = (req.secret ?? {}) as Msg;
+    const s = this.getSecretByName(str(body, 'name'));
+    const paths = ((req.update_mask as Msg | undefined)?.paths as string[] | undefined) ?? [];
+    if (paths.length === 0) throw new RpcError(status.INVALID_ARGUMENT, 'update_mask is required.');
+    this.checkEtag(str(body, 'etag'), s.etag, 'the secret');
+    const next: Partial<StoredSecret> = {};
+    for (const p of paths) {
+      switch (p) {
+        case 'annotations':
+          next.annotations = strMap(body.annotations);
+          this.validateAnnotations(next.annotations);
+          break;
+        case 'labels':
+          next.labels = strMap(body.labels);
+          break;
+        case 'version_aliases': {
+          const aliases: Record<string, number> = {};
+          for (const [k, v] of Object.entries(strMap(body.version_aliases))) aliases[k] = Number(v);
+          next.versionAliases = aliases;
+          break;
+        }
+        case 'topics':
+          next.topics = Array.isArray(body.topics) ? body.topics : [];
+          break;
+        default:
+          throw new RpcError(status.INVALID_ARGUMENT, `update_mask path "${p}" is not supported.`);
+      }
+    }
+    Object.assign(s, next);
+    s.etag = newEtag();
+    return this.renderSecret(s);
+  }
+
+  DeleteSecret(req: Msg): Msg {
+    const name = str(req, 'name');
+    const s = this.getSecretByName(name);
+    this.checkEtag(str(req, 'etag'), s.etag, 'the secret');
+    this.secrets.delete(name);
+    return {};
+  }
+
+  AddSecretVersion(req: Msg): Msg {
+    const s = this.getSecretByName(str(req, 'parent'));
+    const payload = (req.payload ?? {}) as Msg;
+    const data = Buffer.isBuffer(payload.data) ? payload.data : Buffer.from((payload.data as Uint8Array | undefined) ?? []);
+    if (data.length > MAX_PAYLOAD) throw new RpcError(status.INVALID_ARGUMENT, 'Secret payload exceeds 64 KiB.');
+    const actual = crc32c(data);
+    const given = payload._data_crc32c === 'data_crc32c' || payload.data_crc32c !== undefined ? checksumValue(payload.data_crc32c) : undefined;
+    if (given !== undefined && given !== actual) {
+      throw new RpcError(status.INVALID_ARGUMENT, 'Checksum mismatch: the data_crc32c does not match the payload.');
+    }
+    const v: StoredVersion = {
+      number: s.nextVersion++,
+      state: 'ENABLED',
+      createTime: this.now(),
+      data: Buffer.from(data),
+      crc: actual,
+      clientChecksum: given !== undefined,
+      etag: newEtag(),
+    };
+    s.versions.push(v);
+    return this.renderVersion(s, v);
+  }
+
+  GetSecretVersion(req: Msg): Msg {
+    const { secret, version } = this.getVersionByName(str(req, 'name'));
+    return this.renderVersion(secret, version);
+  }
+
+  AccessSecretVersion(req: Msg): Msg {
+    const name = str(req, 'name');
+    const { secret, version } = this.getVersionByName(name);
+    if (version.state !== 'ENABLED') {
+      throw new RpcError(status.FAILED_PRECONDITION, `Secret Version [${name}] is in ${version.state} state.`);
+    }
+    return {
+      name: `projects/${secret.project}/secrets/${secret.id}/versions/${version.number}`,
+      payload: { data: version.data, data_crc32c: String(version.crc) },
+    };
+  }
+
+  ListSecretVersions(req: Msg): Msg {
+    const s = this.getSecretByName(str(req, 'parent'));
+    const match = parseStateFilter(str(req, 'filter'));
+    const all = [...s.versions].reverse().filter((v) => match(v.state));
+    const { items, next_page_token, total_size } = this.page(all, req);
+    return { versions: items.map((v) => this.renderVersion(s, v)), next_page_token, total_size };
+  }
+
+  DestroySecretVersion(req: Msg): Msg {
+    return this.transition(req, 'DESTROYED');
+  }
+
+  DisableSecretVersion(req: Msg): Msg {
+    return this.transition(req, 'DISABLED');
+  }
+
+  EnableSecretVersion(req: Msg): Msg {
+    return this.transition(req, 'ENABLED');
+  }
+
+  private transition(req: Msg, to: VersionState): Msg {
+    const name = str(req, 'name');
+    const { secret, version } = this.getVersionByName(name);
+    this.checkEtag(str(req, 'etag'), version.etag, 'the secret version');
+    if (version.state === 'DESTROYED') {
+      throw new RpcError(status.FAILED_PRECONDITION, `Secret Version [${name}] is in DESTROYED state.`);
+    }
+    version.state = to;
+    version.etag = newEtag();
+    if (to === 'DESTROYED') {
+      version.data = undefined;
+      version.destroyTime = this.now();
+    }
+    return this.renderVersion(secret, version);
+  }
+
+  private validateAnnotations(a: Record<string, string>): void {
+    let bytes = 0;
+    for (const [k, v] of Object.entries(a)) {
+      if (!ANNOTATION_KEY.test(k)) throw new RpcError(status.INVALID_ARGUMENT, `Invalid annotation key "${k}"`);
+      bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
+    }
+    if (bytes > MAX_ANNOTATIONS_BYTES) throw new RpcError(status.INVALID_ARGUMENT, 'Annotations exceed 16 KiB.');
+  }
+
+  private page<T>(all: T[], req: Msg): { items: T[]; next_page_token: string; total_size: number } {
+    const size = Number(req.page_size ?? 0) || MAX_PAGE;
+    if (size < 0 || size > MAX_PAGE) throw new RpcError(status.INVALID_ARGUMENT, `page_size must be ≤ ${MAX_PAGE}`);
+    const token = str(req, 'page_token');
+    const start = token ? Number(token) : 0;
+    if (!Number.isInteger(start) || start < 0) throw new RpcError(status.INVALID_ARGUMENT, 'Invalid page_token');
+    const items = all.slice(start, start + size);
+    const next = start + size < all.length ? String(start + size) : '';
+    return { items, next_page_token: next, total_size: all.length };
+  }
+
+  // ---- introspection for tests --------------------------------------------------------------
+
+  versionStates(secret: string, project?: string): { version: number; state: VersionState }[] {
+    const key = secret.includes('/') ? secret : this.findKey(secret, project);
+    const s = key ? this.secrets.get(key) : undefined;
+    return s ? s.versions.map((v) => ({ version: v.number, state: v.state })) : [];
+  }
+
+  private findKey(id: string, project?: string): string | undefined {
+    for (const [k, s] of this.secrets) if (s.id === id && (project === undefined || s.project === project)) return k;
+    return undefined;
+  }
+}
+
+/** Supports the state filters of the real API: `state:X`, `NOT state:X` / `-state:X`, joined by OR. */
+export function parseStateFilter(filter: string): (s: VersionState) => boolean {
+  const f = filter.trim();
+  if (!f) return () => true;
+  const terms = f.split(/\s+OR\s+/).map((t) => {
+    const m = /^(NOT\s+|-)?state\s*[:=]\s*(ENABLED|DISABLED|DESTROYED)$/i.exec(t.trim().replace(/^\((.*)\)$/, '$1'));
+    if (!m) throw new RpcError(status.INVALID_ARGUMENT, `Unsupported filter "${filter}"`);
+    const neg = Boolean(m[1]);
+    const want = m[2]!.toUpperCase();
+    return (s: VersionState) => (s === want) !== neg;
+  });
+  return (s) => terms.some((t) => t(s));
+}
