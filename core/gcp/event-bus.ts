@@ -66,8 +66,14 @@ export function createEventBus(opts: EventBusOptions): EventBus {
         flowControl: { maxMessages: opts.maxMessages ?? 4, allowExcessMessages: false },
       });
       const inFlight = new Set<Promise<void>>();
+      let closing = false;
 
       const onMessage = (message: Message) => {
+        if (closing) {
+          // Arrived while shutting down: hand it back for prompt redelivery elsewhere.
+          message.nack();
+          return;
+        }
         const parsed = parseTokenRotated(message.data);
         if (!parsed.ok) {
           // Redelivering a malformed message would never make it valid: log and drop it (I6).
@@ -96,16 +102,17 @@ export function createEventBus(opts: EventBusOptions): EventBus {
       subscription.on('message', onMessage);
       subscription.on('error', onError);
 
-      let closed = false;
-      return async () => {
-        if (closed) return;
-        closed = true;
-        subscription.removeListener('message', onMessage);
-        // Let running handlers settle their ack/nack before the stream goes away.
-        await Promise.allSettled([...inFlight]);
-        await subscription.close();
-        subscription.removeListener('error', onError);
-      };
+      let closed: Promise<void> | undefined;
+      return () =>
+        (closed ??= (async () => {
+          closing = true;
+          // Let running handlers settle their ack/nack before the stream goes away. The 'message'
+          // listener stays until then: removing the last one makes the client close (and nack) at once.
+          await Promise.allSettled([...inFlight]);
+          await subscription.close();
+          subscription.removeListener('message', onMessage);
+          subscription.removeListener('error', onError);
+        })());
     },
   };
 }
