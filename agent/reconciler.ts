@@ -10,7 +10,7 @@ import type { Logger } from '../core/log.js';
 import type { Clock } from '../core/clock.js';
 import type { EventBus, Held, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
 import { compareFreshness, fingerprint, fromResponse, type TokenSet } from '../core/token.js';
-import { describeExpiry, pushToSecret, withNextGeneration } from '../core/push.js';
+import { describeExpiry, describeLifetime, pushToSecret, withNextGeneration } from '../core/push.js';
 
 export interface AgentState {
   token?: TokenSet | undefined;
@@ -290,7 +290,9 @@ export class Reconciler {
       const cache = await this.d.cache.read();
       const plan = decide({ now: clock.now(), cache, known: this.known, secret }, this.policy());
       if (plan.best && plan.updateKnown) this.adopt(withNextGeneration(plan.best, this.known, undefined), plan.origin ?? 'cache');
-      if (!plan.best || plan.health === 'login_required' && !force) return this.markLoginRequired(plan);
+      // loginRequired survives only while the pair Saxo rejected is still the newest (adopt() clears
+      // it): presenting that pair again every tick could only count as a reuse (I1).
+      if (!plan.best || (plan.health === 'login_required' || this.loginRequired) && !force) return this.markLoginRequired(plan);
       if (!plan.refresh && !force) {
         if (plan.writeCache) await this.d.cache.write(this.known ?? plan.best);
         return 'adopted';
@@ -341,7 +343,7 @@ export class Reconciler {
     this.loginRequired = false;
     this.lastRefresh = { at: now, by: settings.holderId };
     await this.saveState();
-    logger.notice('token_refreshed', `Token refreshed successfully (${describeExpiry(next, now)})`, {
+    logger.notice('token_refreshed', `Token refreshed successfully (${describeLifetime(res.expiresIn)})`, {
       by: settings.holderId,
       generation: next.generation,
       expiresAt: new Date(next.accessExpiresAt).toISOString(),

@@ -14,6 +14,14 @@ export function describeExpiry(t: TokenSet, now: number): string {
   return `expires in ${Math.max(0, Math.round((t.accessExpiresAt - now) / 60_000))} min`;
 }
 
+/**
+ * Saxo's lifetime as the Python keeper logs it ("expires in 20 min" for expires_in=1200), not the
+ * margin-reduced token_expiry that describeExpiry measures.
+ */
+export function describeLifetime(expiresInSec: number): string {
+  return `expires in ${Math.max(0, Math.floor(expiresInSec / 60))} min`;
+}
+
 export interface PushArgs {
   store: SecretStore;
   bus?: EventBus | undefined;

@@ -9,7 +9,7 @@ import { SaxoError, SecretStoreError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import type { EventBus, SecretRead, SecretStore, TokenEndpoint } from '../core/ports.js';
-import { pushToSecret, describeExpiry, withNextGeneration } from '../core/push.js';
+import { pushToSecret, describeLifetime, withNextGeneration } from '../core/push.js';
 import { compareFreshness, fromResponse, type TokenSet } from '../core/token.js';
 
 export interface CloudSettings {
@@ -133,9 +133,11 @@ async function present(
   const deadline = Math.min(presented.refreshExpiresAt ?? Infinity, start + settings.leaseTtlMs * 0.75);
   logger.info('refresh_started', 'Token needs refresh: threshold reached', { generation: presented.generation });
   let next: TokenSet;
+  let lifetimeSec: number;
   try {
     const res = await saxo.refresh(presented.refreshToken, { deadline, appKey, appSecret });
     const now = clock.now();
+    lifetimeSec = res.expiresIn;
     next = withNextGeneration(fromResponse(res, now, { ...presented, appKey, appSecret }, 'cloud', settings.expiryMarginMs), presented);
     register(logger, next);
   } catch (err) {
@@ -158,7 +160,7 @@ async function present(
     }
   }
   const now = clock.now();
-  logger.notice('token_refreshed', `Token refreshed successfully (${describeExpiry(next, now)})`, {
+  logger.notice('token_refreshed', `Token refreshed successfully (${describeLifetime(lifetimeSec)})`, {
     by: settings.holderId,
     version,
     generation: next.generation,

@@ -215,7 +215,12 @@ export class MemoryEventBus implements EventBus {
   async publish(e: TokenRotatedEvent) {
     this.published.push(e);
     if (this.manual) this.queue.push(e);
-    else for (const h of this.handlers) await h(e, { id: String(this.published.length) }).catch(() => undefined);
+    else {
+      // Like Pub/Sub, publish does not wait for subscribers: an agent subscribed to the topic it
+      // publishes to would otherwise wait on its own serialized run() and deadlock.
+      const id = String(this.published.length);
+      for (const h of this.handlers) setImmediate(() => void h(e, { id }).catch(() => undefined));
+    }
     return String(this.published.length);
   }
   async deliver(e: TokenRotatedEvent) {
