@@ -2,7 +2,9 @@
  * The Pub/Sub EventBus against Google's real Pub/Sub emulator on 127.0.0.1.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
-import { createPubSub } from '../../core/gcp/clients.js';
+import { connect } from 'node:net';
+import { createPubSub, parseHostPort } from '../../core/gcp/clients.js';
+import { startPubSubEmulator } from '../../standins/pubsub-emulator.js';
 import { createEventBus, ensureTopicAndSubscription, parseTokenRotated } from '../../core/gcp/event-bus.js';
 import { createLogger, type Logger } from '../../core/log.js';
 import type { EventBus, TokenRotatedEvent } from '../../core/ports.js';
@@ -174,6 +176,29 @@ describeWithPubSub('EventBus on the Pub/Sub emulator', () => {
       await ps.close();
     }
   });
+});
+
+describeWithPubSub('Pub/Sub emulator harness', () => {
+  it('starts on a free loopback port and stop() leaves nothing listening', async () => {
+    const emu = await startPubSubEmulator();
+    expect(emu.host).toBe(`127.0.0.1:${emu.port}`);
+    const connects = () =>
+      new Promise<boolean>((resolve) => {
+        const s = connect({ host: '127.0.0.1', port: emu.port });
+        s.once('connect', () => (s.destroy(), resolve(true)));
+        s.once('error', () => resolve(false));
+      });
+    expect(await connects()).toBe(true);
+    await emu.stop();
+    expect(await connects()).toBe(false);
+  });
+});
+
+it('parseHostPort accepts host:port and rejects anything else', () => {
+  expect(parseHostPort('127.0.0.1:8085', 'X')).toEqual({ host: '127.0.0.1', port: 8085 });
+  expect(parseHostPort('[::1]:9', 'X')).toEqual({ host: '::1', port: 9 });
+  expect(() => parseHostPort('localhost', 'PUBSUB_EMULATOR_HOST')).toThrow(/PUBSUB_EMULATOR_HOST/);
+  expect(() => parseHostPort('h:99999', 'X')).toThrow();
 });
 
 it('parseTokenRotated rejects bad bodies without echoing them', () => {
