@@ -61,6 +61,11 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     logger.error('login_required', 'Login required: the secret holds no usable token (run `npx token-keeper login`)');
     return { action: 'login_required', status: 500, reason: 'no_token' };
   }
+  // A dead refresh token is not "valid": decide() never marks it for refresh, so say so here.
+  if (plan.health === 'login_required' && !opts.force) {
+    logger.error('login_required', 'Login required: the refresh token in the secret has expired (run `npx token-keeper login`)');
+    return { action: 'login_required', status: 500, reason: 'refresh_token_expired' };
+  }
   if (!plan.refresh && !opts.force) {
     const left = Math.round((plan.accessLeftMs ?? 0) / 1000);
     logger.info('token_status', `Token status: valid, ${Math.floor(left / 60)} minutes until expiry`, {
@@ -85,7 +90,6 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
   }
 
   let failures = 0;
-  let result: CloudResult | undefined;
   let lastRefresh: { at: number; by: string; version: string } | undefined;
   try {
     failures = (await store.meta()).failures;
@@ -93,23 +97,23 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     const again = await store.latest();
     register(logger, again?.token);
     const plan2 = decideCloud(clock.now(), again, settings.cloudRefreshThresholdMs);
-    if (!plan2.best) return (result = { action: 'login_required', status: 500, reason: 'no_token' });
+    if (!plan2.best) return { action: 'login_required', status: 500, reason: 'no_token' };
     if (!plan2.refresh && !opts.force) {
-      return (result = { action: 'none', status: 200, version: again?.name, generation: plan2.best.generation });
+      return { action: 'none', status: 200, version: again?.name, generation: plan2.best.generation };
     }
     if (plan2.health === 'login_required' && !opts.force) {
       logger.error('login_required', 'Login required: the refresh token in the secret has expired (run `npx token-keeper login`)');
       failures += 1;
-      return (result = { action: 'login_required', status: 500, reason: 'refresh_token_expired' });
+      return { action: 'login_required', status: 500, reason: 'refresh_token_expired' };
     }
     const out = await present(d, plan2.best, failures);
     failures = out.failures;
     lastRefresh = out.lastRefresh;
-    return (result = out.result);
+    return out.result;
   } catch (err) {
     if (!(err instanceof SecretStoreError)) throw err;
     logger.error('secret_unavailable', 'Secret Manager failed during refresh', { error: msg(err) });
-    return (result = { action: 'failed', status: 503, reason: 'secret_unavailable' });
+    return { action: 'failed', status: 503, reason: 'secret_unavailable' };
   } finally {
     await store
       .releaseLease(settings.holderId, { failures, lastRefresh })
