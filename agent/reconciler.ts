@@ -149,7 +149,11 @@ export class Reconciler {
     let outcome: Outcome = await this.apply(plan, secret);
     const force = trigger.kind === 'refresh' && trigger.force;
     if (plan.refresh || force) outcome = await this.refresh(force);
-    else if (trigger.kind === 'tick') this.logStatus(plan);
+    else {
+      // decide() never refreshes a dead refresh token: say "login required" (once) instead of idling.
+      if (plan.health === 'login_required' && plan.best && outcome === 'idle') outcome = this.markLoginRequired(plan);
+      if (trigger.kind === 'tick') this.logStatus(plan);
+    }
     if (plan.refreshTokenExpiring && plan.best && this.alertedRefreshExpiry !== plan.best.refreshToken) {
       this.alertedRefreshExpiry = plan.best.refreshToken;
       logger.alert('refresh_token_expiring', 'ALERT: refresh token expires soon and no refresh is due yet', {

@@ -205,6 +205,18 @@ describe('Reconciler, standalone', () => {
     expect(r.saxo.stats.presentations).toBe(0);
   });
 
+  it('a dead refresh token: login_required logged once, never presented', async () => {
+    const { r, t } = await steady();
+    await r.clock.advance(t.refreshExpiresAt! - r.clock.now() + 1 * MIN);
+    for (let i = 0; i < 3; i++) {
+      expect(await tick(r)).toBe('login_required');
+      await r.clock.advance(1 * MIN);
+    }
+    expect(r.log.events('login_required')).toHaveLength(1);
+    expect(r.state.value?.loginRequired).toBe(true);
+    expect(r.saxo.stats.presentations).toBe(0);
+  });
+
   it('flock held by someone else past the timeout: deferred, no failure counted', async () => {
     const { r, t } = await steady({ lockTimeoutMs: 30 * SEC });
     await until(r, t, 250 * SEC);
