@@ -77,6 +77,10 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
     logger.warn('no_subscription', 'TOKEN_SUBSCRIPTION_ID not set: relying on the periodic check only');
   }
 
+  logger.info('agent_ready', 'Agent ready: watching the cache file' + (unsubscribe ? ' and listening for events' : ''), {
+    checkIntervalSeconds: config.checkIntervalMs / 1000,
+  });
+
   const done = (async () => {
     while (!signal.aborted) {
       await new Promise<void>((resolve) => {

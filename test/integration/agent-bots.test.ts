@@ -1,0 +1,266 @@
+/**
+ * The real agent process (`npx token-keeper agent`), the Saxo stand-in with short lifetimes, and
+ * real python3 bots following the TokenCoordinator protocol (flock, buffer, fallback refresh).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
+import { createCacheFile } from '../../agent/cache-file.js';
+import { parseFlat } from '../../core/codec.js';
+import type { TokenSet } from '../../core/token.js';
+import { spawnPythonBot, type PythonBot } from '../helpers/python.js';
+import { startCli, until, type CliProcess } from '../helpers/agent-process.js';
+
+const APP_KEY = 'demo-app-key';
+const APP_SECRET = 'demo-app-secret-value-0123456789';
+const ACCESS_LIFE = 10; // seconds; effective expiry = 10 − 1 (margin) = 9 s
+const MARGIN = 1;
+
+let standin: SaxoStandin;
+let dir: string;
+const procs: CliProcess[] = [];
+const bots: PythonBot[] = [];
+const seen = new Set<string>(); // every token that appeared anywhere, to prove none is logged
+
+function agentEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    TOKEN_KEEPER_DATA_DIR: dir,
+    SAXO_AUTH_BASE_URL: standin.url,
+    SAXO_APP_KEY: APP_KEY,
+    SAXO_APP_SECRET: APP_SECRET,
+    CHECK_INTERVAL_SECONDS: '0.5',
+    REFRESH_THRESHOLD_SECONDS: '5',
+    TOKEN_EXPIRY_MARGIN_SECONDS: String(MARGIN),
+    REFRESH_TOKEN_ALERT_SECONDS: '0',
+    LOCK_TIMEOUT_SECONDS: '30',
+    TOKEN_KEEPER_HOLDER_ID: 'agent:test',
+    ...extra,
+  };
+}
+
+function cachePath() {
+  return join(dir, 'saxo_token_cache.json');
+}
+
+function readCache(): TokenSet | undefined {
+  try {
+    const p = parseFlat(readFileSync(cachePath(), 'utf8'));
+    if (p.ok) {
+      seen.add(p.token.accessToken);
+      seen.add(p.token.refreshToken);
+      return p.token;
+    }
+  } catch {
+    /* missing or mid-rename */
+  }
+  return undefined;
+}
+
+async function seed(leftSec = ACCESS_LIFE - MARGIN): Promise<TokenSet> {
+  const pair = standin.issue(APP_KEY);
+  seen.add(pair.access_token);
+  seen.add(pair.refresh_token);
+  const now = Date.now();
+  const t: TokenSet = {
+    accessToken: pair.access_token,
+    refreshToken: pair.refresh_token,
+    accessExpiresAt: now + leftSec * 1000,
+    appKey: APP_KEY,
+    appSecret: APP_SECRET,
+    extra: {},
+  };
+  await createCacheFile(cachePath()).write(t);
+  return t;
+}
+
+function startBot(name: string, durationSec: number): PythonBot {
+  const bot = spawnPythonBot([
+    '--mode', 'loop', '--data-dir', dir, '--buffer', '2', '--margin', String(MARGIN),
+    '--token-url', `${standin.url}/token`, '--check-url', `${standin.url}/openapi/port/v1/users/me`,
+    '--duration', String(durationSec), '--interval', '0.3', '--report', join(dir, `report-${name}.jsonl`),
+  ], { env: { SAXO_APP_KEY: APP_KEY, SAXO_APP_SECRET: APP_SECRET } });
+  bots.push(bot);
+  return bot;
+}
+
+interface BotRecord { t: number; expired: boolean; refreshed: boolean; valid?: boolean; error?: string }
+function reports(): BotRecord[] {
+  const out: BotRecord[] = [];
+  for (const n of ['a', 'b', 'c']) {
+    const f = join(dir, `report-${n}.jsonl`);
+    if (!existsSync(f)) continue;
+    for (const line of readFileSync(f, 'utf8').split('\n')) if (line.trim()) out.push(JSON.parse(line) as BotRecord);
+  }
+  return out;
+}
+
+function assertNoSecretsLogged(p: CliProcess) {
+  const all = p.raw.join('\n') + p.stderr();
+  for (const s of [...seen, APP_SECRET]) expect(all.includes(s), 'a token or the app secret appeared in the agent output').toBe(false);
+}
+
+async function watchCache(ms: number) {
+  // Sample the cache while time passes, to learn every token that existed (for the log check).
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    readCache();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tk-agent-'));
+  standin = await startSaxoStandin({ accessLifetimeSec: ACCESS_LIFE, refreshLifetimeSec: 30, clients: { [APP_KEY]: APP_SECRET } });
+  seen.clear();
+});
+
+afterEach(async () => {
+  for (const b of bots.splice(0)) b.kill('SIGKILL');
+  for (const p of procs.splice(0)) await p.stop('SIGKILL');
+  await standin.close();
+});
+
+describe('agent + python bots over several token lifetimes', () => {
+  it('keeps every bot on a valid token, does all refreshing, never presents a token twice; bots fall back when it stops; it adopts their token on restart', async () => {
+    await seed();
+    const agent = startCli(['agent'], agentEnv(), { viaNpx: true });
+    procs.push(agent);
+    await agent.waitForEvent('agent_ready', 20_000);
+    for (const n of ['a', 'b', 'c']) startBot(n, 120);
+
+    // Phase 1: 25 s ≈ 3 lifetimes of a 9 s token.
+    await watchCache(25_000);
+    const p1 = reports();
+    const refreshed1 = agent.logs.filter((l) => l.event === 'token_refreshed').length;
+    expect(p1.length).toBeGreaterThan(100);
+    expect(p1.filter((r) => r.expired || r.valid === false)).toEqual([]);
+    expect(p1.filter((r) => r.refreshed)).toEqual([]); // the agent did all refreshing
+    expect(refreshed1).toBeGreaterThanOrEqual(4);
+    expect(standin.stats().reusedPresentations).toBe(0);
+    expect(statSync(cachePath()).mode & 0o777).toBe(0o600);
+    expect(agent.logs.some((l) => /^Token refreshed successfully \(expires in \d+ min\)$/.test(l.message))).toBe(true);
+
+    // Phase 2: agent stopped; bots fall back to refreshing themselves.
+    const stop = await agent.stop('SIGTERM');
+    expect(stop.code).toBe(0);
+    expect(stop.ms).toBeLessThan(5000);
+    assertNoSecretsLogged(agent);
+    const t2 = Date.now() / 1000;
+    await watchCache(14_000);
+    const p2 = reports().filter((r) => r.t >= t2);
+    expect(p2.filter((r) => r.refreshed).length).toBeGreaterThanOrEqual(1);
+    expect(p2.filter((r) => r.expired || r.valid === false)).toEqual([]);
+    const botToken = readCache()!;
+    expect(botToken.generation).toBeUndefined(); // written by a bot: five keys only
+
+    // Phase 3: restart; the agent adopts the bots' pair (no login, no reuse) and takes over again.
+    const again = startCli(['agent'], agentEnv());
+    procs.push(again);
+    await again.waitFor((l) => l.event === 'token_adopted' || l.event === 'token_refreshed', 15_000, 'adoption');
+    const t3 = Date.now() / 1000;
+    await watchCache(14_000);
+    const p3 = reports().filter((r) => r.t >= t3 + 1);
+    expect(p3.filter((r) => r.refreshed)).toEqual([]);
+    expect(p3.filter((r) => r.expired || r.valid === false)).toEqual([]);
+    expect(again.logs.filter((l) => l.event === 'token_refreshed').length).toBeGreaterThanOrEqual(1);
+    expect(again.logs.filter((l) => l.event === 'login_required')).toEqual([]);
+    expect(standin.stats().reusedPresentations).toBe(0);
+    expect((await again.stop()).code).toBe(0);
+    assertNoSecretsLogged(again);
+  }, 120_000);
+});
+
+describe('agent repairs what others break', () => {
+  it('undoes a stale pair written into the cache within a second and never presents it', async () => {
+    const old = await seed();
+    const agent = startCli(['agent'], agentEnv());
+    procs.push(agent);
+    // Let it rotate once so that `old` is a consumed pair.
+    await agent.waitForEvent('token_refreshed', 15_000);
+    const current = readCache()!;
+    expect(current.refreshToken).not.toBe(old.refreshToken);
+    const stalePath = join(dir, 'stale.json');
+    writeFileSync(stalePath, JSON.stringify({
+      access_token: old.accessToken, refresh_token: old.refreshToken,
+      token_expiry: new Date(old.accessExpiresAt).toISOString(), app_key: APP_KEY, app_secret: APP_SECRET,
+    }));
+    const before = agent.logs.length;
+    const t0 = Date.now();
+    const w = spawnPythonBot(['--mode', 'write-stale', '--data-dir', dir, '--from', stalePath]);
+    bots.push(w);
+    await w.exited;
+    await agent.waitFor((l) => agent.logs.indexOf(l) >= before && l.event === 'cache_written', 5000, 'cache repair');
+    expect(Date.now() - t0).toBeLessThan(1500);
+    await until(() => readCache()?.refreshToken !== old.refreshToken, 2000, 'cache repaired');
+    // Two more lifetimes: the stale refresh token is never presented.
+    await watchCache(9_000);
+    expect(standin.stats().reusedPresentations).toBe(0);
+    expect(agent.logs.some((l) => l.event === 'input_problem' && /stale writer/.test(l.message))).toBe(true);
+    await agent.stop();
+    assertNoSecretsLogged(agent);
+  }, 60_000);
+
+  it('repairs a truncated cache', async () => {
+    await seed();
+    const agent = startCli(['agent'], agentEnv());
+    procs.push(agent);
+    await agent.waitForEvent('agent_ready', 10_000);
+    await until(() => readCache() !== undefined, 5000, 'cache');
+    const text = readFileSync(cachePath(), 'utf8');
+    const before = agent.logs.length;
+    writeFileSync(cachePath(), text.slice(0, Math.floor(text.length / 2)));
+    await agent.waitFor((l) => agent.logs.indexOf(l) >= before && l.event === 'cache_written', 5000, 'cache repair');
+    expect(readCache()).toBeDefined();
+    expect(statSync(cachePath()).mode & 0o777).toBe(0o600);
+    await agent.stop();
+    assertNoSecretsLogged(agent);
+  }, 30_000);
+});
+
+describe('agent and the bots\' lock', () => {
+  it('waits for a Python lock holder without counting a failure, and refreshes right after', async () => {
+    await seed(3); // already due
+    const holder = spawnPythonBot(['--mode', 'hold-lock', '--data-dir', dir, '--hold', '3']);
+    bots.push(holder);
+    await holder.waitForLine('LOCKED', 5000);
+    const agent = startCli(['agent'], agentEnv());
+    procs.push(agent);
+    await holder.waitForLine('RELEASED', 10_000);
+    const released = Date.now();
+    const ev = await agent.waitForEvent('token_refreshed', 10_000);
+    expect(Date.parse(ev.time as string)).toBeGreaterThanOrEqual(released - 200);
+    expect(agent.logs.filter((l) => l.event === 'refresh_failed' || l.event === 'lock_timeout')).toEqual([]);
+    await agent.stop();
+  }, 30_000);
+
+  it('gets the lock as soon as a holder is killed with SIGKILL', async () => {
+    await seed(3);
+    const holder = spawnPythonBot(['--mode', 'hold-lock', '--data-dir', dir, '--hold', '120']);
+    bots.push(holder);
+    await holder.waitForLine('LOCKED', 5000);
+    const agent = startCli(['agent'], agentEnv());
+    procs.push(agent);
+    await agent.waitForEvent('agent_starting', 10_000);
+    holder.kill('SIGKILL');
+    await holder.exited;
+    const killed = Date.now();
+    const ev = await agent.waitForEvent('token_refreshed', 10_000);
+    expect(Date.parse(ev.time as string) - killed).toBeLessThan(2000);
+    await agent.stop();
+  }, 30_000);
+
+  it('refuses a second agent on the same data dir', async () => {
+    await seed();
+    const a = startCli(['agent'], agentEnv());
+    procs.push(a);
+    await a.waitForEvent('agent_starting', 10_000);
+    const b = startCli(['agent'], agentEnv());
+    procs.push(b);
+    const r = await b.exited;
+    expect(r.code).not.toBe(0);
+    expect(b.stderr()).toMatch(/already runs/);
+    await a.stop();
+  }, 30_000);
+});
