@@ -15,7 +15,8 @@ let availability: { ok: boolean; why: string } | undefined;
 
 function checkPubSub(): { ok: boolean; why: string } {
   if (availability) return availability;
-  if (!findPubSubEmulatorJar()) availability = { ok: false, why: 'Pub/Sub emulator jar not found' };
+  if (process.env.PUBSUB_EMULATOR_HOST) availability = { ok: true, why: '' };
+  else if (!findPubSubEmulatorJar()) availability = { ok: false, why: 'Pub/Sub emulator jar not found' };
   else if (spawnSync('java', ['-version']).status !== 0) availability = { ok: false, why: 'java not found' };
   else availability = { ok: true, why: '' };
   return availability;
@@ -86,8 +87,15 @@ export interface PubSubFixture {
   close(): Promise<void>;
 }
 
+/**
+ * Uses the emulator `.ci/run` started (PUBSUB_EMULATOR_HOST) when there is one, else starts a
+ * private one. Give each test file its own projectId so that shared emulators do not mix topics.
+ */
 export async function startPubSubFixture(projectId = 'test-project'): Promise<PubSubFixture> {
-  const emulator = await startPubSubEmulator();
+  const shared = process.env.PUBSUB_EMULATOR_HOST;
+  const emulator: PubSubEmulator = shared
+    ? { host: shared, port: Number(shared.split(':').pop()), stop: async () => undefined }
+    : await startPubSubEmulator();
   const pubsub = await createPubSub({ projectId, pubsubEmulatorHost: emulator.host });
   return {
     emulator,
