@@ -156,7 +156,24 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
   const config = loadConfig();
   const logger = createLogger({ format: config.logFormat, component: 'login' });
   logger.addSecret(config.appSecret);
-  if (!config.appKey) {
+  let appKey = config.appKey;
+  let appSecret = config.appSecret;
+  if (!appKey && config.gcp) {
+    // As the bots do: the app credentials travel with the token in the secret payload.
+    try {
+      const cloud = await connectCloud(config, logger);
+      try {
+        const latest = await cloud?.store.latest();
+        appKey = latest?.token?.appKey;
+        appSecret ??= latest?.token?.appSecret;
+      } finally {
+        await cloud?.close();
+      }
+    } catch (err) {
+      logger.warn('login_app_key_lookup_failed', `Could not read the app key from the secret: ${errText(err)}`);
+    }
+  }
+  if (!appKey) {
     process.stderr.write('token-keeper login: set SAXO_APP_KEY (and SAXO_APP_SECRET for a confidential app)\n');
     return 2;
   }
@@ -167,8 +184,8 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
   try {
     const token = await performLogin({
       authBaseUrl: config.authBaseUrl,
-      appKey: config.appKey,
-      appSecret: config.appSecret,
+      appKey,
+      appSecret,
       redirectUri: config.redirectUri,
       timeoutMs: Number(o.timeout) * 1000,
       saxo: createSaxoClient({ authBaseUrl: config.authBaseUrl, httpTimeoutMs: config.httpTimeoutMs, logger }),
