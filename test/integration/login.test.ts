@@ -1,0 +1,315 @@
+/**
+ * `token-keeper login` end to end: the real CLI process, the Saxo stand-in as the authorization
+ * server, this test as the browser (GET /authorize → 302 → loopback callback), and — for the cloud
+ * case — the Secret Manager stand-in, the real Pub/Sub emulator and a running agent that must pick
+ * the new pair up from the TOKEN_ROTATED event.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createServer } from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
+import { createCacheFile } from '../../agent/cache-file.js';
+import { createSecretStore } from '../../core/gcp/secret-store.js';
+import { silentLogger } from '../../core/log.js';
+import { parseFlat } from '../../core/codec.js';
+import type { TokenSet } from '../../core/token.js';
+import type { SecretStore } from '../../core/ports.js';
+import { startCli, until, type CliProcess } from '../helpers/agent-process.js';
+import {
+  describeWithPubSub,
+  ensureTopicAndSubscription,
+  startPubSubFixture,
+  startSecretManagerFixture,
+  type PubSubFixture,
+  type SecretManagerFixture,
+} from '../helpers/gcp.js';
+
+const APP_KEY = 'login-app-key';
+const APP_SECRET = 'login-app-secret-0123456789abcdef';
+const PUBLIC_APP = 'login-public-app';
+
+let standin: SaxoStandin;
+const procs: CliProcess[] = [];
+
+beforeAll(async () => {
+  standin = await startSaxoStandin({ clients: { [APP_KEY]: APP_SECRET, [PUBLIC_APP]: null } });
+});
+afterAll(async () => {
+  await standin.close();
+});
+afterEach(async () => {
+  for (const p of procs.splice(0)) await p.stop('SIGKILL');
+});
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'tk-login-'));
+}
+
+function baseEnv(dataDir: string, port: number, extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return {
+    TOKEN_KEEPER_DATA_DIR: dataDir,
+    SAXO_AUTH_BASE_URL: standin.url,
+    SAXO_APP_KEY: APP_KEY,
+    SAXO_APP_SECRET: APP_SECRET,
+    SAXO_REDIRECT_URI: `http://127.0.0.1:${port}/callback`,
+    // Keep this process standalone unless the test says otherwise (CI may export these).
+    GOOGLE_CLOUD_PROJECT: undefined,
+    GCLOUD_PROJECT: undefined,
+    TOKEN_SECRET_ID: undefined,
+    TOKEN_SUBSCRIPTION_ID: undefined,
+    ...extra,
+  };
+}
+
+function startLogin(args: string[], env: Record<string, string | undefined>): CliProcess {
+  const p = startCli(['login', '--no-open', ...args], env);
+  procs.push(p);
+  return p;
+}
+
+/** The authorize URL the CLI prints on stderr. */
+async function authorizeUrl(p: CliProcess): Promise<string> {
+  let url: string | undefined;
+  await until(() => {
+    url = /(http:\/\/127\.0\.0\.1:\d+\/authorize\?\S+)/.exec(p.stderr())?.[1];
+    return url !== undefined || p.proc.exitCode !== null;
+  }, 20_000, 'the authorize URL on stderr');
+  if (!url) throw new Error(`login exited without printing a URL: ${p.stderr()}`);
+  return url;
+}
+
+/** Act as the browser: the stand-in signs the user in at once and redirects (302) to the loopback. */
+async function signIn(url: string): Promise<URL> {
+  const res = await fetch(url, { redirect: 'manual' });
+  expect(res.status).toBe(302);
+  return new URL(res.headers.get('location')!);
+}
+
+function readCache(dir: string): TokenSet | undefined {
+  try {
+    const p = parseFlat(readFileSync(join(dir, 'saxo_token_cache.json'), 'utf8'));
+    return p.ok ? p.token : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function seeded(leftSec: number, generation?: number): TokenSet {
+  const pair = standin.issue(APP_KEY);
+  const now = Date.now();
+  return {
+    accessToken: pair.access_token,
+    refreshToken: pair.refresh_token,
+    accessExpiresAt: now + leftSec * 1000,
+    refreshExpiresAt: now + 3600_000,
+    issuedAt: now - 60_000,
+    generation,
+    source: 'cloud',
+    appKey: APP_KEY,
+    appSecret: APP_SECRET,
+    extra: {},
+  };
+}
+
+function assertNothingSecret(p: CliProcess, secrets: (string | undefined)[]): void {
+  const out = p.raw.join('\n') + p.stderr();
+  for (const s of secrets) {
+    if (!s) continue;
+    expect(out.includes(s), 'a token, code or the app secret appeared in the login output').toBe(false);
+  }
+}
+
+describe('login: PKCE at the stand-in', () => {
+  it('rejects a code exchange with the wrong verifier (so a passing login proves the S256 verifier)', async () => {
+    const verifier = randomBytes(32).toString('base64url');
+    const challenge = createHash('sha256').update(verifier).digest('base64url');
+    const redirectUri = 'http://127.0.0.1:1/callback';
+    const q = new URLSearchParams({ response_type: 'code', client_id: APP_KEY, redirect_uri: redirectUri, code_challenge: challenge, code_challenge_method: 'S256', state: 's' });
+    const loc = await signIn(`${standin.url}/authorize?${q}`);
+    const code = loc.searchParams.get('code')!;
+    const before = standin.stats().codeExchanges;
+    const res = await fetch(`${standin.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: randomBytes(32).toString('base64url'), client_id: APP_KEY, client_secret: APP_SECRET }),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toBe('invalid_grant');
+    expect(standin.stats().codeExchanges).toBe(before);
+  });
+});
+
+describe('login (standalone, cache target)', () => {
+  it('works for a public PKCE app (no client secret)', async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const p = startLogin(['--timeout', '30', '--target', 'cache'], baseEnv(dir, port, { SAXO_APP_KEY: PUBLIC_APP, SAXO_APP_SECRET: undefined }));
+    const before = standin.stats().codeExchanges;
+    const loc = await signIn(await authorizeUrl(p));
+    const cb = await fetch(loc);
+    expect(cb.status).toBe(200);
+    expect((await p.exited).code).toBe(0);
+    expect(standin.stats().codeExchanges).toBe(before + 1);
+    const t = readCache(dir)!;
+    expect(t.appKey).toBe(PUBLIC_APP);
+    expect(t.appSecret).toBeUndefined();
+    expect(standin.isValidAccessToken(t.accessToken)).toBe(true);
+    expect(p.logs.some((l) => l.event === 'login_stored')).toBe(true);
+    assertNothingSecret(p, [t.accessToken, t.refreshToken, loc.searchParams.get('code') ?? undefined]);
+  }, 30_000);
+
+  it('times out with a non-zero exit, frees the loopback port, and stores nothing', async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const t0 = Date.now();
+    const p = startLogin(['--timeout', '1', '--target', 'cache'], baseEnv(dir, port));
+    await authorizeUrl(p);
+    const exit = await p.exited;
+    expect(exit.code).toBe(1);
+    expect(exit.signal).toBeNull();
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(p.logs.some((l) => l.event === 'login_failed' && /No browser callback within 1 s/.test(l.message))).toBe(true);
+    expect(readCache(dir)).toBeUndefined();
+    // The listener is gone with the process: the port can be bound again.
+    const srv = createServer();
+    await new Promise<void>((resolve, reject) => srv.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
+    await new Promise<void>((r) => srv.close(() => r()));
+    assertNothingSecret(p, [APP_SECRET]);
+  }, 30_000);
+
+  it('refuses to replace a newer stored pair without --force, and replaces it with --force', async () => {
+    const dir = tempDir();
+    // "Someone refreshed during the login": the cache already holds a pair that outlives the new one.
+    const newer = seeded(7200);
+    newer.generation = undefined; // as a bot writes it
+    await createCacheFile(join(dir, 'saxo_token_cache.json')).write(newer);
+
+    const port = await freePort();
+    const p = startLogin(['--timeout', '30', '--target', 'cache'], baseEnv(dir, port));
+    const loc = await signIn(await authorizeUrl(p));
+    expect((await fetch(loc)).status).toBe(200);
+    expect((await p.exited).code).toBe(1);
+    expect(p.logs.some((l) => l.event === 'login_failed' && /newer token pair is already stored/.test(l.message))).toBe(true);
+    expect(readCache(dir)!.refreshToken).toBe(newer.refreshToken);
+
+    const port2 = await freePort();
+    const q = startLogin(['--timeout', '30', '--target', 'cache', '--force'], baseEnv(dir, port2));
+    const loc2 = await signIn(await authorizeUrl(q));
+    expect((await fetch(loc2)).status).toBe(200);
+    expect((await q.exited).code).toBe(0);
+    const after = readCache(dir)!;
+    expect(after.refreshToken).not.toBe(newer.refreshToken);
+    expect(after.source).toBe('login');
+    expect(standin.isValidAccessToken(after.accessToken)).toBe(true);
+    for (const x of [p, q]) assertNothingSecret(x, [newer.accessToken, newer.refreshToken, after.accessToken, after.refreshToken, APP_SECRET]);
+  }, 40_000);
+});
+
+describeWithPubSub('login (cloud: secret + event to a running agent)', () => {
+  const PROJECT = 'tk-login-test';
+  const SECRET_ID = 'saxo-token';
+  const TOPIC = 'token-rotated-login';
+  const SUB = 'agent-login-sub';
+  let sm: SecretManagerFixture;
+  let ps: PubSubFixture;
+  let store: SecretStore;
+
+  beforeAll(async () => {
+    sm = await startSecretManagerFixture(PROJECT, SECRET_ID);
+    ps = await startPubSubFixture(PROJECT);
+    await ensureTopicAndSubscription(ps.pubsub, TOPIC, SUB);
+    store = createSecretStore({ client: sm.client, projectId: PROJECT, secretId: SECRET_ID, logger: silentLogger });
+  }, 30_000);
+  afterAll(async () => {
+    await ps?.close();
+    await sm?.close();
+  });
+
+  it('rejects a wrong state, then stores the pair in the secret (newer generation) and the cache; the agent adopts it from TOKEN_ROTATED', async () => {
+    const cloudEnv = {
+      GOOGLE_CLOUD_PROJECT: PROJECT,
+      TOKEN_SECRET_ID: SECRET_ID,
+      TOKEN_TOPIC_ID: TOPIC,
+      SECRET_MANAGER_EMULATOR_HOST: sm.server.host,
+      PUBSUB_EMULATOR_HOST: ps.emulator.host,
+    };
+    // The secret and the agent's cache hold generation 5, fresh enough that nobody refreshes.
+    const existing = seeded(1000, 5);
+    await store.add(existing);
+    const agentDir = tempDir();
+    await createCacheFile(join(agentDir, 'saxo_token_cache.json')).write(existing);
+    const agent = startCli(['agent'], {
+      ...baseEnv(agentDir, 1),
+      ...cloudEnv,
+      TOKEN_SUBSCRIPTION_ID: SUB,
+      CHECK_INTERVAL_SECONDS: '60', // no periodic check during the test: only the event can bring the pair
+      TOKEN_KEEPER_HOLDER_ID: 'agent:login-test',
+    });
+    procs.push(agent);
+    await agent.waitForEvent('agent_ready', 20_000);
+    expect(agent.logs.some((l) => l.event === 'subscribed')).toBe(true);
+
+    // The login runs elsewhere (its own data dir), as an operator would from another shell.
+    const loginDir = tempDir();
+    const port = await freePort();
+    const p = startLogin(['--timeout', '30'], { ...baseEnv(loginDir, port), ...cloudEnv });
+    const url = new URL(await authorizeUrl(p));
+    expect(url.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(url.searchParams.get('code_challenge')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(url.searchParams.get('redirect_uri')).toBe(`http://127.0.0.1:${port}/callback`);
+    const exchangesBefore = standin.stats().codeExchanges;
+    const loc = await signIn(url.toString());
+    const code = loc.searchParams.get('code')!;
+
+    // A callback with a forged state: 400, and no code exchange.
+    const forged = new URL(loc);
+    forged.searchParams.set('state', 'forged-state');
+    const bad = await fetch(forged);
+    expect(bad.status).toBe(400);
+    await bad.text();
+    expect(standin.stats().codeExchanges).toBe(exchangesBefore);
+    expect(p.proc.exitCode).toBeNull();
+
+    // The genuine callback.
+    const good = await fetch(loc);
+    expect(good.status).toBe(200);
+    await good.text();
+    expect((await p.exited).code).toBe(0);
+    expect(standin.stats().codeExchanges).toBe(exchangesBefore + 1);
+    expect(p.logs.some((l) => l.event === 'login_state_mismatch')).toBe(true);
+
+    // Secret: a new version above generation 5, announced.
+    const latest = (await store.latest())!;
+    expect(latest.token?.generation).toBe(6);
+    expect(latest.token?.source).toBe('login');
+    expect(latest.token?.refreshToken).not.toBe(existing.refreshToken);
+    expect(standin.isValidAccessToken(latest.token!.accessToken)).toBe(true);
+    expect(p.logs.some((l) => l.event === 'secret_version_added')).toBe(true);
+    // Cache (the login's own data dir exists, so auto stores there too).
+    expect(readCache(loginDir)?.refreshToken).toBe(latest.token!.refreshToken);
+
+    // The agent learns about it from the event alone and rewrites its cache.
+    const adopted = await agent.waitFor((l) => l.event === 'token_adopted' && l.generation === 6, 20_000, 'agent adopting generation 6');
+    expect(adopted.from).toBe('secret');
+    await agent.waitFor((l) => l.event === 'cache_written' && l.generation === 6, 10_000, 'agent cache write');
+    expect(readCache(agentDir)?.refreshToken).toBe(latest.token!.refreshToken);
+    expect(standin.stats().presentations).toBe(0); // nobody refreshed: the pair came from the login
+
+    const secrets = [existing.accessToken, existing.refreshToken, latest.token!.accessToken, latest.token!.refreshToken, code, APP_SECRET];
+    assertNothingSecret(p, secrets);
+    expect((await agent.stop()).code).toBe(0);
+    assertNothingSecret(agent, secrets);
+  }, 60_000);
+});
