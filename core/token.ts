@@ -75,7 +75,10 @@ export function fromResponse(
     accessExpiresAt: now + lifeMs - Math.min(marginMs, lifeMs / 2),
     refreshExpiresAt: res.refreshExpiresIn !== undefined ? now + res.refreshExpiresIn * 1000 : undefined,
     issuedAt: now,
-    generation: (prev?.generation ?? 0) + 1,
+    // A successor of a bot-written pair (no generation) stays unnumbered, so it is ordered by expiry
+    // rather than as generation 1 below older keeper pairs; callers number it above everything they
+    // have seen (withNextGeneration in core/push.ts).
+    generation: prev === undefined ? 1 : prev.generation !== undefined ? prev.generation + 1 : undefined,
     source,
     appKey: prev?.appKey,
     appSecret: prev?.appSecret,

@@ -488,14 +488,14 @@ describe('decide: mixed keeper / bot writers', () => {
   });
 });
 
-it.fails(
-  'BUG generation-reset (see token.test.ts): after a bot-written pair, decide() picks the consumed pre-bot pair, rewrites the cache with it and refreshes with it',
+it(
+  'generation-reset guard (see token.test.ts): after a bot-written pair, decide() picks the successor, not the consumed pre-bot pair',
   () => {
     const res = (tag: string) => ({ accessToken: `AT-${tag}`, refreshToken: `RT-${tag}`, tokenType: 'Bearer', expiresIn: 1200, refreshExpiresIn: 3600 });
     const g1 = fromResponse(res('g1'), T0, undefined, 'cloud');
     const g2 = fromResponse(res('g2'), T0 + 15 * MIN, g1, 'cloud'); // the agent's record stops here (agent down)
     const botPair: TokenSet = { ...tok(0, 'bot'), accessExpiresAt: T0 + 47 * MIN }; // bot refreshed g2 at T0+28
-    const successor = fromResponse(res('s'), T0 + 45 * MIN, botPair, 'agent:vm'); // generation 1 (reset)
+    const successor = fromResponse(res('s'), T0 + 45 * MIN, botPair, 'agent:vm'); // unnumbered
     const plan = decide(
       {
         now: successor.accessExpiresAt - 4 * MIN,
@@ -505,8 +505,6 @@ it.fails(
       },
       POLICY,
     );
-    // Expected: successor is best; the cache is left alone. Actual: best = g2 (generation 2 > 1),
-    // writeCache = true ("stale writer undone") and refresh with g2's already-used refresh token.
     expect(plan.best?.refreshToken).toBe(successor.refreshToken);
     expect(plan.writeCache).toBe(false);
   },
