@@ -10,31 +10,20 @@ import type { Logger } from '../core/log.js';
 import type { Clock } from '../core/clock.js';
 import type { EventBus, Held, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
 import { compareFreshness, fingerprint, fromResponse, type TokenSet } from '../core/token.js';
-import { describeExpiry, describeLifetime, pushToSecret, withNextGeneration } from '../core/push.js';
+import { describeExpiry, describeLifetime, pushToSecret, withNextGeneration, type RefresherSettings } from '../core/push.js';
+import type { AgentState } from './state-file.js';
 
-export interface AgentState {
-  token?: TokenSet | undefined;
-  failures: number;
-  lastRefresh?: { at: number; by: string; version?: string | undefined } | undefined;
-  agentSeenAt?: number | undefined;
-  loginRequired?: boolean | undefined;
-}
+export type { AgentState };
 
+/** The agent's private record (agent/state-file.ts in production, memory in tests and the soak). */
 export interface StateStore {
   read(): Promise<AgentState | undefined>;
   write(state: AgentState): Promise<void>;
 }
 
-export interface ReconcilerSettings {
+export interface ReconcilerSettings extends RefresherSettings {
   refreshThresholdMs: number;
   refreshTokenAlertMs: number;
-  maxRefreshFailures: number;
-  keepSecretVersions: number;
-  leaseTtlMs: number;
-  expiryMarginMs: number;
-  holderId: string;
-  appKey?: string | undefined;
-  appSecret?: string | undefined;
 }
 
 export interface ReconcilerDeps {

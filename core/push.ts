@@ -22,6 +22,17 @@ export function describeLifetime(expiresInSec: number): string {
   return `expires in ${Math.max(0, Math.floor(expiresInSec / 60))} min`;
 }
 
+/** What every refresher (agent, function) is configured with, besides its own threshold. */
+export interface RefresherSettings {
+  maxRefreshFailures: number;
+  keepSecretVersions: number;
+  leaseTtlMs: number;
+  expiryMarginMs: number;
+  holderId: string;
+  appKey?: string | undefined;
+  appSecret?: string | undefined;
+}
+
 export interface PushArgs {
   store: SecretStore;
   bus?: EventBus | undefined;

@@ -9,18 +9,11 @@ import { SaxoError, SecretStoreError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import type { EventBus, SecretRead, SecretStore, TokenEndpoint } from '../core/ports.js';
-import { pushToSecret, describeLifetime, withNextGeneration } from '../core/push.js';
+import { pushToSecret, describeLifetime, withNextGeneration, type RefresherSettings } from '../core/push.js';
 import { compareFreshness, fromResponse, type TokenSet } from '../core/token.js';
 
-export interface CloudSettings {
+export interface CloudSettings extends RefresherSettings {
   cloudRefreshThresholdMs: number;
-  maxRefreshFailures: number;
-  keepSecretVersions: number;
-  leaseTtlMs: number;
-  expiryMarginMs: number;
-  holderId: string;
-  appKey?: string | undefined;
-  appSecret?: string | undefined;
 }
 
 export interface CloudDeps {
