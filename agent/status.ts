@@ -146,18 +146,18 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
 }
 
 function dur(seconds: number | undefined): string {
-  if (seconds === undefined) return 'unknown';
-  const neg = seconds < 0;
+  if (seconds === undefined) return 'expiry unknown';
   const s = Math.abs(seconds);
   const txt = s >= 3600 ? `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m` : `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
-  return neg ? `expired ${txt} ago` : `in ${txt}`;
+  // "expires in …" / "expired … ago" (not "expires expired … ago").
+  return seconds < 0 ? `expired ${txt} ago` : `expires in ${txt}`;
 }
 
 export function formatStatus(r: StatusReport): string {
   const lines = [`token-keeper status: ${r.health.toUpperCase()} (exit ${r.exitCode}), ${r.mode}`];
   if (r.token) {
-    lines.push(`  access token   expires ${dur(r.token.accessLeftSeconds)} (${r.token.accessExpiresAt})`);
-    lines.push(`  refresh token  expires ${dur(r.token.refreshLeftSeconds)}${r.token.refreshExpiresAt ? ` (${r.token.refreshExpiresAt})` : ''}`);
+    lines.push(`  access token   ${dur(r.token.accessLeftSeconds)} (${r.token.accessExpiresAt})`);
+    lines.push(`  refresh token  ${dur(r.token.refreshLeftSeconds)}${r.token.refreshExpiresAt ? ` (${r.token.refreshExpiresAt})` : ''}`);
     lines.push(`  newest pair    generation ${r.token.generation ?? '?'} from ${r.token.origin}, obtained by ${r.token.source ?? 'unknown'}`);
   } else {
     lines.push('  no token in the cache, the agent state or the secret: run `npx token-keeper login`');
@@ -167,7 +167,7 @@ export function formatStatus(r: StatusReport): string {
     lines.push(`  secret         ${r.secret.state}${r.secret.latestVersion ? `, latest ${r.secret.latestVersion}` : ''}${r.secret.activeVersions !== undefined ? `, ${r.secret.activeVersions} active version(s)` : ''}`);
     if (r.secret.lastRefresh) lines.push(`  last refresh   ${r.secret.lastRefresh.at} by ${r.secret.lastRefresh.by}${r.secret.lastRefresh.version ? ` (${r.secret.lastRefresh.version})` : ''}`);
   }
-  if (r.agent.lastRefresh) lines.push(`  agent refresh  ${r.agent.lastRefresh.at} by ${r.agent.lastRefresh.by}`);
+  if (r.agent.lastRefresh) lines.push(`  agent refresh  ${r.agent.lastRefresh.at} by ${r.agent.lastRefresh.by}${r.agent.lastRefresh.version ? ` (${r.agent.lastRefresh.version})` : ''}`);
   lines.push(`  failures       ${r.agent.consecutiveFailures} (agent)${r.secret?.consecutiveFailures !== undefined ? `, ${r.secret.consecutiveFailures} (cloud)` : ''}`);
   lines.push(`  agent seen     ${r.agent.lastSeen ? `${r.agent.lastSeen} (${r.agent.lastSeenSecondsAgo} s ago)` : 'never'}`);
   for (const p of r.problems) lines.push(`  ! ${p}`);
