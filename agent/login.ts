@@ -181,13 +181,19 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
     process.stderr.write(`token-keeper login: --target must be auto, secret, cache or both\n`);
     return 2;
   }
+  // Number('abc') is NaN and setTimeout(NaN) fires at once: reject it instead of "timing out" instantly.
+  const timeoutSec = Number(o.timeout);
+  if (!Number.isFinite(timeoutSec) || timeoutSec <= 0) {
+    process.stderr.write('token-keeper login: --timeout must be a positive number of seconds\n');
+    return 2;
+  }
   try {
     const token = await performLogin({
       authBaseUrl: config.authBaseUrl,
       appKey,
       appSecret,
       redirectUri: config.redirectUri,
-      timeoutMs: Number(o.timeout) * 1000,
+      timeoutMs: timeoutSec * 1000,
       saxo: createSaxoClient({ authBaseUrl: config.authBaseUrl, httpTimeoutMs: config.httpTimeoutMs, logger }),
       logger,
       expiryMarginMs: config.expiryMarginMs,

@@ -189,6 +189,22 @@ describe('login (standalone, cache target)', () => {
     assertNothingSecret(p, [APP_SECRET]);
   }, 30_000);
 
+  it('rejects bad options with exit 2 before listening (non-numeric --timeout, unknown --target, missing app key)', async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const runs = [
+      startLogin(['--timeout', 'soon'], baseEnv(dir, port)),
+      startLogin(['--target', 'everywhere'], baseEnv(dir, port)),
+      startLogin([], baseEnv(dir, port, { SAXO_APP_KEY: undefined })),
+    ];
+    const exits = await Promise.all(runs.map((r) => r.exited));
+    expect(exits.map((e) => e.code)).toEqual([2, 2, 2]);
+    expect(runs[0]!.stderr()).toMatch(/--timeout must be a positive number/);
+    expect(runs[1]!.stderr()).toMatch(/--target must be/);
+    expect(runs[2]!.stderr()).toMatch(/set SAXO_APP_KEY/);
+    for (const r of runs) expect(r.stderr()).not.toMatch(/\/authorize\?/);
+  }, 20_000);
+
   it('refuses to replace a newer stored pair without --force, and replaces it with --force', async () => {
     const dir = tempDir();
     // "Someone refreshed during the login": the cache already holds a pair that outlives the new one.
