@@ -234,6 +234,20 @@ describe('status (cloud-connected, Secret Manager stand-in)', () => {
     expect(v.text).toMatch(/secret\s+stale/);
   }, 20_000);
 
+  it('Secret Manager unreachable with a fresh cache: degraded, exit 1 (the client gives up after its 10 s budget)', async () => {
+    const t = pair(1000);
+    const v = await status(await dataDir(t, { token: t }), {
+      ...cloudEnv('unreachable'),
+      SECRET_MANAGER_EMULATOR_HOST: '127.0.0.1:9', // nothing listens on the discard port
+    });
+    expect([v.jsonCode, v.textCode]).toEqual([1, 1]);
+    expect(v.json.health).toBe('degraded');
+    expect(v.json.secret!.state).toBe('unavailable');
+    expect(v.json.token!.origin).toBe('cache');
+    expect(v.json.problems.join(' ')).toMatch(/Secret Manager unavailable/);
+    expect(v.text).toMatch(/secret\s+unavailable/);
+  }, 40_000);
+
   it('cloud failures recorded on the secret degrade the status even when the agent has none: exit 1', async () => {
     const t = pair(1000, { generation: 4, source: 'cloud' });
     const { store } = await secretWith('cloud-failing', [t]);
