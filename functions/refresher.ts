@@ -4,6 +4,7 @@
  * Idempotent under Scheduler's at-least-once delivery: a duplicate call finds either a fresh token
  * (action "none") or a held lease (action "deferred").
  */
+import { randomBytes } from 'node:crypto';
 import { decideCloud, shouldAlert } from '../core/decide.js';
 import { SaxoError, SecretStoreError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
@@ -70,9 +71,12 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     return { action: 'none', status: 200, version: latest?.name, generation: plan.best.generation, accessLeftSeconds: left };
   }
 
+  // One lease holder per invocation, not per instance: acquireLease lets a holder re-take its own
+  // lease, so overlapping invocations in one instance (duplicate Scheduler calls) would both get in.
+  const holder = `${settings.holderId}:${randomBytes(4).toString('hex')}`;
   let leased = false;
   try {
-    leased = await store.acquireLease(settings.holderId, settings.leaseTtlMs, clock.now());
+    leased = await store.acquireLease(holder, settings.leaseTtlMs, clock.now());
   } catch (err) {
     logger.error('secret_unavailable', 'Could not take the refresh lease', { error: msg(err) });
     return { action: 'failed', status: 503, reason: 'lease_unavailable' };
@@ -109,7 +113,7 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     return { action: 'failed', status: 503, reason: 'secret_unavailable' };
   } finally {
     await store
-      .releaseLease(settings.holderId, { failures, lastRefresh })
+      .releaseLease(holder, { failures, lastRefresh })
       .catch((err) => logger.warn('lease_release_failed', 'Could not release the lease (it will expire)', { error: msg(err) }));
   }
 }
