@@ -285,7 +285,9 @@ export class Reconciler {
       if (plan.best && plan.updateKnown) this.adopt(withNextGeneration(plan.best, this.known, undefined), plan.origin ?? 'cache');
       // loginRequired survives only while the pair Saxo rejected is still the newest (adopt() clears
       // it): presenting that pair again every tick could only count as a reuse (I1).
-      if (!plan.best || (plan.health === 'login_required' || this.loginRequired) && !force) return this.markLoginRequired(plan);
+      // Even --force never re-presents the pair Saxo already rejected: that could only count as a
+      // reuse (I1). A dead refresh-token expiry, by contrast, may be wrong (clock skew): --force tries.
+      if (!plan.best || this.loginRequired || (plan.health === 'login_required' && !force)) return this.markLoginRequired(plan);
       if (!plan.refresh && !force) {
         if (plan.writeCache) await this.d.cache.write(this.known ?? plan.best);
         return 'adopted';

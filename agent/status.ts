@@ -55,7 +55,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
     const { connectCloud } = await import('./wiring.js');
     let cloud: Awaited<ReturnType<typeof connectCloud>>;
     try {
-      cloud = await connectCloud(config, silentLogger);
+      cloud = await connectCloud(config, silentLogger, { timeoutMs: 3000 });
       const [read, m, n] = await Promise.all([cloud!.store.latest(), cloud!.store.meta(), cloud!.store.countVersions()]);
       secret = { kind: 'read', read };
       meta = m;

@@ -18,7 +18,8 @@ export interface Cloud {
   close(): Promise<void>;
 }
 
-export async function connectCloud(config: Config, logger: Logger): Promise<Cloud | undefined> {
+/** `timeoutMs`: per-call Secret Manager deadline (status uses a short one to answer quickly). */
+export async function connectCloud(config: Config, logger: Logger, opts: { timeoutMs?: number } = {}): Promise<Cloud | undefined> {
   const gcp = config.gcp;
   if (!gcp) return undefined;
   const [{ createSecretManagerClient, createPubSub }, { createSecretStore }, { createEventBus }] = await Promise.all([
@@ -28,7 +29,7 @@ export async function connectCloud(config: Config, logger: Logger): Promise<Clou
   ]);
   const client = await createSecretManagerClient(gcp);
   const pubsub = await createPubSub(gcp);
-  const store = createSecretStore({ client, projectId: gcp.projectId, secretId: gcp.secretId, logger });
+  const store = createSecretStore({ client, projectId: gcp.projectId, secretId: gcp.secretId, logger, timeoutMs: opts.timeoutMs });
   const bus = createEventBus({ pubsub, topicId: gcp.topicId, subscriptionId: gcp.subscriptionId, logger });
   return {
     store,

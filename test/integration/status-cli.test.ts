@@ -234,7 +234,7 @@ describe('status (cloud-connected, Secret Manager stand-in)', () => {
     expect(v.text).toMatch(/secret\s+stale/);
   }, 20_000);
 
-  it('Secret Manager unreachable with a fresh cache: degraded, exit 1 (the client gives up after its 10 s budget)', async () => {
+  it('Secret Manager unreachable with a fresh cache: degraded, exit 1 (status gives up after its 3 s budget)', async () => {
     const t = pair(1000);
     const v = await status(await dataDir(t, { token: t }), {
       ...cloudEnv('unreachable'),
