@@ -66,14 +66,16 @@ export class SaxoModel implements TokenEndpoint {
   /** Faults to apply to the next calls, consumed in order. */
   faults: ('retryable' | 'invalid_grant' | 'lost_response')[] = [];
   delayMs = 0;
+  /** Token text generator; the soak swaps in a seeded one so a run is reproducible. */
+  mint: (bytes: number) => string = tok;
   constructor(
     private readonly clock: Clock,
     public accessLifetimeSec = 1200,
     public refreshLifetimeSec = 3600,
   ) {}
   issue(): TokenResponse {
-    const r = tok(32);
-    const a = tok(48);
+    const r = this.mint(32);
+    const a = this.mint(48);
     this.live.set(r, { refreshExpiresAt: this.clock.now() + this.refreshLifetimeSec * 1000 });
     this.accessValid.set(a, this.clock.now() + this.accessLifetimeSec * 1000);
     return { accessToken: a, refreshToken: r, tokenType: 'Bearer', expiresIn: this.accessLifetimeSec, refreshExpiresIn: this.refreshLifetimeSec };
@@ -236,8 +238,17 @@ export class MemoryEventBus implements EventBus {
 
 /** The cache file in memory; `raw` lets tests plant stale or corrupt content. */
 export class MemoryCache implements TokenCache {
-  raw: string | undefined;
+  private rawText: string | undefined;
+  /** Called on every change of `raw` (the soak's stand-in for the agent's file watcher). */
+  onChange: ((raw: string | undefined) => void) | undefined;
   writes = 0;
+  get raw(): string | undefined {
+    return this.rawText;
+  }
+  set raw(v: string | undefined) {
+    this.rawText = v;
+    this.onChange?.(v);
+  }
   constructor(readonly path = 'memory://saxo_token_cache.json') {}
   async read(): Promise<CacheRead> {
     if (this.raw === undefined) return { kind: 'missing' };
