@@ -1,0 +1,84 @@
+/**
+ * The real agent (`node bin/token-keeper.js agent`) as a child process, plus /proc readings of
+ * its resident memory and CPU time.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const BIN = fileURLToPath(new URL('../../../bin/token-keeper.js', import.meta.url));
+
+export interface AgentProc {
+  readonly pid: number;
+  readonly events: string[];
+  waitForEvent(event: string, timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function spawnAgent(env: Record<string, string>, nodeArgs: string[] = []): AgentProc {
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, BIN, 'agent'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, METADATA_SERVER_DETECTION: 'none', LOG_FORMAT: 'json', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const events: string[] = [];
+  let waiters: { event: string; resolve: () => void }[] = [];
+  let buf = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      let ev: string | undefined;
+      try {
+        ev = (JSON.parse(line) as { event?: string }).event;
+      } catch {
+        continue;
+      }
+      if (!ev) continue;
+      // Only the names are kept: a long accelerated run must not grow the bench's own memory.
+      if (events.length < 10_000) events.push(ev);
+      waiters = waiters.filter((w) => (w.event === ev ? (w.resolve(), false) : true));
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+    if (stderr.length < 20_000) stderr += c;
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    pid: child.pid!,
+    events,
+    waitForEvent: (event, timeoutMs = 30_000) =>
+      new Promise<void>((resolve, reject) => {
+        if (events.includes(event)) return resolve();
+        const t = setTimeout(() => reject(new Error(`agent: no ${event} within ${timeoutMs} ms; stderr: ${stderr.slice(-500)}`)), timeoutMs);
+        waiters.push({ event, resolve: () => (clearTimeout(t), resolve()) });
+      }),
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 6000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** VmRSS of a process in MB (MiB). */
+export function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) / 1024;
+}
+
+/** utime+stime of a process, in clock ticks (USER_HZ, 100 on Linux). */
+export function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[11]) + Number(rest[12]);
+}
+
+export const USER_HZ = 100;

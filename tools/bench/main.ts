@@ -1,0 +1,220 @@
+/**
+ * `npm run bench [-- --json] [-- --n 200] [-- --quick] [-- --node-flags "--max-semi-space-size=1"]`
+ *
+ * Measures, on this machine, the real agent (child process) against the real Pub/Sub emulator, the
+ * local Secret Manager gRPC server and the Saxo stand-in: propagation latency, agent memory and
+ * idle CPU, function handler time, cache read time, and the monthly cost from counted calls.
+ * Prints a table and PASS/FAIL lines; with --json the LAST stdout line is one JSON object.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { runCloudRefresh } from '../../functions/refresher.js';
+import { cpuTicks, rssMb, spawnAgent, USER_HZ, type AgentProc } from './agent-proc.js';
+import { countCalls, monthlyCost, naiveMonthlyCost, PRICES } from './cost.js';
+import { cacheRead, cloudDeps, functionNoop, median, percentile, propagation } from './measure.js';
+import { APP_KEY, startRig, type Channel, type Rig } from './rig.js';
+
+interface Options {
+  json: boolean;
+  n: number;
+  quick: boolean;
+  nodeFlags: string[];
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { json: false, n: 200, quick: false, nodeFlags: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--json') o.json = true;
+    else if (a === '--quick') o.quick = true;
+    else if (a === '--n') o.n = Number(argv[++i]);
+    else if (a === '--node-flags') o.nodeFlags = (argv[++i] ?? '').split(/\s+/).filter(Boolean);
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (!Number.isInteger(o.n) || o.n < 1) throw new Error('--n must be a positive integer');
+  return o;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const say = (s: string) => process.stdout.write(s + '\n');
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+
+function agentEnv(rig: Rig, ch: Channel, dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    TOKEN_KEEPER_DATA_DIR: dataDir,
+    GOOGLE_CLOUD_PROJECT: rig.projectId,
+    TOKEN_SECRET_ID: ch.secretId,
+    TOKEN_TOPIC_ID: ch.topicId,
+    TOKEN_SUBSCRIPTION_ID: ch.subscriptionId,
+    PUBSUB_EMULATOR_HOST: rig.emulatorHost,
+    SECRET_MANAGER_EMULATOR_HOST: rig.sm.host,
+    SAXO_AUTH_BASE_URL: rig.saxo.url,
+    SAXO_APP_KEY: APP_KEY,
+    TOKEN_KEEPER_HOLDER_ID: 'agent:bench',
+    ...extra,
+  };
+}
+
+/** Median of RSS samples taken once a second, to smooth over GC timing. */
+async function rssSample(pid: number, samples: number): Promise<number> {
+  const xs: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    if (i > 0) await sleep(1000);
+    xs.push(rssMb(pid));
+  }
+  return median(xs);
+}
+
+async function until(t: number): Promise<void> {
+  const left = t - Date.now();
+  if (left > 0) await sleep(left);
+}
+
+export async function runBench(o: Options): Promise<Record<string, unknown>> {
+  // The bench process itself must not probe a metadata server.
+  process.env.METADATA_SERVER_DETECTION = 'none';
+  const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
+  const warmMs = o.quick ? 10_000 : 30_000;
+  const idleMs = o.quick ? 10_000 : 30_000;
+  const growthWarmMs = o.quick ? 5_000 : 15_000;
+  const growthMs = o.quick ? 15_000 : 60_000;
+
+  const rig = await startRig();
+  const dirs: string[] = [];
+  const agents: AgentProc[] = [];
+  try {
+    const [main, fn, growth] = await Promise.all([rig.channel('main'), rig.channel('fn'), rig.channel('growth')]);
+    const dirA = mkdtempSync(join(tmpdir(), 'tk-bench-a-'));
+    dirs.push(dirA);
+
+    // Phase 1: an agent at default settings (60 s check), subscribed. Side work during warm-up only.
+    log('starting the agent at default settings');
+    const a = spawnAgent(agentEnv(rig, main, dirA), o.nodeFlags);
+    agents.push(a);
+    await a.waitForEvent('agent_ready', 60_000);
+    const ready = Date.now();
+    log('function no-op runs, cache reads, simulated hours (call counting)');
+    const noop = await functionNoop(rig, fn, o.quick ? 20 : 100);
+    const reads = await cacheRead(join(dirA, 'saxo_token_cache.json'), 2000);
+    const counts = await countCalls(rig, o.quick ? 2 : 6);
+    await until(ready + warmMs);
+    log(`idle window (${idleMs / 1000} s)`);
+    const c0 = cpuTicks(a.pid);
+    await sleep(idleMs);
+    const cpuIdlePct = ((cpuTicks(a.pid) - c0) / USER_HZ / (idleMs / 1000)) * 100;
+    const rssSteady = await rssSample(a.pid, 5);
+    const steadyAfterS = (Date.now() - ready) / 1000;
+
+    log(`propagation: ${o.n} forced cloud refreshes`);
+    const prop = await propagation(rig, main, join(dirA, 'saxo_token_cache.json'), o.n);
+    await a.stop();
+
+    // Phase 2: accelerated agent (50 ms checks) under a continuous stream of rotations.
+    log(`growth run: ${(growthWarmMs + growthMs) / 1000} s at CHECK_INTERVAL_SECONDS=0.05 with continuous rotations`);
+    const dirB = mkdtempSync(join(tmpdir(), 'tk-bench-b-'));
+    dirs.push(dirB);
+    const b = spawnAgent(agentEnv(rig, growth, dirB, { CHECK_INTERVAL_SECONDS: '0.05' }), o.nodeFlags);
+    agents.push(b);
+    await b.waitForEvent('agent_ready', 60_000);
+    const deps = cloudDeps(rig, growth);
+    let stop = false;
+    let rotations = 0;
+    const driver = (async () => {
+      while (!stop) {
+        const r = await runCloudRefresh(deps, { force: true });
+        if (r.action === 'refreshed') rotations++;
+      }
+    })();
+    await sleep(growthWarmMs);
+    const rssWarm = await rssSample(b.pid, 5);
+    await sleep(Math.max(0, growthMs - 10_000));
+    const rssEnd = await rssSample(b.pid, 5);
+    stop = true;
+    await driver;
+    await b.stop();
+
+    const functionRefresh = median(prop.refreshMs);
+    const cost = monthlyCost(counts, { noop: median(noop), refresh: functionRefresh });
+    const naive = naiveMonthlyCost(counts.versionsAdded);
+    const result = {
+      propagation_p50_ms: round(percentile(prop.latenciesMs, 50)),
+      propagation_p99_ms: round(percentile(prop.latenciesMs, 99)),
+      propagation_max_ms: round(Math.max(...prop.latenciesMs)),
+      agent_rss_mb: round(rssSteady),
+      agent_rss_growth_mb: round(rssEnd - rssWarm),
+      agent_cpu_idle_pct: round(cpuIdlePct, 3),
+      function_noop_ms: round(median(noop), 2),
+      function_refresh_ms: round(functionRefresh, 2),
+      cache_read_us: round(median(reads)),
+      monthly_cost_usd: round(cost.total, 3),
+      naive_propagation_avg_ms: 30_000,
+      naive_propagation_worst_ms: 60_000,
+      naive_monthly_cost_usd: round(naive.total, 2),
+      machine: `${cpus().length}x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB`,
+      node: process.version,
+      n: prop.latenciesMs.length,
+      details: {
+        steady_rss_after_s: Math.round(steadyAfterS),
+        growth_rss_warm_mb: round(rssWarm),
+        growth_rss_end_mb: round(rssEnd),
+        growth_rotations: rotations,
+        agent_node_flags: o.nodeFlags.join(' '),
+        calls_per_hour: counts,
+        cost_lines: cost.lines,
+        naive_lines: naive.lines,
+        naive_versions_at_day30: Math.round(naive.versionsAtDay30),
+        naive_run_rate_at_day30_usd: round(naive.runRateAtDay30, 2),
+        prices: PRICES,
+      },
+    };
+    report(result, cost, naive);
+    return result;
+  } finally {
+    for (const ag of agents) await ag.stop().catch(() => undefined);
+    await rig.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+function report(r: Record<string, unknown> & { details: Record<string, unknown> }, cost: ReturnType<typeof monthlyCost>, naive: ReturnType<typeof naiveMonthlyCost>): void {
+  const rows: [string, unknown, string][] = [
+    ['propagation p50 (publish → cache renamed)', r.propagation_p50_ms, 'ms'],
+    ['propagation p99', r.propagation_p99_ms, 'ms'],
+    ['agent RSS, steady (subscribed)', r.agent_rss_mb, `MB after ${String(r.details.steady_rss_after_s)} s`],
+    ['agent RSS growth (accelerated run)', r.agent_rss_growth_mb, `MB (${String(r.details.growth_rotations)} rotations)`],
+    ['agent CPU idle (60 s check)', r.agent_cpu_idle_pct, '%'],
+    ['function no-op (handler)', r.function_noop_ms, 'ms'],
+    ['function refresh (handler)', r.function_refresh_ms, 'ms'],
+    ['cache read', r.cache_read_us, 'µs'],
+    ['monthly cost, this design', r.monthly_cost_usd, 'USD'],
+    ['monthly cost, naive design (30 days)', r.naive_monthly_cost_usd, 'USD'],
+  ];
+  say('');
+  say(`token-keeper benchmark — ${String(r.machine)}, node ${String(r.node)}, n=${String(r.n)}`);
+  for (const [k, v, u] of rows) say(`  ${k.padEnd(44)} ${String(v).padStart(10)} ${u}`);
+  say('');
+  say('  cost breakdown (this design):');
+  for (const l of cost.lines) say(`    ${l.item.padEnd(36)} ${l.quantity.padEnd(36)} $${l.usd.toFixed(4)}`);
+  say('  naive design (poll every 60 s, never destroy versions):');
+  for (const l of naive.lines) say(`    ${l.item.padEnd(36)} ${l.quantity.padEnd(36)} $${l.usd.toFixed(2)}`);
+  say(`    propagation ≈ 30 s average, 60 s worst; run rate at day 30 $${naive.runRateAtDay30.toFixed(2)}/month`);
+  say('');
+  const check = (ok: boolean, what: string) => say(`${ok ? 'PASS' : 'FAIL'} ${what}`);
+  check(Number(r.propagation_p99_ms) <= 250, `propagation p99 ≤ 250 ms (${String(r.propagation_p99_ms)})`);
+  check(Number(r.agent_rss_mb) <= 64, `agent RSS ≤ 64 MB steady (${String(r.agent_rss_mb)})`);
+  check(Number(r.agent_rss_growth_mb) <= 2, `agent RSS growth ≤ 2 MB (${String(r.agent_rss_growth_mb)})`);
+  check(Number(r.agent_cpu_idle_pct) <= 0.1, `agent idle CPU ≈ 0 (≤ 0.1 %: ${String(r.agent_cpu_idle_pct)})`);
+  check(Number(r.monthly_cost_usd) <= 0.5, `monthly cost ≤ $0.50 ($${String(r.monthly_cost_usd)})`);
+}
+
+const opts = parseArgs(process.argv.slice(2));
+runBench(opts).then(
+  (r) => {
+    if (opts.json) say(JSON.stringify(r));
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
