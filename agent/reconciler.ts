@@ -115,6 +115,12 @@ export class Reconciler {
         return 'ignored';
       }
       secret = await this.readSecret(ev.version);
+      if (secret.kind === 'unavailable') {
+        // A newer pair exists that we cannot read: our own is consumed. Remember that (so we never
+        // present it) and nack, so Pub/Sub redelivers once Secret Manager answers again.
+        this.noteAnnounced(ev);
+        throw new SecretStoreError('unavailable', `cannot read announced version ${ev.version} yet`);
+      }
     }
 
     const cache = await this.d.cache.read();
@@ -124,6 +130,7 @@ export class Reconciler {
     const wantSecret =
       secret.kind === 'unknown' &&
       (trigger.kind === 'startup' ||
+        this.announced !== undefined ||
         trigger.kind === 'refresh' ||
         plan.refresh ||
         this.pendingPush ||
@@ -176,9 +183,26 @@ export class Reconciler {
     return outcome;
   }
 
+  /**
+   * An announced version we could not fetch (Secret Manager unavailable), and the refresh token we
+   * held then: the announcement proves that token was consumed, so it must never be presented.
+   */
+  private announced: { generation: number; version: string; consumed: string | undefined } | undefined;
+
+  private noteAnnounced(ev: TokenRotatedEvent): void {
+    if (!this.announced || ev.generation > this.announced.generation) {
+      this.announced = { generation: ev.generation, version: ev.version, consumed: this.known?.refreshToken };
+    }
+  }
+
+  private isSuperseded(t: TokenSet): boolean {
+    return this.announced !== undefined && this.announced.consumed === t.refreshToken;
+  }
+
   private adopt(token: TokenSet, from: string): void {
     const prev = this.known;
     this.known = token;
+    if (this.announced && token.refreshToken !== this.announced.consumed) this.announced = undefined;
     this.registerSecrets(token);
     if (prev && prev.refreshToken !== token.refreshToken) {
       this.loginRequired = false;
@@ -293,6 +317,13 @@ export class Reconciler {
         return 'adopted';
       }
       const presented = this.known ?? plan.best;
+      if (this.isSuperseded(presented)) {
+        logger.warn('superseded_token', 'A newer token was announced but Secret Manager cannot be read yet; not presenting the consumed one', {
+          announcedGeneration: this.announced?.generation,
+          generation: presented.generation,
+        });
+        return 'deferred';
+      }
       return await this.presentAndStore(presented, secret, leased);
     } finally {
       if (leased && store) {
@@ -331,9 +362,17 @@ export class Reconciler {
     let next = fromResponse(res, now, base, settings.holderId, settings.expiryMarginMs);
     next = withNextGeneration(next, presented, secret.kind === 'read' ? secret.read?.token : undefined);
     this.registerSecrets(next);
-    // I3: durable locally first (cache fsync + rename, then the private state), then upstream.
-    await this.d.cache.write(next);
+    // I3: durable locally first (cache fsync + rename, then the private state), then upstream. A
+    // failing cache write must not lose the pair: it stays in memory, the state file and the
+    // secret, and the next check rewrites the cache.
     this.known = next;
+    try {
+      await this.d.cache.write(next);
+    } catch (err) {
+      logger.error('cache_write_failed', 'Could not write the cache; keeping the new token in the state file and the secret', {
+        error: errText(err),
+      });
+    }
     this.failures = 0;
     this.loginRequired = false;
     this.lastRefresh = { at: now, by: settings.holderId };

@@ -378,3 +378,51 @@ describe('Reconciler, cloud-connected', () => {
     expect(serializeFlat((await r.store!.latest())!.token!)).toBe(r.cache.raw);
   });
 });
+
+describe('Reconciler, announcements it cannot fetch and failing disks', () => {
+  it('an event whose version cannot be read is nacked, and the consumed pair it supersedes is never presented', async () => {
+    const { r, t } = await steady({ cloud: true });
+    // The cloud refreshes t (consuming its refresh token) and announces generation 2 …
+    const next = await r.successor(t);
+    const presentedByCloud = r.saxo.stats.presentations;
+    const v = await r.store!.add(next);
+    const ev: TokenRotatedEvent = {
+      type: 'TOKEN_ROTATED', version: v.name, generation: 2,
+      accessExpiresAt: new Date(next.accessExpiresAt).toISOString(), source: 'cloud', publishedAt: new Date(r.clock.now()).toISOString(),
+    };
+    // … but Secret Manager is down when the event arrives: nack for redelivery.
+    r.store!.unavailable = true;
+    await expect(r.reconciler.run({ kind: 'event', event: ev })).rejects.toThrow(/announced version/);
+    // At the agent threshold it must not present t (Saxo consumed it): deferred, zero presentations.
+    await until(r, t, 200 * SEC);
+    expect(await tick(r)).toBe('deferred');
+    expect(r.saxo.stats.presentations).toBe(presentedByCloud);
+    expect(r.log.events('superseded_token').length).toBeGreaterThanOrEqual(1);
+    // Secret Manager answers again: the next check adopts the announced pair (and, as it is due
+    // too, refreshes it: the one legitimate presentation).
+    r.store!.unavailable = false;
+    expect(await tick(r)).toBe('refreshed');
+    expect(r.saxo.presented.at(-1)).toBe(next.refreshToken);
+    expect(r.saxo.stats.presentations).toBe(presentedByCloud + 1);
+    expect(r.saxo.stats.reusedPresentations).toBe(0);
+  });
+
+  it('a failing cache write after Saxo answered keeps the new pair in the state and the secret; the next check rewrites the cache', async () => {
+    const { r, t } = await steady({ cloud: true });
+    await until(r, t, 300 * SEC);
+    const write = r.cache.write.bind(r.cache);
+    r.cache.write = async () => {
+      throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+    };
+    expect(await tick(r)).toBe('refreshed');
+    const stored = r.state.value?.token;
+    expect(stored?.refreshToken).not.toBe(t.refreshToken);
+    expect((await r.store!.latest())?.token?.refreshToken).toBe(stored?.refreshToken);
+    expect(r.log.events('cache_write_failed').length).toBe(1);
+    r.cache.write = write;
+    await r.clock.advance(60 * SEC);
+    await tick(r);
+    expect((await r.cached())?.refreshToken).toBe(stored?.refreshToken);
+    expect(r.saxo.stats.presentations).toBe(1);
+  });
+});

@@ -220,6 +220,13 @@ function apply(w: World, f: Fault, bots: Bot[]): void {
       later(f.durMs, () => void w.functionDown--);
       break;
     case 'stale-write': {
+      // With the agent down, the cache may hold the only copy of a bot's newest pair: overwriting it
+      // destroys that pair beyond any design's reach (seed 1, 7 days, +2d13h). Scripts misbehave
+      // while the agent runs; that is what the agent must undo.
+      if (!w.agent || w.agent.proc.dead || w.vmDown) {
+        w.notes.push(`stale write at +${Math.round(f.at / MIN)} min skipped: agent down`);
+        break;
+      }
       const old = [...w.ledger.list].reverse().find((e) => e.delivered && e.issuedAt <= w.now() - f.ageMs);
       if (!old) break;
       w.staleRefresh = old.refreshToken;
@@ -234,6 +241,10 @@ function apply(w: World, f: Fault, bots: Bot[]): void {
       break;
     }
     case 'corrupt-write':
+      if (!w.agent || w.agent.proc.dead || w.vmDown) {
+        w.notes.push(`corrupt write at +${Math.round(f.at / MIN)} min skipped: agent down`);
+        break;
+      }
       w.setWriter('corrupt-writer');
       w.cache.raw = ['', '{', 'not json at all', '{"access_token": 5}', '{"access_token":"a","refresh_token":"b","token_expiry":"soon"}'][f.variant];
       break;
