@@ -156,8 +156,16 @@ export class Reconciler {
         refreshLeftSeconds: Math.round((plan.refreshLeftMs ?? 0) / 1000),
       });
     }
+    await this.flushPush();
     await this.saveState();
     return outcome;
+  }
+
+  /** Push a pair the secret has not seen yet (adopted from a bot, or refreshed while it was down). */
+  private async flushPush(): Promise<void> {
+    if (!this.d.store || !this.pendingPush || !this.known) return;
+    const secret = await this.readSecret();
+    if (secret.kind === 'read') await this.push(this.known, secret);
   }
 
   /** Adopt the newest pair, undo a stale cache, push upstream. No Saxo call. */
@@ -169,7 +177,6 @@ export class Reconciler {
       best = withNextGeneration(best, this.known, secret.kind === 'read' ? secret.read?.token : undefined);
       this.adopt(best, plan.origin ?? 'cache');
       outcome = 'adopted';
-      if (plan.origin === 'cache' && this.d.store) this.pendingPush = true;
     }
     if (plan.writeCache) {
       const wrote = await this.writeCacheIfNewer(best);
@@ -202,6 +209,9 @@ export class Reconciler {
   private adopt(token: TokenSet, from: string): void {
     const prev = this.known;
     this.known = token;
+    // A pair from the cache was made by a bot (or another agent): the cloud must learn of it before
+    // it presents the refresh token the bot just consumed.
+    if (from === 'cache' && this.d.store) this.pendingPush = true;
     if (this.announced && token.refreshToken !== this.announced.consumed) this.announced = undefined;
     this.registerSecrets(token);
     if (prev && prev.refreshToken !== token.refreshToken) {

@@ -29,6 +29,8 @@ export interface Config {
   checkIntervalMs: number;
   refreshThresholdMs: number;
   cloudRefreshThresholdMs: number;
+  /** The function leaves an already-expired token this long to the VM agent (see functions/refresher.ts). */
+  cloudExpiredGraceMs: number;
   /** Bots trust the cache while more than this remains (their 120 s buffer); used by status. */
   botThresholdMs: number;
   /** Subtracted from Saxo's expires_in when writing token_expiry, as the Python bots do (60 s). */
@@ -116,6 +118,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     checkIntervalMs,
     refreshThresholdMs: seconds(env, 'REFRESH_THRESHOLD_SECONDS', 300),
     cloudRefreshThresholdMs: seconds(env, 'CLOUD_REFRESH_THRESHOLD_SECONDS', 600),
+    cloudExpiredGraceMs: seconds(env, 'CLOUD_EXPIRED_GRACE_SECONDS', 900),
     botThresholdMs: seconds(env, 'BOT_REFRESH_THRESHOLD_SECONDS', 120),
     expiryMarginMs: seconds(env, 'TOKEN_EXPIRY_MARGIN_SECONDS', 60),
     maxRefreshFailures: integer(env, 'MAX_REFRESH_FAILURES', 5),

@@ -32,6 +32,7 @@ async function build(): Promise<CloudDeps> {
     logger,
     settings: {
       cloudRefreshThresholdMs: config.cloudRefreshThresholdMs,
+      expiredGraceMs: config.cloudExpiredGraceMs,
       maxRefreshFailures: config.maxRefreshFailures,
       keepSecretVersions: config.keepSecretVersions,
       leaseTtlMs: config.leaseTtlMs,

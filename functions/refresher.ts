@@ -15,6 +15,19 @@ import { compareFreshness, fromResponse, type TokenSet } from '../core/token.js'
 
 export interface CloudSettings extends RefresherSettings {
   cloudRefreshThresholdMs: number;
+  /** How long after the access token expired the function leaves the refresh to the VM agent. */
+  expiredGraceMs?: number | undefined;
+}
+
+const DEFAULT_EXPIRED_GRACE_MS = 15 * 60_000;
+/** Keep at least this much refresh-token life when waiting for the agent. */
+const REFRESH_SAFETY_MS = 10 * 60_000;
+
+function awaitAgent(accessLeftMs: number, refreshLeftMs: number | undefined, s: CloudSettings): boolean {
+  const grace = s.expiredGraceMs ?? DEFAULT_EXPIRED_GRACE_MS;
+  const expiredFor = -accessLeftMs;
+  if (expiredFor >= grace) return false;
+  return refreshLeftMs === undefined || refreshLeftMs - (grace - expiredFor) > REFRESH_SAFETY_MS;
 }
 
 export interface CloudDeps {
@@ -59,6 +72,17 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
   if (plan.health === 'login_required' && !opts.force) {
     logger.error('login_required', 'Login required: the refresh token in the secret has expired (run `npx token-keeper login`)');
     return { action: 'login_required', status: 500, reason: 'refresh_token_expired' };
+  }
+  if (plan.health === 'expired' && !opts.force && awaitAgent(plan.accessLeftMs ?? 0, plan.refreshLeftMs, settings)) {
+    // The cloud missed its whole window (it or Secret Manager was down). If the VM agent was up it
+    // refreshed on its own and pushes as soon as Secret Manager answers: presenting this pair now
+    // would likely present a consumed refresh token. Give the agent a grace period; the refresh
+    // token (60 min) outlives it, so a lone cloud path still saves the chain afterwards.
+    logger.warn('awaiting_agent', 'Token expired while the cloud path was down; giving the VM agent time to push its newer pair', {
+      version: latest?.name,
+      expiredSeconds: Math.round(-(plan.accessLeftMs ?? 0) / 1000),
+    });
+    return { action: 'deferred', status: 200, version: latest?.name, reason: 'expired_awaiting_agent' };
   }
   if (!plan.refresh && !opts.force) {
     const left = Math.round((plan.accessLeftMs ?? 0) / 1000);

@@ -151,6 +151,31 @@ describe('runCloudRefresh', () => {
     expect(r.log.events('login_required')).toHaveLength(1);
   });
 
+  it('an already-expired token is left to the VM agent for the grace period, then refreshed by the cloud alone', async () => {
+    const { r, t } = await seeded();
+    // The cloud path was down for its whole window; the token expired 5 min ago.
+    await until(r, t, -5 * MIN);
+    const out = await runCloudRefresh(r.deps);
+    expect(out).toMatchObject({ action: 'deferred', status: 200, reason: 'expired_awaiting_agent' });
+    expect(r.saxo.stats.presentations).toBe(0);
+    expect(r.log.events('awaiting_agent')).toHaveLength(1);
+    // The agent pushed nothing within 15 min of expiry: the cloud saves the chain itself.
+    await until(r, t, -15 * MIN);
+    expect(await runCloudRefresh(r.deps)).toMatchObject({ action: 'refreshed', status: 200 });
+    expect(r.saxo.stats).toMatchObject({ presentations: 1, reusedPresentations: 0 });
+  });
+
+  it('does not wait for the agent when the refresh token would get too close to dying', async () => {
+    const r = cloudRig({ settings: { expiredGraceMs: 40 * MIN } });
+    rigs.push(r);
+    const t = r.login();
+    await r.store.add(t);
+    // Expired 26 min ago (< 40 min grace), but the refresh token (60 min) has 15 min left and
+    // waiting the rest of the grace would leave 1 min: refresh now.
+    await r.clock.advance(t.refreshExpiresAt! - 15 * MIN - r.clock.now());
+    expect(await runCloudRefresh(r.deps)).toMatchObject({ action: 'refreshed' });
+  });
+
   it('Secret Manager unavailable: 503, nothing presented', async () => {
     const { r, t } = await seeded();
     await until(r, t, 590 * SEC);

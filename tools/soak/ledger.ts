@@ -16,6 +16,8 @@ export interface Issued {
   delivered: boolean;
   /** 'ok': presented and answered; 'lost': presented but its successor never reached anyone. */
   consumed?: 'ok' | 'lost' | undefined;
+  /** Re-presented by the VM while cut off from the announcement of its successor. */
+  partitioned?: boolean | undefined;
 }
 
 export interface Violation {
@@ -34,6 +36,8 @@ export class Ledger {
   lostRepresentations = 0;
   /** Presentations by a bot of a pair a stale-writer script had just planted (the bots' own race). */
   botStaleRepresentations = 0;
+  /** Re-presentations by a VM cut off from Secret Manager after the cloud refreshed (see world.present). */
+  partitionRepresentations = 0;
   constructor(private readonly now: () => number) {}
 
   record(res: TokenResponse): void {

@@ -102,7 +102,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const agentUp = !!w.agent && !w.agent.proc.dead && !w.vmDown;
     const pathUp = agentUp || (!w.functionDown && !w.smDown);
     // Saxo down or slower than the callers' deadlines: no path can refresh, by definition.
-    const excused = !alive || deadSince !== undefined || now < Math.max(w.saxoDownUntil, w.slowUntil) + 10 * MIN || w.pendingRepair !== undefined;
+    const excused = !alive || deadSince !== undefined || now < Math.max(w.saxoDownUntil, w.slowUntil) + 10 * MIN || now < w.partitionUntil || w.pendingRepair !== undefined;
     if (!valid && pathUp && !excused) {
       m.downtimeMs += MIN;
       if (lastValid) {
@@ -135,7 +135,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
 
   const v = w.ledger.violations;
   const stats = w.saxo.stats;
-  const reuse = stats.reusedPresentations - w.ledger.lostRepresentations - w.ledger.botStaleRepresentations;
+  const reuse = stats.reusedPresentations - w.ledger.lostRepresentations - w.ledger.botStaleRepresentations - w.ledger.partitionRepresentations;
   if (reuse !== v.filter((x) => x.kind === 'I1').length) w.violate('I1', `Saxo counted ${reuse} unexplained re-presentations`);
   const perLifetime = m.healthyMs ? m.healthyRefreshes / (m.healthyMs / (1200 * SEC)) : 0;
   const ev = (n: string) => w.events.get(n) ?? 0;
@@ -147,7 +147,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   lines.push(
     `  seconds without a valid token while a path was up: ${m.downtimeMs / SEC} (${m.episodes} episodes; ${m.deadDowntimeMs / SEC} s more while the chain was dead awaiting login)`,
     `  presentations ${stats.presentations}, refreshes ${stats.refreshes} (bots ${botStats.refreshes}); presentations beyond one: ${reuse}` +
-      ` (+ lost to Saxo: ${w.ledger.lostToSaxo} pairs, ${w.ledger.lostRepresentations} forced re-presentations; bots on a stale-writer pair: ${w.ledger.botStaleRepresentations})`,
+      ` (+ lost to Saxo: ${w.ledger.lostToSaxo} pairs, ${w.ledger.lostRepresentations} forced re-presentations; bots on a stale-writer pair: ${w.ledger.botStaleRepresentations}; VM cut off from Secret Manager after a cloud refresh: ${w.ledger.partitionRepresentations})`,
     `  refreshes per token lifetime in healthy periods: ${perLifetime.toFixed(2)} (${fmtDur(m.healthyMs)} healthy)`,
     `  peak non-destroyed secret versions: ${w.peakVersions} (keep ${w.cloudSettings.keepSecretVersions})`,
     `  alerts raised: ${w.alerts} (refresh_alert ${ev('refresh_alert')}, refresh_token_expiring ${ev('refresh_token_expiring')}, secret_write_lost ${ev('secret_write_lost')});` +
