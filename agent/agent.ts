@@ -89,6 +89,13 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
     checkIntervalSeconds: config.checkIntervalMs / 1000,
   });
 
+  // While a pair waits for Secret Manager (refreshed or adopted during an outage), retry the push
+  // every few seconds: the cloud must learn of it before it presents the consumed refresh token.
+  const pushRetry = setInterval(() => {
+    if (reconciler.hasPendingPush && !signal.aborted) void safeRun({ kind: 'push' });
+  }, Math.min(5000, config.checkIntervalMs));
+  pushRetry.unref();
+
   const done = (async () => {
     while (!signal.aborted) {
       await new Promise<void>((resolve) => {
@@ -98,6 +105,7 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
       if (signal.aborted) break;
       await safeRun({ kind: 'tick' });
     }
+    clearInterval(pushRetry);
     logger.info('agent_stopping', 'Token keeper stopping');
     await Promise.allSettled([watcher.close(), unsubscribe?.()]);
     await cloud?.close();

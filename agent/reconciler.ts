@@ -44,7 +44,9 @@ export type Trigger =
   | { kind: 'tick' }
   | { kind: 'cache-changed' }
   | { kind: 'event'; event: TokenRotatedEvent }
-  | { kind: 'refresh'; force: boolean };
+  | { kind: 'refresh'; force: boolean }
+  /** Retry only the pending upstream push (run every few seconds while one is pending). */
+  | { kind: 'push' };
 
 export type Outcome =
   | 'idle'
@@ -101,8 +103,18 @@ export class Reconciler {
     return next;
   }
 
+  /** A pair the secret has not seen yet is waiting for Secret Manager to answer. */
+  get hasPendingPush(): boolean {
+    return this.pendingPush;
+  }
+
   private async handle(trigger: Trigger): Promise<Outcome> {
     const { logger, store } = this.d;
+    if (trigger.kind === 'push') {
+      await this.flushPush();
+      if (!this.pendingPush) await this.saveState();
+      return 'idle';
+    }
     let secret: SecretView = store ? { kind: 'unknown' } : { kind: 'absent' };
 
     if (trigger.kind === 'event') {

@@ -118,7 +118,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     checkIntervalMs,
     refreshThresholdMs: seconds(env, 'REFRESH_THRESHOLD_SECONDS', 300),
     cloudRefreshThresholdMs: seconds(env, 'CLOUD_REFRESH_THRESHOLD_SECONDS', 600),
-    cloudExpiredGraceMs: seconds(env, 'CLOUD_EXPIRED_GRACE_SECONDS', 900),
+    cloudExpiredGraceMs: seconds(env, 'CLOUD_EXPIRED_GRACE_SECONDS', 2700),
     botThresholdMs: seconds(env, 'BOT_REFRESH_THRESHOLD_SECONDS', 120),
     expiryMarginMs: seconds(env, 'TOKEN_EXPIRY_MARGIN_SECONDS', 60),
     maxRefreshFailures: integer(env, 'MAX_REFRESH_FAILURES', 5),

@@ -19,15 +19,19 @@ export interface CloudSettings extends RefresherSettings {
   expiredGraceMs?: number | undefined;
 }
 
-const DEFAULT_EXPIRED_GRACE_MS = 15 * 60_000;
-/** Keep at least this much refresh-token life when waiting for the agent. */
-const REFRESH_SAFETY_MS = 10 * 60_000;
+const DEFAULT_EXPIRED_GRACE_MS = 45 * 60_000;
+/** Stop waiting for the agent when the refresh token has this little life left. */
+const REFRESH_SAFETY_MS = 15 * 60_000;
 
+/**
+ * An expired token in the secret means the cloud missed its whole window. Wait for the agent
+ * while the refresh token keeps a safe margin (checked again at every scheduled run), at most
+ * `expiredGraceMs` after the expiry (refresh-token expiry unknown: the grace alone).
+ */
 function awaitAgent(accessLeftMs: number, refreshLeftMs: number | undefined, s: CloudSettings): boolean {
   const grace = s.expiredGraceMs ?? DEFAULT_EXPIRED_GRACE_MS;
-  const expiredFor = -accessLeftMs;
-  if (expiredFor >= grace) return false;
-  return refreshLeftMs === undefined || refreshLeftMs - (grace - expiredFor) > REFRESH_SAFETY_MS;
+  if (-accessLeftMs >= grace) return false;
+  return refreshLeftMs === undefined || refreshLeftMs > REFRESH_SAFETY_MS;
 }
 
 export interface CloudDeps {

@@ -159,8 +159,9 @@ describe('runCloudRefresh', () => {
     expect(out).toMatchObject({ action: 'deferred', status: 200, reason: 'expired_awaiting_agent' });
     expect(r.saxo.stats.presentations).toBe(0);
     expect(r.log.events('awaiting_agent')).toHaveLength(1);
-    // The agent pushed nothing within 15 min of expiry: the cloud saves the chain itself.
-    await until(r, t, -15 * MIN);
+    // The agent pushed nothing and the refresh token (60 min) is down to 14 min: the cloud saves
+    // the chain itself.
+    await until(r, t, -27 * MIN);
     expect(await runCloudRefresh(r.deps)).toMatchObject({ action: 'refreshed', status: 200 });
     expect(r.saxo.stats).toMatchObject({ presentations: 1, reusedPresentations: 0 });
   });
@@ -170,9 +171,8 @@ describe('runCloudRefresh', () => {
     rigs.push(r);
     const t = r.login();
     await r.store.add(t);
-    // Expired 26 min ago (< 40 min grace), but the refresh token (60 min) has 15 min left and
-    // waiting the rest of the grace would leave 1 min: refresh now.
-    await r.clock.advance(t.refreshExpiresAt! - 15 * MIN - r.clock.now());
+    // Expired 27 min ago (< 40 min grace), but the refresh token (60 min) has only 14 min left.
+    await r.clock.advance(t.refreshExpiresAt! - 14 * MIN - r.clock.now());
     expect(await runCloudRefresh(r.deps)).toMatchObject({ action: 'refreshed' });
   });
 

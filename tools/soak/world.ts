@@ -6,7 +6,7 @@
 import { Reconciler, type ReconcilerSettings } from '../../agent/reconciler.js';
 import { runCloudRefresh, type CloudSettings } from '../../functions/refresher.js';
 import { parseFlat, serializeFlat } from '../../core/codec.js';
-import { SaxoError } from '../../core/errors.js';
+import { SaxoError, SecretStoreError } from '../../core/errors.js';
 import { createLogger, type Logger } from '../../core/log.js';
 import type { RefreshOptions, TokenRotatedEvent } from '../../core/ports.js';
 import { fromResponse, type TokenResponse, type TokenSet } from '../../core/token.js';
@@ -247,6 +247,8 @@ export class World implements Shared {
     // A nack (the handler failed, e.g. the process died) means redelivery later.
     this.fire(a.rec.run({ kind: 'event', event: e }).catch((err: unknown) => {
       this.pendingEvents.push(e);
+      // A nack by design: the announced version cannot be read while Secret Manager is down.
+      if (err instanceof SecretStoreError) return 'deferred';
       throw err;
     }), a.proc.name);
   }
@@ -300,6 +302,13 @@ export class World implements Shared {
       this.fire(rec.run({ kind: 'tick' }), proc.name);
       this.clock.at(this.now() + 60 * SEC, tick);
     };
+    // As agent/agent.ts: retry a pending upstream push every 5 s.
+    const pushRetry = () => {
+      if (proc.dead) return;
+      if (rec.hasPendingPush) this.fire(rec.run({ kind: 'push' }), proc.name);
+      this.clock.at(this.now() + 5 * SEC, pushRetry);
+    };
+    this.clock.at(this.now() + 5 * SEC, pushRetry);
     this.fire(
       (async () => {
         await rec.load();
