@@ -33,6 +33,7 @@ async function build(): Promise<CloudDeps> {
     settings: {
       cloudRefreshThresholdMs: config.cloudRefreshThresholdMs,
       expiredGraceMs: config.cloudExpiredGraceMs,
+      agentThresholdMs: config.refreshThresholdMs,
       maxRefreshFailures: config.maxRefreshFailures,
       keepSecretVersions: config.keepSecretVersions,
       leaseTtlMs: config.leaseTtlMs,

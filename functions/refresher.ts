@@ -17,21 +17,28 @@ export interface CloudSettings extends RefresherSettings {
   cloudRefreshThresholdMs: number;
   /** How long after the access token expired the function leaves the refresh to the VM agent. */
   expiredGraceMs?: number | undefined;
+  /** The agent's threshold: a token found inside it means the cloud missed its window. */
+  agentThresholdMs?: number | undefined;
 }
 
 const DEFAULT_EXPIRED_GRACE_MS = 45 * 60_000;
-/** Stop waiting for the agent when the refresh token has this little life left. */
+const DEFAULT_AGENT_THRESHOLD_MS = 300_000;
+/** Stop waiting for the lower tiers when the refresh token has this little life left. */
 const REFRESH_SAFETY_MS = 15 * 60_000;
+/** Refresh-token life beyond the access token's when Saxo's is unknown (bot pairs): 3600 − 1140 s, rounded down. */
+const UNKNOWN_REFRESH_TAIL_MS = 40 * 60_000;
 
 /**
- * An expired token in the secret means the cloud missed its whole window. Wait for the agent
- * while the refresh token keeps a safe margin (checked again at every scheduled run), at most
- * `expiredGraceMs` after the expiry (refresh-token expiry unknown: the grace alone).
+ * The cloud found the token already inside a lower tier's window (the agent's 300 s, the bots'
+ * 120 s, or expired): it missed its own window, so the agent or a bot has probably refreshed and
+ * will push the pair as soon as it can. Presenting now would likely present a consumed refresh
+ * token. Wait (this is re-checked at every scheduled run) while the refresh token keeps a safe
+ * margin and at most `expiredGraceMs` past the expiry; after that a lone cloud path saves the chain.
  */
-function awaitAgent(accessLeftMs: number, refreshLeftMs: number | undefined, s: CloudSettings): boolean {
-  const grace = s.expiredGraceMs ?? DEFAULT_EXPIRED_GRACE_MS;
-  if (-accessLeftMs >= grace) return false;
-  return refreshLeftMs === undefined || refreshLeftMs > REFRESH_SAFETY_MS;
+function awaitLowerTiers(accessLeftMs: number, refreshLeftMs: number | undefined, s: CloudSettings): boolean {
+  if (accessLeftMs > (s.agentThresholdMs ?? DEFAULT_AGENT_THRESHOLD_MS)) return false;
+  if (-accessLeftMs >= (s.expiredGraceMs ?? DEFAULT_EXPIRED_GRACE_MS)) return false;
+  return (refreshLeftMs ?? accessLeftMs + UNKNOWN_REFRESH_TAIL_MS) > REFRESH_SAFETY_MS;
 }
 
 export interface CloudDeps {
@@ -77,16 +84,12 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     logger.error('login_required', 'Login required: the refresh token in the secret has expired (run `npx token-keeper login`)');
     return { action: 'login_required', status: 500, reason: 'refresh_token_expired' };
   }
-  if (plan.health === 'expired' && !opts.force && awaitAgent(plan.accessLeftMs ?? 0, plan.refreshLeftMs, settings)) {
-    // The cloud missed its whole window (it or Secret Manager was down). If the VM agent was up it
-    // refreshed on its own and pushes as soon as Secret Manager answers: presenting this pair now
-    // would likely present a consumed refresh token. Give the agent a grace period; the refresh
-    // token (60 min) outlives it, so a lone cloud path still saves the chain afterwards.
-    logger.warn('awaiting_agent', 'Token expired while the cloud path was down; giving the VM agent time to push its newer pair', {
+  if (plan.refresh && !opts.force && awaitLowerTiers(plan.accessLeftMs ?? 0, plan.refreshLeftMs, settings)) {
+    logger.warn('awaiting_agent', 'The cloud missed its refresh window; giving the VM agent (or a bot) time to push its newer pair', {
       version: latest?.name,
-      expiredSeconds: Math.round(-(plan.accessLeftMs ?? 0) / 1000),
+      accessLeftSeconds: Math.round((plan.accessLeftMs ?? 0) / 1000),
     });
-    return { action: 'deferred', status: 200, version: latest?.name, reason: 'expired_awaiting_agent' };
+    return { action: 'deferred', status: 200, version: latest?.name, reason: 'awaiting_agent' };
   }
   if (!plan.refresh && !opts.force) {
     const left = Math.round((plan.accessLeftMs ?? 0) / 1000);

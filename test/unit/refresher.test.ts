@@ -156,7 +156,7 @@ describe('runCloudRefresh', () => {
     // The cloud path was down for its whole window; the token expired 5 min ago.
     await until(r, t, -5 * MIN);
     const out = await runCloudRefresh(r.deps);
-    expect(out).toMatchObject({ action: 'deferred', status: 200, reason: 'expired_awaiting_agent' });
+    expect(out).toMatchObject({ action: 'deferred', status: 200, reason: 'awaiting_agent' });
     expect(r.saxo.stats.presentations).toBe(0);
     expect(r.log.events('awaiting_agent')).toHaveLength(1);
     // The agent pushed nothing and the refresh token (60 min) is down to 14 min: the cloud saves

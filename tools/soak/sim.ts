@@ -216,7 +216,7 @@ function apply(w: World, f: Fault, bots: Bot[]): void {
       // The function fails first; the agent dies 10 min later (after it has adopted the function's
       // last pair) and returns before the function does, so the bots carry the chain meanwhile.
       w.functionDown++;
-      later(10 * MIN, () => w.killAgent(Math.round(f.durMs * 0.6)));
+      later(10 * MIN, () => w.killAgent(Math.max(MIN, f.durMs - 12 * MIN)));
       later(f.durMs, () => void w.functionDown--);
       break;
     case 'stale-write': {
