@@ -14,7 +14,7 @@ import type { TokenSet } from '../../core/token.js';
 import { Observer } from './observer.js';
 import { Scheduler, sleep } from './scheduler.js';
 import {
-  APP_KEY, APP_SECRET, PROJECT, SECRET_ID, Stack, demoParams, launchAgent, pubsubUnavailableReason, spawnBot, startFunction, startInfra,
+  APP_KEY, APP_SECRET, PROJECT, SECRET_ID, Stack, demoParams, launchAgent, spawnBot, startFunction, startInfra,
   type DemoParams, type Infra, type RunningAgent,
 } from './setup.js';
 
@@ -71,13 +71,14 @@ export async function runDemo(o: { durationSec: number }): Promise<number> {
 }
 
 async function script(p: DemoParams, infra: Infra, dataDir: string, stack: Stack, obs: Observer, signal: AbortSignal, durationSec: number): Promise<void> {
-  const { standin, sm, emulator, config, store } = infra;
+  const { standin, sm, emulator, noPush, config, store } = infra;
   const out = (l: string) => obs.say('demo', l, false);
   out(`Saxo stand-in ${standin.url}: access token ${p.accessLifeSec} s, refresh token ${p.refreshLifeSec} s, single use`);
   out(`refresh tiers (access time left): cloud ≤ ${p.cloudSec} s · agent ≤ ${p.agentSec} s · bots ≤ ${p.botSec} s`);
   out(`Secret Manager stand-in ${sm.host} (gRPC, real client)`);
+  obs.hasPush = Boolean(emulator);
   if (emulator) out(`Pub/Sub emulator ${emulator.host} (real, Java)`);
-  else out(`Pub/Sub: NOT AVAILABLE (${pubsubUnavailableReason()}): the agent runs WITHOUT push and picks up new versions on its own checks`);
+  else out(`Pub/Sub: NOT AVAILABLE (${noPush}): the agent runs WITHOUT push and picks up new versions on its own checks`);
 
   // The "login": one pair, stored as a human's login would, already close to the cloud threshold.
   const pair = standin.issue(APP_KEY);
@@ -182,7 +183,7 @@ function summary(obs: Observer, infra: Infra | undefined, logPath: string, failu
   out('──── summary ────');
   out(`  Saxo refreshes: ${refreshes} (cloud ${by.cloud} · agent ${by.agent} · bot ${by.bot}); refresh tokens presented twice: ${reused}`);
   out(`  Saxo faults served: ${stats?.faultsServed ?? 0}, absorbed by ${obs.saxoRetries} retried attempts`);
-  out(`  propagations publish→cache: ${obs.propagations.length} (${obs.propagationSummary()})`);
+  out(`  propagations ${obs.hasPush ? 'publish→cache' : 'secret→cache (no push)'}: ${obs.propagations.length} (${obs.propagationSummary()})`);
   out(`  bot: used its token ${obs.botTicks} times; expired, invalid or missing: ${obs.violations.filter((v) => v.startsWith('bot')).length}`);
   out(`  cache: ${obs.cacheChanges} changes, went backwards: ${obs.violations.filter((v) => v.includes('older')).length}`);
   out(`  secret versions kept: ${live ?? '?'} (older ones destroyed)`);

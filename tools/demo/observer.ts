@@ -46,6 +46,8 @@ export class Observer {
   cacheChanges = 0;
   botTicks = 0;
   saxoRetries = 0;
+  /** False when the demo runs without Pub/Sub: nothing is published, the agent polls. */
+  hasPush = true;
   private readonly seen = new Set<string>();
   private readonly added = new Map<number, { at: number; by: string }>();
   private readonly published = new Map<number, number>();
@@ -114,8 +116,8 @@ export class Observer {
           this.added.set(r.generation, { at: now, by: who });
           this.secretGen = Math.max(this.secretGen ?? 0, r.generation);
         }
-        if (who === 'cloud') this.say('cloud', `REFRESHED → gen ${r.generation}, stored as ${shortVersion(r.version)}, TOKEN_ROTATED published`);
-        else this.say(who, `stored gen ${r.generation} as ${shortVersion(r.version)} (${r.reason === 'push' ? 'pushed a token found in the cache' : r.reason}), published`);
+        if (who === 'cloud') this.say('cloud', `REFRESHED → gen ${r.generation}, stored as ${shortVersion(r.version)}${this.published_()}`);
+        else this.say(who, `stored gen ${r.generation} as ${shortVersion(r.version)} (${r.reason === 'push' ? 'pushed a token found in the cache' : r.reason})${this.published_()}`);
         return;
       case 'cache_written': {
         this.pollCache();
@@ -125,7 +127,7 @@ export class Observer {
           this.propagated.add(g);
           const ms = now - (this.published.get(g) ?? src.at);
           this.propagations.push(ms);
-          this.say('agent', `cache ← gen ${g} from Secret Manager, publish→cache ${ms} ms`);
+          this.say('agent', `cache ← gen ${g} from Secret Manager, ${this.hasPush ? 'publish→cache' : 'version→cache (no push: found on its own check)'} ${ms} ms`);
         } else this.say('agent', `cache rewritten with gen ${g ?? '?'} (${r.reason ?? 'repair'})`);
         return;
       }
@@ -155,6 +157,10 @@ export class Observer {
           this.say(who, `${r.severity}: ${r.message ?? r.event}${r.error ? ` (${r.error.slice(0, 100)})` : ''}`);
         }
     }
+  }
+
+  private published_(): string {
+    return this.hasPush ? ', TOKEN_ROTATED published' : '';
   }
 
   /** A copy of every TOKEN_ROTATED message, from the demo's own subscription. */

@@ -99,6 +99,8 @@ export interface Infra {
   standin: SaxoStandin;
   sm: SecretManagerServer;
   emulator?: { host: string } | undefined;
+  /** Why there is no Pub/Sub (the agent then runs without push). */
+  noPush?: string | undefined;
   config: Config;
   store: SecretStore;
 }
@@ -114,11 +116,15 @@ export async function startInfra(p: DemoParams, dataDir: string, stack: Stack, o
   stack.push('Secret Manager stand-in', () => sm.close());
 
   let emulator: Infra['emulator'];
-  const why = pubsubUnavailableReason();
-  if (!why) {
-    const em = await startPubSubEmulator();
-    stack.push('Pub/Sub emulator', () => em.stop());
-    emulator = { host: em.host };
+  let noPush = pubsubUnavailableReason();
+  if (!noPush) {
+    try {
+      const em = await startPubSubEmulator();
+      stack.push('Pub/Sub emulator', () => em.stop());
+      emulator = { host: em.host };
+    } catch (err) {
+      noPush = `the emulator did not start: ${err instanceof Error ? err.message.slice(0, 200) : String(err)}`;
+    }
   }
 
   const config = loadConfig({
@@ -168,7 +174,7 @@ export async function startInfra(p: DemoParams, dataDir: string, stack: Stack, o
       await audit.close();
     });
   }
-  return { standin, sm, emulator, config, store };
+  return { standin, sm, emulator, noPush, config, store };
 }
 
 /** The real handler (functions/handler.ts) with real adapters, behind functions-framework's server. */
