@@ -158,30 +158,35 @@ export class World implements Shared {
     if (this.now() < this.saxoDownUntil) throw new SaxoError('retryable', 'http_503', 'Saxo answered 503 (non-JSON body)', 503);
     this.saxo.accessLifetimeSec = this.rng.int(1070, 1200);
     const e = this.ledger.byRefresh.get(rt);
-    if (e?.consumed === 'lost') this.ledger.lostRepresentations++;
-    else if (e?.consumed === 'ok') {
-      if (proc.kind === 'bot' && rt === this.staleRefresh) this.ledger.botStaleRepresentations++;
-      else if ((proc.kind === 'agent' && this.smDown > 0) || (proc.kind === 'bot' && e.partitioned)) {
-        // The cloud consumed this pair, its event never reached the VM and Secret Manager is down:
-        // the VM cannot know (DESIGN: agent refreshes locally when the cloud looks down). Counted,
-        // reported, not a defect of this system; the bots then re-present the same pair.
-        e.partitioned = true;
-        this.ledger.partitionRepresentations++;
-        this.partitionUntil = Math.max(this.partitionUntil, this.now() + 30 * MIN);
+    // Classify a re-presentation only once Saxo processed it (a retryable fault answers first).
+    const classify = () => {
+      if (e?.consumed === 'lost') this.ledger.lostRepresentations++;
+      else if (e?.consumed === 'ok') {
+        if (proc.kind === 'bot' && rt === this.staleRefresh) this.ledger.botStaleRepresentations++;
+        else if ((proc.kind === 'agent' && this.smDown > 0) || (proc.kind === 'bot' && e.partitioned)) {
+          // The cloud consumed this pair, its event never reached the VM and Secret Manager is
+          // down: the VM cannot know (it refreshes locally when the cloud looks down). Counted and
+          // reported, not a defect of this system; the bots then re-present the same pair.
+          e.partitioned = true;
+          this.ledger.partitionRepresentations++;
+          this.partitionUntil = Math.max(this.partitionUntil, this.now() + 30 * MIN);
+        } else this.violate('I1', `${proc.name} presented refresh token #${e.seq} a second time`);
       }
-      else this.violate('I1', `${proc.name} presented refresh token #${e.seq} a second time`);
-    }
+    };
     const before = this.saxo.stats.refreshes;
+    const presentedBefore = this.saxo.stats.presentations;
     let res: TokenResponse;
     try {
       res = await this.saxo.refresh(rt, opts);
     } catch (err) {
+      if (this.saxo.stats.presentations > presentedBefore) classify();
       if (this.saxo.stats.refreshes > before) {
         this.ledger.lose(rt, this.ledger.list.at(-1)?.refreshToken);
         this.notes.push(`lost response: Saxo consumed #${e?.seq} presented by ${proc.name}`);
       }
       throw err;
     }
+    classify();
     if (e) e.consumed = 'ok';
     const got = this.ledger.byRefresh.get(res.refreshToken)!;
     if (proc.dead) {
