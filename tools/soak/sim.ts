@@ -228,7 +228,7 @@ function apply(w: World, f: Fault, bots: Bot[]): void {
       // destroys that pair beyond any design's reach (seed 1, 7 days, +2d13h). Scripts misbehave
       // while the agent runs; that is what the agent must undo.
       if (!w.agent || w.agent.proc.dead || w.vmDown) {
-        w.notes.push(`stale write at +${Math.round(f.at / MIN)} min skipped: agent down`);
+        w.notes.push(`stale write at +${Math.round((f.at - START) / MIN)} min skipped: agent down`);
         break;
       }
       const old = [...w.ledger.list].reverse().find((e) => e.delivered && e.issuedAt <= w.now() - f.ageMs);
@@ -246,7 +246,7 @@ function apply(w: World, f: Fault, bots: Bot[]): void {
     }
     case 'corrupt-write':
       if (!w.agent || w.agent.proc.dead || w.vmDown) {
-        w.notes.push(`corrupt write at +${Math.round(f.at / MIN)} min skipped: agent down`);
+        w.notes.push(`corrupt write at +${Math.round((f.at - START) / MIN)} min skipped: agent down`);
         break;
       }
       w.setWriter('corrupt-writer');

@@ -115,6 +115,13 @@ export class World implements Shared {
     this.events.set(rec.event, (this.events.get(rec.event) ?? 0) + 1);
     if (rec.severity === 'ALERT') this.alerts++;
     if (rec.event === 'login_required') this.onLoginRequired(proc);
+    if (rec.event === 'superseded_token') {
+      // The agent knows the cache's pair was consumed by the cloud but cannot fetch the successor
+      // (Secret Manager down); the bots, which do not know, may present it: the partition case.
+      const e = this.ledger.byRefresh.get(this.cacheToken()?.refreshToken ?? '');
+      if (e) e.partitioned = true;
+      this.partitionUntil = Math.max(this.partitionUntil, this.now() + 30 * MIN);
+    }
   }
 
   /** I4: "login required" is wrong while a source this component consults holds a live pair. */
