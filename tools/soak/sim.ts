@@ -106,7 +106,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const agentUp = !!w.agent && !w.agent.proc.dead && !w.vmDown;
     const pathUp = agentUp || (!w.functionDown && !w.smDown);
     // Saxo down or slower than the callers' deadlines: no path can refresh, by definition.
-    const excused = !alive || deadSince !== undefined || now < Math.max(w.saxoDownUntil, w.slowUntil) + 10 * MIN || now < w.partitionUntil || w.pendingRepair !== undefined;
+    const excused = !alive || deadSince !== undefined || now < Math.max(w.saxoDownUntil, w.slowUntil) + 10 * MIN || now < w.partitionUntil || w.pendingRepair !== undefined ||
+      // The token ran out while the agent was down (and no bot refreshed): its first checks after the
+      // restart, through any queued Saxo errors, are the recovery, not an outage it caused.
+      (agentUp && now - w.agent!.since < 5 * MIN);
     if (!valid && pathUp && !excused) {
       m.downtimeMs += MIN;
       if (lastValid) {
