@@ -99,8 +99,15 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   const done = (async () => {
     while (!signal.aborted) {
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, config.checkIntervalMs);
-        signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+        const onAbort = () => {
+          clearTimeout(t);
+          resolve();
+        };
+        const t = setTimeout(() => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        }, config.checkIntervalMs);
+        signal.addEventListener('abort', onAbort, { once: true });
       });
       if (signal.aborted) break;
       await safeRun({ kind: 'tick' });

@@ -88,7 +88,11 @@ export function decide(view: View, policy: Policy): Plan {
   const b = best.token;
   const cacheToken = view.cache.kind === 'ok' ? view.cache.token : undefined;
   const writeCache = !cacheToken || compareFreshness(b, cacheToken) > 0;
-  if (cacheToken && writeCache) notes.push('cache holds an older pair than the newest known (stale writer undone)');
+  // Stale writer: the cache went behind what this process already knew. (Behind a newer secret
+  // version is the normal hand-off from the cloud, not worth a warning.)
+  if (cacheToken && writeCache && view.known && compareFreshness(view.known, cacheToken) > 0) {
+    notes.push('cache holds an older pair than the newest known (stale writer undone)');
+  }
   const updateKnown = !view.known || compareFreshness(b, view.known) > 0;
   const pushSecret = view.secret.kind === 'read' && (!secretToken || compareFreshness(b, secretToken) > 0);
 

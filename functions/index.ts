@@ -34,6 +34,7 @@ async function build(): Promise<CloudDeps> {
       cloudRefreshThresholdMs: config.cloudRefreshThresholdMs,
       expiredGraceMs: config.cloudExpiredGraceMs,
       agentThresholdMs: config.refreshThresholdMs,
+      botThresholdMs: config.botThresholdMs,
       maxRefreshFailures: config.maxRefreshFailures,
       keepSecretVersions: config.keepSecretVersions,
       leaseTtlMs: config.leaseTtlMs,

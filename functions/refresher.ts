@@ -19,10 +19,13 @@ export interface CloudSettings extends RefresherSettings {
   expiredGraceMs?: number | undefined;
   /** The agent's threshold: a token found inside it means the cloud missed its window. */
   agentThresholdMs?: number | undefined;
+  /** The bots' buffer (120 s): the function's retries end before it. */
+  botThresholdMs?: number | undefined;
 }
 
 const DEFAULT_EXPIRED_GRACE_MS = 45 * 60_000;
 const DEFAULT_AGENT_THRESHOLD_MS = 300_000;
+const DEFAULT_BOT_THRESHOLD_MS = 120_000;
 /** Stop waiting for the lower tiers when the refresh token has this little life left. */
 const REFRESH_SAFETY_MS = 15 * 60_000;
 /** Refresh-token life beyond the access token's when Saxo's is unknown (bot pairs): 3600 − 1140 s, rounded down. */
@@ -162,7 +165,10 @@ async function present(
     return { result: { action: 'failed', status: 500, reason: 'no_app_key' }, failures: failures + 1 };
   }
   const start = clock.now();
-  const deadline = Math.min(presented.refreshExpiresAt ?? Infinity, start + settings.leaseTtlMs * 0.75);
+  // Retries stop before the bots' own window (they take no lease): past it a bot may refresh the
+  // same pair. An already-late pair (the chain-saving case) is bounded by the lease only.
+  const botCut = presented.accessExpiresAt - (settings.botThresholdMs ?? DEFAULT_BOT_THRESHOLD_MS);
+  const deadline = Math.min(presented.refreshExpiresAt ?? Infinity, start + settings.leaseTtlMs * 0.75, botCut > start ? botCut : Infinity);
   logger.info('refresh_started', 'Token needs refresh: threshold reached', { generation: presented.generation });
   let next: TokenSet;
   let lifetimeSec: number;
