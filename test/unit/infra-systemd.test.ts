@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_ENV, AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SYSTEMD = join(ROOT, 'infra', 'systemd');
@@ -62,7 +63,7 @@ describe('infra/systemd/token-keeper.service', () => {
     expect(value(unit, 'Service', 'User')).toBe('calypso');
     expect(value(unit, 'Service', 'Group')).toBe('calypso');
     expect(value(unit, 'Service', 'EnvironmentFile')).toBe('/etc/token-keeper/token-keeper.env');
-    expect(value(unit, 'Service', 'ExecStart')).toMatch(/^\/\S+\/node \/opt\/token-keeper\/bin\/token-keeper\.js agent$/);
+    expect(value(unit, 'Service', 'ExecStart')).toMatch(/^\/\S+\/node (--\S+ )*\/opt\/token-keeper\/bin\/token-keeper\.js agent$/);
     expect(value(unit, 'Service', 'Restart')).toBe('always');
     expect(value(unit, 'Unit', 'StartLimitIntervalSec')).toBe('0');
     expect(value(unit, 'Service', 'StandardOutput')).toBe('journal');
@@ -70,8 +71,9 @@ describe('infra/systemd/token-keeper.service', () => {
     expect(value(unit, 'Service', 'KillSignal')).toBe('SIGTERM');
     expect(value(unit, 'Unit', 'Conflicts')).toBe('token_keeper.service');
     expect(value(unit, 'Install', 'WantedBy')).toBe('multi-user.target');
-    // No secret ever goes into the unit (it is world-readable); only the env file holds settings.
-    expect(values(unit, 'Service', 'Environment')).toEqual([]);
+    // No secret ever goes into the unit (it is world-readable): only the runtime's memory setting;
+    // everything else is in the env file.
+    expect(values(unit, 'Service', 'Environment')).toEqual(Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`));
   });
 
   it('is hardened: no new privileges, read-only system, only the data dir writable', () => {
@@ -122,12 +124,21 @@ describe('infra/systemd/install.sh', () => {
     spawnSync('bash', [INSTALL], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DESTDIR: dest, NODE_BIN: process.execPath, ...env } });
   const staged = () => join(dest, 'etc', 'systemd', 'system');
 
+  it('the unit and the launcher start node with the flags and environment of agent/runtime-flags.ts', () => {
+    const unitText = readFileSync(UNIT, 'utf8');
+    const unit = parseUnit(unitText);
+    expect(value(unit, 'Service', 'ExecStart')).toContain(AGENT_NODE_FLAGS.join(' '));
+    for (const [k, v] of Object.entries(AGENT_ENV)) expect(values(unit, 'Service', 'Environment')).toContain(`${k}=${v}`);
+    const shebang = readFileSync(new URL('../../bin/token-keeper.js', import.meta.url), 'utf8').split('\n')[0];
+    expect(shebang).toBe(`#!/usr/bin/env -S ${Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`).join(' ')} node ${AGENT_NODE_FLAGS.join(' ')}`);
+  });
+
   it('stages the unit, a drop-in from BOT_UNITS, and an env file it never overwrites', () => {
     const r = install({ BOT_UNITS: 'iron_fly.service  meic.service' });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const unit = parseUnit(readFileSync(join(staged(), 'token-keeper.service'), 'utf8'));
-    expect(value(unit, 'Service', 'ExecStart')).toBe(`${process.execPath} /opt/token-keeper/bin/token-keeper.js agent`);
+    expect(value(unit, 'Service', 'ExecStart')).toBe(`${process.execPath} ${AGENT_NODE_FLAGS.join(' ')} /opt/token-keeper/bin/token-keeper.js agent`);
     const dropin = parseUnit(readFileSync(join(staged(), 'token-keeper.service.d', '10-bots.conf'), 'utf8'));
     expect(values(dropin, 'Unit', 'Before')).toEqual(['iron_fly.service meic.service']);
     const envFile = join(dest, 'etc', 'token-keeper', 'token-keeper.env');

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { AGENT_ENV, AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BIN = fileURLToPath(new URL('../../../bin/token-keeper.js', import.meta.url));
@@ -16,10 +17,13 @@ export interface AgentProc {
   stop(): Promise<void>;
 }
 
-export function spawnAgent(env: Record<string, string>, nodeArgs: string[] = []): AgentProc {
+/** `nodeArgs` undefined: the production flags and environment (agent/runtime-flags.ts). */
+export function spawnAgent(env: Record<string, string>, nodeArgs?: string[]): AgentProc {
+  const prodEnv = nodeArgs === undefined ? AGENT_ENV : {};
+  nodeArgs ??= [...AGENT_NODE_FLAGS];
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, BIN, 'agent'], {
     cwd: REPO_ROOT,
-    env: { ...process.env, METADATA_SERVER_DETECTION: 'none', LOG_FORMAT: 'json', ...env },
+    env: { ...process.env, METADATA_SERVER_DETECTION: 'none', LOG_FORMAT: 'json', ...prodEnv, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const events: string[] = [];

@@ -11,6 +11,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { runCloudRefresh } from '../../functions/refresher.js';
 import { cpuTicks, rssMb, spawnAgent, USER_HZ, type AgentProc } from './agent-proc.js';
+import { AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
 import { countCalls, monthlyCost, naiveMonthlyCost, PRICES } from './cost.js';
 import { cacheRead, cloudDeps, functionNoop, median, percentile, propagation } from './measure.js';
 import { APP_KEY, startRig, type Channel, type Rig } from './rig.js';
@@ -19,11 +20,12 @@ interface Options {
   json: boolean;
   n: number;
   quick: boolean;
-  nodeFlags: string[];
+  /** undefined: production flags (agent/runtime-flags.ts); `--node-flags ""` measures bare node. */
+  nodeFlags: string[] | undefined;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { json: false, n: 200, quick: false, nodeFlags: [] };
+  const o: Options = { json: false, n: 200, quick: false, nodeFlags: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') o.json = true;
@@ -159,7 +161,7 @@ export async function runBench(o: Options): Promise<Record<string, unknown>> {
         growth_rss_warm_mb: round(rssWarm),
         growth_rss_end_mb: round(rssEnd),
         growth_rotations: rotations,
-        agent_node_flags: o.nodeFlags.join(' '),
+        agent_node_flags: (o.nodeFlags ?? ['(production)', ...AGENT_NODE_FLAGS, 'MALLOC_ARENA_MAX=2']).join(' '),
         calls_per_hour: counts,
         cost_lines: cost.lines,
         naive_lines: naive.lines,
