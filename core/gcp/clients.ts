@@ -4,6 +4,7 @@
  */
 import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import type { PubSub } from '@google-cloud/pubsub';
+import type { PublisherClient, SubscriberClient } from '@google-cloud/pubsub/build/src/v1/index.js';
 import type { GcpConfig } from '../config.js';
 import { ConfigError } from '../errors.js';
 
@@ -47,4 +48,43 @@ export async function createPubSub(gcp: Pick<GcpConfig, 'projectId' | 'pubsubEmu
     return new PubSub({ projectId: gcp.projectId, apiEndpoint: gcp.pubsubEmulatorHost, emulatorMode: true });
   }
   return new PubSub({ projectId: gcp.projectId });
+}
+
+export type { PublisherClient, SubscriberClient };
+
+type GapicOptions = NonNullable<ConstructorParameters<typeof PublisherClient>[0]>;
+
+/**
+ * Constructor options for the generated Pub/Sub clients. google-gax takes `servicePath` + `port`
+ * (`apiEndpoint` is an alias of servicePath); `sslCreds` skips credentials entirely (emulator).
+ */
+async function gapicOptions(gcp: Pick<GcpConfig, 'projectId' | 'pubsubEmulatorHost'>): Promise<GapicOptions> {
+  // Keepalive pings notice a silently dropped connection under an idle streaming pull.
+  const base = { projectId: gcp.projectId, 'grpc.keepalive_time_ms': 300_000, 'grpc.keepalive_timeout_ms': 20_000 };
+  if (!gcp.pubsubEmulatorHost) return base;
+  const { host, port } = parseHostPort(gcp.pubsubEmulatorHost, 'PUBSUB_EMULATOR_HOST');
+  const grpc = await import('@grpc/grpc-js');
+  return { ...base, servicePath: host, port, sslCreds: grpc.credentials.createInsecure(), universeDomain: 'googleapis.com' };
+}
+
+/**
+ * The generated (gapic) Pub/Sub clients only, without the high-level `PubSub` class, its lease
+ * manager and OpenTelemetry (~10 MB less RSS in the agent). Deep import: the package has no
+ * "exports" map. Loaded on first call.
+ */
+export async function createPubSubGapicClient(
+  kind: 'publisher',
+  gcp: Pick<GcpConfig, 'projectId' | 'pubsubEmulatorHost'>,
+): Promise<PublisherClient>;
+export async function createPubSubGapicClient(
+  kind: 'subscriber',
+  gcp: Pick<GcpConfig, 'projectId' | 'pubsubEmulatorHost'>,
+): Promise<SubscriberClient>;
+export async function createPubSubGapicClient(
+  kind: 'publisher' | 'subscriber',
+  gcp: Pick<GcpConfig, 'projectId' | 'pubsubEmulatorHost'>,
+): Promise<PublisherClient | SubscriberClient> {
+  const opts = await gapicOptions(gcp);
+  const v1 = await import('@google-cloud/pubsub/build/src/v1/index.js');
+  return kind === 'publisher' ? new v1.PublisherClient(opts) : new v1.SubscriberClient(opts);
 }
