@@ -291,10 +291,20 @@ export class Reconciler {
       this.registerSecrets(read?.token);
       return { kind: 'read', read };
     } catch (err) {
-      this.d.logger.warn('secret_unavailable', 'Secret Manager did not answer; working from local state', { error: errText(err) });
+      // Whatever we hold may now be ahead of the secret (we may refresh, or restart, before it
+      // answers again): compare and push once it does. The retry loop makes that prompt.
+      if (this.known) this.pendingPush = true;
+      const now = this.d.clock.now();
+      const quiet = now - this.lastUnavailableLog < 60_000;
+      if (!quiet) this.lastUnavailableLog = now;
+      this.d.logger[quiet ? 'debug' : 'warn']('secret_unavailable', 'Secret Manager did not answer; working from local state', {
+        error: errText(err),
+      });
       return { kind: 'unavailable' };
     }
   }
+
+  private lastUnavailableLog = -Infinity;
 
   /** One refresh under the flock and (when Secret Manager answers) the cross-host lease. */
   private async refresh(force: boolean): Promise<Outcome> {

@@ -18,6 +18,8 @@ export interface EventBusOptions {
   logger?: Logger | undefined;
   /** Outstanding messages per subscriber (default 4; rotations are rare). */
   maxMessages?: number | undefined;
+  /** A rejected message is nacked (→ redelivered) after this long, not at once (default 5 s). */
+  nackDelayMs?: number | undefined;
 }
 
 const isoInstant = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'not an ISO 8601 instant');
@@ -66,6 +68,9 @@ export function createEventBus(opts: EventBusOptions): EventBus {
         flowControl: { maxMessages: opts.maxMessages ?? 4, allowExcessMessages: false },
       });
       const inFlight = new Set<Promise<void>>();
+      // Delayed nacks: an immediate one is redelivered at once, a hot loop while e.g. Secret Manager is down.
+      const delayedNacks = new Map<NodeJS.Timeout, Message>();
+      const nackDelayMs = opts.nackDelayMs ?? 5_000;
       let closing = false;
 
       const onMessage = (message: Message) => {
@@ -84,12 +89,22 @@ export function createEventBus(opts: EventBusOptions): EventBus {
         const p = handler(parsed.event, { id: message.id }).then(
           () => message.ack(),
           (err: unknown) => {
-            logger?.warn('event_handler_failed', 'Event handler failed; message will be redelivered', {
+            logger?.warn('event_handler_failed', `Event handler failed; message will be redelivered in ${nackDelayMs / 1000}s`, {
               messageId: message.id,
               version: parsed.event.version,
               error: err instanceof Error ? err.message : String(err),
             });
-            message.nack();
+            if (closing) {
+              message.nack();
+              return;
+            }
+            // Until then the lease manager keeps extending the message's deadline.
+            const t = setTimeout(() => {
+              delayedNacks.delete(t);
+              message.nack();
+            }, nackDelayMs);
+            t.unref();
+            delayedNacks.set(t, message);
           },
         );
         inFlight.add(p);
@@ -109,6 +124,12 @@ export function createEventBus(opts: EventBusOptions): EventBus {
           // Let running handlers settle their ack/nack before the stream goes away. The 'message'
           // listener stays until then: removing the last one makes the client close (and nack) at once.
           await Promise.allSettled([...inFlight]);
+          // Flush delayed nacks so the messages go back now rather than at their lease's end.
+          for (const [t, message] of delayedNacks) {
+            clearTimeout(t);
+            message.nack();
+          }
+          delayedNacks.clear();
           await subscription.close();
           subscription.removeListener('message', onMessage);
           subscription.removeListener('error', onError);
