@@ -1,0 +1,235 @@
+/**
+ * EventBus on the generated Pub/Sub clients only (no high-level `PubSub`: its lease manager,
+ * OpenTelemetry and stream pool cost the agent ~10 MB RSS). One streaming pull, reconnected with
+ * jittered backoff; acks and nacks go through the unary RPCs, which survive a stream swap.
+ * Same contract as core/gcp/event-bus.ts: validate, dispatch, ack on resolve, nack on reject.
+ */
+import { randomUUID } from 'node:crypto';
+import type { ClientDuplexStream, ServiceError, StatusObject } from '@grpc/grpc-js';
+import type { GcpConfig } from '../config.js';
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { EventBus } from '../ports.js';
+import { createPubSubGapicClient, type PublisherClient } from './clients.js';
+import { parseTokenRotated, tokenRotatedEventSchema } from './event-bus.js';
+
+export interface LeanEventBusOptions {
+  gcp: Pick<GcpConfig, 'projectId' | 'topicId' | 'subscriptionId' | 'pubsubEmulatorHost'>;
+  logger?: Logger | undefined;
+  /** Outstanding messages on the stream (default 4; rotations are rare). */
+  maxMessages?: number | undefined;
+  /** A rejected message comes back after this long, not at once (default 5 s; whole seconds). */
+  nackDelayMs?: number | undefined;
+  /** Reconnect backoff bounds (default 1 s → 30 s, jittered). */
+  backoff?: { initialMs: number; maxMs: number } | undefined;
+}
+
+/** An EventBus that also owns its clients: `close()` ends every subscription and the publisher. */
+export interface LeanEventBus extends EventBus {
+  close(): Promise<void>;
+}
+
+interface ReceivedMessage {
+  ackId?: string | null;
+  message?: { data?: Uint8Array | string | null; messageId?: string | null } | null;
+}
+interface StreamingPullResponse {
+  receivedMessages?: ReceivedMessage[] | null;
+}
+type PullStream = ClientDuplexStream<object, StreamingPullResponse>;
+
+const STREAM_ACK_DEADLINE_S = 60;
+/** The deadline the official client puts on a streaming pull; the stream is then reopened. */
+const STREAM_DEADLINE_MS = 30 * 60_000;
+/** Empty writes keep an idle stream open; in-flight leases are extended on the same beat. */
+const KEEPALIVE_MS = 30_000;
+/** A stream that lived this long (or delivered) was healthy: the next reconnect starts from the bottom. */
+const HEALTHY_STREAM_MS = 30_000;
+/** Per-call deadline of ack/modAck, so close() cannot hang on a dead server. */
+const ACK_TIMEOUT_MS = 3_000;
+
+export function createLeanEventBus(opts: LeanEventBusOptions): LeanEventBus {
+  const { gcp, logger } = opts;
+  const topic = `projects/${gcp.projectId}/topics/${gcp.topicId}`;
+  const nackDelayS = Math.max(1, Math.round((opts.nackDelayMs ?? 5_000) / 1000));
+  const backoff = opts.backoff ?? { initialMs: 1_000, maxMs: 30_000 };
+  const subscriptions = new Set<() => Promise<void>>();
+  let publisher: Promise<PublisherClient> | undefined;
+
+  const getPublisher = () => {
+    publisher ??= createPubSubGapicClient('publisher', gcp).catch((err: unknown) => {
+      publisher = undefined;
+      throw err;
+    });
+    return publisher;
+  };
+  const closePublisher = async () => {
+    const p = publisher;
+    publisher = undefined;
+    if (p) await p.then((c) => c.close()).catch(() => undefined);
+  };
+
+  return {
+    async publish(event) {
+      const body = tokenRotatedEventSchema.parse(event);
+      const client = await getPublisher();
+      const [res] = await client.publish({
+        topic,
+        messages: [
+          { data: Buffer.from(JSON.stringify(body), 'utf8'), attributes: { type: 'TOKEN_ROTATED', generation: String(body.generation) } },
+        ],
+      });
+      const id = res.messageIds?.[0];
+      if (!id) throw new Error('Pub/Sub Publish returned no message id');
+      return id;
+    },
+
+    async subscribe(handler) {
+      if (!gcp.subscriptionId) throw new ConfigError('EventBus.subscribe needs a subscription id (TOKEN_SUBSCRIPTION_ID)');
+      const subscription = `projects/${gcp.projectId}/subscriptions/${gcp.subscriptionId}`;
+      const client = await createPubSubGapicClient('subscriber', gcp);
+      let stub: { streamingPull(opts: { deadline: number }): PullStream };
+      try {
+        // The raw stub, like the official client: gax's duplexify wrapper would double the buffering.
+        await client.initialize();
+        stub = (await client.subscriberStub) as unknown as typeof stub;
+      } catch (err) {
+        await client.close().catch(() => undefined);
+        throw err;
+      }
+      const clientId = randomUUID();
+      const handling = new Set<string>(); // ackIds whose handler is running (lease extension)
+      const pending = new Set<Promise<void>>(); // handlers and their ack/nack calls
+      let closing = false;
+      let current: PullStream | undefined;
+      let reconnect: NodeJS.Timeout | undefined;
+      let attempt = 0;
+
+      const track = (p: Promise<void>) => {
+        pending.add(p);
+        void p.finally(() => pending.delete(p));
+      };
+      const ack = (ackIds: string[]) =>
+        client.acknowledge({ subscription, ackIds }, { timeout: ACK_TIMEOUT_MS }).then(
+          () => undefined,
+          (err: unknown) => logger?.warn('event_ack_failed', 'Pub/Sub acknowledge failed; the message will be redelivered', { error: errMessage(err) }),
+        );
+      const modAck = (ackIds: string[], seconds: number) =>
+        client.modifyAckDeadline({ subscription, ackIds, ackDeadlineSeconds: seconds }, { timeout: ACK_TIMEOUT_MS }).then(
+          () => undefined,
+          (err: unknown) => logger?.warn('event_ack_failed', 'Pub/Sub modifyAckDeadline failed', { error: errMessage(err) }),
+        );
+
+      const onMessage = (rm: ReceivedMessage) => {
+        const ackId = rm.ackId;
+        if (!ackId) return;
+        const id = rm.message?.messageId ?? '';
+        if (closing) {
+          // Arrived while shutting down: hand it back for prompt redelivery.
+          track(modAck([ackId], 0));
+          return;
+        }
+        const raw = rm.message?.data;
+        const parsed = parseTokenRotated(typeof raw === 'string' ? Buffer.from(raw, 'base64') : Buffer.from(raw ?? []));
+        if (!parsed.ok) {
+          // Redelivering a malformed message would never make it valid: log and drop it (I6).
+          logger?.warn('event_malformed', 'Ignoring malformed Pub/Sub message', { messageId: id, reason: parsed.reason });
+          track(ack([ackId]));
+          return;
+        }
+        handling.add(ackId);
+        track(
+          (async () => {
+            try {
+              await handler(parsed.event, { id });
+            } catch (err) {
+              // Not an immediate nack: while e.g. Secret Manager is down that would be a hot redelivery loop.
+              logger?.warn('event_handler_failed', `Event handler failed; message will be redelivered in ${nackDelayS}s`, {
+                messageId: id,
+                version: parsed.event.version,
+                error: errMessage(err),
+              });
+              handling.delete(ackId);
+              await modAck([ackId], nackDelayS);
+              return;
+            }
+            handling.delete(ackId);
+            await ack([ackId]);
+          })(),
+        );
+      };
+
+      const open = () => {
+        reconnect = undefined;
+        if (closing) return;
+        const started = Date.now();
+        let delivered = false;
+        let lastError: ServiceError | undefined;
+        const call = stub.streamingPull({ deadline: Date.now() + STREAM_DEADLINE_MS });
+        current = call;
+        call.on('data', (res: StreamingPullResponse) => {
+          delivered = true;
+          for (const rm of res.receivedMessages ?? []) onMessage(rm);
+        });
+        call.on('error', (err: ServiceError) => {
+          lastError = err;
+        });
+        // 'status' fires exactly once per call, after 'error' when there is one.
+        call.on('status', (status: StatusObject) => {
+          if (current === call) current = undefined;
+          if (closing) return;
+          if (delivered || Date.now() - started >= HEALTHY_STREAM_MS) attempt = 0;
+          const base = Math.min(backoff.maxMs, backoff.initialMs * 2 ** attempt);
+          const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+          attempt = Math.min(attempt + 1, 30);
+          logger?.warn('event_subscription_error', 'Pub/Sub stream ended; reconnecting', {
+            code: status.code,
+            error: lastError?.details ?? status.details,
+            retryInMs: delay,
+          });
+          reconnect = setTimeout(open, delay);
+        });
+        call.write({ subscription, streamAckDeadlineSeconds: STREAM_ACK_DEADLINE_S, maxOutstandingMessages: opts.maxMessages ?? 4, clientId });
+      };
+
+      const keepAlive = setInterval(() => {
+        if (current?.writable) current.write({});
+        // A slow handler (waiting for the flock, say) keeps its message instead of seeing it redelivered.
+        if (handling.size) track(modAck([...handling], STREAM_ACK_DEADLINE_S));
+      }, KEEPALIVE_MS);
+      keepAlive.unref();
+      open();
+
+      let closed: Promise<void> | undefined;
+      const close = () =>
+        (closed ??= (async () => {
+          closing = true;
+          clearTimeout(reconnect);
+          clearInterval(keepAlive);
+          // Let running handlers settle their ack/nack before the stream and the client go away.
+          while (pending.size) await Promise.allSettled([...pending]);
+          const call = current;
+          current = undefined;
+          if (call) {
+            call.end();
+            call.cancel();
+          }
+          while (pending.size) await Promise.allSettled([...pending]);
+          await client.close().catch(() => undefined);
+          await closePublisher();
+          subscriptions.delete(close);
+        })());
+      subscriptions.add(close);
+      return close;
+    },
+
+    async close() {
+      await Promise.allSettled([...subscriptions].map((c) => c()));
+      await closePublisher();
+    },
+  };
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
