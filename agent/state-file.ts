@@ -3,7 +3,7 @@
  * corrupt cache is put right from here rather than refreshed with (I2, I3). Same crash-safe 0600
  * write as the cache. Format: {version:1, token: <flat encoding>, failures, lastRefresh, agentSeenAt}.
  */
-import { z } from 'zod';
+import { z } from 'zod/v3';
 import { decodeFlat, encodeFlat } from '../core/codec.js';
 import type { Logger } from '../core/log.js';
 import type { TokenSet } from '../core/token.js';

@@ -5,7 +5,7 @@
  * Unknown keys travel in TokenSet.extra and are written back verbatim.
  * Failure reasons name keys and problems only, never values (I5).
  */
-import { z } from 'zod';
+import { z } from 'zod/v3';
 import type { TokenSet } from './token.js';
 
 export type DecodeResult = { ok: true; token: TokenSet } | { ok: false; reason: string };
@@ -26,17 +26,21 @@ const KNOWN_KEYS = [
 ] as const;
 
 const optString = z.string().optional();
-const flatSchema = z.looseObject({
-  access_token: z.string().min(1),
-  refresh_token: z.string().min(1),
-  token_expiry: z.string(),
-  app_key: optString,
-  app_secret: optString,
-  refresh_token_expiry: optString,
-  issued_at: optString,
-  generation: z.union([z.number().int().nonnegative(), z.string().regex(/^\d{1,15}$/)]).optional(),
-  source: optString,
-});
+// zod/v3 (shipped inside zod 4): the same validation at ~1.5 MB of agent RSS instead of ~10 MB for
+// the v4 API (docs/BENCHMARKS.md). Unknown keys pass through: they are preserved (DESIGN §3).
+const flatSchema = z
+  .object({
+    access_token: z.string().min(1),
+    refresh_token: z.string().min(1),
+    token_expiry: z.string(),
+    app_key: optString,
+    app_secret: optString,
+    refresh_token_expiry: optString,
+    issued_at: optString,
+    generation: z.union([z.number().int().nonnegative(), z.string().regex(/^\d{1,15}$/)]).optional(),
+    source: optString,
+  })
+  .passthrough();
 
 // Python's isoformat(): `YYYY-MM-DDTHH:MM:SS[.ffffff][±HH:MM]`; also `Z`, a space separator, no seconds.
 const ISO_RE =

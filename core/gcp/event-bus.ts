@@ -4,7 +4,7 @@
  * dispatches and acks/nacks.
  */
 import type { Message, PubSub, Subscription } from '@google-cloud/pubsub';
-import { z } from 'zod';
+import { z } from 'zod/v3';
 import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EventBus, TokenRotatedEvent } from '../ports.js';

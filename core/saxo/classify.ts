@@ -3,7 +3,7 @@
  * Error messages carry only the status, a short sanitised `error`/`error_description` and a summary
  * of non-JSON bodies — never the request or the body itself (I5).
  */
-import { z } from 'zod';
+import { z } from 'zod/v3';
 import { SaxoError } from '../errors.js';
 import type { TokenResponse } from '../token.js';
 

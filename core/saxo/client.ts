@@ -5,8 +5,10 @@
  * under it to (a) apply the per-attempt timeout, (b) record the raw answer, and (c) normalise
  * Saxo's 201 to the 200 openid-client insists on. Classification is ours (classify.ts), from the
  * raw answer, so every outcome maps to one SaxoError whatever openid-client thinks of it.
+ * openid-client is loaded on the first request: a cloud-connected agent normally never refreshes,
+ * and not loading it keeps ~6 MB out of its resident memory (docs/BENCHMARKS.md).
  */
-import * as oidc from 'openid-client';
+import type * as Oidc from 'openid-client';
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
 import { SaxoError } from '../errors.js';
@@ -29,6 +31,10 @@ export interface SaxoClientOptions {
   backoffCapMs?: number;
 }
 
+type OidcModule = typeof Oidc;
+let oidcModule: Promise<OidcModule> | undefined;
+const loadOidc = (): Promise<OidcModule> => (oidcModule ??= import('openid-client'));
+
 /** Plain HTTP is only acceptable towards this machine (stand-ins, the demo). */
 export function isLoopbackHttp(base: URL): boolean {
   return base.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(base.hostname);
@@ -40,7 +46,7 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
     throw new SaxoError('fatal', 'config', `Saxo auth base URL must be https (or http on loopback): ${base.origin}`);
   }
   const baseStr = base.href.replace(/\/+$/, '');
-  const server: oidc.ServerMetadata = {
+  const server: Oidc.ServerMetadata = {
     issuer: baseStr,
     token_endpoint: `${baseStr}/token`,
     authorization_endpoint: `${baseStr}/authorize`,
@@ -52,11 +58,12 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
 
   /** One HTTP attempt. Resolves to the validated response or throws a SaxoError. */
   async function attempt(
-    grant: (config: oidc.Configuration) => Promise<unknown>,
+    grant: (oidc: OidcModule, config: Oidc.Configuration) => Promise<unknown>,
     ro: RefreshOptions,
     timeoutMs: number,
     secrets: string[],
   ): Promise<TokenResponse> {
+    const oidc = await loadOidc();
     let raw: RawResponse | undefined;
     let timedOut = false;
     const config = new oidc.Configuration(
@@ -104,7 +111,7 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
     };
 
     try {
-      await grant(config);
+      await grant(oidc, config);
     } catch (err) {
       if (raw) {
         const r = classifyResponse(raw, clock.now(), secrets);
@@ -124,7 +131,7 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
 
   async function run(
     what: string,
-    grant: (config: oidc.Configuration) => Promise<unknown>,
+    grant: (oidc: OidcModule, config: Oidc.Configuration) => Promise<unknown>,
     ro: RefreshOptions,
     secrets: string[],
   ): Promise<TokenResponse> {
@@ -167,7 +174,7 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
   return {
     refresh(refreshToken, ro) {
       const secrets = [refreshToken, ro.appSecret ?? ''].filter(Boolean);
-      return run('refresh', (config) => oidc.refreshTokenGrant(config, refreshToken), ro, secrets);
+      return run('refresh', (oidc, config) => oidc.refreshTokenGrant(config, refreshToken), ro, secrets);
     },
     exchangeCode(code, codeVerifier, ro) {
       if (!ro.redirectUri) {
@@ -177,7 +184,7 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
       const secrets = [code, codeVerifier, ro.appSecret ?? ''].filter(Boolean);
       return run(
         'code exchange',
-        (config) =>
+        (oidc, config) =>
           oidc.genericGrantRequest(config, 'authorization_code', { code, redirect_uri: redirectUri, code_verifier: codeVerifier }),
         ro,
         secrets,

@@ -6,7 +6,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { z } from 'zod';
+import { z } from 'zod/v3';
 import { StandinState, type GrantResult, type IssuedPair, type StandinStats } from './state.js';
 
 export type { IssuedPair, StandinStats } from './state.js';
