@@ -19,15 +19,7 @@ export interface AgentHandle {
 
 export async function startAgent(config: Config, logger: Logger, signal: AbortSignal): Promise<AgentHandle> {
   await mkdir(config.dataDir, { recursive: true, mode: 0o750 });
-  const instance = await acquireInstanceLock(config.dataDir, {
-    logger,
-    // Lost (e.g. the event loop stalled past the stale time): another agent may now own the data
-    // dir. Exit and let systemd's Restart= bring us back through the normal startup checks.
-    onCompromised: (err) => {
-      logger.error('instance_lock_compromised', 'Agent instance lock was lost; exiting', { error: err.message });
-      process.exit(1);
-    },
-  });
+  const instance = await acquireInstanceLock(config.dataDir);
   logger.info('agent_starting', 'TOKEN KEEPER SERVICE STARTING', {
     mode: config.gcp ? 'cloud-connected' : 'standalone',
     dataDir: config.dataDir,

@@ -1,13 +1,18 @@
 /**
- * One agent per data dir. proper-lockfile (a mkdir lock with mtime heartbeats, so a crashed agent's
- * lock goes stale) on `${dataDir}/.token-keeper-agent` — never on `saxo_token.lock`, whose flock the
- * bots use and which a mkdir lock would neither exclude nor coexist with (DESIGN §3).
+ * One agent per data dir: a non-blocking flock on `${dataDir}/.token-keeper-agent.lock` — never on
+ * `saxo_token.lock`, which the bots flock for every refresh (DESIGN §3).
+ *
+ * Why flock and not proper-lockfile (which this module used first): proper-lockfile's mkdir lock
+ * goes stale by mtime, so a kill -9'd agent blocked its own restart for the stale period (10 s),
+ * and an event loop stalled past that period let a second agent in. The kernel releases a flock
+ * the moment its holder dies and never while it lives, which is exactly the semantics wanted here;
+ * it also keeps ~2.5 MB (proper-lockfile + graceful-fs) out of the agent's memory.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import lockfile from 'proper-lockfile';
-import type { Logger } from '../core/log.js';
+import { LockTimeoutError } from '../core/errors.js';
 import type { Held } from '../core/ports.js';
+import { acquireFlock } from './flock.js';
 
 export class InstanceLockedError extends Error {
   override readonly name = 'InstanceLockedError';
@@ -16,46 +21,15 @@ export class InstanceLockedError extends Error {
   }
 }
 
-export interface InstanceLockOptions {
-  /** A lock not refreshed for this long is taken over (default 10 s). */
-  staleMs?: number;
-  /** Heartbeat period (default 5 s). */
-  updateMs?: number;
-  logger?: Logger;
-  /** Called if the lock was lost (e.g. the event loop stalled past staleMs); default logs an error. */
-  onCompromised?: (err: Error) => void;
-}
+export const INSTANCE_LOCK_FILE = '.token-keeper-agent.lock';
 
-export const INSTANCE_LOCK_NAME = '.token-keeper-agent';
-
-export async function acquireInstanceLock(dataDir: string, opts: InstanceLockOptions = {}): Promise<Held> {
+export async function acquireInstanceLock(dataDir: string): Promise<Held> {
   await mkdir(dataDir, { recursive: true });
-  const target = join(dataDir, INSTANCE_LOCK_NAME);
-  const onCompromised =
-    opts.onCompromised ??
-    ((err: Error) => opts.logger?.error('instance_lock_compromised', 'Agent instance lock was lost', { error: err.message }));
-  let unlock: () => Promise<void>;
   try {
-    unlock = await lockfile.lock(target, {
-      realpath: false,
-      stale: opts.staleMs ?? 10_000,
-      update: opts.updateMs ?? 5_000,
-      retries: 0,
-      onCompromised,
-    });
+    // One attempt: a live holder means another agent runs; a dead one has already been released.
+    return await acquireFlock(join(dataDir, INSTANCE_LOCK_FILE), { timeoutMs: 0 });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ELOCKED') throw new InstanceLockedError(dataDir);
+    if (e instanceof LockTimeoutError) throw new InstanceLockedError(dataDir);
     throw e;
   }
-  let released = false;
-  return {
-    release: async () => {
-      if (released) return;
-      released = true;
-      await unlock().catch((e: NodeJS.ErrnoException) => {
-        // Already released by a compromise: nothing left to undo.
-        if (e.code !== 'ERELEASED' && e.code !== 'ENOTACQUIRED') throw e;
-      });
-    },
-  };
 }

@@ -20,7 +20,7 @@ const BASE_DEPS = [
   'zod',
 ];
 /** Need a native build or only make sense on the VM: must never be reachable from the function. */
-const FORBIDDEN = new Set(['fs-ext', 'proper-lockfile', 'chokidar']);
+const FORBIDDEN = new Set(['fs-ext', 'chokidar']);
 const ENTRY = 'functions/index.js';
 
 class PackageError extends Error {}

@@ -1,14 +1,13 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { acquireFlock, withFlock } from '../../agent/flock.js';
 import { createCacheFile } from '../../agent/cache-file.js';
-import { acquireInstanceLock, INSTANCE_LOCK_NAME, InstanceLockedError } from '../../agent/instance-lock.js';
+import { acquireInstanceLock, INSTANCE_LOCK_FILE, InstanceLockedError } from '../../agent/instance-lock.js';
 import type { Clock } from '../../core/clock.js';
 import { LockTimeoutError } from '../../core/errors.js';
 import { runPythonBot, spawnPythonBot, type PythonBot } from '../helpers/python.js';
@@ -187,34 +186,33 @@ describe('acquireInstanceLock', () => {
     await again.release();
   });
 
-  it('coexists with the bots’ flock on saxo_token.lock (a different path)', async () => {
+  it('coexists with the bots’ flock on saxo_token.lock (a different file)', async () => {
     const inst = await acquireInstanceLock(dir);
     const fl = await acquireFlock(lockPath);
     expect(statSync(lockPath).isFile()).toBe(true);
-    expect(existsSync(join(dir, `${INSTANCE_LOCK_NAME}.lock`))).toBe(true);
+    expect(existsSync(join(dir, INSTANCE_LOCK_FILE))).toBe(true);
     await fl.release();
     await inst.release();
   });
 
-  it('refuses while another process holds it; takes over a stale lock after that process is killed', async () => {
-    const req = createRequire(import.meta.url);
-    const plPath = req.resolve('proper-lockfile');
-    const target = join(dir, INSTANCE_LOCK_NAME);
-    const script = `require(${JSON.stringify(plPath)}).lock(${JSON.stringify(target)}, {realpath:false, stale:2000, update:1000})
-      .then(() => console.log('LOCKED'), (e) => { console.error(e); process.exit(1); }); setInterval(() => {}, 1000);`;
-    const other = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  it('refuses while another process holds it, and is free the moment that process is killed', async () => {
+    const target = join(dir, INSTANCE_LOCK_FILE);
+    const script = `import fcntl, os, sys, time
+fd = os.open(${JSON.stringify(target)}, os.O_CREAT | os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("LOCKED", flush=True)
+time.sleep(120)`;
+    const other = spawn('python3', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       await new Promise<void>((resolve, reject) => {
         other.stdout.on('data', (d: Buffer) => d.toString().includes('LOCKED') && resolve());
         other.on('exit', () => reject(new Error('lock holder exited')));
       });
-      await expect(acquireInstanceLock(dir, { staleMs: 2000, updateMs: 1000 })).rejects.toBeInstanceOf(InstanceLockedError);
+      await expect(acquireInstanceLock(dir)).rejects.toBeInstanceOf(InstanceLockedError);
       other.kill('SIGKILL');
       await new Promise((r) => other.once('close', r));
-      // age the heartbeat instead of sleeping through the stale period
-      const old = new Date(Date.now() - 5000);
-      utimesSync(`${target}.lock`, old, old);
-      const mine = await acquireInstanceLock(dir, { staleMs: 2000, updateMs: 1000 });
+      // No stale period: the kernel released the dead holder's lock.
+      const mine = await acquireInstanceLock(dir);
       await mine.release();
     } finally {
       other.kill('SIGKILL');
