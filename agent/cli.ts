@@ -2,7 +2,6 @@
  * `npx token-keeper <command>`: agent | status [--json] | refresh [--force] | login | demo.
  * Returns the process exit code; never prints token material.
  */
-import { Command, CommanderError } from 'commander';
 import { loadConfig, type Config } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
@@ -60,6 +59,9 @@ async function runRefresh(opts: { force?: boolean }): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // The long-running agent skips the CLI parser (~2 MB it would keep resident for nothing).
+  if (argv.length === 1 && argv[0] === 'agent') return guard(runAgent);
+  const { Command, CommanderError } = await import('commander');
   let code = 0;
   const program = new Command('token-keeper')
     .description('Keeps a Saxo OpenAPI OAuth token alive for a fleet of trading bots')
@@ -101,11 +103,22 @@ export async function main(argv: string[]): Promise<number> {
       const { runDemo } = await import('../tools/demo/demo.js');
       code = await runDemo({ durationSec: Number(o.duration) });
     });
+  return guard(
+    async () => {
+      await program.parseAsync(argv, { from: 'user' });
+      return code;
+    },
+    (err) => (err instanceof CommanderError ? (err.exitCode === 0 ? 0 : 2) : undefined),
+  );
+}
+
+/** Errors become a one-line message (never a stack with token material) and exit code 2. */
+async function guard(fn: () => Promise<number>, special?: (err: unknown) => number | undefined): Promise<number> {
   try {
-    await program.parseAsync(argv, { from: 'user' });
-    return code;
+    return await fn();
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    const sc = special?.(err);
+    if (sc !== undefined) return sc;
     if (err instanceof ConfigError) {
       process.stderr.write(`token-keeper: configuration error: ${err.message}\n`);
       return 2;
