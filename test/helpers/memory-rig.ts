@@ -52,6 +52,8 @@ export function captureLogger(): LogCapture {
 export class RecordingSaxo extends SaxoModel {
   readonly issued: string[] = [];
   readonly presented: string[] = [];
+  /** The options each presentation was made with (deadlines, credentials: test-only secrets). */
+  readonly options: RefreshOptions[] = [];
   /** Runs at each presentation, before Saxo answers (lets a test change the world mid-call). */
   onPresent: ((refreshToken: string) => void | Promise<void>) | undefined;
   override issue(): TokenResponse {
@@ -62,6 +64,7 @@ export class RecordingSaxo extends SaxoModel {
   override async refresh(refreshToken: string, opts: RefreshOptions): Promise<TokenResponse> {
     if (this.onPresent) await this.onPresent(refreshToken);
     this.presented.push(refreshToken);
+    this.options.push(opts);
     return super.refresh(refreshToken, opts);
   }
   resetStats(): void {

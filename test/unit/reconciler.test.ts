@@ -426,3 +426,25 @@ describe('Reconciler, announcements it cannot fetch and failing disks', () => {
     expect(r.saxo.stats.presentations).toBe(1);
   });
 });
+
+describe('Reconciler, pushes that outlive an outage and a restart', () => {
+  it('a pair refreshed while Secret Manager was down is pushed after a restart, by the push retry, once it answers', async () => {
+    const { r, t } = await steady({ cloud: true });
+    r.store!.unavailable = true;
+    await until(r, t, 200 * SEC);
+    expect(await tick(r)).toBe('refreshed'); // locally: the VM must stay fresh
+    const local = await r.cached();
+    expect((await r.store!.versions.length)).toBe(1);
+    // The agent restarts while Secret Manager is still down: its startup read fails.
+    const again = await r.restart();
+    expect(await again.run({ kind: 'startup' })).not.toBe('failed');
+    expect(again.hasPendingPush).toBe(true);
+    // Secret Manager answers; the 5-second push retry (a 'push' trigger) brings the secret up to date.
+    r.store!.unavailable = false;
+    await again.run({ kind: 'push' });
+    expect(again.hasPendingPush).toBe(false);
+    expect((await r.store!.latest())?.token?.refreshToken).toBe(local?.refreshToken);
+    expect(r.bus!.published.at(-1)?.generation).toBe(local?.generation);
+    expect(r.saxo.stats.reusedPresentations).toBe(0);
+  });
+});

@@ -176,6 +176,19 @@ describe('runCloudRefresh', () => {
     expect(await runCloudRefresh(r.deps)).toMatchObject({ action: 'refreshed' });
   });
 
+  it('retries end before the bots\' own window: the deadline is at least 120 s before the access expiry', async () => {
+    // A long lease, so that the bots' window, not the lease, is what bounds the retries.
+    const r = cloudRig({ settings: { leaseTtlMs: 20 * MIN } });
+    rigs.push(r);
+    const t = r.login();
+    await r.store.add(t);
+    await until(r, t, 590 * SEC); // inside the cloud window
+    expect(await runCloudRefresh(r.deps)).toMatchObject({ action: 'refreshed' });
+    expect(r.saxo.options).toHaveLength(1);
+    expect(r.saxo.options[0]!.deadline).toBeLessThanOrEqual(t.accessExpiresAt - 120 * SEC);
+    expect(r.saxo.options[0]!.deadline).toBeGreaterThan(r.clock.now());
+  });
+
   it('Secret Manager unavailable: 503, nothing presented', async () => {
     const { r, t } = await seeded();
     await until(r, t, 590 * SEC);
