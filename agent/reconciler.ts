@@ -3,14 +3,19 @@
  * manual refresh) runs through one serialized `run()`, which gathers what the sources hold, asks
  * the pure `decide()` what to do, and applies that through the sinks (cache, state, secret, bus).
  * All IO is injected so the same code runs for real, in tests with fake clocks, and in the soak.
+ * The secret side lives in upstream.ts and failure/alert bookkeeping in health.ts; what remains
+ * (~450 lines) is the agent's state machine — adopt, repair, refresh, recover — kept in one file on
+ * purpose: the ordering between those steps (locks, re-reads, durable-first writes) is the design.
  */
-import { decide, shouldAlert, type Plan, type SecretView, type View } from '../core/decide.js';
+import { decide, type Plan, type SecretView, type View } from '../core/decide.js';
 import { SaxoError, SecretStoreError, LockTimeoutError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Clock } from '../core/clock.js';
 import type { EventBus, Held, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
 import { compareFreshness, fingerprint, fromResponse, type TokenSet } from '../core/token.js';
 import { describeExpiry, describeLifetime, pushToSecret, withNextGeneration, type RefresherSettings } from '../core/push.js';
+import { errText, Upstream } from './upstream.js';
+import { Health } from './health.js';
 import type { AgentState } from './state-file.js';
 
 export type { AgentState };
@@ -60,24 +65,32 @@ export type Outcome =
 
 export class Reconciler {
   private known: TokenSet | undefined;
-  private failures = 0;
-  private loginRequired = false;
   private lastRefresh: AgentState['lastRefresh'];
-  /** A pair the secret has not seen yet (refreshed or adopted while Secret Manager was down). */
-  private pendingPush = false;
-  private alertedRefreshExpiry: string | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private cacheChangePending = false;
 
-  constructor(private readonly d: ReconcilerDeps) {}
+  private readonly up: Upstream;
+  private readonly health: Health;
+
+  constructor(private readonly d: ReconcilerDeps) {
+    this.up = new Upstream({
+      clock: d.clock,
+      store: d.store,
+      bus: d.bus,
+      logger: d.logger,
+      keepSecretVersions: d.settings.keepSecretVersions,
+      onRead: (t) => this.registerSecrets(t),
+    });
+    this.health = new Health(d.logger, d.settings.maxRefreshFailures);
+  }
 
   /** Load the private state; call once before the first run. */
   async load(): Promise<void> {
     const s = await this.d.state.read();
     this.known = s?.token;
-    this.failures = s?.failures ?? 0;
+    this.health.failures = s?.failures ?? 0;
     this.lastRefresh = s?.lastRefresh;
-    this.loginRequired = s?.loginRequired ?? false;
+    this.health.loginRequired = s?.loginRequired ?? false;
     this.registerSecrets(this.known);
   }
 
@@ -86,7 +99,7 @@ export class Reconciler {
   }
 
   get consecutiveFailures(): number {
-    return this.failures;
+    return this.health.failures;
   }
 
   /** Serialize triggers: one decision at a time, in arrival order; bursts of file events coalesce. */
@@ -105,14 +118,14 @@ export class Reconciler {
 
   /** A pair the secret has not seen yet is waiting for Secret Manager to answer. */
   get hasPendingPush(): boolean {
-    return this.pendingPush;
+    return this.up.pending;
   }
 
   private async handle(trigger: Trigger): Promise<Outcome> {
     const { logger, store } = this.d;
     if (trigger.kind === 'push') {
       await this.flushPush();
-      if (!this.pendingPush) await this.saveState();
+      if (!this.up.pending) await this.saveState();
       return 'idle';
     }
     let secret: SecretView = store ? { kind: 'unknown' } : { kind: 'absent' };
@@ -130,7 +143,7 @@ export class Reconciler {
       if (secret.kind === 'unavailable') {
         // A newer pair exists that we cannot read: our own is consumed. Remember that (so we never
         // present it) and nack, so Pub/Sub redelivers once Secret Manager answers again.
-        this.noteAnnounced(ev);
+        this.up.noteAnnounced(ev, this.known?.refreshToken);
         throw new SecretStoreError('unavailable', `cannot read announced version ${ev.version} yet`);
       }
     }
@@ -142,10 +155,10 @@ export class Reconciler {
     const wantSecret =
       secret.kind === 'unknown' &&
       (trigger.kind === 'startup' ||
-        this.announced !== undefined ||
+        this.up.awaitingAnnounced ||
         trigger.kind === 'refresh' ||
         plan.refresh ||
-        this.pendingPush ||
+        this.up.pending ||
         plan.origin === 'cache' && plan.updateKnown ||
         plan.health !== 'fresh');
     if (wantSecret) {
@@ -160,14 +173,9 @@ export class Reconciler {
     else {
       // decide() never refreshes a dead refresh token: say "login required" (once) instead of idling.
       if (plan.health === 'login_required' && plan.best && outcome === 'idle') outcome = this.markLoginRequired(plan);
-      if (trigger.kind === 'tick') this.logStatus(plan);
+      if (trigger.kind === 'tick') this.health.logStatus(plan);
     }
-    if (plan.refreshTokenExpiring && plan.best && this.alertedRefreshExpiry !== plan.best.refreshToken) {
-      this.alertedRefreshExpiry = plan.best.refreshToken;
-      logger.alert('refresh_token_expiring', 'ALERT: refresh token expires soon and no refresh is due yet', {
-        refreshLeftSeconds: Math.round((plan.refreshLeftMs ?? 0) / 1000),
-      });
-    }
+    this.health.watchRefreshExpiry(plan);
     await this.flushPush();
     await this.saveState();
     return outcome;
@@ -175,14 +183,14 @@ export class Reconciler {
 
   /** Push a pair the secret has not seen yet (adopted from a bot, or refreshed while it was down). */
   private async flushPush(): Promise<void> {
-    if (!this.d.store || !this.pendingPush || !this.known) return;
+    if (!this.up.configured || !this.up.pending || !this.known) return;
     const secret = await this.readSecret();
     if (secret.kind === 'read') await this.push(this.known, secret);
   }
 
   /** Adopt the newest pair, undo a stale cache, push upstream. No Saxo call. */
   private async apply(plan: Plan, secret: SecretView): Promise<Outcome> {
-    if (!plan.best) return this.known || this.loginRequired ? 'login_required' : 'idle';
+    if (!plan.best) return this.known || this.health.loginRequired ? 'login_required' : 'idle';
     let outcome: Outcome = 'idle';
     let best = plan.best;
     if (plan.updateKnown) {
@@ -194,28 +202,12 @@ export class Reconciler {
       const wrote = await this.writeCacheIfNewer(best);
       if (wrote) outcome = outcome === 'adopted' ? 'adopted' : 'repaired';
     }
-    if (this.d.store && (plan.pushSecret || this.pendingPush) && secret.kind === 'read') {
+    if (this.up.configured && (plan.pushSecret || this.up.pending) && secret.kind === 'read') {
       await this.push(best, secret);
-    } else if (this.d.store && plan.pushSecret) {
-      this.pendingPush = true;
+    } else if (this.up.configured && plan.pushSecret) {
+      this.up.pending = true;
     }
     return outcome;
-  }
-
-  /**
-   * An announced version we could not fetch (Secret Manager unavailable), and the refresh token we
-   * held then: the announcement proves that token was consumed, so it must never be presented.
-   */
-  private announced: { generation: number; version: string; consumed: string | undefined } | undefined;
-
-  private noteAnnounced(ev: TokenRotatedEvent): void {
-    if (!this.announced || ev.generation > this.announced.generation) {
-      this.announced = { generation: ev.generation, version: ev.version, consumed: this.known?.refreshToken };
-    }
-  }
-
-  private isSuperseded(t: TokenSet): boolean {
-    return this.announced !== undefined && this.announced.consumed === t.refreshToken;
   }
 
   private adopt(token: TokenSet, from: string): void {
@@ -223,13 +215,11 @@ export class Reconciler {
     this.known = token;
     // A pair from the cache was made by a bot (or another agent): the cloud must learn of it before
     // it presents the refresh token the bot just consumed.
-    if (from === 'cache' && this.d.store) this.pendingPush = true;
-    if (this.announced && token.refreshToken !== this.announced.consumed) this.announced = undefined;
+    if (from === 'cache' && this.up.configured) this.up.pending = true;
+    this.up.onAdopted(token);
     this.registerSecrets(token);
-    if (prev && prev.refreshToken !== token.refreshToken) {
-      this.loginRequired = false;
-      this.failures = 0;
-    } else if (!prev) this.loginRequired = false;
+    if (prev && prev.refreshToken !== token.refreshToken) this.health.recovered();
+    else if (!prev) this.health.loginRequired = false;
     this.d.logger.info('token_adopted', `Adopted a newer token from the ${from} (${describeExpiry(token, this.d.clock.now())})`, {
       from,
       generation: token.generation,
@@ -265,46 +255,14 @@ export class Reconciler {
   }
 
   private async push(best: TokenSet, secret: Extract<SecretView, { kind: 'read' }>): Promise<void> {
-    const { store, bus, logger, settings } = this.d;
-    if (!store) return;
-    const secretToken = secret.read?.token;
-    if (secretToken && compareFreshness(best, secretToken) <= 0) {
-      this.pendingPush = false;
-      return;
-    }
-    try {
-      const pushed = withNextGeneration(best, undefined, secretToken);
-      if (pushed.generation !== best.generation) this.known = pushed;
-      await pushToSecret({ store, bus, logger, token: pushed, keep: settings.keepSecretVersions, reason: 'push' });
-      this.pendingPush = false;
-    } catch (err) {
-      this.pendingPush = true;
-      logger.warn('secret_push_failed', 'Could not push the newest token to Secret Manager; will retry', { error: errText(err) });
-    }
+    const stored = await this.up.push(best, secret);
+    // Renumbered above the secret's generation: that is the pair we hold now.
+    if (stored && stored.generation !== best.generation && this.known?.refreshToken === stored.refreshToken) this.known = stored;
   }
 
-  private async readSecret(version?: string): Promise<SecretView> {
-    const store = this.d.store;
-    if (!store) return { kind: 'absent' };
-    try {
-      const read = version ? ((await store.version(version)) ?? (await store.latest())) : await store.latest();
-      this.registerSecrets(read?.token);
-      return { kind: 'read', read };
-    } catch (err) {
-      // Whatever we hold may now be ahead of the secret (we may refresh, or restart, before it
-      // answers again): compare and push once it does. The retry loop makes that prompt.
-      if (this.known) this.pendingPush = true;
-      const now = this.d.clock.now();
-      const quiet = now - this.lastUnavailableLog < 60_000;
-      if (!quiet) this.lastUnavailableLog = now;
-      this.d.logger[quiet ? 'debug' : 'warn']('secret_unavailable', 'Secret Manager did not answer; working from local state', {
-        error: errText(err),
-      });
-      return { kind: 'unavailable' };
-    }
+  private readSecret(version?: string): Promise<SecretView> {
+    return this.up.read(version, this.known !== undefined);
   }
-
-  private lastUnavailableLog = -Infinity;
 
   /** One refresh under the flock and (when Secret Manager answers) the cross-host lease. */
   private async refresh(force: boolean): Promise<Outcome> {
@@ -343,15 +301,14 @@ export class Reconciler {
       // it): presenting that pair again every tick could only count as a reuse (I1).
       // Even --force never re-presents the pair Saxo already rejected: that could only count as a
       // reuse (I1). A dead refresh-token expiry, by contrast, may be wrong (clock skew): --force tries.
-      if (!plan.best || this.loginRequired || (plan.health === 'login_required' && !force)) return this.markLoginRequired(plan);
+      if (!plan.best || this.health.loginRequired || (plan.health === 'login_required' && !force)) return this.markLoginRequired(plan);
       if (!plan.refresh && !force) {
         if (plan.writeCache) await this.d.cache.write(this.known ?? plan.best);
         return 'adopted';
       }
       const presented = this.known ?? plan.best;
-      if (this.isSuperseded(presented)) {
+      if (this.up.isSuperseded(presented)) {
         logger.warn('superseded_token', 'A newer token was announced but Secret Manager cannot be read yet; not presenting the consumed one', {
-          announcedGeneration: this.announced?.generation,
           generation: presented.generation,
         });
         return 'deferred';
@@ -360,7 +317,7 @@ export class Reconciler {
     } finally {
       if (leased && store) {
         await store
-          .releaseLease(settings.holderId, { failures: this.failures, lastRefresh: this.lastRefresh && { ...this.lastRefresh, version: this.lastRefresh.version ?? '' } })
+          .releaseLease(settings.holderId, { failures: this.health.failures, lastRefresh: this.lastRefresh && { ...this.lastRefresh, version: this.lastRefresh.version ?? '' } })
           .catch((err) => logger.warn('lease_release_failed', 'Could not release the lease (it will expire)', { error: errText(err) }));
       }
       await held?.release();
@@ -405,8 +362,7 @@ export class Reconciler {
         error: errText(err),
       });
     }
-    this.failures = 0;
-    this.loginRequired = false;
+    this.health.recovered();
     this.lastRefresh = { at: now, by: settings.holderId };
     await this.saveState();
     logger.notice('token_refreshed', `Token refreshed successfully (${describeLifetime(res.expiresIn)})`, {
@@ -419,13 +375,13 @@ export class Reconciler {
       try {
         const v = await pushToSecret({ store, bus, logger, token: next, keep: settings.keepSecretVersions, reason: 'refresh' });
         this.lastRefresh = { ...this.lastRefresh, version: v };
-        this.pendingPush = false;
+        this.up.pending = false;
       } catch (err) {
-        this.pendingPush = true;
+        this.up.pending = true;
         logger.warn('secret_push_failed', 'Refreshed locally; Secret Manager write failed, will retry', { error: errText(err) });
       }
     } else if (store) {
-      this.pendingPush = true;
+      this.up.pending = true;
     }
     await this.saveState();
     return 'refreshed';
@@ -449,60 +405,32 @@ export class Reconciler {
         logger.info('recovered_newer_token', 'Refresh token was already used; recovered a newer pair instead');
         return 'adopted';
       }
-      this.loginRequired = true;
-      const out = this.countFailure(err.code);
+      this.health.loginRequired = true;
+      this.health.failed(err.code);
       logger.error('login_required', 'Login required: Saxo rejected the newest refresh token (run `npx token-keeper login`)');
-      return out === 'failed' ? 'login_required' : out;
+      return 'login_required';
     }
     return this.countFailure(err.code);
   }
 
   private countFailure(reason: string): Outcome {
-    const { logger, settings } = this.d;
-    this.failures += 1;
-    logger.error('refresh_failed', `Token refresh failed (attempt ${this.failures}/${settings.maxRefreshFailures})`, {
-      reason,
-      consecutiveFailures: this.failures,
-    });
-    if (shouldAlert(this.failures, settings.maxRefreshFailures)) {
-      logger.alert(
-        'refresh_alert',
-        `ALERT: Token refresh failed ${this.failures} consecutive times! Manual intervention may be required.`,
-        { consecutiveFailures: this.failures },
-      );
-    }
+    this.health.failed(reason);
     return 'failed';
   }
 
   private markLoginRequired(plan: Plan): Outcome {
-    if (!this.loginRequired) {
-      this.d.logger.error('login_required', 'Login required: no usable refresh token (run `npx token-keeper login`)', {
-        health: plan.health,
-      });
-    }
-    this.loginRequired = true;
+    this.health.requireLogin(plan.health);
     return 'login_required';
-  }
-
-  private logStatus(plan: Plan): void {
-    if (!plan.best || plan.accessLeftMs === undefined) return;
-    const mins = Math.floor(plan.accessLeftMs / 60_000);
-    this.d.logger.info('token_status', `Token status: ${plan.health === 'fresh' ? 'valid' : plan.health}, ${mins} minutes until expiry`, {
-      health: plan.health,
-      accessLeftSeconds: Math.round(plan.accessLeftMs / 1000),
-      refreshLeftSeconds: plan.refreshLeftMs !== undefined ? Math.round(plan.refreshLeftMs / 1000) : undefined,
-      generation: plan.best.generation,
-    });
   }
 
   private async saveState(): Promise<void> {
     try {
       await this.d.state.write({
         token: this.known,
-        failures: this.failures,
+        failures: this.health.failures,
         lastRefresh: this.lastRefresh,
         agentSeenAt: this.d.clock.now(),
-        loginRequired: this.loginRequired,
+        loginRequired: this.health.loginRequired,
       });
     } catch (err) {
       this.d.logger.error('state_write_failed', 'Could not write the agent state file', { error: errText(err) });
@@ -521,8 +449,6 @@ export class Reconciler {
   }
 }
 
-export function errText(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-}
+export { errText };
 
 export { fingerprint };
