@@ -85,16 +85,17 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
   else if (plan.health === 'due') health = 'refresh_overdue';
   else health = 'healthy';
   if (health === 'healthy') {
-    if (failures > 0) problems.push(`${failures} consecutive refresh failure(s)`);
-    if (plan.writeCache) problems.push('the cache is behind the newest token');
-    if (plan.pushSecret) problems.push('the secret is behind the newest token');
-    if (secret.kind === 'unavailable') problems.push('cannot reach Secret Manager');
-    if (lastSeenAgo !== undefined && lastSeenAgo * 1000 > 3 * config.checkIntervalMs) {
-      problems.push(`agent last seen ${Math.round(lastSeenAgo)} s ago`);
-    }
-    if (plan.refreshTokenExpiring) problems.push('the refresh token expires soon');
-    if (failures > 0 || plan.writeCache || plan.pushSecret || secret.kind === 'unavailable' || plan.refreshTokenExpiring ||
-        (lastSeenAgo !== undefined && lastSeenAgo * 1000 > 3 * config.checkIntervalMs)) health = 'degraded';
+    // Each condition that makes a live token "degraded", with what status says about it.
+    const degraded: [boolean, string][] = [
+      [failures > 0, `${failures} consecutive refresh failure(s)`],
+      [plan.writeCache, 'the cache is behind the newest token'],
+      [plan.pushSecret, 'the secret is behind the newest token'],
+      [secret.kind === 'unavailable', 'cannot reach Secret Manager'],
+      [lastSeenAgo !== undefined && lastSeenAgo * 1000 > 3 * config.checkIntervalMs, `agent last seen ${Math.round(lastSeenAgo ?? 0)} s ago`],
+      [plan.refreshTokenExpiring, 'the refresh token expires soon'],
+    ];
+    for (const [on, text] of degraded) if (on) problems.push(text);
+    if (degraded.some(([on]) => on)) health = 'degraded';
   }
   const exitCode: 0 | 1 | 2 = health === 'healthy' ? 0 : health === 'degraded' || health === 'refresh_overdue' ? 1 : 2;
 
