@@ -8,7 +8,8 @@ import { mkdir } from 'node:fs/promises';
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/log.js';
 import { acquireInstanceLock } from './instance-lock.js';
-import { Reconciler, errText } from './reconciler.js';
+import { Reconciler } from './reconciler.js';
+import { errorText } from '../core/errors.js';
 import { connectCloud, reconcilerDeps } from './wiring.js';
 
 export interface AgentHandle {
@@ -43,7 +44,7 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   await reconciler.load();
   const safeRun = (t: Parameters<Reconciler['run']>[0]) =>
     reconciler.run(t).catch((err) => {
-      logger.error('reconcile_error', 'Unexpected error while reconciling; continuing', { error: errText(err), trigger: t.kind });
+      logger.error('reconcile_error', 'Unexpected error while reconciling; continuing', { error: errorText(err), trigger: t.kind });
       return 'failed' as const;
     });
 
@@ -59,7 +60,7 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   watcher.on('all', (_ev, p) => {
     if (basename(p) === cacheName) void safeRun({ kind: 'cache-changed' });
   });
-  watcher.on('error', (err) => logger.warn('watcher_error', 'Cache watcher error', { error: errText(err) }));
+  watcher.on('error', (err) => logger.warn('watcher_error', 'Cache watcher error', { error: errorText(err) }));
   await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
 
   let unsubscribe: (() => Promise<void>) | undefined;
@@ -71,7 +72,7 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
       });
       logger.info('subscribed', 'Listening for TOKEN_ROTATED events', { subscription: config.gcp.subscriptionId });
     } catch (err) {
-      logger.warn('subscribe_failed', 'Could not subscribe; relying on the periodic check', { error: errText(err) });
+      logger.warn('subscribe_failed', 'Could not subscribe; relying on the periodic check', { error: errorText(err) });
     }
   } else if (cloud) {
     logger.warn('no_subscription', 'TOKEN_SUBSCRIPTION_ID not set: relying on the periodic check only');

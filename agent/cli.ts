@@ -5,7 +5,7 @@
 import { loadConfig, type Config } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
-import { errText } from './reconciler.js';
+import { errorText } from '../core/errors.js';
 
 function setup(): { config: Config; logger: Logger } {
   const config = loadConfig();
@@ -123,7 +123,7 @@ async function guard(fn: () => Promise<number>, special?: (err: unknown) => numb
       process.stderr.write(`token-keeper: configuration error: ${err.message}\n`);
       return 2;
     }
-    process.stderr.write(`token-keeper: ${errText(err)}\n`);
+    process.stderr.write(`token-keeper: ${errorText(err)}\n`);
     return 2;
   }
 }

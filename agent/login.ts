@@ -17,7 +17,7 @@ import { createCacheFile } from './cache-file.js';
 import { acquireFlock } from './flock.js';
 import { createStateFile } from './state-file.js';
 import { connectCloud } from './wiring.js';
-import { errText } from './reconciler.js';
+import { errorText } from '../core/errors.js';
 
 export class LoginError extends Error {
   override readonly name = 'LoginError';
@@ -170,7 +170,7 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
         await cloud?.close();
       }
     } catch (err) {
-      logger.warn('login_app_key_lookup_failed', `Could not read the app key from the secret: ${errText(err)}`);
+      logger.warn('login_app_key_lookup_failed', `Could not read the app key from the secret: ${errorText(err)}`);
     }
   }
   if (!appKey) {
@@ -205,7 +205,7 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
     await storeLogin(config, token, o.target as LoginTarget, o.force === true, logger);
     return 0;
   } catch (err) {
-    logger.error('login_failed', `Login failed: ${errText(err)}`);
+    logger.error('login_failed', `Login failed: ${errorText(err)}`);
     return 1;
   }
 }

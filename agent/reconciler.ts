@@ -8,13 +8,13 @@
  * purpose: the ordering between those steps (locks, re-reads, durable-first writes) is the design.
  */
 import { decide, type Plan, type SecretView, type View } from '../core/decide.js';
-import { SaxoError, SecretStoreError, LockTimeoutError } from '../core/errors.js';
+import { SaxoError, SecretStoreError, LockTimeoutError, errorText } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Clock } from '../core/clock.js';
 import type { EventBus, Held, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
-import { compareFreshness, fingerprint, fromResponse, type TokenSet } from '../core/token.js';
+import { compareFreshness, fromResponse, type TokenSet } from '../core/token.js';
 import { describeExpiry, describeLifetime, pushToSecret, withNextGeneration, type RefresherSettings } from '../core/push.js';
-import { errText, Upstream } from './upstream.js';
+import { Upstream } from './upstream.js';
 import { Health } from './health.js';
 import type { AgentState } from './state-file.js';
 
@@ -290,7 +290,7 @@ export class Reconciler {
           secret = await this.readSecret();
         } catch (err) {
           if (!(err instanceof SecretStoreError)) throw err;
-          logger.warn('secret_unavailable', 'Secret Manager did not answer; refreshing locally', { error: errText(err) });
+          logger.warn('secret_unavailable', 'Secret Manager did not answer; refreshing locally', { error: errorText(err) });
         }
       }
       // Re-read everything under the locks: someone may have refreshed while we waited.
@@ -318,7 +318,7 @@ export class Reconciler {
       if (leased && store) {
         await store
           .releaseLease(settings.holderId, { failures: this.health.failures, lastRefresh: this.lastRefresh && { ...this.lastRefresh, version: this.lastRefresh.version ?? '' } })
-          .catch((err) => logger.warn('lease_release_failed', 'Could not release the lease (it will expire)', { error: errText(err) }));
+          .catch((err) => logger.warn('lease_release_failed', 'Could not release the lease (it will expire)', { error: errorText(err) }));
       }
       await held?.release();
     }
@@ -359,7 +359,7 @@ export class Reconciler {
       await this.d.cache.write(next);
     } catch (err) {
       logger.error('cache_write_failed', 'Could not write the cache; keeping the new token in the state file and the secret', {
-        error: errText(err),
+        error: errorText(err),
       });
     }
     this.health.recovered();
@@ -378,7 +378,7 @@ export class Reconciler {
         this.up.pending = false;
       } catch (err) {
         this.up.pending = true;
-        logger.warn('secret_push_failed', 'Refreshed locally; Secret Manager write failed, will retry', { error: errText(err) });
+        logger.warn('secret_push_failed', 'Refreshed locally; Secret Manager write failed, will retry', { error: errorText(err) });
       }
     } else if (store) {
       this.up.pending = true;
@@ -433,7 +433,7 @@ export class Reconciler {
         loginRequired: this.health.loginRequired,
       });
     } catch (err) {
-      this.d.logger.error('state_write_failed', 'Could not write the agent state file', { error: errText(err) });
+      this.d.logger.error('state_write_failed', 'Could not write the agent state file', { error: errorText(err) });
     }
   }
 
@@ -449,6 +449,4 @@ export class Reconciler {
   }
 }
 
-export { errText };
 
-export { fingerprint };

@@ -10,7 +10,7 @@ import type { SecretMeta } from '../core/ports.js';
 import type { TokenSet } from '../core/token.js';
 import { createCacheFile } from './cache-file.js';
 import { createStateFile } from './state-file.js';
-import { errText } from './reconciler.js';
+import { errorText } from '../core/errors.js';
 
 export interface StatusReport {
   health: 'healthy' | 'degraded' | 'refresh_overdue' | 'expired' | 'missing' | 'login_required';
@@ -62,7 +62,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       activeVersions = n;
     } catch (err) {
       secret = { kind: 'unavailable' };
-      problems.push(`Secret Manager unavailable: ${errText(err)}`);
+      problems.push(`Secret Manager unavailable: ${errorText(err)}`);
     } finally {
       await cloud?.close();
     }

@@ -5,6 +5,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import type { SecretView } from '../core/decide.js';
+import { errorText } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { EventBus, SecretStore, TokenRotatedEvent } from '../core/ports.js';
 import { pushToSecret, withNextGeneration } from '../core/push.js';
@@ -58,7 +59,7 @@ export class Upstream {
       const quiet = now - this.lastOutageLog < OUTAGE_LOG_EVERY_MS;
       if (!quiet) this.lastOutageLog = now;
       this.d.logger[quiet ? 'debug' : 'warn']('secret_unavailable', 'Secret Manager did not answer; working from local state', {
-        error: errText(err),
+        error: errorText(err),
       });
       return { kind: 'unavailable' };
     }
@@ -98,12 +99,8 @@ export class Upstream {
       return pushed;
     } catch (err) {
       this.pending = true;
-      logger.warn('secret_push_failed', 'Could not push the newest token to Secret Manager; will retry', { error: errText(err) });
+      logger.warn('secret_push_failed', 'Could not push the newest token to Secret Manager; will retry', { error: errorText(err) });
       return undefined;
     }
   }
-}
-
-export function errText(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 }

@@ -44,3 +44,11 @@ export class SecretStoreError extends Error {
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
+
+/**
+ * One line about a caught value for logs and stderr: "Name: message", never a stack or a body.
+ * (Messages of this project's errors are secret-free by construction; the logger redacts anyway.)
+ */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}

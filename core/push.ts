@@ -1,4 +1,5 @@
 /** Upstream sink shared by the agent and the function: add a version, announce it, prune. */
+import { errorText } from './errors.js';
 import type { Logger } from './log.js';
 import type { EventBus, SecretStore } from './ports.js';
 import type { TokenSet } from './token.js';
@@ -62,7 +63,7 @@ export async function pushToSecret(a: PushArgs): Promise<string> {
       });
     } catch (err) {
       a.logger.warn('publish_failed', 'Could not publish TOKEN_ROTATED (agents will catch up on their next check)', {
-        error: err instanceof Error ? err.message : String(err),
+        error: errorText(err),
       });
     }
   }
@@ -70,7 +71,7 @@ export async function pushToSecret(a: PushArgs): Promise<string> {
     const destroyed = await a.store.prune(a.keep);
     if (destroyed > 0) a.logger.info('versions_pruned', `Destroyed ${destroyed} old secret version(s)`, { destroyed, keep: a.keep });
   } catch (err) {
-    a.logger.warn('prune_failed', 'Could not destroy old secret versions', { error: err instanceof Error ? err.message : String(err) });
+    a.logger.warn('prune_failed', 'Could not destroy old secret versions', { error: errorText(err) });
   }
   return v.name;
 }

@@ -4,6 +4,7 @@
  * `{"force": true}`, which only an operator with run.invoker can send.
  */
 import type { Request, Response } from '@google-cloud/functions-framework';
+import { errorText } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { runCloudRefresh, type CloudDeps } from './refresher.js';
 
@@ -15,7 +16,7 @@ export function createRefreshHandler(getDeps: () => Promise<CloudDeps>, logger: 
       const result = await runCloudRefresh(deps, { force });
       res.status(result.status).json(result);
     } catch (err) {
-      logger.error('function_error', 'refreshToken failed unexpectedly', { error: err instanceof Error ? err.message : String(err) });
+      logger.error('function_error', 'refreshToken failed unexpectedly', { error: errorText(err) });
       res.status(500).json({ action: 'failed', reason: 'internal' });
     }
   };

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { decideCloud, shouldAlert } from '../core/decide.js';
-import { SaxoError, SecretStoreError } from '../core/errors.js';
+import { SaxoError, SecretStoreError, errorText } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import type { EventBus, SecretRead, SecretStore, TokenEndpoint } from '../core/ports.js';
@@ -72,7 +72,7 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
   try {
     latest = await store.latest();
   } catch (err) {
-    logger.error('secret_unavailable', 'Secret Manager did not answer', { error: msg(err) });
+    logger.error('secret_unavailable', 'Secret Manager did not answer', { error: errorText(err) });
     return { action: 'failed', status: 503, reason: 'secret_unavailable' };
   }
   register(logger, latest?.token);
@@ -112,7 +112,7 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
   try {
     leased = await store.acquireLease(holder, settings.leaseTtlMs, clock.now());
   } catch (err) {
-    logger.error('secret_unavailable', 'Could not take the refresh lease', { error: msg(err) });
+    logger.error('secret_unavailable', 'Could not take the refresh lease', { error: errorText(err) });
     return { action: 'failed', status: 503, reason: 'lease_unavailable' };
   }
   if (!leased) {
@@ -143,12 +143,12 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     return out.result;
   } catch (err) {
     if (!(err instanceof SecretStoreError)) throw err;
-    logger.error('secret_unavailable', 'Secret Manager failed during refresh', { error: msg(err) });
+    logger.error('secret_unavailable', 'Secret Manager failed during refresh', { error: errorText(err) });
     return { action: 'failed', status: 503, reason: 'secret_unavailable' };
   } finally {
     await store
       .releaseLease(holder, { failures, lastRefresh })
-      .catch((err) => logger.warn('lease_release_failed', 'Could not release the lease (it will expire)', { error: msg(err) }));
+      .catch((err) => logger.warn('lease_release_failed', 'Could not release the lease (it will expire)', { error: errorText(err) }));
   }
 }
 
@@ -191,7 +191,7 @@ async function present(
       break;
     } catch (err) {
       if (attempt >= 4) {
-        logger.alert('secret_write_lost', 'ALERT: Saxo issued a new token but it could not be stored in Secret Manager', { error: msg(err) });
+        logger.alert('secret_write_lost', 'ALERT: Saxo issued a new token but it could not be stored in Secret Manager', { error: errorText(err) });
         return { result: { action: 'failed', status: 503, reason: 'secret_write_failed' }, failures: failures + 1 };
       }
       await clock.sleep(250 * 2 ** attempt);
@@ -256,8 +256,4 @@ function register(logger: Logger, t: TokenSet | undefined): void {
   logger.addSecret(t.accessToken);
   logger.addSecret(t.refreshToken);
   logger.addSecret(t.appSecret);
-}
-
-function msg(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -5,7 +5,7 @@
  */
 import type { Message, PubSub, Subscription } from '@google-cloud/pubsub';
 import { z } from 'zod/v3';
-import { ConfigError } from '../errors.js';
+import { ConfigError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EventBus, TokenRotatedEvent } from '../ports.js';
 
@@ -92,7 +92,7 @@ export function createEventBus(opts: EventBusOptions): EventBus {
             logger?.warn('event_handler_failed', `Event handler failed; message will be redelivered in ${nackDelayMs / 1000}s`, {
               messageId: message.id,
               version: parsed.event.version,
-              error: err instanceof Error ? err.message : String(err),
+              error: errorText(err),
             });
             if (closing) {
               message.nack();

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ClientDuplexStream, ServiceError, StatusObject } from '@grpc/grpc-js';
 import type { GcpConfig } from '../config.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EventBus } from '../ports.js';
 import { createPubSubGapicClient, type PublisherClient } from './clients.js';
@@ -112,12 +112,12 @@ export function createLeanEventBus(opts: LeanEventBusOptions): LeanEventBus {
       const ack = (ackIds: string[]) =>
         client.acknowledge({ subscription, ackIds }, { timeout: ACK_TIMEOUT_MS }).then(
           () => undefined,
-          (err: unknown) => logger?.warn('event_ack_failed', 'Pub/Sub acknowledge failed; the message will be redelivered', { error: errMessage(err) }),
+          (err: unknown) => logger?.warn('event_ack_failed', 'Pub/Sub acknowledge failed; the message will be redelivered', { error: errorText(err) }),
         );
       const modAck = (ackIds: string[], seconds: number) =>
         client.modifyAckDeadline({ subscription, ackIds, ackDeadlineSeconds: seconds }, { timeout: ACK_TIMEOUT_MS }).then(
           () => undefined,
-          (err: unknown) => logger?.warn('event_ack_failed', 'Pub/Sub modifyAckDeadline failed', { error: errMessage(err) }),
+          (err: unknown) => logger?.warn('event_ack_failed', 'Pub/Sub modifyAckDeadline failed', { error: errorText(err) }),
         );
 
       const onMessage = (rm: ReceivedMessage) => {
@@ -147,7 +147,7 @@ export function createLeanEventBus(opts: LeanEventBusOptions): LeanEventBus {
               logger?.warn('event_handler_failed', `Event handler failed; message will be redelivered in ${nackDelayS}s`, {
                 messageId: id,
                 version: parsed.event.version,
-                error: errMessage(err),
+                error: errorText(err),
               });
               handling.delete(ackId);
               await modAck([ackId], nackDelayS);
@@ -228,8 +228,4 @@ export function createLeanEventBus(opts: LeanEventBusOptions): LeanEventBus {
       await closePublisher();
     },
   };
-}
-
-function errMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
