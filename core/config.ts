@@ -48,6 +48,15 @@ export interface Config {
   httpTimeoutMs: number;
   logFormat: 'json' | 'pretty';
   holderId: string;
+  /**
+   * With several VMs and Secret Manager unreachable, only the primary agent may present a refresh
+   * token without the cross-host lease (docs/DESIGN.md "Several VMs"). Standalone: always primary.
+   */
+  primary: boolean;
+  /** Create a missing data dir at startup instead of refusing to run (a typo must not run a keeper for nobody). */
+  createDataDir: boolean;
+  /** Cloud Scheduler's period: the function's last chance to save the chain is one period before the refresh token dies. */
+  cloudSchedulePeriodMs: number;
   gcp?: GcpConfig | undefined;
 }
 
@@ -59,6 +68,14 @@ function seconds(env: Env, key: string, dflt: number): number {
   const n = Number(raw);
   if (!Number.isFinite(n) || n < 0) throw new ConfigError(`${key} must be a non-negative number of seconds, got "${raw}"`);
   return n * 1000;
+}
+
+function bool(env: Env, key: string, dflt: boolean): boolean {
+  const raw = env[key]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return dflt;
+  if (['true', '1', 'yes'].includes(raw)) return true;
+  if (['false', '0', 'no'].includes(raw)) return false;
+  throw new ConfigError(`${key} must be true or false, got "${env[key]}"`);
 }
 
 function integer(env: Env, key: string, dflt: number, min = 1): number {
@@ -130,6 +147,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     httpTimeoutMs: seconds(env, 'SAXO_HTTP_TIMEOUT_SECONDS', 10),
     logFormat,
     holderId: env.TOKEN_KEEPER_HOLDER_ID || `agent:${hostname()}:${process.pid}`,
+    primary: gcp ? bool(env, 'TOKEN_KEEPER_PRIMARY', true) : true,
+    createDataDir: bool(env, 'TOKEN_KEEPER_CREATE_DATA_DIR', false),
+    cloudSchedulePeriodMs: seconds(env, 'CLOUD_SCHEDULE_SECONDS', 300),
     gcp,
   };
 }
