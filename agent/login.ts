@@ -5,14 +5,18 @@
  */
 import { createServer, type Server } from 'node:http';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { constants, existsSync, readFileSync } from 'node:fs';
+import { access, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { loadConfig, type Config } from '../core/config.js';
 import { createLogger, type Logger } from '../core/log.js';
 import type { TokenEndpoint } from '../core/ports.js';
 import { buildAuthorizationUrl, createPkce, randomState } from '../core/saxo/authorize.js';
 import { createSaxoClient } from '../core/saxo/client.js';
-import { compareFreshness, fromResponse, type TokenSet } from '../core/token.js';
-import { pushToSecret, withNextGeneration } from '../core/push.js';
+import { compareFreshness, fromResponse, withNextGeneration, withPayloadCredentials, type TokenSet } from '../core/token.js';
+import { addVersion, announce, pruneVersions, rotatedEvent } from '../core/announce.js';
+import { parseFlat, serializeFlat } from '../core/codec.js';
+import { atomicWriteFile } from './atomic-write.js';
 import { createCacheFile } from './cache-file.js';
 import { acquireFlock } from './flock.js';
 import { createStateFile } from './state-file.js';
@@ -100,19 +104,54 @@ export async function performLogin(o: LoginFlowOptions): Promise<TokenSet> {
 
 export type LoginTarget = 'auto' | 'secret' | 'cache' | 'both';
 
+interface Targets {
+  secret: boolean;
+  cache: boolean;
+}
+
+function targets(config: Config, target: LoginTarget): Targets {
+  const secret = target === 'secret' || target === 'both' || (target === 'auto' && !!config.gcp);
+  const cache = target === 'cache' || target === 'both' || (target === 'auto' && (!config.gcp || existsSync(config.dataDir)));
+  if (secret && !config.gcp) throw new LoginError('--target secret needs GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID');
+  return { secret, cache };
+}
+
+/**
+ * Before the browser: every place the pair must go is there and takes writes. An authorization code
+ * is single-use and the pair it buys is only saved if storing works — find out first.
+ */
+export async function preflight(config: Config, target: LoginTarget, logger: Logger): Promise<void> {
+  const t = targets(config, target);
+  if (t.cache) {
+    try {
+      await access(config.dataDir, constants.W_OK | constants.X_OK);
+    } catch (err) {
+      throw new LoginError(`data dir ${config.dataDir} is not writable (${(err as NodeJS.ErrnoException).code ?? 'error'}): run as the bots' user or fix its owner`);
+    }
+  }
+  if (t.secret) {
+    const cloud = await connectCloud(config, logger, { timeoutMs: 5_000 });
+    try {
+      await cloud!.store.meta();
+    } catch (err) {
+      throw new LoginError(`Secret Manager is not reachable for ${config.gcp!.secretId}: ${errorText(err)}`);
+    } finally {
+      await cloud?.close();
+    }
+  }
+}
+
 /** Store the pair; refuses to replace a pair newer than it unless `force`. Returns where it went. */
 export async function storeLogin(config: Config, token: TokenSet, target: LoginTarget, force: boolean, logger: Logger): Promise<string[]> {
-  const useSecret = target === 'secret' || target === 'both' || (target === 'auto' && !!config.gcp);
-  const useCache = target === 'cache' || target === 'both' || (target === 'auto' && (!config.gcp || existsSync(config.dataDir)));
-  if (useSecret && !config.gcp) throw new LoginError('--target secret needs GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID');
-  const cloud = useSecret ? await connectCloud(config, logger) : undefined;
+  const t = targets(config, target);
+  const cloud = t.secret ? await connectCloud(config, logger) : undefined;
   const stored: string[] = [];
   try {
     const cache = createCacheFile(config.cachePath, { logger });
     const stateFile = createStateFile(config.statePath, { logger });
     const latest = cloud ? await cloud.store.latest() : undefined;
-    const cached = useCache ? await cache.read() : undefined;
-    const known = useCache ? (await stateFile.read())?.token : undefined;
+    const cached = t.cache ? await cache.read() : undefined;
+    const known = t.cache ? (await stateFile.read())?.token : undefined;
     const existing = [latest?.token, cached?.kind === 'ok' ? cached.token : undefined, known];
     for (const e of existing) {
       if (e && e.accessExpiresAt > token.accessExpiresAt && compareFreshness(e, token) > 0 && !force) {
@@ -121,10 +160,13 @@ export async function storeLogin(config: Config, token: TokenSet, target: LoginT
     }
     const pair = withNextGeneration(token, ...existing);
     if (cloud) {
-      const v = await pushToSecret({ store: cloud.store, bus: cloud.bus, logger, token: pair, keep: config.keepSecretVersions, reason: 'login' });
+      // The app credentials in the secret stay what they were; a first version takes the login's.
+      const v = await addVersion(cloud.store, withPayloadCredentials(pair, latest?.token), logger, 'login');
+      await announce(cloud.bus, rotatedEvent(pair, v, Date.now()), logger);
+      await pruneVersions(cloud.store, config.keepSecretVersions, logger);
       stored.push(v);
     }
-    if (useCache) {
+    if (t.cache) {
       const held = await acquireFlock(config.lockPath, { timeoutMs: config.lockTimeoutMs });
       try {
         await cache.write(pair);
@@ -140,6 +182,17 @@ export async function storeLogin(config: Config, token: TokenSet, target: LoginT
   }
 }
 
+/**
+ * The code was exchanged but storing failed: Saxo's pair exists nowhere else, so put it in a 0600
+ * file next to the data (or in the working directory) and say how to import it.
+ */
+export async function rescue(config: Config, token: TokenSet): Promise<string> {
+  const dir = existsSync(config.dataDir) ? config.dataDir : process.cwd();
+  const path = join(dir, `token-keeper-login-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  await atomicWriteFile(path, serializeFlat(token) + '\n', { mode: 0o600 });
+  return path;
+}
+
 function openBrowser(url: string): boolean {
   const cmd = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'cmd' : 'xdg-open';
   if (process.platform === 'linux' && !process.env.DISPLAY && !process.env.WAYLAND_DISPLAY) return false;
@@ -152,10 +205,15 @@ function openBrowser(url: string): boolean {
   }
 }
 
-export async function runLogin(o: { force?: boolean; open: boolean; timeout: string; target: string }): Promise<number> {
+export async function runLogin(o: { force?: boolean; open: boolean; timeout: string; target: string; import?: string }): Promise<number> {
   const config = loadConfig();
   const logger = createLogger({ format: config.logFormat, component: 'login' });
   logger.addSecret(config.appSecret);
+  if (!['auto', 'secret', 'cache', 'both'].includes(o.target)) {
+    process.stderr.write(`token-keeper login: --target must be auto, secret, cache or both\n`);
+    return 2;
+  }
+  if (o.import) return importRescued(config, o.import, o.target as LoginTarget, o.force === true, logger);
   let appKey = config.appKey;
   let appSecret = config.appSecret;
   if (!appKey && config.gcp) {
@@ -177,10 +235,6 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
     process.stderr.write('token-keeper login: set SAXO_APP_KEY (and SAXO_APP_SECRET for a confidential app)\n');
     return 2;
   }
-  if (!['auto', 'secret', 'cache', 'both'].includes(o.target)) {
-    process.stderr.write(`token-keeper login: --target must be auto, secret, cache or both\n`);
-    return 2;
-  }
   // Number('abc') is NaN and setTimeout(NaN) fires at once: reject it instead of "timing out" instantly.
   const timeoutSec = Number(o.timeout);
   if (!Number.isFinite(timeoutSec) || timeoutSec <= 0) {
@@ -188,7 +242,14 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
     return 2;
   }
   try {
-    const token = await performLogin({
+    await preflight(config, o.target as LoginTarget, logger);
+  } catch (err) {
+    process.stderr.write(`token-keeper login: ${err instanceof LoginError ? err.message : errorText(err)}\n`);
+    return 2;
+  }
+  let token: TokenSet;
+  try {
+    token = await performLogin({
       authBaseUrl: config.authBaseUrl,
       appKey,
       appSecret,
@@ -202,10 +263,35 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
         process.stderr.write(`${opened ? 'Opened your browser. If it did not open, visit' : 'Open this URL in a browser'}:\n\n  ${url}\n\nWaiting for the redirect to ${config.redirectUri} …\n`);
       },
     });
-    await storeLogin(config, token, o.target as LoginTarget, o.force === true, logger);
-    return 0;
   } catch (err) {
     logger.error('login_failed', `Login failed: ${errorText(err)}`);
     return 1;
   }
+  try {
+    await storeLogin(config, token, o.target as LoginTarget, o.force === true, logger);
+    return 0;
+  } catch (err) {
+    const file = await rescue(config, token);
+    logger.error('login_store_failed', `Login succeeded but storing failed: ${errorText(err)}. The new pair is saved in ${file} (0600)`, { file });
+    process.stderr.write(`\nThe new token could not be stored (${errorText(err)}).\nIt is saved in ${file} (mode 0600). Once the problem is fixed, import it:\n\n  npx token-keeper login --import ${file}\n\n`);
+    return 1;
+  }
+}
+
+/** `login --import FILE`: store a pair a failed login saved, then delete the file. */
+async function importRescued(config: Config, file: string, target: LoginTarget, force: boolean, logger: Logger): Promise<number> {
+  const parsed = parseFlat(readFileSync(file, 'utf8'));
+  if (!parsed.ok) {
+    process.stderr.write(`token-keeper login: ${file} holds no usable token (${parsed.reason})\n`);
+    return 2;
+  }
+  logger.addSecret(parsed.token.accessToken, parsed.token.refreshToken, parsed.token.appSecret);
+  try {
+    await storeLogin(config, { ...parsed.token, generation: undefined }, target, force, logger);
+  } catch (err) {
+    logger.error('login_store_failed', `Import failed: ${errorText(err)}; ${file} is kept`);
+    return 1;
+  }
+  await unlink(file);
+  return 0;
 }

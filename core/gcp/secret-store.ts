@@ -1,7 +1,8 @@
 /**
  * SecretStore on Secret Manager. The payload is the bots' flat JSON (codec.ts) with a crc32c
  * checksum; the cross-host lease and refresh bookkeeping live in the secret's annotations and are
- * changed only by UpdateSecret with the current etag (compare-and-swap; DESIGN §4).
+ * changed only by UpdateSecret with the current etag (compare-and-swap; docs/DESIGN.md "The lease").
+ * The in-memory double (standins/memory.ts) is this very adapter over an in-process transport.
  *
  * IAM: permissions are derived from the literal `client.<method>(` calls in this file.
  */
@@ -9,8 +10,8 @@ import type { SecretManagerServiceClient, protos } from '@google-cloud/secret-ma
 import { parseFlat, serializeFlat } from '../codec.js';
 import { SecretStoreError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { SecretMeta, SecretRead, SecretStore } from '../ports.js';
-import type { TokenSet } from '../token.js';
+import type { SecretMeta, SecretRead, SecretRecord, SecretStore } from '../ports.js';
+import { secretsOf, type TokenSet } from '../token.js';
 import { checksumValue, crc32c } from './crc32c.js';
 import { grpcCode, isConflict, Status, toStoreError } from './grpc-errors.js';
 
@@ -23,6 +24,7 @@ export const ANNOTATION = {
   lastRefreshAt: 'tk-last-refresh-at',
   lastRefreshBy: 'tk-last-refresh-by',
   lastRefreshVersion: 'tk-last-refresh-version',
+  announcePending: 'tk-announce-pending',
 } as const;
 
 export interface SecretStoreOptions {
@@ -34,7 +36,6 @@ export interface SecretStoreOptions {
   timeoutMs?: number | undefined;
 }
 
-type RecordArg = { failures?: number; lastRefresh?: SecretMeta['lastRefresh'] };
 type Secret = protos.google.cloud.secretmanager.v1.ISecret;
 
 const CAS_ATTEMPTS = 3;
@@ -52,13 +53,16 @@ export function parseMeta(secret: Secret): SecretMeta {
     lastRefresh: Number.isFinite(at)
       ? { at, by: a[ANNOTATION.lastRefreshBy] ?? '', version: a[ANNOTATION.lastRefreshVersion] ?? '' }
       : undefined,
+    announcePending: a[ANNOTATION.announcePending] || undefined,
     annotations: a,
   };
 }
 
 /** Apply a record to annotations; a lastRefresh older than the stored one never replaces it. */
-function applyRecord(a: Record<string, string>, record: RecordArg | undefined): void {
+export function applyRecord(a: Record<string, string>, record: SecretRecord | undefined): void {
   if (!record) return;
+  if (record.announcePending === null) delete a[ANNOTATION.announcePending];
+  else if (record.announcePending !== undefined) a[ANNOTATION.announcePending] = record.announcePending;
   if (record.failures !== undefined) a[ANNOTATION.failures] = String(Math.max(0, Math.floor(record.failures)));
   const lr = record.lastRefresh;
   const storedAt = Number(a[ANNOTATION.lastRefreshAt]);
@@ -123,9 +127,7 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
       const parsed = parseFlat(data.toString('utf8'));
       if (parsed.ok) {
         read.token = parsed.token;
-        logger?.addSecret(parsed.token.accessToken);
-        logger?.addSecret(parsed.token.refreshToken);
-        logger?.addSecret(parsed.token.appSecret);
+        logger?.addSecret(...secretsOf(parsed.token));
       } else {
         read.error = `payload unusable: ${parsed.reason}`;
       }
@@ -190,10 +192,10 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
 
     version: (ref) => access(versionName(ref)),
 
+    name: secretName,
+
     async add(token: TokenSet) {
-      logger?.addSecret(token.accessToken);
-      logger?.addSecret(token.refreshToken);
-      logger?.addSecret(token.appSecret);
+      logger?.addSecret(...secretsOf(token));
       const data = Buffer.from(serializeFlat(token), 'utf8');
       try {
         const [v] = await client.addSecretVersion(
@@ -222,7 +224,6 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
           throw toStoreError(e, 'DestroySecretVersion');
         }
       }
-      if (destroyed > 0) logger?.info('secret_versions_pruned', `Destroyed ${destroyed} old secret versions`, { destroyed, keep });
       return destroyed;
     },
 
