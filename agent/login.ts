@@ -9,6 +9,7 @@ import { constants, existsSync, readFileSync } from 'node:fs';
 import { access, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../core/config.js';
+import { systemClock } from '../core/clock.js';
 import { createLogger, type Logger } from '../core/log.js';
 import type { TokenEndpoint } from '../core/ports.js';
 import { buildAuthorizationUrl, createPkce, randomState } from '../core/saxo/authorize.js';
@@ -162,7 +163,7 @@ export async function storeLogin(config: Config, token: TokenSet, target: LoginT
     if (cloud) {
       // The app credentials in the secret stay what they were; a first version takes the login's.
       const v = await addVersion(cloud.store, withPayloadCredentials(pair, latest?.token), logger, 'login');
-      await announce(cloud.bus, rotatedEvent(pair, v, Date.now()), logger);
+      await announce({ bus: cloud.bus, clock: systemClock, logger }, rotatedEvent(pair, v, Date.now()));
       await pruneVersions(cloud.store, config.keepSecretVersions, logger);
       stored.push(v);
     }

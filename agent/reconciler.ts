@@ -113,7 +113,7 @@ export class Reconciler {
   private async handle(trigger: Trigger): Promise<Outcome> {
     const { logger, store } = this.d;
     if (trigger.kind === 'push') {
-      await this.flushUpstream();
+      await this.flushUpstream(true);
       await this.saveState();
       return 'idle';
     }
@@ -160,7 +160,8 @@ export class Reconciler {
       this.awaiting = undefined;
     }
     this.health.watchRefreshExpiry(plan);
-    await this.flushUpstream();
+    // A failed announcement waits for the push retry (a few seconds), not for this run to repeat it.
+    if (!this.stopping.signal.aborted) await this.flushUpstream(false);
     await this.saveState();
     return outcome;
   }
@@ -289,8 +290,8 @@ export class Reconciler {
     return 'login_required';
   }
 
-  private async flushUpstream(): Promise<void> {
-    this.keep(await this.up.flush(this.known));
+  private async flushUpstream(announce: boolean): Promise<void> {
+    this.keep(await this.up.flush(this.known, { announce }));
   }
 
   /** A push renumbers the pair above the secret's generation: that is the pair we hold now. */

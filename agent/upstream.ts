@@ -49,6 +49,10 @@ export class Upstream {
 
   constructor(private readonly d: UpstreamDeps) {}
 
+  private announceDeps() {
+    return { bus: this.d.bus, clock: this.d.clock, logger: this.d.logger, mark: this.mark };
+  }
+
   get configured(): boolean {
     return this.d.store !== undefined;
   }
@@ -149,19 +153,19 @@ export class Upstream {
       return undefined;
     }
     this.pending = false;
-    await announce(this.d.bus, rotatedEvent(pushed, version, this.d.clock.now()), logger, this.mark);
+    await announce(this.announceDeps(), rotatedEvent(pushed, version, this.d.clock.now()));
     await pruneVersions(store, this.d.keepSecretVersions, logger);
     return pushed;
   }
 
-  /** Retry what waits: the pending push of `known`, then a pending announcement. */
-  async flush(known: TokenSet | undefined): Promise<TokenSet | undefined> {
+  /** Retry what waits: the pending push of `known`, then (unless told not to) a pending announcement. */
+  async flush(known: TokenSet | undefined, o: { announce: boolean }): Promise<TokenSet | undefined> {
     let stored: TokenSet | undefined;
     if (this.configured && this.pending && known) {
       const secret = await this.read(undefined, true);
       if (secret.kind === 'read') stored = await this.push(known, secret);
     }
-    if (this.unannounced) await announce(this.d.bus, this.unannounced, this.d.logger, this.mark);
+    if (o.announce && this.unannounced) await announce(this.announceDeps(), this.unannounced);
     return stored;
   }
 }

@@ -5,6 +5,7 @@
  * secret at their own threshold), so an announcement may be late, never slow. One that did not go
  * out is remembered durably through an AnnounceMark and retried by its owner.
  */
+import type { Clock } from './clock.js';
 import { errorText } from './errors.js';
 import type { Logger } from './log.js';
 import type { EventBus, SecretStore, TokenRotatedEvent } from './ports.js';
@@ -39,16 +40,23 @@ export async function addVersion(store: SecretStore, token: TokenSet, logger: Lo
   return v.name;
 }
 
+export interface AnnounceDeps {
+  bus?: EventBus | undefined;
+  clock: Clock;
+  logger: Logger;
+  mark?: AnnounceMark | undefined;
+}
+
 /** Publish with a deadline; true when it went out. Failures are logged and marked, never thrown. */
-export async function announce(bus: EventBus | undefined, event: TokenRotatedEvent, logger: Logger, mark?: AnnounceMark): Promise<boolean> {
+export async function announce(d: AnnounceDeps, event: TokenRotatedEvent): Promise<boolean> {
+  const { bus, logger, mark } = d;
   if (!bus) return true;
-  let timer: NodeJS.Timeout | undefined;
+  const ctl = new AbortController();
   try {
     await Promise.race([
       bus.publish(event),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${ANNOUNCE_TIMEOUT_MS} ms`)), ANNOUNCE_TIMEOUT_MS);
-        timer.unref?.();
+      d.clock.sleep(ANNOUNCE_TIMEOUT_MS, ctl.signal).then(() => {
+        throw new Error(`no answer within ${ANNOUNCE_TIMEOUT_MS} ms`);
       }),
     ]);
     await mark?.clear(event).catch(() => undefined);
@@ -61,7 +69,7 @@ export async function announce(bus: EventBus | undefined, event: TokenRotatedEve
     await mark?.set(event).catch((e: unknown) => logger.warn('announce_mark_failed', 'Could not remember the pending announcement', { error: errorText(e) }));
     return false;
   } finally {
-    clearTimeout(timer);
+    ctl.abort();
   }
 }
 

@@ -136,7 +136,7 @@ export async function runRefreshSession(p: SessionPorts, s: SessionSettings, o: 
       // Stopping: the version is stored; announcing is left to the next start (nothing slow now).
       if (o.stop?.aborted) await p.announceMark?.set(event).catch(() => undefined);
       else {
-        await announce(p.bus, event, logger, p.announceMark);
+        await announce({ bus: p.bus, clock, logger, mark: p.announceMark }, event);
         await pruneVersions(store, s.keepSecretVersions, logger);
       }
     }
@@ -158,6 +158,7 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
         held = await local?.lock(o.stop);
       } catch (err) {
         if (err instanceof LockTimeoutError) {
+          logger.warn('lock_timeout', `Could not acquire token lock; will retry next check (${err.message})`);
           failures.failed('lock_timeout', err.message);
           return { kind: 'failed', reason: 'lock_timeout', newest: presented };
         }
@@ -310,7 +311,6 @@ async function recover(
     return { kind: 'superseded', token: plan.best, origin: plan.origin };
   }
   failures.failed('invalid_grant');
-  logger.error('login_required', 'Login required: Saxo rejected the newest refresh token (run `npx token-keeper login`)');
   return { kind: 'rejected', reason: 'invalid_grant', newest: presented };
 }
 

@@ -72,12 +72,13 @@ export interface Patience {
 const UNKNOWN_REFRESH_TAIL_MS = 40 * 60_000;
 
 /**
- * How long before the refresh token dies the function must present at the latest: a run that
- * defers at this margin is followed by one a Scheduler period later that can still save the chain
- * (two lease lengths for the exchange and its retries, plus the grace it waits for a pending push).
+ * How long before the refresh token dies the function stops waiting: it then still has this run
+ * and one more a Scheduler period later (a failed attempt gets a second chance), each with two
+ * lease lengths for the exchange and its retries, plus the grace it waits for a pending push.
+ * Derived from the configuration, so scaled-down lifetimes (tests, the demo) keep the same shape.
  */
 export function lastChanceMs(p: Patience): number {
-  return p.schedulePeriodMs + 2 * p.leaseTtlMs + pushGraceMs(p);
+  return 2 * p.schedulePeriodMs + 2 * p.leaseTtlMs + pushGraceMs(p);
 }
 
 /** Before a last-chance presentation the function waits this long and looks again: two push retries. */

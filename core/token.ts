@@ -68,13 +68,13 @@ export function withNextGeneration(token: TokenSet, ...others: (TokenSet | undef
 // answer anything, and trusting an absurd value breaks the one promise: 1e9 s means never refreshing
 // again (the real refresh token dies within its hour), 1e300 s is an instant no Date can hold (a
 // RangeError after Saxo already consumed the old token). So:
-// - the refresh token lives at most a day: an overestimate only delays an early warning;
-// - the access token lives at most an hour and at most half the refresh token's life: whatever the
-//   server claims, the tiers (≤ 600/300/120 s before expiry) then refresh while a real one-hour
-//   refresh token still lives. Too short is safe (an early refresh); too long kills the chain.
+// - the access token lives at most an hour: whatever the server claims, the tiers (≤ 600/300/120 s
+//   before expiry) then refresh while a real one-hour refresh token still lives. Too short is safe
+//   (an early refresh); too long kills the chain;
+// - the refresh token lives at most a day: an overestimate only delays an early warning, and a
+//   refresh token that dies before its access token is refreshed in time anyway (decide.ts).
 const MAX_REFRESH_LIFE_SEC = 24 * 3600;
 const MAX_ACCESS_LIFE_SEC = 3600;
-const MIN_LIFE_SEC = 1;
 
 export interface Lifetimes {
   expiresIn: number;
@@ -90,10 +90,9 @@ export function saneLifetimes(res: Pick<TokenResponse, 'expiresIn' | 'refreshExp
     if (ok !== v) clamped.push(`${name}=${v} → ${ok}`);
     return ok;
   };
+  const expiresIn = clamp('expires_in', res.expiresIn, 0, MAX_ACCESS_LIFE_SEC);
   const refreshExpiresIn =
-    res.refreshExpiresIn === undefined ? undefined : clamp('refresh_token_expires_in', res.refreshExpiresIn, MIN_LIFE_SEC, MAX_REFRESH_LIFE_SEC);
-  const accessCap = Math.min(MAX_ACCESS_LIFE_SEC, refreshExpiresIn !== undefined ? Math.max(MIN_LIFE_SEC, refreshExpiresIn / 2) : Infinity);
-  const expiresIn = clamp('expires_in', res.expiresIn, Math.min(MIN_LIFE_SEC, accessCap), accessCap);
+    res.refreshExpiresIn === undefined ? undefined : clamp('refresh_token_expires_in', res.refreshExpiresIn, 0, MAX_REFRESH_LIFE_SEC);
   return { expiresIn, refreshExpiresIn, clamped };
 }
 

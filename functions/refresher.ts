@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { announce, rotatedEvent, type AnnounceMark } from '../core/announce.js';
 import type { Clock } from '../core/clock.js';
-import { decide } from '../core/decide.js';
+import { decideCloud } from '../core/decide.js';
 import { errorText } from '../core/errors.js';
 import { FailureCounter } from '../core/failures.js';
 import type { Logger } from '../core/log.js';
@@ -55,10 +55,7 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
   }
   logger.addSecret(...secretsOf(latest?.token));
   const now = clock.now();
-  const plan = decide(
-    { now, cache: { kind: 'missing' }, known: undefined, secret: { kind: 'read', read: latest } },
-    { refreshThresholdMs: settings.thresholdMs, refreshTokenAlertMs: 0 },
-  );
+  const plan = decideCloud(now, latest, settings.thresholdMs);
   for (const n of plan.notes) logger.warn('input_problem', n);
   if (!plan.best) {
     logger.error('login_required', `Login required: the secret holds no usable token ${LOGIN}`);
@@ -114,6 +111,8 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
       // Without Secret Manager the function can do nothing: that is a failure the Scheduler retries.
       return r.reason === 'secret_unavailable' ? { outcome: 'failed', reason: r.reason } : { outcome: r.kind, reason: r.reason };
     case 'rejected':
+      logger.error('login_required', `Login required: Saxo rejected the newest refresh token ${LOGIN}`, { reason: r.reason });
+      return { outcome: r.kind, reason: r.reason };
     case 'failed':
       return { outcome: r.kind, reason: r.reason };
   }
@@ -134,5 +133,5 @@ async function retryAnnouncement(d: CloudDeps, version: string): Promise<void> {
     return;
   }
   d.logger.addSecret(...secretsOf(read.token));
-  await announce(d.bus, rotatedEvent(read.token, read.name, d.clock.now()), d.logger, cloudMark(d.store));
+  await announce({ bus: d.bus, clock: d.clock, logger: d.logger, mark: cloudMark(d.store) }, rotatedEvent(read.token, read.name, d.clock.now()));
 }

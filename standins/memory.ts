@@ -48,8 +48,11 @@ function classify(r: GrantResult, now: number): TokenResponse {
 /** Saxo's token endpoint: single-use rotating refresh tokens, every presentation counted. */
 export class SaxoModel implements TokenEndpoint {
   readonly state: StandinState;
-  /** Faults for the next calls, in order: a 503 before the grant, a rejection, or an answer lost after it. */
-  faults: ('retryable' | 'invalid_grant' | 'lost_response')[] = [];
+  /**
+   * Faults for the next calls, in order: a 503 before the grant, a rejection, an answer lost after
+   * the grant, or any SaxoError thrown as is (a 429 with Retry-After, …) before the grant.
+   */
+  faults: ('retryable' | 'invalid_grant' | 'lost_response' | SaxoError)[] = [];
   delayMs = 0;
   /** Token text generator; the soak swaps in a seeded one so a run is reproducible. */
   mint: ((bytes: number) => string) | undefined;
@@ -94,6 +97,7 @@ export class SaxoModel implements TokenEndpoint {
     if (this.clock.now() >= opts.deadline) throw new SaxoError('retryable', 'deadline', 'No time left before the deadline for a Saxo refresh attempt');
     if (this.delayMs) await this.clock.sleep(this.delayMs);
     const fault = this.faults.shift();
+    if (fault instanceof SaxoError) throw fault;
     if (fault === 'retryable') throw new SaxoError('retryable', 'http_503', 'Saxo answered 503 (non-JSON body)', 503);
     if (fault === 'invalid_grant') {
       this.state.counters.presentations++;
