@@ -2,7 +2,6 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Clock } from '../../core/clock.js';
 import { SaxoError } from '../../core/errors.js';
-import { createLogger } from '../../core/log.js';
 import { createSaxoClient } from '../../core/saxo/client.js';
 import { buildAuthorizationUrl, createPkce, pkceChallenge, randomState } from '../../core/saxo/authorize.js';
 
