@@ -176,7 +176,8 @@ export async function startCloudRig(o: CloudRigOptions): Promise<CloudRig> {
     CLOUD_SCHEDULE_SECONDS: String(0.25 * L),
     CLOUD_EXPIRED_GRACE_SECONDS: String(2.25 * L),
     LEASE_TTL_SECONDS: '10',
-    SAXO_HTTP_TIMEOUT_SECONDS: '5',
+    // Loopback answers in milliseconds; tests with sub-second-scaled leases need the lease to outlast an attempt.
+    SAXO_HTTP_TIMEOUT_SECONDS: '1',
     GOOGLE_CLOUD_PROJECT: o.projectId,
     TOKEN_SECRET_ID: secretId,
     TOKEN_TOPIC_ID: topicId,

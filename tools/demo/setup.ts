@@ -146,7 +146,7 @@ export async function startInfra(p: DemoParams, dataDir: string, stack: Stack, o
     LEASE_TTL_SECONDS: String(Math.max(2, round(L4(p)))),
     CLOUD_SCHEDULE_SECONDS: String(p.schedulerMs / 1000),
     CLOUD_EXPIRED_GRACE_SECONDS: String(round(2.25 * p.accessLifeSec)),
-    SAXO_HTTP_TIMEOUT_SECONDS: '5',
+    SAXO_HTTP_TIMEOUT_SECONDS: String(Math.max(1, round(p.accessLifeSec / 8))),
     TOKEN_KEEPER_HOLDER_ID: 'agent:demo-vm',
     GOOGLE_CLOUD_PROJECT: PROJECT,
     TOKEN_SECRET_ID: SECRET_ID,
