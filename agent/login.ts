@@ -5,28 +5,17 @@
  */
 import { createServer, type Server } from 'node:http';
 import { spawn } from 'node:child_process';
-import { constants, existsSync, readFileSync } from 'node:fs';
-import { access, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import { loadConfig, type Config } from '../core/config.js';
-import { systemClock } from '../core/clock.js';
+import { loadConfig } from '../core/config.js';
 import { createLogger, type Logger } from '../core/log.js';
 import type { TokenEndpoint } from '../core/ports.js';
 import { buildAuthorizationUrl, createPkce, randomState } from '../core/saxo/authorize.js';
 import { createSaxoClient } from '../core/saxo/client.js';
-import { compareFreshness, fromResponse, withNextGeneration, withPayloadCredentials, type TokenSet } from '../core/token.js';
-import { addVersion, announce, pruneVersions, rotatedEvent } from '../core/announce.js';
-import { parseFlat, serializeFlat } from '../core/codec.js';
-import { atomicWriteFile } from './atomic-write.js';
-import { createCacheFile } from './cache-file.js';
-import { acquireFlock } from './flock.js';
-import { createStateFile } from './state-file.js';
+import { fromResponse, type TokenSet } from '../core/token.js';
 import { connectCloud } from './wiring.js';
 import { errorText } from '../core/errors.js';
+import { importRescued, LoginError, preflight, rescue, storeLogin, type LoginTarget } from './login-store.js';
 
-export class LoginError extends Error {
-  override readonly name = 'LoginError';
-}
+export { LoginError };
 
 export interface LoginFlowOptions {
   authBaseUrl: string;
@@ -103,97 +92,6 @@ export async function performLogin(o: LoginFlowOptions): Promise<TokenSet> {
   return { ...t, generation: undefined, appKey: o.appKey, appSecret: o.appSecret };
 }
 
-export type LoginTarget = 'auto' | 'secret' | 'cache' | 'both';
-
-interface Targets {
-  secret: boolean;
-  cache: boolean;
-}
-
-function targets(config: Config, target: LoginTarget): Targets {
-  const secret = target === 'secret' || target === 'both' || (target === 'auto' && !!config.gcp);
-  const cache = target === 'cache' || target === 'both' || (target === 'auto' && (!config.gcp || existsSync(config.dataDir)));
-  if (secret && !config.gcp) throw new LoginError('--target secret needs GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID');
-  return { secret, cache };
-}
-
-/**
- * Before the browser: every place the pair must go is there and takes writes. An authorization code
- * is single-use and the pair it buys is only saved if storing works — find out first.
- */
-export async function preflight(config: Config, target: LoginTarget, logger: Logger): Promise<void> {
-  const t = targets(config, target);
-  if (t.cache) {
-    try {
-      await access(config.dataDir, constants.W_OK | constants.X_OK);
-    } catch (err) {
-      throw new LoginError(`data dir ${config.dataDir} is not writable (${(err as NodeJS.ErrnoException).code ?? 'error'}): run as the bots' user or fix its owner`);
-    }
-  }
-  if (t.secret) {
-    const cloud = await connectCloud(config, logger, { timeoutMs: 5_000 });
-    try {
-      await cloud!.store.meta();
-    } catch (err) {
-      throw new LoginError(`Secret Manager is not reachable for ${config.gcp!.secretId}: ${errorText(err)}`);
-    } finally {
-      await cloud?.close();
-    }
-  }
-}
-
-/** Store the pair; refuses to replace a pair newer than it unless `force`. Returns where it went. */
-export async function storeLogin(config: Config, token: TokenSet, target: LoginTarget, force: boolean, logger: Logger): Promise<string[]> {
-  const t = targets(config, target);
-  const cloud = t.secret ? await connectCloud(config, logger) : undefined;
-  const stored: string[] = [];
-  try {
-    const cache = createCacheFile(config.cachePath, { logger });
-    const stateFile = createStateFile(config.statePath, { logger });
-    const latest = cloud ? await cloud.store.latest() : undefined;
-    const cached = t.cache ? await cache.read() : undefined;
-    const known = t.cache ? (await stateFile.read())?.token : undefined;
-    const existing = [latest?.token, cached?.kind === 'ok' ? cached.token : undefined, known];
-    for (const e of existing) {
-      if (e && e.accessExpiresAt > token.accessExpiresAt && compareFreshness(e, token) > 0 && !force) {
-        throw new LoginError('A newer token pair is already stored (someone refreshed during the login); use --force to replace it');
-      }
-    }
-    const pair = withNextGeneration(token, ...existing);
-    if (cloud) {
-      // The app credentials in the secret stay what they were; a first version takes the login's.
-      const v = await addVersion(cloud.store, withPayloadCredentials(pair, latest?.token), logger, 'login');
-      await announce({ bus: cloud.bus, clock: systemClock, logger }, rotatedEvent(pair, v, Date.now()));
-      await pruneVersions(cloud.store, config.keepSecretVersions, logger);
-      stored.push(v);
-    }
-    if (t.cache) {
-      const held = await acquireFlock(config.lockPath, { timeoutMs: config.lockTimeoutMs });
-      try {
-        await cache.write(pair);
-      } finally {
-        await held.release();
-      }
-      stored.push(config.cachePath);
-    }
-    logger.notice('login_stored', `Login complete: new token stored (generation ${pair.generation})`, { stored, generation: pair.generation });
-    return stored;
-  } finally {
-    await cloud?.close();
-  }
-}
-
-/**
- * The code was exchanged but storing failed: Saxo's pair exists nowhere else, so put it in a 0600
- * file next to the data (or in the working directory) and say how to import it.
- */
-export async function rescue(config: Config, token: TokenSet): Promise<string> {
-  const dir = existsSync(config.dataDir) ? config.dataDir : process.cwd();
-  const path = join(dir, `token-keeper-login-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  await atomicWriteFile(path, serializeFlat(token) + '\n', { mode: 0o600 });
-  return path;
-}
-
 function openBrowser(url: string): boolean {
   const cmd = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'cmd' : 'xdg-open';
   if (process.platform === 'linux' && !process.env.DISPLAY && !process.env.WAYLAND_DISPLAY) return false;
@@ -205,6 +103,8 @@ function openBrowser(url: string): boolean {
     return false;
   }
 }
+
+export { storeLogin, type LoginTarget };
 
 export async function runLogin(o: { force?: boolean; open: boolean; timeout: string; target: string; import?: string }): Promise<number> {
   const config = loadConfig();
@@ -277,22 +177,4 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
     process.stderr.write(`\nThe new token could not be stored (${errorText(err)}).\nIt is saved in ${file} (mode 0600). Once the problem is fixed, import it:\n\n  npx token-keeper login --import ${file}\n\n`);
     return 1;
   }
-}
-
-/** `login --import FILE`: store a pair a failed login saved, then delete the file. */
-async function importRescued(config: Config, file: string, target: LoginTarget, force: boolean, logger: Logger): Promise<number> {
-  const parsed = parseFlat(readFileSync(file, 'utf8'));
-  if (!parsed.ok) {
-    process.stderr.write(`token-keeper login: ${file} holds no usable token (${parsed.reason})\n`);
-    return 2;
-  }
-  logger.addSecret(parsed.token.accessToken, parsed.token.refreshToken, parsed.token.appSecret);
-  try {
-    await storeLogin(config, { ...parsed.token, generation: undefined }, target, force, logger);
-  } catch (err) {
-    logger.error('login_store_failed', `Import failed: ${errorText(err)}; ${file} is kept`);
-    return 1;
-  }
-  await unlink(file);
-  return 0;
 }

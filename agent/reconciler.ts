@@ -6,61 +6,44 @@
  * private state file. The secret side lives in upstream.ts, failures and alerts in health.ts.
  */
 import { decide, type Plan, type SecretView } from '../core/decide.js';
-import { errorText, LockTimeoutError, SecretStoreError } from '../core/errors.js';
-import type { Logger } from '../core/log.js';
-import type { Clock } from '../core/clock.js';
-import type { EventBus, Held, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
-import { runRefreshSession, type LocalSide, type Phase } from '../core/refresh.js';
-import type { AgentSettings } from '../core/settings.js';
-import { compareFreshness, describeExpiry, secretsOf, withCredentials, withNextGeneration, type TokenSet } from '../core/token.js';
+import { errorText, SecretStoreError } from '../core/errors.js';
+import { runRefreshSession, type Phase } from '../core/refresh.js';
+import { compareFreshness, describeExpiry, secretsOf, withNextGeneration, type TokenSet } from '../core/token.js';
+import { createLocalSide, writeCacheIfNewer, type AgentLocalSide } from './local-side.js';
+import { Serial } from './serial.js';
 import { Upstream } from './upstream.js';
 import { Health } from './health.js';
 import type { AgentState } from './state-file.js';
+import type { Outcome, ReconcilerDeps, Trigger } from './reconciler-types.js';
 
-/** The agent's private record (agent/state-file.ts in production, memory in tests and the soak). */
-export interface StateStore {
-  read(): Promise<AgentState | undefined>;
-  write(state: AgentState): Promise<void>;
-}
-
-export interface ReconcilerDeps {
-  clock: Clock;
-  cache: TokenCache;
-  /** Takes the bots' flock (agent/flock.ts); throws LockTimeoutError after the bots' 30 s. */
-  lock: (signal?: AbortSignal) => Promise<Held>;
-  state: StateStore;
-  saxo: TokenEndpoint;
-  store?: SecretStore | undefined;
-  bus?: EventBus | undefined;
-  logger: Logger;
-  settings: AgentSettings;
-}
-
-export type Trigger =
-  | { kind: 'startup' }
-  | { kind: 'tick' }
-  | { kind: 'cache-changed' }
-  | { kind: 'event'; event: TokenRotatedEvent }
-  | { kind: 'refresh'; force: boolean }
-  /** Retry only what waits upstream (run every few seconds while something does). */
-  | { kind: 'push' };
-
-export type Outcome = 'idle' | 'refreshed' | 'adopted' | 'repaired' | 'ignored' | 'deferred' | 'failed' | 'login_required';
+export type { Outcome, ReconcilerDeps, StateStore, Trigger } from './reconciler-types.js';
 
 export class Reconciler {
   private known: TokenSet | undefined;
   private lastRefresh: AgentState['lastRefresh'];
   private awaiting: AgentState['awaiting'];
-  private queue: Promise<unknown> = Promise.resolve();
-  private cacheChangePending = false;
-  private readonly stopping = new AbortController();
+  private readonly serial = new Serial<Outcome>('ignored');
   private phaseNow: Phase = 'idle';
   private readonly up: Upstream;
   private health: Health;
+  /** The agent's side of a refresh: its flock, its cache and state (agent/local-side.ts). */
+  private readonly local: AgentLocalSide;
 
   constructor(private readonly d: ReconcilerDeps) {
     this.up = new Upstream({ clock: d.clock, store: d.store, bus: d.bus, logger: d.logger, keepSecretVersions: d.settings.keepSecretVersions });
     this.health = new Health(d.logger, d.settings.maxRefreshFailures);
+    this.local = createLocalSide({
+      lock: (signal) => d.lock(signal),
+      cache: d.cache,
+      credentials: d.settings.credentials,
+      logger: d.logger,
+      known: () => this.known,
+      adopt: (next) => {
+        this.health.adopted(next, this.known);
+        this.known = next;
+      },
+      saveState: () => this.saveState(),
+    });
   }
 
   /** Load the private state; call once before the first run. */
@@ -89,25 +72,14 @@ export class Reconciler {
     return this.phaseNow;
   }
 
-  /** Serialize triggers: one decision at a time, in arrival order; bursts of file events coalesce. */
+  /** One decision at a time, in arrival order; bursts of file events coalesce. */
   run(trigger: Trigger): Promise<Outcome> {
-    if (this.stopping.signal.aborted) return Promise.resolve('ignored');
-    if (trigger.kind === 'cache-changed') {
-      if (this.cacheChangePending) return Promise.resolve('ignored');
-      this.cacheChangePending = true;
-    }
-    const next = this.queue.then(() => {
-      if (trigger.kind === 'cache-changed') this.cacheChangePending = false;
-      return this.stopping.signal.aborted ? 'ignored' : this.handle(trigger);
-    });
-    this.queue = next.catch(() => undefined);
-    return next;
+    return this.serial.run(() => this.handle(trigger), trigger.kind === 'cache-changed' ? 'cache' : undefined);
   }
 
   /** Start nothing new; resolves once the run in progress (an exchange, its writes) has finished. */
-  async stop(): Promise<void> {
-    this.stopping.abort();
-    await this.queue;
+  stop(): Promise<void> {
+    return this.serial.stop();
   }
 
   private async handle(trigger: Trigger): Promise<Outcome> {
@@ -120,14 +92,7 @@ export class Reconciler {
     let secret: SecretView = store ? { kind: 'unknown' } : { kind: 'absent' };
     if (trigger.kind === 'event') {
       const ev = trigger.event;
-      if (!this.up.owns(ev.version)) {
-        logger.warn('event_foreign', 'Ignored a TOKEN_ROTATED for another secret (not read)', { version: ev.version });
-        return 'ignored';
-      }
-      if (this.known?.generation !== undefined && ev.generation <= this.known.generation) {
-        logger.debug('event_ignored', 'Ignored TOKEN_ROTATED event: not newer than what we hold', { version: ev.version, generation: ev.generation });
-        return 'ignored';
-      }
+      if (!this.up.worthReading(ev, this.known)) return 'ignored';
       secret = await this.up.read(ev.version, this.known !== undefined);
       if (secret.kind === 'unavailable') {
         // A newer pair exists that we cannot read: ours is consumed. Remember that (so we never
@@ -161,7 +126,7 @@ export class Reconciler {
     }
     this.health.watchRefreshExpiry(plan);
     // A failed announcement waits for the push retry (a few seconds), not for this run to repeat it.
-    if (!this.stopping.signal.aborted) await this.flushUpstream(false);
+    if (!this.serial.signal.aborted) await this.flushUpstream(false);
     await this.saveState();
     return outcome;
   }
@@ -196,53 +161,13 @@ export class Reconciler {
     });
   }
 
-  /** The cache as the bots read it: the configured app credentials win (they need them to fall back). */
-  private toCache(t: TokenSet): TokenSet {
-    return withCredentials(t, this.d.settings.credentials);
-  }
-
   /** Write under the bots' flock, re-reading first: a bot may have written something newer meanwhile. */
   private async writeCacheIfNewer(token: TokenSet): Promise<boolean> {
-    let held: Held | undefined;
-    try {
-      held = await this.d.lock(this.stopping.signal);
-      const now = await this.d.cache.read();
-      if (now.kind === 'ok' && compareFreshness(now.token, token) >= 0) {
-        if (compareFreshness(now.token, token) > 0) this.adopt(withNextGeneration(now.token, this.known), 'cache');
-        return false;
-      }
-      await this.d.cache.write(this.toCache(token));
-      this.d.logger.info('cache_written', 'Cache updated with the newest token', { generation: token.generation, reason: now.kind === 'ok' ? 'older' : now.kind });
-      return true;
-    } catch (err) {
-      if (this.stopping.signal.aborted) return false;
-      const reason = err instanceof LockTimeoutError ? 'lock_timeout' : 'cache_write_failed';
-      this.d.logger.error(reason, `Could not write the cache ${this.d.cache.path}: ${errorText(err)}`);
-      this.health.failures.failed(reason, errorText(err));
-      return false;
-    } finally {
-      await held?.release();
-    }
+    const r = await writeCacheIfNewer(this.local, token, this.serial.signal);
+    if (r.kind === 'newer') this.adopt(withNextGeneration(r.token, this.known), 'cache');
+    if (r.kind === 'failed' && !this.serial.signal.aborted) this.health.failures.failed(r.reason, r.detail);
+    return r.kind === 'written';
   }
-
-  /** The agent's side of a refresh: its flock, its cache and state, made durable in that order (I3). */
-  private readonly local: LocalSide = {
-    lock: (signal) => this.d.lock(signal),
-    read: async () => ({ cache: await this.d.cache.read(), known: this.known }),
-    persist: async (next) => {
-      const prev = this.known;
-      this.known = next;
-      this.health.adopted(next, prev);
-      let failure: Error | undefined;
-      try {
-        await this.d.cache.write(this.toCache(next));
-      } catch (err) {
-        failure = err instanceof Error ? err : new Error(String(err));
-        this.d.logger.error('cache_write_failed', `Could not write the cache ${this.d.cache.path}: ${errorText(err)}; the new token is kept in the agent's state file`);
-      }
-      return (await this.saveState()) ?? failure;
-    },
-  };
 
   /** One refresh under the flock and, when Secret Manager answers, the cross-host lease. */
   private async refresh(force: boolean): Promise<Outcome> {
@@ -252,7 +177,7 @@ export class Reconciler {
       settings,
       {
         force,
-        stop: this.stopping.signal,
+        stop: this.serial.signal,
         onPhase: (p) => (this.phaseNow = p),
         refuse: (t) => (this.health.isRejected(t) ? 'rejected' : this.up.isSuperseded(t) ? 'superseded' : undefined),
       },

@@ -78,9 +78,20 @@ export class Upstream {
     if (this.configured) this.pending = true;
   }
 
-  /** Does `version` name a version of the configured secret (not another project's or secret's)? */
-  owns(version: string): boolean {
-    return this.d.store !== undefined && isVersionOf(this.d.store.name, version);
+  /**
+   * Is this announcement worth a read? Not when it names another project's or secret's version
+   * (acked and logged, never read), nor when it is not newer than what we hold.
+   */
+  worthReading(ev: TokenRotatedEvent, known: TokenSet | undefined): boolean {
+    if (!this.d.store || !isVersionOf(this.d.store.name, ev.version)) {
+      this.d.logger.warn('event_foreign', 'Ignored a TOKEN_ROTATED for another secret (not read)', { version: ev.version });
+      return false;
+    }
+    if (known?.generation !== undefined && ev.generation <= known.generation) {
+      this.d.logger.debug('event_ignored', 'Ignored TOKEN_ROTATED event: not newer than what we hold', { version: ev.version, generation: ev.generation });
+      return false;
+    }
+    return true;
   }
 
   /** The latest version, or `version` (falling back to latest when it was destroyed). */

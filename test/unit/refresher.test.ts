@@ -193,7 +193,7 @@ describe('runCloudRefresh', () => {
     // 40 s access / 160 s refresh tokens, tiers and schedule scaled to match (issue: the absolute
     // 15 minutes never waited at all here).
     const env = { CLOUD_REFRESH_THRESHOLD_SECONDS: '16', REFRESH_THRESHOLD_SECONDS: '8', BOT_REFRESH_THRESHOLD_SECONDS: '3',
-      CLOUD_SCHEDULE_SECONDS: '10', LEASE_TTL_SECONDS: '5', CHECK_INTERVAL_SECONDS: '2', CLOUD_EXPIRED_GRACE_SECONDS: '90' };
+      CLOUD_SCHEDULE_SECONDS: '10', LEASE_TTL_SECONDS: '5', SAXO_HTTP_TIMEOUT_SECONDS: '2', CHECK_INTERVAL_SECONDS: '2', CLOUD_EXPIRED_GRACE_SECONDS: '90' };
     const r = cloudRig({ env });
     rigs.push(r);
     r.saxo.accessLifetimeSec = 40;
