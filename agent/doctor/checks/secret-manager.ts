@@ -85,6 +85,7 @@ export function secretIamCheck(f: Facts): CheckResult {
   if (!s.iam.ok) {
     if (s.iam.code === 'NOT_FOUND') return skip('secret-manager.iam', `secret ${g.secretId} does not exist (see secret-manager)`);
     if (s.iam.code === 'UNIMPLEMENTED') return skip('secret-manager.iam', `the Secret Manager endpoint does not implement TestIamPermissions (${s.iam.error})`);
+    if (s.iam.code === 'UNAVAILABLE' || s.iam.code === 'DEADLINE_EXCEEDED') return skip('secret-manager.iam', 'Secret Manager did not answer (see secret-manager)');
     return fold('secret-manager.iam', '', [{ ...unreachable(f, s.iam, 'TestIamPermissions failed'), fix: undefined }]);
   }
   const granted = new Set(s.iam.value);

@@ -24,15 +24,18 @@ export class DeadlineError extends Error {
 export function codeOf(e: unknown): string | undefined {
   const c = e && typeof e === 'object' && 'code' in e ? (e as { code: unknown }).code : undefined;
   if (typeof c === 'number') return GRPC[c] ?? `grpc ${c}`;
-  return typeof c === 'string' ? c : undefined;
+  // SecretStoreError (core/gcp/grpc-errors.ts) keeps the gRPC status name in its message only.
+  const named = e instanceof Error ? /failed: ([A-Z_]{5,})\b/.exec(e.message)?.[1] : undefined;
+  return named ?? (typeof c === 'string' ? c : undefined);
 }
 
 /** Short message: gRPC details when present (they name resources, never payloads), else the error text. */
 function messageOf(e: unknown): string {
   const details = e && typeof e === 'object' && 'details' in e ? (e as { details: unknown }).details : undefined;
   const code = codeOf(e);
-  if (typeof details === 'string' && details) return `${code ?? 'error'}: ${details}`.slice(0, 300);
-  return errorText(e).slice(0, 300);
+  const text = typeof details === 'string' && details ? `${code ?? 'error'}: ${details}` : errorText(e);
+  // grpc-js appends an empty "Resolution note:" and timing breakdowns; keep the cause only.
+  return text.replace(/\s*Resolution note:\s*$/, '').replace(/,name resolution: .*$/, '').replace(/\s+/g, ' ').slice(0, 300);
 }
 
 export async function attempt<T>(fn: () => Promise<T>, timeoutMs: number): Promise<Probe<T>> {

@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import type { GcpConfig } from '../../../core/config.js';
 import { createPubSubGapicClient, createSecretManagerClient } from '../../../core/gcp/clients.js';
-import { createSecretStore } from '../../../core/gcp/secret-store.js';
+import { createSecretStore, parseMeta } from '../../../core/gcp/secret-store.js';
 import type { PubSubFacts, SecretFacts, SubscriptionInfo } from '../facts.js';
 import { SECRET_MANAGER_PERMISSIONS, SUBSCRIPTION_PERMISSIONS, TOPIC_PERMISSIONS } from '../permissions.js';
 import { attempt } from './attempt.js';
@@ -18,11 +18,22 @@ const call = (timeoutMs: number) => ({ timeout: Math.max(100, timeoutMs - 250), 
 
 export async function secretFacts(gcp: GcpConfig, timeoutMs: number): Promise<SecretFacts> {
   const name = `projects/${gcp.projectId}/secrets/${gcp.secretId}`;
-  const sm = await createSecretManagerClient(gcp);
+  let sm: Awaited<ReturnType<typeof createSecretManagerClient>>;
   try {
+    sm = await createSecretManagerClient(gcp);
+  } catch (e) {
+    const failed = await attempt<never>(() => Promise.reject(e), timeoutMs);
+    return { name, meta: failed, latest: failed, versions: failed, iam: failed };
+  }
+  try {
+    // GetSecret first, once and without retries: when Secret Manager is down, say so at once
+    // instead of letting the adapter's read retries use up every deadline.
+    const meta = await attempt(async () => parseMeta((await sm.getSecret({ name }, call(timeoutMs)))[0]), timeoutMs);
+    if (!meta.ok && ['UNAVAILABLE', 'DEADLINE_EXCEEDED', 'UNAUTHENTICATED'].includes(meta.code ?? '')) {
+      return { name, meta, latest: meta, versions: meta, iam: meta };
+    }
     const store = createSecretStore({ client: sm, projectId: gcp.projectId, secretId: gcp.secretId, timeoutMs: Math.max(100, timeoutMs - 250) });
-    const [meta, latest, versions, iam] = await Promise.all([
-      attempt(() => store.meta(), timeoutMs),
+    const [latest, versions, iam] = await Promise.all([
       attempt(() => store.latest(), timeoutMs),
       attempt(() => store.countVersions(), timeoutMs),
       attempt(async () => {
