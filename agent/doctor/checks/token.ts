@@ -40,7 +40,8 @@ export function tokenCheck(f: Facts): CheckResult {
   } else if (plan.health === 'expired') {
     findings.push({ status: 'fail', text: `the access token expired ${human(-access)} ago and nobody refreshed it`, fix: 'npx token-keeper refresh; journalctl -u token-keeper -n 50' });
   } else if (plan.health === 'due') {
-    findings.push({ status: 'warn', text: `only ${human(access)} left: inside the agent's threshold, the cloud missed its window`, fix: 'npx token-keeper status; journalctl -u token-keeper -n 50' });
+    const why = f.config.gcp ? 'the cloud missed its window' : 'the agent refreshes now if it runs';
+    findings.push({ status: 'warn', text: `only ${human(access)} left: inside the agent's threshold, ${why}`, fix: 'npx token-keeper status; journalctl -u token-keeper -n 50' });
   }
   if (plan.refreshTokenExpiring) {
     findings.push({ status: 'warn', text: `the refresh token dies in ${human(refresh ?? 0)} and no refresh is due before`, fix: 'npx token-keeper refresh --force' });
