@@ -100,8 +100,8 @@ export async function main(argv: string[]): Promise<number> {
     .description('checks the deployment (config, data dir, lock, token, IAM, Pub/Sub, clock, Saxo, agent, cloud path); exit 0 ok, 1 warnings, 2 failures')
     .option('--json', 'one JSON object with every check')
     .option('--bots-user <user>', "judge the data dir for this user (default: the unit's User=, else the current user)")
-    .option('--unit <path>', 'the installed systemd unit to read User=/Group=/ReadWritePaths= from', '/etc/systemd/system/token-keeper.service')
-    .action(async (o: { json?: boolean; botsUser?: string; unit: string }) => {
+    .option('--unit <path>', 'the installed systemd unit to read User=/Group=/ReadWritePaths= from (default /etc/systemd/system/token-keeper.service)')
+    .action(async (o: { json?: boolean; botsUser?: string; unit?: string }) => {
       const { runDoctor } = await import('./doctor/command.js');
       code = await runDoctor(o);
     });

@@ -15,6 +15,7 @@ import { isTmpName } from '../../agent/doctor/probes/files.js';
 import { devParts, locksOn, parseProcLocks, probeFlock, probeHeld } from '../../agent/doctor/probes/locks.js';
 import { fileInfo } from '../../agent/doctor/probes/files.js';
 import { clockTarget, isLoopbackHost } from '../../agent/doctor/probes/network.js';
+import { identity } from '../../agent/doctor/probes/gcp.js';
 import { parseUnit } from '../../agent/doctor/probes/users.js';
 import { buildReport, formatText, redact } from '../../agent/doctor/report.js';
 import { exitCodeOf, fold, human, sh } from '../../agent/doctor/types.js';
@@ -156,5 +157,21 @@ describe('doctor report', () => {
     expect([human(5_000), human(119_000), human(125_000), human(7_260_000), human(-30_000)]).toEqual(['5 s', '119 s', '2m 05s', '2h 01m', '-30 s']);
     expect(sh('/opt/calypso/data')).toBe('/opt/calypso/data');
     expect(sh("it's here")).toBe(`'it'\\''s here'`);
+  });
+});
+
+describe('doctor identity (for the --member of a fix)', () => {
+  it("a key file's client_email; nothing is asked with emulators or with metadata detection off", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tk-doctor-id-'));
+    try {
+      const key = join(dir, 'key.json');
+      writeFileSync(key, JSON.stringify({ type: 'service_account', client_email: 'tk-vm1@p1.iam.gserviceaccount.com', private_key: 'x' }));
+      const gcp = { projectId: 'p1', secretId: 's', topicId: 't' };
+      expect(await identity(gcp, { GOOGLE_APPLICATION_CREDENTIALS: key }, 500)).toBe('tk-vm1@p1.iam.gserviceaccount.com');
+      expect(await identity({ ...gcp, secretManagerEmulatorHost: '127.0.0.1:1' }, {}, 500)).toBeUndefined();
+      expect(await identity(gcp, { METADATA_SERVER_DETECTION: 'none' }, 500)).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
