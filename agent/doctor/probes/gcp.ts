@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { GcpConfig } from '../../../core/config.js';
-import { createPubSubGapicClient, createSecretManagerClient } from '../../../core/gcp/clients.js';
+import { createPubSubGapicClient, createSecretManagerClient, type PublisherClient, type SubscriberClient } from '../../../core/gcp/clients.js';
 import { createSecretStore, parseMeta } from '../../../core/gcp/secret-store.js';
 import type { PubSubFacts, SecretFacts, SubscriptionInfo } from '../facts.js';
 import { SECRET_MANAGER_PERMISSIONS, SUBSCRIPTION_PERMISSIONS, TOPIC_PERMISSIONS } from '../permissions.js';
@@ -53,7 +53,14 @@ const seconds = (d: { seconds?: unknown; nanos?: unknown } | null | undefined): 
 export async function pubsubFacts(gcp: GcpConfig, timeoutMs: number): Promise<PubSubFacts> {
   const topicName = `projects/${gcp.projectId}/topics/${gcp.topicId}`;
   const subscriptionName = gcp.subscriptionId ? `projects/${gcp.projectId}/subscriptions/${gcp.subscriptionId}` : undefined;
-  const [publisher, subscriber] = await Promise.all([createPubSubGapicClient('publisher', gcp), createPubSubGapicClient('subscriber', gcp)]);
+  let publisher: PublisherClient;
+  let subscriber: SubscriberClient;
+  try {
+    [publisher, subscriber] = await Promise.all([createPubSubGapicClient('publisher', gcp), createPubSubGapicClient('subscriber', gcp)]);
+  } catch (e) {
+    const f = await attempt<never>(() => Promise.reject(e), timeoutMs);
+    return { emulator: Boolean(gcp.pubsubEmulatorHost), topicName, subscriptionName, topic: f, topicIam: f, subscription: subscriptionName ? f : undefined, subscriptionIam: subscriptionName ? f : undefined };
+  }
   try {
     const granted = async (p: Promise<[{ permissions?: string[] | null }, ...unknown[]]>) => ((await p)[0].permissions ?? []).map(String);
     // The IAM mixin is typed with the protobuf classes; a plain request object is what it sends.
