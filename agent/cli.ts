@@ -118,6 +118,16 @@ export async function main(argv: string[]): Promise<number> {
       code = await runLogin(o);
     });
   program
+    .command('doctor')
+    .description('checks the deployment (config, data dir, lock, token, IAM, Pub/Sub, clock, Saxo, agent, cloud path); exit 0 ok, 1 warnings, 2 failures')
+    .option('--json', 'one JSON object with every check')
+    .option('--bots-user <user>', "judge the data dir for this user (default: the unit's User=, else the current user)")
+    .option('--unit <path>', 'the installed systemd unit to read User=/Group=/ReadWritePaths= from (default /etc/systemd/system/token-keeper.service)')
+    .action(async (o: { json?: boolean; botsUser?: string; unit?: string }) => {
+      const { runDoctor } = await import('./doctor/command.js');
+      code = await runDoctor(o);
+    });
+  program
     .command('demo')
     .description('the whole system on this machine against a Saxo stand-in (no GCP or Saxo account)')
     .option('--duration <seconds>', 'how long to run', '60')
