@@ -11,7 +11,7 @@ import { mkdir } from 'node:fs/promises';
 import type { Config } from '../core/config.js';
 import { ConfigError, errorText } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { tierProblems } from '../core/tiers.js';
+import { configuredTiers, tierProblems } from '../core/tiers.js';
 import { removeStaleTmpFiles } from './atomic-write.js';
 import { acquireInstanceLock } from './instance-lock.js';
 import { Reconciler, type Trigger } from './reconciler.js';
@@ -62,12 +62,7 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   await reconciler.load();
   const known = reconciler.newestKnown;
   const life = known?.issuedAt !== undefined ? known.accessExpiresAt - known.issuedAt : undefined;
-  const tiers = {
-    cloudThresholdMs: config.gcp ? config.cloudRefreshThresholdMs : undefined, // standalone: no cloud tier
-    agentThresholdMs: config.refreshThresholdMs,
-    botThresholdMs: config.botThresholdMs,
-  };
-  for (const p of tierProblems(tiers, life)) {
+  for (const p of tierProblems(configuredTiers(config), life)) {
     logger.warn('tiers_out_of_order', `Refresh tiers out of order: ${p.message} (fix: ${p.fix})`);
   }
   const safeRun = (t: Trigger) =>

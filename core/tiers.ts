@@ -12,6 +12,15 @@ export interface Tiers {
   botThresholdMs: number;
 }
 
+/** The tiers a configuration sets up; standalone has no cloud tier. */
+export function configuredTiers(c: { gcp?: unknown; cloudRefreshThresholdMs: number; refreshThresholdMs: number; botThresholdMs: number }): Tiers {
+  return {
+    cloudThresholdMs: c.gcp ? c.cloudRefreshThresholdMs : undefined,
+    agentThresholdMs: c.refreshThresholdMs,
+    botThresholdMs: c.botThresholdMs,
+  };
+}
+
 /** Saxo's access token lives ~1200 s; the bots write token_expiry 60 s early: 1140 s usable. */
 export const DEFAULT_ACCESS_LIFE_MS = 1_140_000;
 

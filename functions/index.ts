@@ -11,7 +11,7 @@ import { systemClock } from '../core/clock.js';
 import { ConfigError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { cloudSettings } from '../core/settings.js';
-import { tierProblems } from '../core/tiers.js';
+import { configuredTiers, tierProblems } from '../core/tiers.js';
 import { createRefreshHandler } from './handler.js';
 import type { CloudDeps } from './refresher.js';
 
@@ -24,8 +24,7 @@ async function build(): Promise<CloudDeps> {
   const logger = createLogger({ format: config.logFormat, component: 'function' });
   if (!config.gcp) throw new ConfigError('GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID must be set for the function');
   logger.addSecret(config.appSecret);
-  const tiers = { cloudThresholdMs: config.cloudRefreshThresholdMs, agentThresholdMs: config.refreshThresholdMs, botThresholdMs: config.botThresholdMs };
-  for (const p of tierProblems(tiers)) logger.warn('tiers_out_of_order', `Refresh tiers out of order: ${p.message} (fix: ${p.fix})`);
+  for (const p of tierProblems(configuredTiers(config))) logger.warn('tiers_out_of_order', `Refresh tiers out of order: ${p.message} (fix: ${p.fix})`);
   const [{ createSecretManagerClient }, { createSecretStore }, { createEventBus }, { createSaxoClient }] = await Promise.all([
     import('../core/gcp/clients.js'),
     import('../core/gcp/secret-store.js'),

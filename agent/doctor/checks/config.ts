@@ -1,5 +1,5 @@
 /** Check 1: the configuration parses and makes sense; the refresh tiers are in order. */
-import { tierProblems } from '../../../core/tiers.js';
+import { configuredTiers, tierProblems } from '../../../core/tiers.js';
 import type { Facts } from '../facts.js';
 import { isLoopbackHost } from '../probes/network.js';
 import { fold, human, type CheckResult, type Finding } from '../types.js';
@@ -65,9 +65,8 @@ const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 export function tiersCheck(f: Facts): CheckResult {
   const c = f.config;
   const view = tokenView(f);
-  const tiers = { cloudThresholdMs: c.cloudRefreshThresholdMs, agentThresholdMs: c.refreshThresholdMs, botThresholdMs: c.botThresholdMs };
-  // Standalone has no cloud tier: its threshold is unused (core/tiers.ts names it in its messages).
-  const problems = tierProblems(tiers, view.accessLifeMs).filter((p) => c.gcp || !p.message.includes('CLOUD_REFRESH_THRESHOLD_SECONDS'));
+  const tiers = configuredTiers(c);
+  const problems = tierProblems(tiers, view.accessLifeMs);
   const findings: Finding[] = problems.map((p) => ({ status: 'fail', text: p.message, fix: `${p.fix} in ${ENV_FILE}` }));
   const window = c.cloudRefreshThresholdMs - c.refreshThresholdMs;
   if (c.gcp && window > 0 && c.cloudSchedulePeriodMs > window) {
@@ -78,9 +77,9 @@ export function tiersCheck(f: Facts): CheckResult {
     });
   }
   const life = view.accessLifeMs !== undefined ? `${human(view.accessLifeMs)} (the newest pair's)` : `${human(1_140_000)} (Saxo's documented)`;
-  const order = c.gcp ? `cloud ${secs(tiers.cloudThresholdMs)} > agent ${secs(tiers.agentThresholdMs)}` : `agent ${secs(tiers.agentThresholdMs)}`;
+  const order = tiers.cloudThresholdMs !== undefined ? `cloud ${secs(tiers.cloudThresholdMs)} > agent ${secs(tiers.agentThresholdMs)}` : `agent ${secs(tiers.agentThresholdMs)}`;
   return fold('config.tiers', `${order} > bots ${secs(tiers.botThresholdMs)}, all inside the token's usable life ${life}`, findings, {
-    cloudThresholdSeconds: tiers.cloudThresholdMs / 1000,
+    cloudThresholdSeconds: tiers.cloudThresholdMs !== undefined ? tiers.cloudThresholdMs / 1000 : undefined,
     agentThresholdSeconds: tiers.agentThresholdMs / 1000,
     botThresholdSeconds: tiers.botThresholdMs / 1000,
     accessLifeSeconds: view.accessLifeMs !== undefined ? view.accessLifeMs / 1000 : undefined,
