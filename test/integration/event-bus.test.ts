@@ -3,7 +3,7 @@
  * Pub/Sub emulator on 127.0.0.1: the shared EventBus contract, reconnecting after an outage, a
  * publish that gives up within its deadline when Pub/Sub does not answer, and the helpers.
  */
-import { expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { connect, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createPubSub, parseHostPort } from '../../core/gcp/clients.js';
@@ -11,9 +11,11 @@ import { createEventBus } from '../../core/gcp/event-bus.js';
 import { parseTokenRotated } from '../../core/gcp/event-schema.js';
 import { findPubSubEmulatorJar, startPubSubEmulator } from '../../standins/pubsub-emulator.js';
 import { eventBusContract, eventLines, rotatedEvent } from '../helpers/event-bus-contract.js';
-import { describeWithPubSub, ensureTopicAndSubscription, waitFor } from '../helpers/gcp.js';
+import { describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, waitFor } from '../helpers/gcp.js';
+import { eventBusCoreContract } from '../helpers/event-bus-core-contract.js';
 
-const PROJECT = 'bus-project';
+// Unique per run: a long-lived emulator (a developer's, or CI's shared one) keeps topics between runs.
+const PROJECT = `bus-project-${process.pid}`;
 const event = (generation: number) => rotatedEvent(PROJECT, generation);
 
 eventBusContract(
@@ -127,4 +129,21 @@ it('publish gives up within its deadline when Pub/Sub accepts the connection but
     for (const s of sockets) s.destroy();
     await new Promise<void>((r) => black.close(() => r()));
   }
+});
+
+describeWithPubSub('EventBus core contract on the emulator', () => {
+  let fx: Awaited<ReturnType<typeof startPubSubFixture>>;
+  let seq = 0;
+  beforeAll(async () => {
+    fx = await startPubSubFixture(`${PROJECT}-core`);
+  });
+  afterAll(async () => {
+    await fx.close();
+  });
+  eventBusCoreContract('the Pub/Sub adapter', async () => {
+    const topicId = `core-${++seq}`;
+    await ensureTopicAndSubscription(fx.pubsub, topicId, `${topicId}-sub`, { ackDeadlineSeconds: 10 });
+    const bus = createEventBus({ gcp: { projectId: `${PROJECT}-core`, topicId, subscriptionId: `${topicId}-sub`, pubsubEmulatorHost: fx.emulator.host } });
+    return { bus, projectId: `${PROJECT}-core`, close: () => bus.close() };
+  });
 });

@@ -10,6 +10,7 @@ import { createPkce, buildAuthorizationUrl, randomState } from '../../core/saxo/
 import { createSaxoClient } from '../../core/saxo/client.js';
 import type { TokenEndpoint } from '../../core/ports.js';
 import { startSaxoStandin, type SaxoStandin, type SaxoStandinOptions } from '../../standins/saxo/server.js';
+import { tokenEndpointContract } from '../helpers/token-endpoint-contract.js';
 
 const APP_KEY = 'demo-app';
 const APP_SECRET = 'demo-app-secret-0123456789';
@@ -252,4 +253,16 @@ describe('stand-in process (main.ts)', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   });
+});
+
+tokenEndpointContract('the real client over HTTP to the stand-in', async (o) => {
+  let offset = 0;
+  const s = await startSaxoStandin({ ...o, now: () => Date.now() + offset });
+  return {
+    endpoint: createSaxoClient({ authBaseUrl: s.url, httpTimeoutMs: 2000 }),
+    issue: (clientId) => s.issue(clientId),
+    state: s,
+    advance: (ms) => void (offset += ms),
+    close: () => s.close(),
+  };
 });
