@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SecretStoreError } from '../../core/errors.js';
-import { ANNOTATION, createSecretStore } from '../../core/gcp/secret-store.js';
+import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { ensureSecret } from '../../core/gcp/provision.js';
 import { createLogger, type Logger } from '../../core/log.js';
 import type { SecretStore } from '../../core/ports.js';
