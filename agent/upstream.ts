@@ -6,13 +6,13 @@
  */
 import { addVersion, announce, pruneVersions, rotatedEvent, type AnnounceMark } from '../core/announce.js';
 import type { Clock } from '../core/clock.js';
-import type { SecretView } from '../core/decide.js';
+import { secretBehind, type SecretView } from '../core/decide.js';
 import { errorText } from '../core/errors.js';
 import { isVersionOf } from '../core/gcp/event-schema.js';
 import type { Logger } from '../core/log.js';
 import type { EventBus, SecretStore, TokenRotatedEvent } from '../core/ports.js';
 import { DEFAULT_ACCESS_LIFE_MS } from '../core/tiers.js';
-import { compareFreshness, secretsOf, withNextGeneration, withPayloadCredentials, type TokenSet } from '../core/token.js';
+import { secretsOf, withNextGeneration, withPayloadCredentials, type TokenSet } from '../core/token.js';
 
 export interface UpstreamDeps {
   clock: Clock;
@@ -150,7 +150,7 @@ export class Upstream {
     const { store, logger } = this.d;
     if (!store) return undefined;
     const secretToken = secret.read?.token;
-    if (secretToken && compareFreshness(best, secretToken) <= 0) {
+    if (!secretBehind(best, secretToken)) {
       this.pending = false;
       return undefined;
     }

@@ -2,7 +2,7 @@
  * The flat JSON format shared by the bots' cache file and the Secret Manager payload
  * (docs/DESIGN.md "The bots' cache").
  * Bots' keys: access_token, refresh_token, token_expiry, app_key, app_secret (all strings).
- * Ours: refresh_token_expiry, issued_at (ISO), generation (decimal string), source, pair_id.
+ * Ours: refresh_token_expiry, issued_at (ISO), generation (decimal string), source, pair_id, parent_id.
  * Unknown keys travel in TokenSet.extra and are written back verbatim.
  * Failure reasons name keys and problems only, never values (I5).
  *
@@ -13,9 +13,8 @@
  * would say "login required" while the real refresh token lives; a copied generation would let an
  * older pair win), and the copied generation survives only as a floor for the next number.
  */
-import { createHash } from 'node:crypto';
 import { z } from 'zod/v3';
-import type { TokenSet } from './token.js';
+import { pairId, type TokenSet } from './token.js';
 
 export type DecodeResult = { ok: true; token: TokenSet } | { ok: false; reason: string };
 
@@ -33,12 +32,10 @@ const KNOWN_KEYS = [
   'generation',
   'source',
   'pair_id',
+  'parent_id',
 ] as const;
 
-/** A short one-way tag of the refresh token (not reversible, not usable as a token). */
-export function pairId(refreshToken: string): string {
-  return createHash('sha256').update(refreshToken).digest('hex').slice(0, 16);
-}
+export { pairId };
 
 const optString = z.string().optional();
 // zod/v3 (shipped inside zod 4): the same validation at ~1.5 MB of agent RSS instead of ~10 MB for
@@ -55,6 +52,7 @@ const flatSchema = z
     generation: z.union([z.number().int().nonnegative(), z.string().regex(/^\d{1,15}$/)]).optional(),
     source: optString,
     pair_id: optString,
+    parent_id: optString,
   })
   .passthrough();
 
@@ -152,6 +150,7 @@ export function decodeFlat(input: unknown): DecodeResult {
       issuedAt: copied ? undefined : issuedAt,
       generation: copied ? undefined : generation,
       inheritedGeneration: copied ? generation : undefined,
+      parentId: copied ? undefined : v.parent_id,
       source: copied ? undefined : v.source,
       appKey: v.app_key,
       appSecret: v.app_secret,
@@ -187,7 +186,8 @@ export function encodeFlat(token: TokenSet): FlatToken {
   if (token.issuedAt !== undefined) out.issued_at = formatTimestamp(token.issuedAt);
   if (token.generation !== undefined) out.generation = String(token.generation);
   if (token.source !== undefined) out.source = token.source;
-  if (out.generation !== undefined || out.refresh_token_expiry !== undefined || out.issued_at !== undefined || out.source !== undefined) {
+  if (token.parentId !== undefined) out.parent_id = token.parentId;
+  if (out.generation !== undefined || out.refresh_token_expiry !== undefined || out.issued_at !== undefined || out.source !== undefined || out.parent_id !== undefined) {
     out.pair_id = pairId(token.refreshToken);
   }
   for (const [k, v] of Object.entries(token.extra ?? {})) {

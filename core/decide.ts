@@ -95,7 +95,7 @@ export function decide(view: View, policy: Policy): Plan {
     notes.push('cache holds an older pair than the newest known (stale writer undone)');
   }
   const updateKnown = !view.known || compareFreshness(b, view.known) > 0;
-  const pushSecret = view.secret.kind === 'read' && (!secretToken || compareFreshness(b, secretToken) > 0);
+  const pushSecret = view.secret.kind === 'read' && secretBehind(b, secretToken);
 
   const accessLeftMs = b.accessExpiresAt - view.now;
   const refreshLeftMs = b.refreshExpiresAt !== undefined ? b.refreshExpiresAt - view.now : undefined;
@@ -128,6 +128,19 @@ export function decide(view: View, policy: Policy): Plan {
     refreshTokenExpiring,
     notes,
   };
+}
+
+/**
+ * The secret must be given `best`: it holds nothing, an older pair, or `best` under another
+ * number. The last case follows a bot's own save (its copy carries no number of ours) or a pair
+ * this host numbered while Secret Manager was behind: storing our number keeps every host
+ * numbering on from the same generation, so announcements stay comparable.
+ */
+export function secretBehind(best: TokenSet, secret: TokenSet | undefined): boolean {
+  if (!secret) return true;
+  const c = compareFreshness(best, secret);
+  if (c !== 0) return c > 0;
+  return best.generation !== undefined && secret.generation !== best.generation;
 }
 
 /** The cloud function's view: only the secret matters. */

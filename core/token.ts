@@ -2,6 +2,7 @@
  * The token model shared by the agent, the function and the tools.
  * All instants are epoch milliseconds; conversion to the bots' ISO strings happens in codec.ts.
  */
+import { createHash } from 'node:crypto';
 export interface TokenSet {
   accessToken: string;
   refreshToken: string;
@@ -19,6 +20,13 @@ export interface TokenSet {
    * keeps the successor's number above it (codec.ts, docs/DESIGN.md "Bots writing the secret").
    */
   inheritedGeneration?: number | undefined;
+  /**
+   * pairId() of the pair this one was refreshed from (its parent in the chain). Generations are
+   * assigned by several hosts that cannot always see each other's latest numbers (Secret Manager
+   * down, a bot's save in between); the parent link orders a pair above its predecessor whatever
+   * their numbers say.
+   */
+  parentId?: string | undefined;
   /** Who obtained the pair: "cloud", "agent:<host>", "bot", "login", … */
   source?: string | undefined;
   appKey?: string | undefined;
@@ -41,14 +49,22 @@ export interface Credentials {
   appSecret?: string | undefined;
 }
 
+/** A short one-way tag of a refresh token (not reversible, not usable as a token). */
+export function pairId(refreshToken: string): string {
+  return createHash('sha256').update(refreshToken).digest('hex').slice(0, 16);
+}
+
 /**
  * Freshness order (invariant I2). Positive when `a` is newer than `b`.
- * Generations decide when both carry one and they differ; otherwise (a bot wrote one of them,
- * or both carry the same generation) the later access expiry, then the later issue time, wins.
+ * A pair refreshed from the other is newer (the parent link). Otherwise generations decide when
+ * both carry one and they differ; otherwise (a bot wrote one of them, or both carry the same
+ * generation) the later access expiry, then the later issue time, wins.
  * The same refresh token on both sides is the same pair: 0.
  */
 export function compareFreshness(a: TokenSet, b: TokenSet): number {
   if (a.refreshToken === b.refreshToken) return 0;
+  if (a.parentId !== undefined && a.parentId === pairId(b.refreshToken)) return 1;
+  if (b.parentId !== undefined && b.parentId === pairId(a.refreshToken)) return -1;
   if (a.generation !== undefined && b.generation !== undefined && a.generation !== b.generation) {
     return a.generation - b.generation;
   }
@@ -121,6 +137,7 @@ export function fromResponse(
     // rather than as generation 1 below older keeper pairs; callers number it above everything they
     // have seen (withNextGeneration).
     generation: prev === undefined ? 1 : prev.generation !== undefined ? prev.generation + 1 : undefined,
+    parentId: prev !== undefined ? pairId(prev.refreshToken) : undefined,
     source,
     appKey: prev?.appKey,
     appSecret: prev?.appSecret,

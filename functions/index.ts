@@ -5,7 +5,6 @@
  * a cold start for a run with nothing to do stays light (docs/BENCHMARKS.md).
  */
 import { http } from '@google-cloud/functions-framework';
-import { randomBytes } from 'node:crypto';
 import { loadConfig } from '../core/config.js';
 import { systemClock } from '../core/clock.js';
 import { ConfigError } from '../core/errors.js';
@@ -38,7 +37,8 @@ async function build(): Promise<CloudDeps> {
     bus: createEventBus({ gcp: config.gcp, logger }),
     saxo: createSaxoClient({ authBaseUrl: config.authBaseUrl, httpTimeoutMs: config.httpTimeoutMs, logger }),
     logger,
-    settings: cloudSettings(config, { holderId: `cloud:${process.env.K_REVISION ?? 'local'}:${randomBytes(3).toString('hex')}` }),
+    // One name per revision (a stable metric label); each run's lease holder adds its own suffix (refresher.ts).
+    settings: cloudSettings(config, { holderId: `cloud:${process.env.K_REVISION ?? 'local'}` }),
   };
 }
 

@@ -26,13 +26,19 @@ export type Fault =
   | { kind: 'bot-fallback'; at: number; durMs: number }
   | { kind: 'stale-write'; at: number; ageMs: number }
   | { kind: 'corrupt-write'; at: number; variant: number }
-  | { kind: 'cloud-duplicate'; at: number };
+  | { kind: 'cloud-duplicate'; at: number }
+  /** Something holds the bots' flock for `durMs` (a bot stuck mid-refresh) while bot `bot` restarts. */
+  | { kind: 'lock-hog'; at: number; durMs: number; bot: number };
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
 const DAY = 24 * HOUR;
 
-export function drawFaults(rng: Rng, start: number, days: number): Fault[] {
+/**
+ * `extra` draws the faults added after the first release (so the original schedule of a seed, and
+ * the numbers it produced, stay comparable).
+ */
+export function drawFaults(rng: Rng, start: number, days: number, extra?: Rng): Fault[] {
   const out: Fault[] = [];
   const count = (perDay: number) => {
     // Integer part always, fraction by chance: a 7-day run gets ~7× the daily rate.
@@ -62,6 +68,11 @@ export function drawFaults(rng: Rng, start: number, days: number): Fault[] {
     for (let i = count(3); i > 0; i--) out.push({ kind: 'stale-write', at: at(), ageMs: rng.int(30, 180) * MIN });
     for (let i = count(2); i > 0; i--) out.push({ kind: 'corrupt-write', at: at(), variant: rng.int(0, 4) });
     for (let i = count(2); i > 0; i--) out.push({ kind: 'cloud-duplicate', at: at() });
+    if (extra) {
+      const at2 = () => Math.round(t0 + extra.next() * span);
+      const n = Math.floor(0.7) + (extra.chance(0.7) ? 1 : 0);
+      for (let i = n; i > 0; i--) out.push({ kind: 'lock-hog', at: at2(), durMs: extra.int(10, 90) * 1000, bot: extra.int(0, 2) });
+    }
   }
   return out.sort((a, b) => a.at - b.at);
 }

@@ -17,6 +17,8 @@ export interface Issued {
   consumed?: 'ok' | 'lost' | undefined;
   /** Re-presented by the VM while cut off from the announcement of its successor. */
   partitioned?: boolean | undefined;
+  /** The refresh token whose presentation produced this pair (undefined for logins). */
+  parent?: string | undefined;
 }
 
 export interface Violation {

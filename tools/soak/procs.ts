@@ -149,8 +149,9 @@ export function storePort(s: Shared, p: Proc): SecretStore {
     version: (ref) => g(() => st.version(ref))(),
     add: async (t) => {
       p.gate();
-      // The `generation` break: a build whose cloud path stores pairs without their generation.
-      const stored = s.breakMode === 'generation' && p.kind === 'cloud' ? { ...t, generation: 1 } : t;
+      // The `generation` break: a build whose cloud path stores pairs without their order (generation
+      // reset to 1, no parent link).
+      const stored = s.breakMode === 'generation' && p.kind === 'cloud' ? { ...t, generation: 1, parentId: undefined } : t;
       const v = await st.add(stored);
       s.secretAdded(p, stored);
       p.step('after-add');

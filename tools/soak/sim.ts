@@ -39,7 +39,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const clock = new VirtualClock(START);
   const leaseTtlMs = faultRng.pick([60 * SEC, 60 * SEC, 20 * SEC]);
   const w = new World(clock, new Rng(o.seed ^ 0x5bd1e995), o.breakMode, leaseTtlMs);
-  const faults = drawFaults(faultRng, START, o.days);
+  const faults = drawFaults(faultRng, START, o.days, new Rng(o.seed ^ 0x10c4));
   const lines: string[] = [`soak: seed ${o.seed}${o.breakMode ? ` (broken build: ${o.breakMode})` : ''}`];
   if (o.verbose) {
     lines.push(`  lease ttl ${leaseTtlMs / SEC} s, cloud clock skew ${(w.cloudSkewMs / SEC).toFixed(1)} s; fault schedule:`);
@@ -92,11 +92,15 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
         loginAt = now;
       }
       if (loginAt !== undefined) {
-        clock.at(loginAt, () => {
+        const attempt = () => {
+          // `login` checks its targets first (agent/login-store.ts preflight): with Secret Manager
+          // down it refuses before the browser, and the operator tries again a little later.
+          if (w.smDown) return clock.at(clock.now() + 5 * MIN, attempt);
           w.fire(w.login(), 'operator');
           deadSince = undefined;
           loginAt = undefined;
-        });
+        };
+        clock.at(loginAt, attempt);
       }
     }
     lossesSeen = Math.max(lossesSeen, alive ? w.ledger.lostToSaxo : lossesSeen);
@@ -161,6 +165,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       ` expected: ≥1 per Saxo outage (${m.saxoOutages}); login_required after ${m.chainDeaths - m.silentDeaths}/${m.chainDeaths} chain losses`,
     `  faults: ${faults.length} injected, ${w.crashes.length} agent deaths, ${w.repairs} stale/corrupt cache writes undone,` +
       ` events dropped ${w.eventsDropped} / duplicated ${w.eventsDuplicated}, bot uses ${botStats.uses} (rejected ${botStats.rejectedUses})`,
+    `  bots as they are: ${botStats.secretSaves} saves to the secret, ${botStats.cacheClears} cache deletions after an auth failure,` +
+      ` ${botStats.startupWrites} start-up writes (${botStats.locklessStartupWrites} without the lock)`,
   );
   lines.push(`soak: ${o.days} days, ${stats.refreshes} refreshes, ${v.length} violations`);
   return { seed: o.seed, days: o.days, refreshes: stats.refreshes, violations: v, downtimeSec: m.downtimeMs / SEC, lostToSaxo: w.ledger.lostToSaxo, lines };
@@ -257,5 +263,21 @@ function apply(w: World, f: Fault, bots: Bot[]): void {
       break;
     case 'cloud-duplicate':
       break; // handled by the cloud tick
+    case 'lock-hog': {
+      if (w.vmDown) break;
+      w.fire(
+        (async () => {
+          const held = await w.lock.acquire(undefined, 60 * SEC).catch(() => undefined);
+          if (!held) return;
+          await w.clock.sleep(f.durMs);
+          await held.release();
+        })(),
+        'lock-hog',
+      );
+      // A bot restarting meanwhile waits 5 s for the lock, then writes the cache without it.
+      const b = bots[f.bot % bots.length];
+      if (b) later(SEC, () => b.restart());
+      break;
+    }
   }
 }

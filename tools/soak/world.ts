@@ -124,6 +124,14 @@ export class World implements Shared {
     this.events.set(rec.event, (this.events.get(rec.event) ?? 0) + 1);
     if (rec.severity === 'ALERT') this.alerts++;
     if (rec.event === 'login_required') this.onLoginRequired(proc);
+    if (rec.event === 'secret_write_lost') {
+      // Saxo answered, then Secret Manager failed the function's every write: the function has no
+      // other durable place. An injected outage makes that an injected loss; otherwise it is ours.
+      if (this.smDown > 0) {
+        this.ledger.lose(undefined, proc.received);
+        this.notes.push(`${proc.name} could not store pair #${this.ledger.seqOf(proc.received)} (Secret Manager down after Saxo answered)`);
+      } else this.violate('I3', `${proc.name} lost a pair Saxo issued although Secret Manager was up`);
+    }
     if (rec.event === 'superseded_token') {
       // The agent knows the cache's pair was consumed by the cloud but cannot fetch the successor
       // (Secret Manager down); the bots, which do not know, may present it: the partition case.
@@ -149,6 +157,29 @@ export class World implements Shared {
     const v = [...this.store.versions()].reverse().find((x) => x.state === 'ENABLED');
     const p = v?.data !== undefined ? parseFlat(v.data) : undefined;
     return p?.ok ? p.token.refreshToken : undefined;
+  }
+
+  /** The latest enabled version's raw payload, as a bot's secret client reads it. */
+  latestSecretVersion(): { version: number; payload: Record<string, unknown> } | undefined {
+    const v = [...this.store.versions()].reverse().find((x) => x.state === 'ENABLED');
+    if (v?.data === undefined) return undefined;
+    try {
+      return { version: v.version, payload: JSON.parse(v.data) as Record<string, unknown> };
+    } catch {
+      return undefined;
+    }
+  }
+
+  latestSecretPayload(): Record<string, unknown> | undefined {
+    return this.latestSecretVersion()?.payload;
+  }
+
+  /** A bot's AddSecretVersion (and, for the newer release, DestroySecretVersion of the one it read). */
+  botSavedToSecret(proc: Proc, data: string, destroy: number | undefined): void {
+    this.store.addRaw(data);
+    const p = parseFlat(data);
+    if (p.ok) this.secretAdded(proc, p.token);
+    if (destroy !== undefined) this.store.destroy(destroy);
   }
 
   cacheToken(): TokenSet | undefined {
@@ -205,6 +236,7 @@ export class World implements Shared {
     classify();
     if (e) e.consumed = 'ok';
     const got = this.ledger.byRefresh.get(res.refreshToken)!;
+    got.parent = rt;
     if (proc.dead) {
       this.ledger.lose(rt, res.refreshToken);
       this.notes.push(`${proc.name} died with an answer in flight (#${got.seq} lost)`);
@@ -280,13 +312,21 @@ export class World implements Shared {
     this.writer = 'unknown';
     const p = raw === undefined ? undefined : parseFlat(raw);
     if (!p?.ok) {
-      if (w === 'corrupt-writer') this.pendingRepair ??= { at: this.now(), what: 'corrupt' };
+      // A corrupting script, or a bot's clear_cache after an auth failure: the agent restores it.
+      if (w === 'corrupt-writer' || (w === 'bot-clear' && !this.botOverwroteLastCopy(0))) this.pendingRepair ??= { at: this.now(), what: 'corrupt' };
+      else if (w === 'bot-clear') {
+        /* the last copy is gone with the agent away: counted as a loss by botOverwroteLastCopy */
+      }
       else this.violate('I6', `${w} left the cache unreadable`);
     } else {
       const seq = this.ledger.seqOf(p.token.refreshToken) ?? 0;
       if (seq < this.cacheHigh) {
-        if (w === 'stale-writer') this.pendingRepair ??= { at: this.now(), what: 'stale' };
-        else this.violate('I2', `${w} moved the cache back from pair #${this.cacheHigh} to #${seq}`);
+        // A script, or a bot starting up with the secret's older pair (written without the lock
+        // after 5 s): the agent must undo it, and the bots' use of it is their own race.
+        if (w === 'stale-writer' || w === 'bot-startup') {
+          if (w === 'bot-startup') this.staleRefresh = p.token.refreshToken;
+          if (!this.botOverwroteLastCopy(seq)) this.pendingRepair ??= { at: this.now(), what: 'stale' };
+        } else this.violate('I2', `${w} moved the cache back from pair #${this.cacheHigh} to #${seq}`);
       } else {
         this.cacheHigh = seq;
         if (this.pendingRepair) this.repairs++;
@@ -298,6 +338,26 @@ export class World implements Shared {
     if (a && !a.proc.dead) {
       this.clock.at(this.now() + 100, () => !a.proc.dead && this.fire(a.rec.run({ kind: 'cache-changed' }), a.proc.name));
     }
+  }
+
+  /**
+   * A bot's start-up write (or its clear_cache) replaced the cache while the agent was down, and
+   * the pair it replaced was held nowhere else (a bot's own refresh whose save to the secret failed,
+   * a cache-only login): the fleet's unchanged code destroyed it, beyond any design's reach (the
+   * known limit of a stopped agent, docs/DESIGN.md). Counted as an injected loss; the cache's
+   * high-water mark drops to what is left.
+   */
+  private botOverwroteLastCopy(seqNow: number): boolean {
+    if (this.agent && !this.agent.proc.dead) return false;
+    const e = this.ledger.list[this.cacheHigh - 1];
+    if (!e || e.consumed) return false;
+    const held = [this.state.value?.token?.refreshToken, this.latestSecretToken()].includes(e.refreshToken);
+    if (held) return false;
+    // Its predecessor's successor is gone: re-presenting the predecessor is then forced, not a reuse.
+    this.ledger.lose(e.parent, e.refreshToken);
+    this.notes.push(`a bot overwrote the only copy of pair #${e.seq} while the agent was down`);
+    this.cacheHigh = seqNow;
+    return true;
   }
 
   // ---- the agent -------------------------------------------------------------------------------
