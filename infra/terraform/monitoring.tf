@@ -1,29 +1,15 @@
-# Log-based metrics and alerts, one set per chain. Both sides log one JSON object per line with
-# `severity`, `message` and `event`, and arrive in Cloud Logging in the same shape:
-# - the function (Cloud Run stdout): Cloud Logging moves `severity` into LogEntry.severity and keeps
-#   the other keys in jsonPayload (its structured-logging special fields);
-# - the VM agent (journald -> Ops Agent, infra/ops-agent/config.yaml): parse_json on MESSAGE puts the
-#   keys in jsonPayload next to journald's own (_SYSTEMD_UNIT, ...), and modify_fields moves
-#   jsonPayload.severity into LogEntry.severity.
-# So every filter below reads `severity` and `jsonPayload.event`, never jsonPayload.severity, and
-# tells the chains apart by the function's Cloud Run service and the agent's systemd unit.
+# Log-based metrics and alerts, one set per chain. The filters (modules/settings: log_filters) read the
+# fields as they arrive from both the function (Cloud Run stdout) and the VM agent (journald through
+# the Ops Agent, infra/ops-agent/config.yaml), scoped to this chain's function and systemd unit.
 locals {
-  # Every event the code logs at ALERT (test/unit/infra-monitoring.test.ts keeps this equal).
-  alert_events = ["refresh_alert", "refresh_token_expiring", "secret_write_lost"]
-
-  this_chain = join(" OR ", [
-    "(resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.names.function}\")",
-    "(resource.type=\"gce_instance\" AND jsonPayload._SYSTEMD_UNIT=\"${var.agent_systemd_unit}\")",
-  ])
-  alert_filter     = "severity=ALERT AND (${join(" OR ", [for e in local.alert_events : "jsonPayload.event=\"${e}\""])}) AND (${local.this_chain})"
-  refreshed_filter = "jsonPayload.event=\"token_refreshed\" AND (${local.this_chain})"
+  alert_events = module.settings.alert_events
 }
 
 resource "google_logging_metric" "refresh_alert" {
   project     = var.project_id
   name        = local.names.metric_refresh_alert
   description = "${var.name_prefix} ALERT events: ${join(", ", local.alert_events)}."
-  filter      = local.alert_filter
+  filter      = module.settings.log_filters.alert
 
   metric_descriptor {
     metric_kind = "DELTA"
@@ -48,7 +34,7 @@ resource "google_logging_metric" "token_refreshed" {
   project     = var.project_id
   name        = local.names.metric_token_refreshed
   description = "${var.name_prefix} token_refreshed events (function or agent)."
-  filter      = local.refreshed_filter
+  filter      = module.settings.log_filters.refreshed
 
   label_extractors = {
     by = "EXTRACT(jsonPayload.by)"

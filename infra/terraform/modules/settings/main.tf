@@ -165,6 +165,26 @@ locals {
     var.saxo_app_key == "" ? {} : { SAXO_APP_KEY = var.saxo_app_key },
   )
 
+  # Cloud Logging filters of this chain's events. Both sides log one JSON object per line with
+  # `severity`, `message` and `event`, and arrive in the same shape:
+  # - the function (Cloud Run stdout): Cloud Logging moves `severity` into LogEntry.severity (a
+  #   structured-logging special field) and keeps the other keys in jsonPayload;
+  # - the VM agent (journald -> Ops Agent, infra/ops-agent/config.yaml): parse_json on MESSAGE puts
+  #   the keys in jsonPayload beside journald's own (_SYSTEMD_UNIT, ...), and modify_fields moves
+  #   jsonPayload.severity into LogEntry.severity.
+  # So the filters read `severity` and `jsonPayload.event`, never jsonPayload.severity, and tell the
+  # chains apart by the function's Cloud Run service and the agent's systemd unit.
+  # alert_events: every event the code logs at ALERT (test/unit/infra-logging.test.ts keeps it equal).
+  alert_events = ["refresh_alert", "refresh_token_expiring", "secret_write_lost"]
+  this_chain = join(" OR ", [
+    "(resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.function_name}\")",
+    "(resource.type=\"gce_instance\" AND jsonPayload._SYSTEMD_UNIT=\"${var.agent_systemd_unit}\")",
+  ])
+  log_filters = {
+    alert     = "severity=ALERT AND (${join(" OR ", [for e in local.alert_events : "jsonPayload.event=\"${e}\""])}) AND (${local.this_chain})"
+    refreshed = "jsonPayload.event=\"token_refreshed\" AND (${local.this_chain})"
+  }
+
   # The first VM of vm_names is the primary: the only agent that may present a refresh token
   # without the cross-host lease while Secret Manager does not answer (DESIGN §4, several VMs).
   agent_env = {
@@ -224,6 +244,15 @@ output "schedule" {
     condition     = local.schedule_seconds <= var.cloud_refresh_threshold_seconds - var.refresh_threshold_seconds
     error_message = "schedule_every_minutes * 60 must be <= cloud_refresh_threshold_seconds - refresh_threshold_seconds, or a scheduler tick can miss the cloud's window and the agent refreshes instead."
   }
+}
+
+output "log_filters" {
+  description = "Cloud Logging filters of this chain's ALERT events and token_refreshed events (function and VM agent)."
+  value       = local.log_filters
+}
+
+output "alert_events" {
+  value = local.alert_events
 }
 
 output "function_env" {
