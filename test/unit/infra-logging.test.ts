@@ -47,12 +47,18 @@ function matches(filter: string, entry: Entry): boolean {
   // Logging query language: OR binds tighter than AND.
   const disj = (): boolean => {
     let v = unary();
-    while (tokens[i] === 'OR') (i++, (v = unary() || v));
+    while (tokens[i] === 'OR') {
+      i++;
+      v = unary() || v;
+    }
     return v;
   };
   const conj = (): boolean => {
     let v = disj();
-    while (tokens[i] === 'AND') (i++, (v = disj() && v));
+    while (tokens[i] === 'AND') {
+      i++;
+      v = disj() && v;
+    }
     return v;
   };
   const result = conj();
