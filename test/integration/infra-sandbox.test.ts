@@ -4,7 +4,8 @@
  * syscall-filter` exactly as systemd expands them, loaded with libseccomp with
  * SystemCallErrorNumber=EPERM; /proc mounted as ProtectProc=invisible + ProcSubset=pid make it, in
  * a fresh mount and PID namespace. The agent must refresh twice against the Saxo stand-in and exit 0
- * on SIGTERM - i.e. Node and the agent are happy with the filter and the /proc subset.
+ * on SIGTERM - i.e. Node and the agent are happy with the filter and the /proc subset - standalone,
+ * and cloud-connected (gRPC to the Secret Manager stand-in, Pub/Sub streaming pull from the emulator).
  * Needs root, unshare(1), python3 + libseccomp.so.2 and systemd-analyze; skipped (and named) otherwise.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -12,10 +13,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSaxoStandin } from '../../standins/saxo/server.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
+import { pubsubAvailable } from '../helpers/gcp.js';
+import { startCloudRig } from '../helpers/cloud-rig.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const UNIT = join(ROOT, 'infra', 'systemd', 'token-keeper.service');
@@ -72,6 +75,13 @@ function allowedSyscalls(): string[] {
 const why = missing();
 describe.skipIf(why !== undefined)(why ? `the unit's sandbox (SKIPPED: ${why})` : "the agent inside the unit's syscall filter and /proc subset", () => {
   const dir = mkdtempSync(join(tmpdir(), 'tk-sandbox-'));
+  beforeAll(() => {
+    const allowed = allowedSyscalls();
+    expect(allowed).toContain('epoll_pwait');
+    expect(allowed).not.toContain('setgroups'); // in @privileged
+    writeFileSync(join(dir, 'allowed.txt'), allowed.join('\n'));
+    writeFileSync(join(dir, 'launcher.py'), LAUNCHER);
+  });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const sandbox = (argv: string[], env: Record<string, string> = {}) =>
@@ -82,13 +92,38 @@ describe.skipIf(why !== undefined)(why ? `the unit's sandbox (SKIPPED: ${why})` 
       stdio: ['ignore', 'pipe', 'pipe'],
     });
 
-  it('refreshes twice and stops cleanly with the filter loaded and /proc reduced to processes', async () => {
-    const allowed = allowedSyscalls();
-    expect(allowed).toContain('epoll_pwait');
-    expect(allowed).not.toContain('setgroups'); // in @privileged
-    writeFileSync(join(dir, 'allowed.txt'), allowed.join('\n'));
-    writeFileSync(join(dir, 'launcher.py'), LAUNCHER);
+  /** Runs the agent in the sandbox until `done(events)`, then SIGTERM; returns the events; expects exit 0. */
+  async function runAgent(env: Record<string, string>, done: (events: string[]) => boolean): Promise<string[]> {
+    const agent = sandbox([process.execPath, ...AGENT_NODE_FLAGS, join(ROOT, 'bin', 'token-keeper.js'), 'agent'], env);
+    const events: string[] = [];
+    let stderr = '';
+    agent.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((r) => agent.on('exit', r));
+    await new Promise<void>((resolve, reject) => {
+      let buf = '';
+      agent.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+        buf += chunk;
+        for (let i; (i = buf.indexOf('\n')) >= 0; buf = buf.slice(i + 1)) {
+          try {
+            events.push((JSON.parse(buf.slice(0, i)) as { event: string }).event);
+          } catch {
+            /* not a log line */
+          }
+          if (done(events)) resolve();
+        }
+      });
+      void exited.then(() => reject(new Error(`agent exited early: ${stderr.slice(-800)} ${events.join(',')}`)));
+    });
+    // node is PID 1 of the namespace: the child of unshare (sh and python exec'd into it).
+    const nodePid = Number(readFileSync(`/proc/${agent.pid}/task/${agent.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+    expect(readFileSync(`/proc/${nodePid}/cmdline`, 'utf8')).toContain('token-keeper.js');
+    process.kill(nodePid, 'SIGTERM');
+    expect(await exited, stderr.slice(-800)).toBe(0);
+    expect(events.filter((e) => /error|failed|unavailable/.test(e)), events.join(',')).toEqual([]);
+    return events;
+  }
 
+  it('refreshes twice and stops cleanly with the filter loaded and /proc reduced to processes', async () => {
     // The sandbox is real: a privileged call fails with EPERM even as root, and /proc/meminfo is gone.
     const probe = sandbox([process.execPath, '-e',
       "let r='allowed'; try { process.setgroups([0]); } catch (e) { r = e.code; } console.log(JSON.stringify({ setgroups: r, meminfo: require('fs').existsSync('/proc/meminfo') }))"]);
@@ -103,40 +138,34 @@ describe.skipIf(why !== undefined)(why ? `the unit's sandbox (SKIPPED: ${why})` 
       await createCacheFile(join(dir, 'saxo_token_cache.json')).write({
         accessToken: pair.access_token, refreshToken: pair.refresh_token, accessExpiresAt: Date.now() + 7000, appKey: 'k', appSecret: 'app-secret-0123456789', extra: {},
       });
-      const agent = sandbox([process.execPath, ...AGENT_NODE_FLAGS, join(ROOT, 'bin', 'token-keeper.js'), 'agent'], {
+      const events = await runAgent({
         TOKEN_KEEPER_DATA_DIR: dir, TOKEN_KEEPER_CREATE_DATA_DIR: 'true', SAXO_AUTH_BASE_URL: standin.url, SAXO_APP_KEY: 'k', SAXO_APP_SECRET: 'app-secret-0123456789',
         CHECK_INTERVAL_SECONDS: '0.5', REFRESH_THRESHOLD_SECONDS: '4', TOKEN_EXPIRY_MARGIN_SECONDS: '1', REFRESH_TOKEN_ALERT_SECONDS: '0',
-      });
-      const events: string[] = [];
-      let stderr = '';
-      agent.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-      const twoRefreshes = new Promise<void>((resolve, reject) => {
-        let buf = '';
-        agent.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-          buf += chunk;
-          for (let i; (i = buf.indexOf('\n')) >= 0; buf = buf.slice(i + 1)) {
-            try {
-              events.push((JSON.parse(buf.slice(0, i)) as { event: string }).event);
-            } catch {
-              /* not a log line */
-            }
-            if (events.filter((e) => e === 'token_refreshed').length >= 2) resolve();
-          }
-        });
-        agent.on('exit', () => reject(new Error(`agent exited early: ${stderr.slice(-800)} ${events.join(',')}`)));
-      });
-      await twoRefreshes;
-      // node is PID 1 of the namespace: the child of unshare (sh and python exec'd into it).
-      const nodePid = Number(readFileSync(`/proc/${agent.pid}/task/${agent.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
-      expect(readFileSync(`/proc/${nodePid}/cmdline`, 'utf8')).toContain('token-keeper.js');
-      const exited = new Promise<number | null>((r) => agent.on('exit', r));
-      process.kill(nodePid, 'SIGTERM');
-      expect(await exited).toBe(0);
+      }, (e) => e.filter((x) => x === 'token_refreshed').length >= 2);
       expect(events).toContain('agent_ready');
-      expect(events.filter((e) => /error|failed/.test(e))).toEqual([]);
       expect(standin.stats().reusedPresentations).toBe(0);
     } finally {
       await standin.close();
     }
   }, 60_000);
+
+  // Under CI=true the emulator is required (the rig fails without it), as everywhere else.
+  it.skipIf(!pubsubAvailable() && process.env.CI !== 'true')('cloud-connected: reads and writes the secret over gRPC, publishes and pulls events, inside the sandbox', async () => {
+    const rig = await startCloudRig({ projectId: 'tk-sandbox', accessLifetimeSec: 20, refreshLifetimeSec: 300 });
+    try {
+      const cloudDir = mkdtempSync(join(tmpdir(), 'tk-sandbox-cloud-'));
+      // 3 s left, no function running: the agent refreshes under the lease, writes the secret, announces.
+      await rig.seedSecret(3, 1);
+      const sub = await rig.createSubscription('agent-sandbox');
+      const events = await runAgent(
+        rig.agentEnv(cloudDir, { TOKEN_SUBSCRIPTION_ID: sub, CHECK_INTERVAL_SECONDS: '0.5', REFRESH_THRESHOLD_SECONDS: '5', REFRESH_TOKEN_ALERT_SECONDS: '0' }),
+        (e) => e.includes('token_refreshed') && e.includes('agent_ready'),
+      );
+      expect(events).toContain('cache_written');
+      expect((await rig.latest())?.generation).toBeGreaterThanOrEqual(2);
+      rmSync(cloudDir, { recursive: true, force: true });
+    } finally {
+      await rig.close();
+    }
+  }, 90_000);
 });
