@@ -46,8 +46,9 @@ variable "topic_id" {
   type     = string
   nullable = true
   validation {
-    condition     = var.topic_id == null ? true : can(regex("^[a-zA-Z][a-zA-Z0-9._~+%-]{2,200}$", var.topic_id)) && !startswith(coalesce(var.topic_id, "x"), "goog")
-    error_message = "topic_id: 3-200 chars, starting with a letter, not with \"goog\"."
+    # Subscriptions are <topic_id>-<vm> (VM names up to 63 chars) and Pub/Sub names end at 255.
+    condition     = var.topic_id == null ? true : can(regex("^[a-zA-Z][a-zA-Z0-9._~+%-]{2,189}$", var.topic_id)) && !startswith(coalesce(var.topic_id, "x"), "goog")
+    error_message = "topic_id: 3-190 chars, starting with a letter, not with \"goog\"."
   }
 }
 
