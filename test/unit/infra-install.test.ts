@@ -159,7 +159,7 @@ describe.skipIf(!userExists)(userExists ? 'infra/systemd/install.sh' : `install.
       expect(readFileSync(opsFile(), 'utf8')).toBe(own);
     });
 
-    it('asks on a terminal; an unanswered question installs nothing', () => {
+    it('OPS_AGENT=ask with no answer (no terminal) installs nothing', () => {
       const r = install({ OPS_AGENT: 'ask' });
       expect(r.status).toBe(0);
       expect(existsSync(opsFile())).toBe(false);
