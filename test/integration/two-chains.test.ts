@@ -61,6 +61,19 @@ const fingerprint = (c: Chain) =>
     return `${f}:${s.ino}:${s.mtimeMs}:${s.size}:${readFileSync(join(c.dir, f), 'utf8')}`;
   });
 
+/** Inodes of the files in `dir` now (a temp file of an atomic write may vanish between list and stat). */
+function inodes(dir: string): Set<number> {
+  const out = new Set<number>();
+  for (const f of readdirSync(dir)) {
+    try {
+      out.add(statSync(join(dir, f)).ino);
+    } catch {
+      /* renamed away meanwhile */
+    }
+  }
+  return out;
+}
+
 /** Neither agent holds a lock on, or has open, a file of the other chain; each holds its own agent lock. */
 function assertSeparated(): void {
   const locks = readFileSync('/proc/locks', 'utf8').split('\n').filter(Boolean).map((l) => {
@@ -69,8 +82,8 @@ function assertSeparated(): void {
   });
   for (const c of Object.values(chains)) {
     const pid = c.agent!.proc.pid!;
-    const mine = new Set(readdirSync(c.dir).map((f) => statSync(join(c.dir, f)).ino));
-    const theirs = new Set(readdirSync(other(c).dir).map((f) => statSync(join(other(c).dir, f)).ino));
+    const mine = inodes(c.dir);
+    const theirs = inodes(other(c).dir);
     expect(locks.filter((l) => l.pid === pid && theirs.has(l.inode)), `${c.name} locks a file of ${other(c).name}`).toEqual([]);
     expect(locks.some((l) => l.pid === pid && l.inode === statSync(join(c.dir, '.token-keeper-agent.lock')).ino && mine.has(l.inode))).toBe(true);
     const open = readdirSync(`/proc/${pid}/fd`).map((fd) => {
@@ -153,8 +166,6 @@ describe('two chains on one machine', () => {
       expect(c.standin.stats().refreshes).toBe(refreshes(c));
       expect(c.standin.stats().reusedPresentations).toBe(0);
       expect(c.standin.stats().invalidGrants).toBe(0);
-      // Only this chain's files, no leftovers of the atomic writes.
-      expect(readdirSync(c.dir).sort()).toEqual(['.token-keeper-agent.lock', '.token-keeper-state.json', 'saxo_token.lock', 'saxo_token_cache.json']);
       const secrets = [token.accessToken, token.refreshToken, c.appSecret, other(c).appSecret];
       for (const s of secrets) expect(c.agent!.raw.join('\n').includes(s)).toBe(false);
     }
@@ -177,6 +188,8 @@ describe('two chains on one machine', () => {
     for (const c of Object.values(chains)) {
       const stop = await c.agent!.stop('SIGTERM');
       expect(stop.code).toBe(0);
+      // Stopped: only this chain's files are in its dir, and no temp file of an atomic write is left.
+      expect(readdirSync(c.dir).sort()).toEqual(['.token-keeper-agent.lock', '.token-keeper-state.json', 'saxo_token.lock', 'saxo_token_cache.json']);
     }
   }, 60_000);
 });
