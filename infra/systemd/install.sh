@@ -4,7 +4,8 @@
 # and, on request, the Ops Agent configuration. Run as root on the VM:
 #   sudo BOT_UNITS="iron_fly.service meic.service" /opt/token-keeper/infra/systemd/install.sh
 #   sudo CHAINS="sim live" /opt/token-keeper/infra/systemd/install.sh      # env files for token-keeper@sim/@live
-# Variables: BOT_UNITS (units to start after the main agent), CHAINS (template instances to prepare),
+# Variables: BOT_UNITS (units to start after the main agent; default: the installed list, else the
+# repository's), CHAINS (template instances to prepare),
 # APP_DIR (/opt/token-keeper), NODE_BIN (node on PATH), RUN_USER (calypso; the bots' user),
 # RUN_GROUP (RUN_USER's primary group), OPS_AGENT (yes | no | ask; default ask on a terminal, else no),
 # DESTDIR (stage into a directory: no systemctl).
@@ -17,6 +18,9 @@ DESTDIR="${DESTDIR:-}"
 APP_DIR="${APP_DIR:-/opt/token-keeper}"
 RUN_USER="${RUN_USER:-calypso}"
 NODE_BIN="${NODE_BIN:-$(command -v node || true)}"
+# Default: the list already installed (an upgrade keeps it), else the repository's.
+installed_dropin="$DESTDIR/etc/systemd/system/token-keeper.service.d/10-bots.conf"
+[[ -n "${BOT_UNITS:-}" || ! -f "$installed_dropin" ]] || BOT_UNITS="$(sed -n 's/^Before=//p' "$installed_dropin")"
 BOT_UNITS="${BOT_UNITS:-$(sed -n 's/^Before=//p' "$here/token-keeper.service.d/10-bots.conf")}"
 CHAINS="${CHAINS:-}"
 if [[ -t 0 ]]; then OPS_AGENT="${OPS_AGENT:-ask}"; else OPS_AGENT="${OPS_AGENT:-no}"; fi

@@ -63,6 +63,12 @@ describe.skipIf(!userExists)(userExists ? 'infra/systemd/install.sh' : `install.
     expect(written().map(String).filter((p) => /\.tmp\./.test(p))).toEqual([]);
   });
 
+  it('keeps the installed BOT_UNITS list when an upgrade does not pass one', () => {
+    expect(install({ BOT_UNITS: 'meic_live.service' }).status).toBe(0);
+    expect(install().status).toBe(0);
+    expect(readFileSync(join(units(), 'token-keeper.service.d', '10-bots.conf'), 'utf8')).toMatch(/^Before=meic_live\.service$/m);
+  });
+
   it('never overwrites an env file, but puts its mode and owner right', () => {
     expect(install().status).toBe(0);
     const envFile = join(envDir(), 'token-keeper.env');
