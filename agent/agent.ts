@@ -1,15 +1,20 @@
 /**
- * The VM agent's runtime: triggers (startup, a timer, the cache-file watcher, Pub/Sub messages)
- * feed the one Reconciler. Stops cleanly on an AbortSignal (SIGTERM/SIGINT in the CLI).
+ * The VM agent's runtime: triggers (startup, a timer, the cache-file watcher, Pub/Sub messages,
+ * the upstream retry) feed the one Reconciler. Stops on an AbortSignal (SIGTERM/SIGINT in the
+ * CLI): no new work starts, the run in progress — an exchange with Saxo already sent, the writes
+ * that make its answer durable — finishes, then everything closes.
  */
 import { watch, type FSWatcher } from 'chokidar';
+import { existsSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import type { Config } from '../core/config.js';
+import { ConfigError, errorText } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { configuredTiers, tierProblems } from '../core/tiers.js';
+import { removeStaleTmpFiles } from './atomic-write.js';
 import { acquireInstanceLock } from './instance-lock.js';
-import { Reconciler } from './reconciler.js';
-import { errorText } from '../core/errors.js';
+import { Reconciler, type Trigger } from './reconciler.js';
 import { connectCloud, reconcilerDeps } from './wiring.js';
 
 export interface AgentHandle {
@@ -18,11 +23,19 @@ export interface AgentHandle {
   done: Promise<void>;
 }
 
-export async function startAgent(config: Config, logger: Logger, signal: AbortSignal): Promise<AgentHandle> {
-  await mkdir(config.dataDir, { recursive: true, mode: 0o750 });
+/** `onReconciler` sees the reconciler before the startup run (the CLI's stop logic watches its phase). */
+export async function startAgent(config: Config, logger: Logger, signal: AbortSignal, onReconciler?: (r: Reconciler) => void): Promise<AgentHandle> {
+  if (!existsSync(config.dataDir)) {
+    // A typo in TOKEN_KEEPER_DATA_DIR must not run a keeper for nobody.
+    if (!config.createDataDir) {
+      throw new ConfigError(`data dir ${config.dataDir} does not exist: create it (owned by the bots' user) or set TOKEN_KEEPER_CREATE_DATA_DIR=true`);
+    }
+    await mkdir(config.dataDir, { recursive: true, mode: 0o750 });
+  }
   const instance = await acquireInstanceLock(config.dataDir);
   logger.info('agent_starting', 'TOKEN KEEPER SERVICE STARTING', {
     mode: config.gcp ? 'cloud-connected' : 'standalone',
+    primary: config.primary,
     dataDir: config.dataDir,
     holder: config.holderId,
   });
@@ -32,6 +45,9 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   });
   logger.info('agent_config', `Refresh threshold: ${config.refreshThresholdMs / 1000}s before expiry`);
   logger.addSecret(config.appSecret);
+  // Tmp files of a write killed mid-way hold token text; only this agent writes ours, and it holds the instance lock.
+  const removed = await removeStaleTmpFiles([config.cachePath, config.statePath]);
+  if (removed.length) logger.info('stale_tmp_removed', `Removed ${removed.length} tmp file(s) left by an interrupted write`, { removed });
 
   let cloud: Awaited<ReturnType<typeof connectCloud>>;
   try {
@@ -40,9 +56,16 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
     await instance.release();
     throw err;
   }
-  const reconciler = new Reconciler(reconcilerDeps(config, logger, cloud));
+  const deps = reconcilerDeps(config, logger, cloud);
+  const reconciler = new Reconciler(deps);
+  onReconciler?.(reconciler);
   await reconciler.load();
-  const safeRun = (t: Parameters<Reconciler['run']>[0]) =>
+  const known = reconciler.newestKnown;
+  const life = known?.issuedAt !== undefined ? known.accessExpiresAt - known.issuedAt : undefined;
+  for (const p of tierProblems(configuredTiers(config), life)) {
+    logger.warn('tiers_out_of_order', `Refresh tiers out of order: ${p.message} (fix: ${p.fix})`);
+  }
+  const safeRun = (t: Trigger) =>
     reconciler.run(t).catch((err) => {
       logger.error('reconcile_error', 'Unexpected error while reconciling; continuing', { error: errorText(err), trigger: t.kind });
       return 'failed' as const;
@@ -82,35 +105,40 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
     checkIntervalSeconds: config.checkIntervalMs / 1000,
   });
 
-  // While a pair waits for Secret Manager (refreshed or adopted during an outage), retry the push
+  // While a pair or an announcement waits upstream (refreshed or adopted during an outage), retry
   // every few seconds: the cloud must learn of it before it presents the consumed refresh token.
   const pushRetry = setInterval(() => {
     if (reconciler.hasPendingPush && !signal.aborted) void safeRun({ kind: 'push' });
-  }, Math.min(5000, config.checkIntervalMs));
+  }, deps.settings.pushRetryMs);
   pushRetry.unref();
 
   const done = (async () => {
     while (!signal.aborted) {
-      await new Promise<void>((resolve) => {
-        const onAbort = () => {
-          clearTimeout(t);
-          resolve();
-        };
-        const t = setTimeout(() => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        }, config.checkIntervalMs);
-        signal.addEventListener('abort', onAbort, { once: true });
-      });
+      await abortableSleep(config.checkIntervalMs, signal);
       if (signal.aborted) break;
       await safeRun({ kind: 'tick' });
     }
     clearInterval(pushRetry);
     logger.info('agent_stopping', 'Token keeper stopping');
-    await Promise.allSettled([watcher.close(), unsubscribe?.()]);
+    // Triggers first (nothing new arrives), then let the run in progress finish its writes.
+    await Promise.allSettled([watcher.close(), unsubscribe?.(), reconciler.stop()]);
     await cloud?.close();
     await instance.release();
     logger.info('agent_stopped', 'Token keeper stopped');
   })();
   return { reconciler, done };
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const onAbort = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }

@@ -64,6 +64,29 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array, o
   }
 }
 
+/**
+ * Remove tmp files a killed write of ours left behind for `paths` (they hold token text). Only our
+ * own pattern (`.<base>.<12 hex>.tmp`) — never the bots' fixed `saxo_token_cache.tmp`, which a bot
+ * may be writing right now. Call only while no writer of ours runs (the agent, at startup).
+ */
+export async function removeStaleTmpFiles(paths: string[]): Promise<string[]> {
+  const removed: string[] = [];
+  for (const path of paths) {
+    const dir = dirname(path);
+    const re = new RegExp(`^\\.${basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.[0-9a-f]{12}\\.tmp$`);
+    let names: string[] = [];
+    try {
+      names = await fsp.readdir(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names.filter((x) => re.test(x))) {
+      await fsp.unlink(join(dir, n)).then(() => removed.push(join(dir, n)), () => undefined);
+    }
+  }
+  return removed;
+}
+
 /** Make the rename itself durable. */
 export async function fsyncDir(dir: string): Promise<void> {
   const dh = await fsp.open(dir, C.O_RDONLY | C.O_DIRECTORY);

@@ -1,6 +1,8 @@
 /**
- * The bots' token cache (`saxo_token_cache.json`, DESIGN §3) as a TokenCache.
- * Reads take no lock (as the bots do); bad content is reported as `corrupt`, never thrown (I6).
+ * The bots' token cache (`saxo_token_cache.json`, docs/DESIGN.md "The bots' cache") as a TokenCache.
+ * Reads take no lock (as the bots do); bad content is reported as `corrupt` and a file that cannot
+ * be read (EACCES after a `sudo` run, EIO) as `unreadable` with its path and errno — never thrown
+ * (I6): the agent keeps refreshing into its state file and counts the failed writes.
  * Writes are crash-safe (atomic-write.ts) and 0600; the caller holds the flock.
  *
  * Unknown keys: the file is rewritten from the TokenSet alone, so callers keep keys they do not know
@@ -11,7 +13,7 @@
 import { encodeFlat, parseFlat } from '../core/codec.js';
 import type { Logger } from '../core/log.js';
 import type { CacheRead, TokenCache } from '../core/ports.js';
-import type { TokenSet } from '../core/token.js';
+import { secretsOf, type TokenSet } from '../core/token.js';
 import { atomicWriteFile, readFileNoFollow, type AtomicWriteOptions } from './atomic-write.js';
 
 export interface CacheFileOptions {
@@ -22,14 +24,18 @@ export interface CacheFileOptions {
 
 export function createCacheFile(path: string, opts: CacheFileOptions = {}): TokenCache {
   const read = async (): Promise<CacheRead> => {
-    const raw = await readFileNoFollow(path);
+    let raw;
+    try {
+      raw = await readFileNoFollow(path);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+      return { kind: 'unreadable', code, reason: `${code} reading ${path}` };
+    }
     if (raw.kind === 'missing') return raw;
     if (raw.kind === 'unusable') return { kind: 'corrupt', reason: raw.reason };
     const decoded = parseFlat(raw.text);
     if (!decoded.ok) return { kind: 'corrupt', reason: decoded.reason };
-    opts.logger?.addSecret(decoded.token.accessToken);
-    opts.logger?.addSecret(decoded.token.refreshToken);
-    opts.logger?.addSecret(decoded.token.appSecret);
+    opts.logger?.addSecret(...secretsOf(decoded.token));
     return { kind: 'ok', token: decoded.token };
   };
 
@@ -45,9 +51,7 @@ export function createCacheFile(path: string, opts: CacheFileOptions = {}): Toke
         };
       }
     }
-    opts.logger?.addSecret(token.accessToken);
-    opts.logger?.addSecret(token.refreshToken);
-    opts.logger?.addSecret(toWrite.appSecret);
+    opts.logger?.addSecret(...secretsOf(toWrite));
     await atomicWriteFile(path, JSON.stringify(encodeFlat(toWrite), null, 2) + '\n', { mode: 0o600, ...opts.write });
   };
 

@@ -1,7 +1,8 @@
 /**
- * `npx token-keeper <command>`: agent | status [--json] | refresh [--force] | login | demo.
+ * `npx token-keeper <command>`: agent | status [--json] | refresh [--force] | login | demo | doctor.
  * Returns the process exit code; never prints token material.
  */
+import { existsSync } from 'node:fs';
 import { loadConfig, type Config } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
@@ -14,23 +15,42 @@ function setup(): { config: Config; logger: Logger } {
   return { config, logger };
 }
 
+/** While idle, a stop that takes longer than this exits anyway (docs/DESIGN.md "Stopping"). */
+const IDLE_STOP_MS = 4_500;
+
 async function runAgent(): Promise<number> {
   const { config, logger } = setup();
   const { startAgent } = await import('./agent.js');
   const ctl = new AbortController();
+  let reconciler: { phase: string } | undefined;
+  const phase = () => reconciler?.phase ?? 'idle';
+  // An exchange already sent is answered within SAXO_HTTP_TIMEOUT_SECONDS; storing it takes a few
+  // more (the secret gets ≤ 5 s). Past that, nothing this process does can still save anything.
+  const hardStopMs = config.httpTimeoutMs + 15_000;
+  const exitWhen = (ok: () => boolean, code: number, why: string) => {
+    const poll = setInterval(() => {
+      if (!ok()) return;
+      logger.warn('forced_exit', why);
+      process.exit(code);
+    }, 50);
+    poll.unref();
+  };
   const stop = (sig: string) => {
-    if (ctl.signal.aborted) return;
-    logger.info('signal', `Received ${sig}, stopping`);
-    ctl.abort();
-    // DESIGN §6: clean exit within 5 s even if a refresh is stuck waiting on a lock.
-    setTimeout(() => {
-      logger.warn('forced_exit', 'Stop took longer than 4.5 s; exiting anyway');
-      process.exit(0);
-    }, 4500).unref();
+    if (!ctl.signal.aborted) {
+      logger.info('signal', `Received ${sig}, stopping`);
+      ctl.abort();
+      const t0 = Date.now();
+      // Idle but stuck (a slow Secret Manager call): exit. An exchange in flight: wait for its answer and writes.
+      exitWhen(() => (Date.now() - t0 > IDLE_STOP_MS && phase() === 'idle') || Date.now() - t0 > hardStopMs, 0, 'Stop took too long; exiting (no exchange with Saxo in flight)');
+      return;
+    }
+    // A second signal forces the exit — but never between Saxo's answer and the disk.
+    logger.warn('signal', `Received ${sig} again, exiting as soon as no answer from Saxo is unstored`, { phase: phase() });
+    exitWhen(() => phase() !== 'persisting', 1, 'Forced exit on a second signal');
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  const handle = await startAgent(config, logger, ctl.signal);
+  const handle = await startAgent(config, logger, ctl.signal, (r) => (reconciler = r));
   await handle.done;
   return 0;
 }
@@ -46,6 +66,7 @@ async function runStatus(opts: { json?: boolean }): Promise<number> {
 async function runRefresh(opts: { force?: boolean }): Promise<number> {
   const { config, logger } = setup();
   const [{ Reconciler }, { connectCloud, reconcilerDeps }] = await Promise.all([import('./reconciler.js'), import('./wiring.js')]);
+  if (!existsSync(config.dataDir)) throw new ConfigError(`data dir ${config.dataDir} does not exist (TOKEN_KEEPER_DATA_DIR)`);
   const cloud = await connectCloud(config, logger);
   try {
     const r = new Reconciler(reconcilerDeps(config, logger, cloud));
@@ -91,9 +112,20 @@ export async function main(argv: string[]): Promise<number> {
     .option('--no-open', 'print the URL instead of opening a browser')
     .option('--timeout <seconds>', 'give up after this long', '300')
     .option('--target <where>', 'where to store: auto | secret | cache | both', 'auto')
-    .action(async (o: { force?: boolean; open: boolean; timeout: string; target: string }) => {
+    .option('--import <file>', 'store a pair a failed login saved to a file (no browser)')
+    .action(async (o: { force?: boolean; open: boolean; timeout: string; target: string; import?: string }) => {
       const { runLogin } = await import('./login.js');
       code = await runLogin(o);
+    });
+  program
+    .command('doctor')
+    .description('checks the deployment (config, data dir, lock, token, IAM, Pub/Sub, clock, Saxo, agent, cloud path); exit 0 ok, 1 warnings, 2 failures')
+    .option('--json', 'one JSON object with every check')
+    .option('--bots-user <user>', "judge the data dir for this user (default: the unit's User=, else the current user)")
+    .option('--unit <path>', 'the installed systemd unit to read User=/Group=/ReadWritePaths= from (default /etc/systemd/system/token-keeper.service)')
+    .action(async (o: { json?: boolean; botsUser?: string; unit?: string }) => {
+      const { runDoctor } = await import('./doctor/command.js');
+      code = await runDoctor(o);
     });
   program
     .command('demo')

@@ -20,7 +20,7 @@ const fsExt = createRequire(import.meta.url)('fs-ext') as FsExt;
 export interface FlockOptions {
   timeoutMs?: number;
   retryMs?: number;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   clock?: Clock;
 }
 
@@ -72,14 +72,4 @@ function heldFd(fd: number): Held {
       }
     },
   };
-}
-
-/** Run `fn` under the lock; the lock is released whatever `fn` does. */
-export async function withFlock<T>(path: string, opts: FlockOptions, fn: () => Promise<T>): Promise<T> {
-  const held = await acquireFlock(path, opts);
-  try {
-    return await fn();
-  } finally {
-    await held.release();
-  }
 }

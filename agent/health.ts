@@ -1,50 +1,57 @@
 /**
- * The agent's failure bookkeeping and what it tells operators: consecutive failures with an ALERT
- * at MAX_REFRESH_FAILURES and every MAX after (not every check), "login required" said once, an
- * early ALERT when the refresh token itself is about to die, and the Python keeper's status line.
+ * What the agent tells operators about the chain: consecutive failures (core/failures.ts, shared
+ * with the function), "login required" said once and tied to the pair Saxo rejected (a newer pair
+ * from anywhere clears it), an early ALERT when the refresh token itself is about to die, and the
+ * Python keeper's status line.
  */
-import { shouldAlert, type Plan } from '../core/decide.js';
+import type { Plan } from '../core/decide.js';
+import { FailureCounter } from '../core/failures.js';
 import type { Logger } from '../core/log.js';
+import type { TokenSet } from '../core/token.js';
 
 export class Health {
-  failures = 0;
-  /** Saxo rejected the newest pair and nothing newer exists: a person must log in. */
-  loginRequired = false;
+  readonly failures: FailureCounter;
+  /** The refresh token Saxo rejected (or that died) while it was the newest: never presented again. */
+  private rejected: string | undefined;
+  private loginSaid = false;
   private alertedRefreshExpiry: string | undefined;
 
   constructor(
     private readonly logger: Logger,
-    private readonly maxFailures: number,
-  ) {}
-
-  /** A refresh failed: count it; ALERT on the Nth consecutive failure and every N after. */
-  failed(reason: string): void {
-    this.failures += 1;
-    this.logger.error('refresh_failed', `Token refresh failed (attempt ${this.failures}/${this.maxFailures})`, {
-      reason,
-      consecutiveFailures: this.failures,
-    });
-    if (shouldAlert(this.failures, this.maxFailures)) {
-      this.logger.alert(
-        'refresh_alert',
-        `ALERT: Token refresh failed ${this.failures} consecutive times! Manual intervention may be required.`,
-        { consecutiveFailures: this.failures },
-      );
+    maxFailures: number,
+    restored: { failures?: number | undefined; loginRequired?: boolean | undefined; known?: TokenSet | undefined } = {},
+  ) {
+    this.failures = new FailureCounter(logger, maxFailures, restored.failures ?? 0);
+    if (restored.loginRequired) {
+      this.loginSaid = true;
+      this.rejected = restored.known?.refreshToken ?? '';
     }
+  }
+
+  get loginRequired(): boolean {
+    return this.loginSaid;
+  }
+
+  /** Was this pair rejected (so that presenting it again could only count as a reuse, I1)? */
+  isRejected(t: TokenSet): boolean {
+    return this.rejected !== undefined && this.rejected === t.refreshToken;
   }
 
   /** Nothing can refresh any more; said once until a newer pair appears. */
-  requireLogin(health: string): void {
-    if (!this.loginRequired) {
-      this.logger.error('login_required', 'Login required: no usable refresh token (run `npx token-keeper login`)', { health });
+  requireLogin(why: string, pair: TokenSet | undefined): void {
+    if (!this.loginSaid) {
+      this.logger.error('login_required', 'Login required: no usable refresh token (run `npx token-keeper login`)', { health: why });
     }
-    this.loginRequired = true;
+    this.loginSaid = true;
+    if (pair) this.rejected = pair.refreshToken;
   }
 
-  /** A refresh succeeded or a different, newer pair arrived. */
-  recovered(): void {
-    this.failures = 0;
-    this.loginRequired = false;
+  /** `t` replaced `prev` as the newest pair: someone refreshed, so the chain lives; the rejection is history. */
+  adopted(t: TokenSet, prev: TokenSet | undefined): void {
+    if (prev?.refreshToken === t.refreshToken) return;
+    if (prev) this.failures.recovered();
+    this.rejected = undefined;
+    this.loginSaid = false;
   }
 
   /** ALERT once per refresh token when it is close to dying and no refresh is due to save it. */

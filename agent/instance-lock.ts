@@ -1,6 +1,6 @@
 /**
  * One agent per data dir: a non-blocking flock on `${dataDir}/.token-keeper-agent.lock` — never on
- * `saxo_token.lock`, which the bots flock for every refresh (DESIGN §3).
+ * `saxo_token.lock`, which the bots flock for every refresh (docs/DESIGN.md "The bots' lock").
  *
  * Why flock and not proper-lockfile (which this module used first): proper-lockfile's mkdir lock
  * goes stale by mtime, so a kill -9'd agent blocked its own restart for the stale period (10 s),
@@ -8,7 +8,6 @@
  * the moment its holder dies and never while it lives, which is exactly the semantics wanted here;
  * it also keeps ~2.5 MB (proper-lockfile + graceful-fs) out of the agent's memory.
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LockTimeoutError } from '../core/errors.js';
 import type { Held } from '../core/ports.js';
@@ -24,7 +23,6 @@ export class InstanceLockedError extends Error {
 export const INSTANCE_LOCK_FILE = '.token-keeper-agent.lock';
 
 export async function acquireInstanceLock(dataDir: string): Promise<Held> {
-  await mkdir(dataDir, { recursive: true });
   try {
     // One attempt: a live holder means another agent runs; a dead one has already been released.
     return await acquireFlock(join(dataDir, INSTANCE_LOCK_FILE), { timeoutMs: 0 });

@@ -5,23 +5,17 @@
  */
 import { createServer, type Server } from 'node:http';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { loadConfig, type Config } from '../core/config.js';
+import { loadConfig } from '../core/config.js';
 import { createLogger, type Logger } from '../core/log.js';
 import type { TokenEndpoint } from '../core/ports.js';
 import { buildAuthorizationUrl, createPkce, randomState } from '../core/saxo/authorize.js';
 import { createSaxoClient } from '../core/saxo/client.js';
-import { compareFreshness, fromResponse, type TokenSet } from '../core/token.js';
-import { pushToSecret, withNextGeneration } from '../core/push.js';
-import { createCacheFile } from './cache-file.js';
-import { acquireFlock } from './flock.js';
-import { createStateFile } from './state-file.js';
+import { fromResponse, type TokenSet } from '../core/token.js';
 import { connectCloud } from './wiring.js';
 import { errorText } from '../core/errors.js';
+import { importRescued, LoginError, preflight, rescue, storeLogin, type LoginTarget } from './login-store.js';
 
-export class LoginError extends Error {
-  override readonly name = 'LoginError';
-}
+export { LoginError };
 
 export interface LoginFlowOptions {
   authBaseUrl: string;
@@ -98,48 +92,6 @@ export async function performLogin(o: LoginFlowOptions): Promise<TokenSet> {
   return { ...t, generation: undefined, appKey: o.appKey, appSecret: o.appSecret };
 }
 
-export type LoginTarget = 'auto' | 'secret' | 'cache' | 'both';
-
-/** Store the pair; refuses to replace a pair newer than it unless `force`. Returns where it went. */
-export async function storeLogin(config: Config, token: TokenSet, target: LoginTarget, force: boolean, logger: Logger): Promise<string[]> {
-  const useSecret = target === 'secret' || target === 'both' || (target === 'auto' && !!config.gcp);
-  const useCache = target === 'cache' || target === 'both' || (target === 'auto' && (!config.gcp || existsSync(config.dataDir)));
-  if (useSecret && !config.gcp) throw new LoginError('--target secret needs GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID');
-  const cloud = useSecret ? await connectCloud(config, logger) : undefined;
-  const stored: string[] = [];
-  try {
-    const cache = createCacheFile(config.cachePath, { logger });
-    const stateFile = createStateFile(config.statePath, { logger });
-    const latest = cloud ? await cloud.store.latest() : undefined;
-    const cached = useCache ? await cache.read() : undefined;
-    const known = useCache ? (await stateFile.read())?.token : undefined;
-    const existing = [latest?.token, cached?.kind === 'ok' ? cached.token : undefined, known];
-    for (const e of existing) {
-      if (e && e.accessExpiresAt > token.accessExpiresAt && compareFreshness(e, token) > 0 && !force) {
-        throw new LoginError('A newer token pair is already stored (someone refreshed during the login); use --force to replace it');
-      }
-    }
-    const pair = withNextGeneration(token, ...existing);
-    if (cloud) {
-      const v = await pushToSecret({ store: cloud.store, bus: cloud.bus, logger, token: pair, keep: config.keepSecretVersions, reason: 'login' });
-      stored.push(v);
-    }
-    if (useCache) {
-      const held = await acquireFlock(config.lockPath, { timeoutMs: config.lockTimeoutMs });
-      try {
-        await cache.write(pair);
-      } finally {
-        await held.release();
-      }
-      stored.push(config.cachePath);
-    }
-    logger.notice('login_stored', `Login complete: new token stored (generation ${pair.generation})`, { stored, generation: pair.generation });
-    return stored;
-  } finally {
-    await cloud?.close();
-  }
-}
-
 function openBrowser(url: string): boolean {
   const cmd = process.platform === 'darwin' ? 'open' : process.platform === 'win32' ? 'cmd' : 'xdg-open';
   if (process.platform === 'linux' && !process.env.DISPLAY && !process.env.WAYLAND_DISPLAY) return false;
@@ -152,10 +104,17 @@ function openBrowser(url: string): boolean {
   }
 }
 
-export async function runLogin(o: { force?: boolean; open: boolean; timeout: string; target: string }): Promise<number> {
+export { storeLogin, type LoginTarget };
+
+export async function runLogin(o: { force?: boolean; open: boolean; timeout: string; target: string; import?: string }): Promise<number> {
   const config = loadConfig();
   const logger = createLogger({ format: config.logFormat, component: 'login' });
   logger.addSecret(config.appSecret);
+  if (!['auto', 'secret', 'cache', 'both'].includes(o.target)) {
+    process.stderr.write(`token-keeper login: --target must be auto, secret, cache or both\n`);
+    return 2;
+  }
+  if (o.import) return importRescued(config, o.import, o.target as LoginTarget, o.force === true, logger);
   let appKey = config.appKey;
   let appSecret = config.appSecret;
   if (!appKey && config.gcp) {
@@ -177,10 +136,6 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
     process.stderr.write('token-keeper login: set SAXO_APP_KEY (and SAXO_APP_SECRET for a confidential app)\n');
     return 2;
   }
-  if (!['auto', 'secret', 'cache', 'both'].includes(o.target)) {
-    process.stderr.write(`token-keeper login: --target must be auto, secret, cache or both\n`);
-    return 2;
-  }
   // Number('abc') is NaN and setTimeout(NaN) fires at once: reject it instead of "timing out" instantly.
   const timeoutSec = Number(o.timeout);
   if (!Number.isFinite(timeoutSec) || timeoutSec <= 0) {
@@ -188,7 +143,14 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
     return 2;
   }
   try {
-    const token = await performLogin({
+    await preflight(config, o.target as LoginTarget, logger);
+  } catch (err) {
+    process.stderr.write(`token-keeper login: ${err instanceof LoginError ? err.message : errorText(err)}\n`);
+    return 2;
+  }
+  let token: TokenSet;
+  try {
+    token = await performLogin({
       authBaseUrl: config.authBaseUrl,
       appKey,
       appSecret,
@@ -202,10 +164,17 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
         process.stderr.write(`${opened ? 'Opened your browser. If it did not open, visit' : 'Open this URL in a browser'}:\n\n  ${url}\n\nWaiting for the redirect to ${config.redirectUri} …\n`);
       },
     });
+  } catch (err) {
+    logger.error('login_failed', `Login failed: ${errorText(err)}`);
+    return 1;
+  }
+  try {
     await storeLogin(config, token, o.target as LoginTarget, o.force === true, logger);
     return 0;
   } catch (err) {
-    logger.error('login_failed', `Login failed: ${errorText(err)}`);
+    const file = await rescue(config, token);
+    logger.error('login_store_failed', `Login succeeded but storing failed: ${errorText(err)}. The new pair is saved in ${file} (0600)`, { file });
+    process.stderr.write(`\nThe new token could not be stored (${errorText(err)}).\nIt is saved in ${file} (mode 0600). Once the problem is fixed, import it:\n\n  npx token-keeper login --import ${file}\n\n`);
     return 1;
   }
 }

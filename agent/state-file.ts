@@ -1,12 +1,16 @@
 /**
  * The agent's private record of the newest token it has seen, so that after a restart a stale or
- * corrupt cache is put right from here rather than refreshed with (I2, I3). Same crash-safe 0600
- * write as the cache. Format: {version:1, token: <flat encoding>, failures, lastRefresh, agentSeenAt}.
+ * corrupt cache is put right from here rather than refreshed with (I2, I3) — and so that a pair
+ * Saxo issued survives a cache that cannot be written. Same crash-safe 0600 write as the cache.
+ * Format: {version:1, token: <flat encoding>, failures, lastRefresh, agentSeenAt, loginRequired,
+ * announce (a TOKEN_ROTATED not yet published), awaiting (why the agent is holding back)}.
  */
 import { z } from 'zod/v3';
-import { decodeFlat, encodeFlat } from '../core/codec.js';
+import { decodeFlat, describeIssues, encodeFlat } from '../core/codec.js';
+import { tokenRotatedEventSchema } from '../core/gcp/event-schema.js';
 import type { Logger } from '../core/log.js';
-import type { TokenSet } from '../core/token.js';
+import type { TokenRotatedEvent } from '../core/ports.js';
+import { secretsOf, type TokenSet } from '../core/token.js';
 import { atomicWriteFile, readFileNoFollow, type AtomicWriteOptions } from './atomic-write.js';
 
 export interface AgentState {
@@ -16,6 +20,10 @@ export interface AgentState {
   agentSeenAt?: number | undefined;
   /** Saxo rejected the newest refresh token and nothing newer exists: a person must log in. */
   loginRequired?: boolean | undefined;
+  /** A version stored but not yet announced (Pub/Sub did not answer); the push retry publishes it. */
+  announce?: TokenRotatedEvent | undefined;
+  /** Why the agent is not refreshing although the token is due (e.g. not the primary VM). */
+  awaiting?: { reason: string; since: number } | undefined;
 }
 
 export interface StateFile {
@@ -34,6 +42,8 @@ const stateSchema = z.object({
     .optional(),
   agentSeenAt: z.number().finite().optional(),
   loginRequired: z.boolean().optional(),
+  announce: tokenRotatedEventSchema.optional(),
+  awaiting: z.object({ reason: z.string().max(200), since: z.number().finite() }).optional(),
 });
 
 export interface StateFileOptions {
@@ -58,20 +68,17 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       return corrupt(`not valid JSON (${raw.text.length} bytes)`);
     }
     const parsed = stateSchema.safeParse(json);
-    if (!parsed.success) {
-      return corrupt(parsed.error.issues.map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.code}`).join('; '));
-    }
+    if (!parsed.success) return corrupt(describeIssues(parsed.error));
     const s = parsed.data;
     let token: TokenSet | undefined;
     if (s.token !== undefined) {
       const d = decodeFlat(s.token);
       if (!d.ok) return corrupt(`token: ${d.reason}`);
       token = d.token;
-      opts.logger?.addSecret(token.accessToken);
-      opts.logger?.addSecret(token.refreshToken);
-      opts.logger?.addSecret(token.appSecret);
+      opts.logger?.addSecret(...secretsOf(token));
     }
-    return { token, failures: s.failures, lastRefresh: s.lastRefresh, agentSeenAt: s.agentSeenAt, loginRequired: s.loginRequired };
+    const { failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting } = s;
+    return { token, failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting };
   };
 
   const write = async (state: AgentState): Promise<void> => {
@@ -82,6 +89,8 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       ...(state.lastRefresh ? { lastRefresh: state.lastRefresh } : {}),
       ...(state.agentSeenAt !== undefined ? { agentSeenAt: state.agentSeenAt } : {}),
       ...(state.loginRequired ? { loginRequired: true } : {}),
+      ...(state.announce ? { announce: state.announce } : {}),
+      ...(state.awaiting ? { awaiting: state.awaiting } : {}),
     };
     await atomicWriteFile(path, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, ...opts.write });
   };

@@ -1,6 +1,6 @@
 /**
  * `token-keeper status`: the token's state from the cache, the agent's state file and (when
- * configured) the secret. Exit codes (DESIGN §6): 0 healthy, 1 refresh overdue or degraded,
+ * configured) the secret. Exit codes (docs/DESIGN.md "CLI"): 0 healthy, 1 refresh overdue or degraded,
  * 2 expired / missing / login required. Prints no token material, ever.
  */
 import type { Config } from '../core/config.js';
@@ -26,7 +26,7 @@ export interface StatusReport {
     refreshExpiresAt?: string | undefined;
     refreshLeftSeconds?: number | undefined;
   };
-  cache: { state: 'ok' | 'missing' | 'corrupt' | 'stale'; reason?: string | undefined };
+  cache: { state: 'ok' | 'missing' | 'corrupt' | 'unreadable' | 'stale'; reason?: string | undefined };
   secret?: {
     state: 'ok' | 'unavailable' | 'empty' | 'corrupt' | 'stale';
     latestVersion?: string | undefined;
@@ -40,6 +40,8 @@ export interface StatusReport {
     lastSeenSecondsAgo?: number | undefined;
     lastRefresh?: { at: string; by: string; version?: string | undefined } | undefined;
     loginRequired: boolean;
+    /** Why the agent holds back although the token is due (e.g. not the primary VM). */
+    awaiting?: { reason: string; since: string } | undefined;
   };
   problems: string[];
 }
@@ -47,7 +49,15 @@ export interface StatusReport {
 export async function collectStatus(config: Config, now = Date.now()): Promise<StatusReport> {
   const problems: string[] = [];
   const cache = await createCacheFile(config.cachePath).read();
-  const state = await createStateFile(config.statePath).read();
+  if (cache.kind === 'unreadable') {
+    problems.push(`cannot read the cache (${cache.code}): run status as the bots' user, or give the file back to them: sudo chown <bots-user> ${config.cachePath}`);
+  }
+  const state = await createStateFile(config.statePath)
+    .read()
+    .catch((err: unknown) => {
+      problems.push(`cannot read the agent state file ${config.statePath} (${(err as NodeJS.ErrnoException).code ?? errorText(err)})`);
+      return undefined;
+    });
   let secret: SecretView = { kind: 'absent' };
   let meta: SecretMeta | undefined;
   let activeVersions: number | undefined;
@@ -88,7 +98,9 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
     // Each condition that makes a live token "degraded", with what status says about it.
     const degraded: [boolean, string][] = [
       [failures > 0, `${failures} consecutive refresh failure(s)`],
-      [plan.writeCache, 'the cache is behind the newest token'],
+      [plan.writeCache && cache.kind !== 'unreadable', 'the cache is behind the newest token'],
+      [cache.kind === 'unreadable', 'the cache cannot be read'],
+      [state?.awaiting !== undefined, `the agent is holding back: ${state?.awaiting?.reason ?? ''}`],
       [plan.pushSecret, 'the secret is behind the newest token'],
       [secret.kind === 'unavailable', 'cannot reach Secret Manager'],
       [lastSeenAgo !== undefined && lastSeenAgo * 1000 > 3 * config.checkIntervalMs, `agent last seen ${Math.round(lastSeenAgo ?? 0)} s ago`],
@@ -120,7 +132,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
     token: plan.best ? tokenInfo(plan.best) : undefined,
     cache: {
       state: cache.kind === 'ok' ? (plan.writeCache ? 'stale' : 'ok') : cache.kind,
-      reason: cache.kind === 'corrupt' ? cache.reason : undefined,
+      reason: cache.kind === 'corrupt' || cache.kind === 'unreadable' ? cache.reason : undefined,
     },
     secret: config.gcp
       ? {
@@ -141,6 +153,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       lastSeenSecondsAgo: lastSeenAgo !== undefined ? Math.round(lastSeenAgo) : undefined,
       lastRefresh: lr(state?.lastRefresh),
       loginRequired,
+      awaiting: state?.awaiting ? { reason: state.awaiting.reason, since: new Date(state.awaiting.since).toISOString() } : undefined,
     },
     problems,
   };
@@ -171,6 +184,7 @@ export function formatStatus(r: StatusReport): string {
   if (r.agent.lastRefresh) lines.push(`  agent refresh  ${r.agent.lastRefresh.at} by ${r.agent.lastRefresh.by}${r.agent.lastRefresh.version ? ` (${r.agent.lastRefresh.version})` : ''}`);
   lines.push(`  failures       ${r.agent.consecutiveFailures} (agent)${r.secret?.consecutiveFailures !== undefined ? `, ${r.secret.consecutiveFailures} (cloud)` : ''}`);
   lines.push(`  agent seen     ${r.agent.lastSeen ? `${r.agent.lastSeen} (${r.agent.lastSeenSecondsAgo} s ago)` : 'never'}`);
+  if (r.agent.awaiting) lines.push(`  agent waits    since ${r.agent.awaiting.since}: ${r.agent.awaiting.reason}`);
   for (const p of r.problems) lines.push(`  ! ${p}`);
   return lines.join('\n');
 }

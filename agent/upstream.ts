@@ -1,15 +1,18 @@
 /**
- * The agent's side of Secret Manager: reading it (outage warnings rate-limited), pushing pairs it
- * has not seen, and remembering announcements that could not be fetched. State lives here so the
- * reconciler only asks questions: is a push pending, is this pair superseded.
+ * The agent's side of Secret Manager and Pub/Sub: reading the secret (outage warnings
+ * rate-limited), pushing pairs it has not seen, announcing versions that could not be announced,
+ * and remembering announcements it could not fetch. The state lives here, behind methods, so the
+ * reconciler only asks questions: is there upstream work, is this pair superseded.
  */
+import { addVersion, announce, pruneVersions, rotatedEvent, type AnnounceMark } from '../core/announce.js';
 import type { Clock } from '../core/clock.js';
 import type { SecretView } from '../core/decide.js';
 import { errorText } from '../core/errors.js';
+import { isVersionOf } from '../core/gcp/event-schema.js';
 import type { Logger } from '../core/log.js';
 import type { EventBus, SecretStore, TokenRotatedEvent } from '../core/ports.js';
-import { pushToSecret, withNextGeneration } from '../core/push.js';
-import { compareFreshness, type TokenSet } from '../core/token.js';
+import { DEFAULT_ACCESS_LIFE_MS } from '../core/tiers.js';
+import { compareFreshness, secretsOf, withNextGeneration, withPayloadCredentials, type TokenSet } from '../core/token.js';
 
 export interface UpstreamDeps {
   clock: Clock;
@@ -17,30 +20,78 @@ export interface UpstreamDeps {
   bus?: EventBus | undefined;
   logger: Logger;
   keepSecretVersions: number;
-  /** Called with every pair read, so the logger can redact it. */
-  onRead: (t: TokenSet | undefined) => void;
 }
 
 const OUTAGE_LOG_EVERY_MS = 60_000;
 
 export class Upstream {
   /** The pair we hold may be ahead of the secret: compare and push once Secret Manager answers. */
-  pending = false;
+  private pending = false;
+  /** A version stored but not announced yet (persisted in the state file by the reconciler). */
+  private unannounced: TokenRotatedEvent | undefined;
   /**
-   * An announced version we could not fetch (Secret Manager unavailable), and the refresh token we
-   * held then: the announcement proves that token was consumed, so it must never be presented.
+   * An announced version we could not fetch, and the refresh token we held then: the announcement
+   * proves that token was consumed, so it is not presented — for at most one token lifetime, after
+   * which an unreadable announcement must not stall our own refreshes any longer.
    */
-  private announced: { generation: number; version: string; consumed: string | undefined } | undefined;
+  private announced: { generation: number; version: string; consumed: string | undefined; until: number } | undefined;
   private lastOutageLog = -Infinity;
 
+  /** Where a failed announcement waits (the reconciler saves it with the state). */
+  readonly mark: AnnounceMark = {
+    set: async (e) => {
+      this.unannounced = e;
+    },
+    clear: async (e) => {
+      if (this.unannounced?.version === e.version) this.unannounced = undefined;
+    },
+  };
+
   constructor(private readonly d: UpstreamDeps) {}
+
+  private announceDeps() {
+    return { bus: this.d.bus, clock: this.d.clock, logger: this.d.logger, mark: this.mark };
+  }
 
   get configured(): boolean {
     return this.d.store !== undefined;
   }
 
+  /** Something waits for Secret Manager or Pub/Sub (the push retry keeps running while true). */
+  get hasWork(): boolean {
+    return (this.configured && this.pending) || this.unannounced !== undefined;
+  }
+
   get awaitingAnnounced(): boolean {
     return this.announced !== undefined;
+  }
+
+  get pendingAnnouncement(): TokenRotatedEvent | undefined {
+    return this.unannounced;
+  }
+
+  restore(unannounced: TokenRotatedEvent | undefined): void {
+    this.unannounced = unannounced;
+  }
+
+  markPending(): void {
+    if (this.configured) this.pending = true;
+  }
+
+  /**
+   * Is this announcement worth a read? Not when it names another project's or secret's version
+   * (acked and logged, never read), nor when it is not newer than what we hold.
+   */
+  worthReading(ev: TokenRotatedEvent, known: TokenSet | undefined): boolean {
+    if (!this.d.store || !isVersionOf(this.d.store.name, ev.version)) {
+      this.d.logger.warn('event_foreign', 'Ignored a TOKEN_ROTATED for another secret (not read)', { version: ev.version });
+      return false;
+    }
+    if (known?.generation !== undefined && ev.generation <= known.generation) {
+      this.d.logger.debug('event_ignored', 'Ignored TOKEN_ROTATED event: not newer than what we hold', { version: ev.version, generation: ev.generation });
+      return false;
+    }
+    return true;
   }
 
   /** The latest version, or `version` (falling back to latest when it was destroyed). */
@@ -49,7 +100,7 @@ export class Upstream {
     if (!store) return { kind: 'absent' };
     try {
       const read = version ? ((await store.version(version)) ?? (await store.latest())) : await store.latest();
-      this.d.onRead(read?.token);
+      this.d.logger.addSecret(...secretsOf(read?.token));
       return { kind: 'read', read };
     } catch (err) {
       // Whatever we hold may now get ahead of the secret (a local refresh, a restart) before it
@@ -65,14 +116,25 @@ export class Upstream {
     }
   }
 
-  noteAnnounced(ev: TokenRotatedEvent, heldRefreshToken: string | undefined): void {
+  /** Returns false when this announcement has been unreadable for longer than a token lifetime. */
+  noteAnnounced(ev: TokenRotatedEvent, held: TokenSet | undefined): boolean {
+    const now = this.d.clock.now();
     if (!this.announced || ev.generation > this.announced.generation) {
-      this.announced = { generation: ev.generation, version: ev.version, consumed: heldRefreshToken };
+      const life = held?.issuedAt !== undefined ? held.accessExpiresAt - held.issuedAt : DEFAULT_ACCESS_LIFE_MS;
+      this.announced = { generation: ev.generation, version: ev.version, consumed: held?.refreshToken, until: now + Math.max(life, 60_000) };
     }
+    return now < this.announced.until;
   }
 
   isSuperseded(t: TokenSet): boolean {
-    return this.announced !== undefined && this.announced.consumed === t.refreshToken;
+    const a = this.announced;
+    if (!a || a.consumed !== t.refreshToken) return false;
+    if (this.d.clock.now() < a.until) return true;
+    this.d.logger.warn('announcement_unreadable', 'An announced version stayed unreadable for a token lifetime; refreshing from here again', {
+      version: a.version,
+    });
+    this.announced = undefined;
+    return false;
   }
 
   /** A different pair was adopted: the announcement it was waiting for is settled. */
@@ -81,26 +143,40 @@ export class Upstream {
   }
 
   /**
-   * Push `best` when the secret (as just read) is behind it. Returns the pair as stored — renumbered
-   * above the secret's generation when needed — or undefined when nothing was pushed.
+   * Push `best` when the secret (as just read) is behind it. Returns the pair as stored —
+   * renumbered above the secret's generation when needed — or undefined when nothing was pushed.
    */
   async push(best: TokenSet, secret: Extract<SecretView, { kind: 'read' }>): Promise<TokenSet | undefined> {
-    const { store, bus, logger } = this.d;
+    const { store, logger } = this.d;
     if (!store) return undefined;
     const secretToken = secret.read?.token;
     if (secretToken && compareFreshness(best, secretToken) <= 0) {
       this.pending = false;
       return undefined;
     }
+    const pushed = withNextGeneration(best, undefined, secretToken);
+    let version: string;
     try {
-      const pushed = withNextGeneration(best, undefined, secretToken);
-      await pushToSecret({ store, bus, logger, token: pushed, keep: this.d.keepSecretVersions, reason: 'push' });
-      this.pending = false;
-      return pushed;
+      version = await addVersion(store, withPayloadCredentials(pushed, secretToken), logger, 'push');
     } catch (err) {
       this.pending = true;
       logger.warn('secret_push_failed', 'Could not push the newest token to Secret Manager; will retry', { error: errorText(err) });
       return undefined;
     }
+    this.pending = false;
+    await announce(this.announceDeps(), rotatedEvent(pushed, version, this.d.clock.now()));
+    await pruneVersions(store, this.d.keepSecretVersions, logger);
+    return pushed;
+  }
+
+  /** Retry what waits: the pending push of `known`, then (unless told not to) a pending announcement. */
+  async flush(known: TokenSet | undefined, o: { announce: boolean }): Promise<TokenSet | undefined> {
+    let stored: TokenSet | undefined;
+    if (this.configured && this.pending && known) {
+      const secret = await this.read(undefined, true);
+      if (secret.kind === 'read') stored = await this.push(known, secret);
+    }
+    if (o.announce && this.unannounced) await announce(this.announceDeps(), this.unannounced);
+    return stored;
   }
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../core/log.js';
 import type { EventBus, SecretStore } from '../core/ports.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { createSaxoClient } from '../core/saxo/client.js';
+import { agentSettings, type SettingsOverrides } from '../core/settings.js';
 import { createCacheFile } from './cache-file.js';
 import { acquireFlock } from './flock.js';
 import { createStateFile } from './state-file.js';
@@ -22,16 +23,14 @@ export interface Cloud {
 export async function connectCloud(config: Config, logger: Logger, opts: { timeoutMs?: number } = {}): Promise<Cloud | undefined> {
   const gcp = config.gcp;
   if (!gcp) return undefined;
-  const [{ createSecretManagerClient }, { createSecretStore }, { createLeanEventBus }] = await Promise.all([
+  const [{ createSecretManagerClient }, { createSecretStore }, { createEventBus }] = await Promise.all([
     import('../core/gcp/clients.js'),
     import('../core/gcp/secret-store.js'),
-    import('../core/gcp/lean-event-bus.js'),
+    import('../core/gcp/event-bus.js'),
   ]);
   const client = await createSecretManagerClient(gcp);
   const store = createSecretStore({ client, projectId: gcp.projectId, secretId: gcp.secretId, logger, timeoutMs: opts.timeoutMs });
-  // The lean bus (generated clients only, created on first publish/subscribe): ~10 MB less RSS
-  // than the high-level PubSub class, which the function and tools keep using.
-  const bus = createLeanEventBus({ gcp, logger });
+  const bus = createEventBus({ gcp, logger });
   return {
     store,
     bus,
@@ -41,26 +40,16 @@ export async function connectCloud(config: Config, logger: Logger, opts: { timeo
   };
 }
 
-export function reconcilerDeps(config: Config, logger: Logger, cloud?: Cloud, clock: Clock = systemClock): ReconcilerDeps {
+export function reconcilerDeps(config: Config, logger: Logger, cloud?: Cloud, clock: Clock = systemClock, over: SettingsOverrides = {}): ReconcilerDeps {
   return {
     clock,
     cache: createCacheFile(config.cachePath, { logger }),
-    lock: () => acquireFlock(config.lockPath, { timeoutMs: config.lockTimeoutMs, retryMs: config.lockRetryMs, clock }),
+    lock: (signal) => acquireFlock(config.lockPath, { timeoutMs: config.lockTimeoutMs, retryMs: config.lockRetryMs, clock, signal }),
     state: createStateFile(config.statePath, { logger }),
     saxo: createSaxoClient({ authBaseUrl: config.authBaseUrl, httpTimeoutMs: config.httpTimeoutMs, clock, logger }),
     store: cloud?.store,
     bus: cloud?.bus,
     logger,
-    settings: {
-      refreshThresholdMs: config.refreshThresholdMs,
-      refreshTokenAlertMs: config.refreshTokenAlertMs,
-      maxRefreshFailures: config.maxRefreshFailures,
-      keepSecretVersions: config.keepSecretVersions,
-      leaseTtlMs: config.leaseTtlMs,
-      expiryMarginMs: config.expiryMarginMs,
-      holderId: config.holderId,
-      appKey: config.appKey,
-      appSecret: config.appSecret,
-    },
+    settings: agentSettings(config, over),
   };
 }

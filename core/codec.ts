@@ -1,10 +1,19 @@
 /**
- * The flat JSON format shared by the bots' cache file and the Secret Manager payload (DESIGN §3).
+ * The flat JSON format shared by the bots' cache file and the Secret Manager payload
+ * (docs/DESIGN.md "The bots' cache").
  * Bots' keys: access_token, refresh_token, token_expiry, app_key, app_secret (all strings).
- * Ours: refresh_token_expiry, issued_at (ISO), generation (decimal string), source.
+ * Ours: refresh_token_expiry, issued_at (ISO), generation (decimal string), source, pair_id.
  * Unknown keys travel in TokenSet.extra and are written back verbatim.
  * Failure reasons name keys and problems only, never values (I5).
+ *
+ * pair_id binds our keys to the pair they describe: a bot that saves its own refresh into the
+ * secret replaces only access_token, refresh_token and token_expiry and carries every other key of
+ * the version it read, so our keys there describe the *previous* pair. A pair_id that does not
+ * match the refresh token marks them as copied: they are dropped (a stale refresh_token_expiry
+ * would say "login required" while the real refresh token lives; a copied generation would let an
+ * older pair win), and the copied generation survives only as a floor for the next number.
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod/v3';
 import type { TokenSet } from './token.js';
 
@@ -23,7 +32,13 @@ const KNOWN_KEYS = [
   'issued_at',
   'generation',
   'source',
+  'pair_id',
 ] as const;
+
+/** A short one-way tag of the refresh token (not reversible, not usable as a token). */
+export function pairId(refreshToken: string): string {
+  return createHash('sha256').update(refreshToken).digest('hex').slice(0, 16);
+}
 
 const optString = z.string().optional();
 // zod/v3 (shipped inside zod 4): the same validation at ~1.5 MB of agent RSS instead of ~10 MB for
@@ -39,6 +54,7 @@ const flatSchema = z
     issued_at: optString,
     generation: z.union([z.number().int().nonnegative(), z.string().regex(/^\d{1,15}$/)]).optional(),
     source: optString,
+    pair_id: optString,
   })
   .passthrough();
 
@@ -91,7 +107,8 @@ export function formatTimestamp(ms: number): string {
   return `${base}${milli ? '.' + pad(milli * 1000, 6) : ''}+00:00`;
 }
 
-function describeIssues(err: z.ZodError): string {
+/** A zod error as paths and issue codes only, never input values (I5). */
+export function describeIssues(err: z.ZodError): string {
   // Paths and issue codes only: zod messages may echo input in future versions.
   return err.issues
     .slice(0, 5)
@@ -123,16 +140,19 @@ export function decodeFlat(input: unknown): DecodeResult {
   for (const [k, val] of Object.entries(input as Record<string, unknown>)) {
     if (!(KNOWN_KEYS as readonly string[]).includes(k)) extra[k] = val;
   }
+  const generation = v.generation === undefined ? undefined : Number(v.generation);
+  const copied = v.pair_id !== undefined && v.pair_id !== pairId(v.refresh_token);
   return {
     ok: true,
     token: {
       accessToken: v.access_token,
       refreshToken: v.refresh_token,
       accessExpiresAt,
-      refreshExpiresAt,
-      issuedAt,
-      generation: v.generation === undefined ? undefined : Number(v.generation),
-      source: v.source,
+      refreshExpiresAt: copied ? undefined : refreshExpiresAt,
+      issuedAt: copied ? undefined : issuedAt,
+      generation: copied ? undefined : generation,
+      inheritedGeneration: copied ? generation : undefined,
+      source: copied ? undefined : v.source,
       appKey: v.app_key,
       appSecret: v.app_secret,
       extra,
@@ -167,6 +187,9 @@ export function encodeFlat(token: TokenSet): FlatToken {
   if (token.issuedAt !== undefined) out.issued_at = formatTimestamp(token.issuedAt);
   if (token.generation !== undefined) out.generation = String(token.generation);
   if (token.source !== undefined) out.source = token.source;
+  if (out.generation !== undefined || out.refresh_token_expiry !== undefined || out.issued_at !== undefined || out.source !== undefined) {
+    out.pair_id = pairId(token.refreshToken);
+  }
   for (const [k, v] of Object.entries(token.extra ?? {})) {
     if (!(k in out) && !(KNOWN_KEYS as readonly string[]).includes(k)) out[k] = v;
   }

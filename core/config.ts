@@ -1,6 +1,7 @@
 /**
- * The environment contract (DESIGN §6), parsed once at the edge into a typed Config.
- * Seconds may be fractional (tests scale lifetimes down).
+ * The environment contract (docs/DESIGN.md "Environment"), parsed once at the edge into a typed
+ * Config and validated as a whole: a value that cannot work is refused here with one clear line
+ * (the CLI exits 2), never discovered at 3 a.m. Seconds may be fractional (tests scale lifetimes down).
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -48,17 +49,54 @@ export interface Config {
   httpTimeoutMs: number;
   logFormat: 'json' | 'pretty';
   holderId: string;
+  /**
+   * With several VMs and Secret Manager unreachable, only the primary agent may present a refresh
+   * token without the cross-host lease (docs/DESIGN.md "Several VMs"). Standalone: always primary.
+   */
+  primary: boolean;
+  /** Create a missing data dir at startup instead of refusing to run (a typo must not run a keeper for nobody). */
+  createDataDir: boolean;
+  /** Cloud Scheduler's period: the function's last chance to save the chain is one period before the refresh token dies. */
+  cloudSchedulePeriodMs: number;
   gcp?: GcpConfig | undefined;
 }
 
 type Env = Record<string, string | undefined>;
 
-function seconds(env: Env, key: string, dflt: number): number {
+/** Node's timers hold at most 2^31 − 1 ms (~24.8 days); a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Seconds → ms. `positive`: an interval or timeout (0 would mean "never wait" or "spin"). */
+function seconds(env: Env, key: string, dflt: number, positive = false): number {
   const raw = env[key];
   if (raw === undefined || raw === '') return dflt * 1000;
   const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new ConfigError(`${key} must be a non-negative number of seconds, got "${raw}"`);
+  if (raw.trim() === '' || !Number.isFinite(n) || n < 0 || (positive && n === 0)) {
+    throw new ConfigError(`${key} must be a ${positive ? 'positive' : 'non-negative'} number of seconds, got "${raw}"`);
+  }
+  if (n * 1000 > MAX_TIMER_MS) throw new ConfigError(`${key} must be at most ${Math.floor(MAX_TIMER_MS / 1000)} seconds (Node's timer limit), got "${raw}"`);
   return n * 1000;
+}
+
+/** The auth server URL: parseable, and never with credentials in it (they would reach logs). */
+function authUrl(raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ConfigError('SAXO_AUTH_BASE_URL is not a URL');
+  }
+  if (u.username || u.password) throw new ConfigError('SAXO_AUTH_BASE_URL must not contain credentials (user:password@); set SAXO_APP_KEY / SAXO_APP_SECRET');
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ConfigError(`SAXO_AUTH_BASE_URL must be an https URL, got ${u.protocol}`);
+  return raw.replace(/\/+$/, '');
+}
+
+function bool(env: Env, key: string, dflt: boolean): boolean {
+  const raw = env[key]?.trim().toLowerCase();
+  if (raw === undefined || raw === '') return dflt;
+  if (['true', '1', 'yes'].includes(raw)) return true;
+  if (['false', '0', 'no'].includes(raw)) return false;
+  throw new ConfigError(`${key} must be true or false, got "${env[key]}"`);
 }
 
 function integer(env: Env, key: string, dflt: number, min = 1): number {
@@ -80,10 +118,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (environment !== 'SIM' && environment !== 'LIVE') {
     throw new ConfigError(`SAXO_ENVIRONMENT must be SIM or LIVE, got "${env.SAXO_ENVIRONMENT}"`);
   }
-  const authBaseUrl = (
-    env.SAXO_AUTH_BASE_URL ||
-    (environment === 'LIVE' ? 'https://live.logonvalidation.net' : 'https://sim.logonvalidation.net')
-  ).replace(/\/+$/, '');
+  const authBaseUrl = authUrl(
+    env.SAXO_AUTH_BASE_URL || (environment === 'LIVE' ? 'https://live.logonvalidation.net' : 'https://sim.logonvalidation.net'),
+  );
   const logFormat = env.LOG_FORMAT === 'pretty' ? 'pretty' : 'json';
   if (env.LOG_FORMAT && env.LOG_FORMAT !== 'json' && env.LOG_FORMAT !== 'pretty') {
     throw new ConfigError(`LOG_FORMAT must be json or pretty, got "${env.LOG_FORMAT}"`);
@@ -102,8 +139,13 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     };
   }
 
-  const checkIntervalMs = seconds(env, 'CHECK_INTERVAL_SECONDS', 60);
-  if (checkIntervalMs <= 0) throw new ConfigError('CHECK_INTERVAL_SECONDS must be > 0');
+  const checkIntervalMs = seconds(env, 'CHECK_INTERVAL_SECONDS', 60, true);
+  const leaseTtlMs = seconds(env, 'LEASE_TTL_SECONDS', 60, true);
+  const httpTimeoutMs = seconds(env, 'SAXO_HTTP_TIMEOUT_SECONDS', 10, true);
+  // The lease must outlast one exchange with Saxo, or another refresher may take it mid-exchange.
+  if (leaseTtlMs <= httpTimeoutMs) {
+    throw new ConfigError(`LEASE_TTL_SECONDS (${leaseTtlMs / 1000}) must be longer than SAXO_HTTP_TIMEOUT_SECONDS (${httpTimeoutMs / 1000}): a refresh must finish inside the lease`);
+  }
 
   return {
     dataDir,
@@ -124,12 +166,15 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     maxRefreshFailures: integer(env, 'MAX_REFRESH_FAILURES', 5),
     keepSecretVersions: integer(env, 'KEEP_SECRET_VERSIONS', 3),
     refreshTokenAlertMs: seconds(env, 'REFRESH_TOKEN_ALERT_SECONDS', 900),
-    lockTimeoutMs: seconds(env, 'LOCK_TIMEOUT_SECONDS', 30),
+    lockTimeoutMs: seconds(env, 'LOCK_TIMEOUT_SECONDS', 30, true),
     lockRetryMs: 100,
-    leaseTtlMs: seconds(env, 'LEASE_TTL_SECONDS', 60),
-    httpTimeoutMs: seconds(env, 'SAXO_HTTP_TIMEOUT_SECONDS', 10),
+    leaseTtlMs,
+    httpTimeoutMs,
     logFormat,
     holderId: env.TOKEN_KEEPER_HOLDER_ID || `agent:${hostname()}:${process.pid}`,
+    primary: gcp ? bool(env, 'TOKEN_KEEPER_PRIMARY', true) : true,
+    createDataDir: bool(env, 'TOKEN_KEEPER_CREATE_DATA_DIR', false),
+    cloudSchedulePeriodMs: seconds(env, 'CLOUD_SCHEDULE_SECONDS', 300, true),
     gcp,
   };
 }

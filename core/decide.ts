@@ -62,6 +62,7 @@ export function decide(view: View, policy: Policy): Plan {
   const candidates: Candidate[] = [];
   if (view.cache.kind === 'ok') candidates.push({ token: view.cache.token, origin: 'cache' });
   else if (view.cache.kind === 'corrupt') notes.push(`cache corrupt: ${view.cache.reason}`);
+  else if (view.cache.kind === 'unreadable') notes.push(`cache unreadable: ${view.cache.reason}`);
   if (view.known) candidates.push({ token: view.known, origin: 'known' });
   const secretToken = view.secret.kind === 'read' ? view.secret.read?.token : undefined;
   if (view.secret.kind === 'read' && view.secret.read && !view.secret.read.token) {
@@ -99,7 +100,9 @@ export function decide(view: View, policy: Policy): Plan {
   const accessLeftMs = b.accessExpiresAt - view.now;
   const refreshLeftMs = b.refreshExpiresAt !== undefined ? b.refreshExpiresAt - view.now : undefined;
   const refreshDead = refreshLeftMs !== undefined && refreshLeftMs <= 0;
-  const due = accessLeftMs <= policy.refreshThresholdMs;
+  // Due when the access token is inside the threshold — or when the refresh token itself would die
+  // first (a server answering a refresh life shorter than the access life): the chain is what counts.
+  const due = accessLeftMs <= policy.refreshThresholdMs || (refreshLeftMs !== undefined && refreshLeftMs <= policy.refreshThresholdMs);
 
   let health: Health;
   if (refreshDead) health = 'login_required';
@@ -125,11 +128,6 @@ export function decide(view: View, policy: Policy): Plan {
     refreshTokenExpiring,
     notes,
   };
-}
-
-/** Alert on the Nth consecutive failure and every `max` after (5, 10, 15 …), not on every tick. */
-export function shouldAlert(consecutiveFailures: number, max: number): boolean {
-  return consecutiveFailures >= max && (consecutiveFailures - max) % max === 0;
 }
 
 /** The cloud function's view: only the secret matters. */

@@ -13,9 +13,8 @@ export interface Logger {
   warn(event: string, message: string, fields?: Record<string, unknown>): void;
   error(event: string, message: string, fields?: Record<string, unknown>): void;
   alert(event: string, message: string, fields?: Record<string, unknown>): void;
-  /** Register a value that must never be printed (tokens, app secret). */
-  addSecret(value: string | undefined): void;
-  child(fields: Record<string, unknown>): Logger;
+  /** Register values that must never be printed (tokens, app secret): `addSecret(...secretsOf(pair))`. */
+  addSecret(...values: (string | undefined)[]): void;
 }
 
 export interface LoggerOptions {
@@ -41,50 +40,46 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     return out;
   };
 
-  const make = (base: Record<string, unknown>): Logger => {
-    const emit = (severity: Severity, event: string, message: string, fields?: Record<string, unknown>) => {
-      if (ORDER[severity] < min) return;
-      const rec: Record<string, unknown> = {
-        severity,
-        message,
-        event,
-        time: new Date().toISOString(),
-        ...(opts.component ? { component: opts.component } : {}),
-        ...base,
-      };
-      for (const [k, v] of Object.entries(fields ?? {})) {
-        rec[k] = SECRET_FIELD.test(k) && typeof v === 'string' ? '[REDACTED]' : v instanceof Error ? v.message : v;
-      }
-      let line: string;
-      if (format === 'pretty') {
-        const extra = Object.entries(rec)
-          .filter(([k]) => !['severity', 'message', 'event', 'time'].includes(k))
-          .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
-          .join(' ');
-        line = `${rec.time as string} ${severity.padEnd(7)} ${message}${extra ? '  ' + extra : ''}  [${event}]`;
-      } else {
-        line = JSON.stringify(rec);
-      }
-      write(scrub(line));
+  const emit = (severity: Severity, event: string, message: string, fields?: Record<string, unknown>) => {
+    if (ORDER[severity] < min) return;
+    const rec: Record<string, unknown> = {
+      severity,
+      message,
+      event,
+      time: new Date().toISOString(),
+      ...(opts.component ? { component: opts.component } : {}),
     };
-    return {
-      debug: (e, m, f) => emit('DEBUG', e, m, f),
-      info: (e, m, f) => emit('INFO', e, m, f),
-      notice: (e, m, f) => emit('NOTICE', e, m, f),
-      warn: (e, m, f) => emit('WARNING', e, m, f),
-      error: (e, m, f) => emit('ERROR', e, m, f),
-      alert: (e, m, f) => emit('ALERT', e, m, f),
-      addSecret: (v) => {
+    for (const [k, v] of Object.entries(fields ?? {})) {
+      rec[k] = SECRET_FIELD.test(k) && typeof v === 'string' ? '[REDACTED]' : v instanceof Error ? v.message : v;
+    }
+    let line: string;
+    if (format === 'pretty') {
+      const extra = Object.entries(rec)
+        .filter(([k]) => !['severity', 'message', 'event', 'time'].includes(k))
+        .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+        .join(' ');
+      line = `${rec.time as string} ${severity.padEnd(7)} ${message}${extra ? '  ' + extra : ''}  [${event}]`;
+    } else {
+      line = JSON.stringify(rec);
+    }
+    write(scrub(line));
+  };
+  return {
+    debug: (e, m, f) => emit('DEBUG', e, m, f),
+    info: (e, m, f) => emit('INFO', e, m, f),
+    notice: (e, m, f) => emit('NOTICE', e, m, f),
+    warn: (e, m, f) => emit('WARNING', e, m, f),
+    error: (e, m, f) => emit('ERROR', e, m, f),
+    alert: (e, m, f) => emit('ALERT', e, m, f),
+    addSecret: (...values) => {
+      for (const v of values) {
         // Short values would redact ordinary words; real tokens are long.
-        if (!v || v.length < 8 || secrets.includes(v)) return;
+        if (!v || v.length < 8 || secrets.includes(v)) continue;
         secrets.push(v);
         if (secrets.length > MAX_SECRETS) secrets.shift();
-      },
-      child: (f) => make({ ...base, ...f }),
-    };
+      }
+    },
   };
-  const root = make({});
-  return root;
 }
 
 /** A logger that drops everything (tests, benchmarks). */

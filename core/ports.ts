@@ -1,19 +1,24 @@
 /**
  * The small interfaces IO hides behind (Vault-Agent style: sources → one reconciler → sinks).
- * Implementations: agent/cache-file.ts, core/gcp/secret-store.ts, core/gcp/event-bus.ts,
- * core/saxo/client.ts; in-memory fakes live with the soak simulator.
+ * Implementations: agent/cache-file.ts, core/gcp/secret-store.ts, core/gcp/lean-event-bus.ts,
+ * core/saxo/client.ts. The in-memory doubles (standins/memory.ts) are proven against them by the
+ * contract suites in test/contracts/.
  */
 import type { TokenResponse, TokenSet } from './token.js';
 
-/** Saxo's /token endpoint. Throws SaxoError (core/errors.ts) on every failure. */
+/**
+ * Saxo's /token endpoint. Throws SaxoError (core/errors.ts) on every failure. Each call is ONE
+ * HTTP attempt: retries belong to the refresh protocol (core/refresh.ts), which must release the
+ * bots' lock and look again between attempts.
+ */
 export interface TokenEndpoint {
-  /** Present `refreshToken` once. Retries internally only for errors where Saxo cannot have consumed it. */
+  /** Present `refreshToken` once. */
   refresh(refreshToken: string, opts: RefreshOptions): Promise<TokenResponse>;
   exchangeCode(code: string, codeVerifier: string, opts: RefreshOptions): Promise<TokenResponse>;
 }
 
 export interface RefreshOptions {
-  /** Epoch ms after which no attempt may start (the token's remaining life, the lease's end). */
+  /** Epoch ms by which the attempt must end (its timeout is clipped to it; none starts past it). */
   deadline: number;
   signal?: AbortSignal | undefined;
   /** Client credentials; the fleet sends them in the form body. PKCE apps omit the secret. */
@@ -40,11 +45,23 @@ export interface SecretMeta {
   failures: number;
   /** Last refresh outcome recorded by a refresher (for `status`). */
   lastRefresh?: { at: number; by: string; version: string } | undefined;
+  /** A version the function stored but could not announce yet (retried at its next run). */
+  announcePending?: string | undefined;
   annotations: Record<string, string>;
+}
+
+/** Bookkeeping written into the secret's annotations (with a lease release, or on its own). */
+export interface SecretRecord {
+  failures?: number | undefined;
+  lastRefresh?: SecretMeta['lastRefresh'];
+  /** A version name to remember as not yet announced; null clears it. */
+  announcePending?: string | null | undefined;
 }
 
 /** Secret Manager as the source of truth. Throws SecretStoreError. */
 export interface SecretStore {
+  /** The secret's resource name, `projects/P/secrets/S`. */
+  readonly name: string;
   /** The latest ENABLED version; undefined when the secret has none. */
   latest(): Promise<SecretRead | undefined>;
   /** A specific version by number or full name; undefined when destroyed or missing. */
@@ -61,10 +78,10 @@ export interface SecretStore {
    * now holds it until now + ttlMs; false when someone else holds an unexpired lease or won the race.
    */
   acquireLease(holder: string, ttlMs: number, now: number): Promise<boolean>;
-  /** Release if still held by `holder`; also records failures / last refresh in the same update. */
-  releaseLease(holder: string, record?: { failures?: number; lastRefresh?: SecretMeta['lastRefresh'] }): Promise<void>;
-  /** Record the failure counter / last refresh without holding the lease. */
-  record(record: { failures?: number; lastRefresh?: SecretMeta['lastRefresh'] }): Promise<void>;
+  /** Release if still held by `holder`; also records bookkeeping in the same update. */
+  releaseLease(holder: string, record?: SecretRecord): Promise<void>;
+  /** Record bookkeeping without holding the lease. */
+  record(record: SecretRecord): Promise<void>;
 }
 
 /** Announcement of a new version. Carries no token material (I5). */
@@ -93,7 +110,9 @@ export interface EventBus {
 export type CacheRead =
   | { kind: 'ok'; token: TokenSet }
   | { kind: 'missing' }
-  | { kind: 'corrupt'; reason: string };
+  | { kind: 'corrupt'; reason: string }
+  /** The file exists but cannot be read (EACCES after a `sudo` run, EIO): `reason` names path and errno. */
+  | { kind: 'unreadable'; reason: string; code: string };
 
 export interface TokenCache {
   readonly path: string;

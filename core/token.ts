@@ -13,11 +13,17 @@ export interface TokenSet {
   issuedAt?: number | undefined;
   /** Monotonic counter assigned by token-keeper; absent for pairs written by bots. */
   generation?: number | undefined;
+  /**
+   * A bot saved this pair into the secret over one of ours and so copied our `generation`: that
+   * number belongs to the pair the bot started from, not to this one. It orders nothing; it only
+   * keeps the successor's number above it (codec.ts, docs/DESIGN.md "Bots writing the secret").
+   */
+  inheritedGeneration?: number | undefined;
   /** Who obtained the pair: "cloud", "agent:<host>", "bot", "login", … */
   source?: string | undefined;
   appKey?: string | undefined;
   appSecret?: string | undefined;
-  /** Keys we do not know, preserved verbatim on every rewrite (DESIGN §3). */
+  /** Keys we do not know, preserved verbatim on every rewrite (docs/DESIGN.md "The bots' cache"). */
   extra: Record<string, unknown>;
 }
 
@@ -28,6 +34,11 @@ export interface TokenResponse {
   tokenType: string;
   expiresIn: number; // seconds
   refreshExpiresIn?: number | undefined; // seconds
+}
+
+export interface Credentials {
+  appKey?: string | undefined;
+  appSecret?: string | undefined;
 }
 
 /**
@@ -45,20 +56,50 @@ export function compareFreshness(a: TokenSet, b: TokenSet): number {
   return (a.issuedAt ?? 0) - (b.issuedAt ?? 0);
 }
 
-export function isNewer(a: TokenSet | undefined, than: TokenSet | undefined): boolean {
-  if (!a) return false;
-  if (!than) return true;
-  return compareFreshness(a, than) > 0;
+/** Give `token` a generation above every other known one (bot-written pairs carry none). */
+export function withNextGeneration(token: TokenSet, ...others: (TokenSet | undefined)[]): TokenSet {
+  const numberOf = (o: TokenSet) => Math.max(o.generation ?? 0, o.inheritedGeneration ?? 0);
+  const max = Math.max(0, ...others.map((o) => (o && o.refreshToken !== token.refreshToken ? numberOf(o) : 0)));
+  if (token.generation !== undefined && token.generation > max) return token;
+  return { ...token, generation: max + 1 };
 }
 
-/** The newest of several candidates (undefined entries ignored). */
-export function newest(...candidates: (TokenSet | undefined)[]): TokenSet | undefined {
-  let best: TokenSet | undefined;
-  for (const c of candidates) if (c && isNewer(c, best)) best = c;
-  return best;
+// Saxo documents ~1200 s access / ~3600 s refresh lifetimes. A proxy or a misconfigured server can
+// answer anything, and trusting an absurd value breaks the one promise: 1e9 s means never refreshing
+// again (the real refresh token dies within its hour), 1e300 s is an instant no Date can hold (a
+// RangeError after Saxo already consumed the old token). So:
+// - the access token lives at most an hour: whatever the server claims, the tiers (≤ 600/300/120 s
+//   before expiry) then refresh while a real one-hour refresh token still lives. Too short is safe
+//   (an early refresh); too long kills the chain;
+// - the refresh token lives at most a day: an overestimate only delays an early warning, and a
+//   refresh token that dies before its access token is refreshed in time anyway (decide.ts).
+const MAX_REFRESH_LIFE_SEC = 24 * 3600;
+const MAX_ACCESS_LIFE_SEC = 3600;
+
+export interface Lifetimes {
+  expiresIn: number;
+  refreshExpiresIn?: number | undefined;
+  /** What was changed and why (for a WARNING); empty when the answer was plausible. */
+  clamped: string[];
 }
 
-/** Build the stored pair from a Saxo answer. `prev` lends app credentials and unknown keys. */
+export function saneLifetimes(res: Pick<TokenResponse, 'expiresIn' | 'refreshExpiresIn'>): Lifetimes {
+  const clamped: string[] = [];
+  const clamp = (name: string, v: number, lo: number, hi: number): number => {
+    const ok = Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : hi;
+    if (ok !== v) clamped.push(`${name}=${v} → ${ok}`);
+    return ok;
+  };
+  const expiresIn = clamp('expires_in', res.expiresIn, 0, MAX_ACCESS_LIFE_SEC);
+  const refreshExpiresIn =
+    res.refreshExpiresIn === undefined ? undefined : clamp('refresh_token_expires_in', res.refreshExpiresIn, 0, MAX_REFRESH_LIFE_SEC);
+  return { expiresIn, refreshExpiresIn, clamped };
+}
+
+/**
+ * Build the stored pair from a Saxo answer (lifetimes bounded by saneLifetimes). `prev` lends
+ * app credentials and unknown keys.
+ */
 export function fromResponse(
   res: TokenResponse,
   now: number,
@@ -66,18 +107,19 @@ export function fromResponse(
   source: string,
   marginMs = 60_000,
 ): TokenSet {
+  const life = saneLifetimes(res);
   // token_expiry is written as the bots do: issue time + expires_in − margin (60 s). The margin is
   // clamped to half the lifetime so that scaled-down test lifetimes stay meaningful.
-  const lifeMs = res.expiresIn * 1000;
+  const lifeMs = life.expiresIn * 1000;
   return {
     accessToken: res.accessToken,
     refreshToken: res.refreshToken,
     accessExpiresAt: now + lifeMs - Math.min(marginMs, lifeMs / 2),
-    refreshExpiresAt: res.refreshExpiresIn !== undefined ? now + res.refreshExpiresIn * 1000 : undefined,
+    refreshExpiresAt: life.refreshExpiresIn !== undefined ? now + life.refreshExpiresIn * 1000 : undefined,
     issuedAt: now,
     // A successor of a bot-written pair (no generation) stays unnumbered, so it is ordered by expiry
     // rather than as generation 1 below older keeper pairs; callers number it above everything they
-    // have seen (withNextGeneration in core/push.ts).
+    // have seen (withNextGeneration).
     generation: prev === undefined ? 1 : prev.generation !== undefined ? prev.generation + 1 : undefined,
     source,
     appKey: prev?.appKey,
@@ -86,8 +128,44 @@ export function fromResponse(
   };
 }
 
-/** A short, non-secret fingerprint for logs: never the token itself. */
-export function fingerprint(t: TokenSet | undefined): string {
-  if (!t) return 'none';
-  return `gen=${t.generation ?? '?'} exp=${new Date(t.accessExpiresAt).toISOString()}`;
+/**
+ * The credentials a request uses: the configured ones win as a unit (an operator rotating the app
+ * secret through the environment must see it used); otherwise those stored with the pair.
+ */
+export function requestCredentials(configured: Credentials, pair: TokenSet | undefined): Credentials {
+  if (configured.appKey) return { appKey: configured.appKey, appSecret: configured.appSecret };
+  return { appKey: pair?.appKey, appSecret: pair?.appSecret };
+}
+
+/** `t` with the given credentials stored alongside (a copy; undefined keeps the pair's own). */
+export function withCredentials(t: TokenSet, c: Credentials | undefined): TokenSet {
+  if (!c?.appKey) return t;
+  return { ...t, appKey: c.appKey, appSecret: c.appSecret };
+}
+
+/**
+ * `t` as a secret version: the app credentials stay what the secret already holds (the app secret
+ * stays where the operator put it: a refresher never copies its own configuration into the secret).
+ * Only a first version takes the pair's own.
+ */
+export function withPayloadCredentials(t: TokenSet, current: TokenSet | undefined): TokenSet {
+  if (!current) return t;
+  return { ...t, appKey: current.appKey, appSecret: current.appSecret };
+}
+
+/** Every string in a pair that must never be printed: hand to Logger.addSecret. */
+export function secretsOf(t: TokenSet | undefined): string[] {
+  return t ? [t.accessToken, t.refreshToken, t.appSecret ?? ''].filter(Boolean) : [];
+}
+
+export function describeExpiry(t: TokenSet, now: number): string {
+  return `expires in ${Math.max(0, Math.round((t.accessExpiresAt - now) / 60_000))} min`;
+}
+
+/**
+ * Saxo's lifetime as the Python keeper logs it ("expires in 20 min" for expires_in=1200), not the
+ * margin-reduced token_expiry that describeExpiry measures.
+ */
+export function describeLifetime(expiresInSec: number): string {
+  return `expires in ${Math.max(0, Math.floor(expiresInSec / 60))} min`;
 }

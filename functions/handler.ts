@@ -1,23 +1,41 @@
 /**
  * HTTP adapter for the cloud path. Cloud Scheduler POSTs (with an OIDC token verified by Cloud Run
- * IAM: the function is not publicly invokable) every 5 minutes. The body is ignored except
- * `{"force": true}`, which only an operator with run.invoker can send.
+ * IAM: the function is not publicly invokable) every few minutes. The body is ignored except
+ * `{"force": true}`, which only an operator with run.invoker can send. The status code is what the
+ * Scheduler's retry policy reads: 2xx when the run did its job (including deciding to wait),
+ * 5xx when it failed (503: worth retrying soon; 500: needs a person).
  */
 import type { Request, Response } from '@google-cloud/functions-framework';
 import { errorText } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { runCloudRefresh, type CloudDeps } from './refresher.js';
+import { runCloudRefresh, type CloudDeps, type CloudResult } from './refresher.js';
 
-export function createRefreshHandler(getDeps: () => Promise<CloudDeps>, logger: Logger) {
+export function httpStatus(r: CloudResult): number {
+  switch (r.outcome) {
+    case 'refreshed':
+    case 'fresh':
+    case 'superseded':
+    case 'deferred':
+      return 200;
+    case 'rejected':
+      return 500;
+    case 'failed':
+      return r.reason === 'no_app_key' ? 500 : 503;
+  }
+}
+
+export function createRefreshHandler(getDeps: () => Promise<CloudDeps>, fallbackLogger: Logger) {
   return async (req: Request, res: Response): Promise<void> => {
+    let logger = fallbackLogger;
     try {
       const deps = await getDeps();
+      logger = deps.logger;
       const force = typeof req.body === 'object' && req.body !== null && (req.body as { force?: unknown }).force === true;
       const result = await runCloudRefresh(deps, { force });
-      res.status(result.status).json(result);
+      res.status(httpStatus(result)).json(result);
     } catch (err) {
       logger.error('function_error', 'refreshToken failed unexpectedly', { error: errorText(err) });
-      res.status(500).json({ action: 'failed', reason: 'internal' });
+      res.status(500).json({ outcome: 'failed', reason: 'internal' });
     }
   };
 }

@@ -1,210 +1,180 @@
 /**
- * In-memory implementations of every port, with the same semantics as the real adapters
- * (versions, etag compare-and-swap, single-use refresh tokens). Used by reconciler/function unit
- * tests and by the virtual-time soak, where thousands of hours must run in seconds.
+ * In-memory doubles of every port, for unit tests and the virtual-time soak (thousands of hours in
+ * seconds). None re-implements a rule of its real counterpart:
+ * - MemorySecretStore IS the real adapter (core/gcp/secret-store.ts) over an in-process transport
+ *   to the Secret Manager stand-in's model;
+ * - SaxoModel is the HTTP stand-in's model (standins/saxo/state.ts) with answers classified by the
+ *   real client's classifier (core/saxo/classify.ts);
+ * - the cache and the bus keep their adapters' formats (codec.ts, event-schema.ts).
+ * test/contracts/ runs one suite against each double and the adapter it stands for.
  */
-import { randomBytes } from 'node:crypto';
-import { SaxoError, SecretStoreError, LockTimeoutError } from '../core/errors.js';
+import { SaxoError, LockTimeoutError } from '../core/errors.js';
 import { parseFlat, serializeFlat } from '../core/codec.js';
 import type { Clock } from '../core/clock.js';
+import { classifyResponse } from '../core/saxo/classify.js';
+import { createSecretStore } from '../core/gcp/secret-store.js';
+import { tokenRotatedEventSchema } from '../core/gcp/event-schema.js';
+import type { Logger } from '../core/log.js';
 import type {
-  CacheRead, EventBus, Held, RefreshOptions, SecretMeta, SecretRead, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent,
+  CacheRead, EventBus, Held, RefreshOptions, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent,
 } from '../core/ports.js';
 import type { TokenResponse, TokenSet } from '../core/token.js';
+import { StandinState, type GrantResult, type IssuedPair } from './saxo/state.js';
+import { inProcessSecretManager, type InProcessTransport } from './secret-manager/in-process.js';
+import { SecretManagerState, type VersionState } from './secret-manager/state.js';
+import type { StateStore } from '../agent/reconciler.js';
+import type { AgentState } from '../agent/state-file.js';
 
-/** A clock whose time only moves when told; sleeps resolve as time passes them. */
-export class FakeClock implements Clock {
-  private timers: { at: number; resolve: () => void; seq: number }[] = [];
-  private seq = 0;
-  constructor(public t = Date.UTC(2026, 0, 5, 9, 0, 0)) {}
-  now(): number {
-    return this.t;
-  }
-  sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(new Error('aborted'));
-      const timer = { at: this.t + Math.max(0, ms), resolve, seq: this.seq++ };
-      this.timers.push(timer);
-      signal?.addEventListener('abort', () => {
-        this.timers = this.timers.filter((x) => x !== timer);
-        reject(new Error('aborted'));
-      }, { once: true });
-    });
-  }
-  /** Move time forward, resolving due sleeps in order and letting their continuations run. */
-  async advance(ms: number): Promise<void> {
-    const end = this.t + ms;
-    for (;;) {
-      this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
-      const next = this.timers[0];
-      if (!next || next.at > end) break;
-      this.timers.shift();
-      this.t = Math.max(this.t, next.at);
-      next.resolve();
-      await flush();
-    }
-    this.t = end;
-    await flush();
-  }
-  pending(): number {
-    return this.timers.length;
-  }
+export { VirtualClock, flush } from './virtual-clock.js';
+
+const toResponse = (p: IssuedPair): TokenResponse => ({
+  accessToken: p.access_token,
+  refreshToken: p.refresh_token,
+  tokenType: p.token_type,
+  expiresIn: p.expires_in,
+  refreshExpiresIn: p.refresh_token_expires_in,
+});
+
+/** An HTTP answer as the stand-in would send it, classified as the real client classifies it. */
+function classify(r: GrantResult, now: number): TokenResponse {
+  const raw = r.ok
+    ? { status: 200, contentType: 'application/json', retryAfter: null, text: JSON.stringify(r.pair) }
+    : { status: r.status, contentType: 'application/json', retryAfter: null, text: JSON.stringify({ error: r.error, error_description: r.description }) };
+  const out = classifyResponse(raw, now);
+  if (out instanceof SaxoError) throw out;
+  return out;
 }
 
-export async function flush(): Promise<void> {
-  for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r));
-}
-
-const tok = (n = 24) => randomBytes(n).toString('base64url');
-
-/** Saxo's token endpoint as a model: single-use rotating refresh tokens, presentations counted. */
+/** Saxo's token endpoint: single-use rotating refresh tokens, every presentation counted. */
 export class SaxoModel implements TokenEndpoint {
-  private live = new Map<string, { refreshExpiresAt: number }>();
-  private consumed = new Set<string>();
-  private accessValid = new Map<string, number>();
-  readonly stats = { presentations: 0, reusedPresentations: 0, refreshes: 0, invalidGrants: 0 };
-  /** Faults to apply to the next calls, consumed in order. */
-  faults: ('retryable' | 'invalid_grant' | 'lost_response')[] = [];
+  readonly state: StandinState;
+  /**
+   * Faults for the next calls, in order: a 503 before the grant, a rejection, an answer lost after
+   * the grant, or any SaxoError thrown as is (a 429 with Retry-After, …) before the grant.
+   */
+  faults: ('retryable' | 'invalid_grant' | 'lost_response' | SaxoError)[] = [];
   delayMs = 0;
   /** Token text generator; the soak swaps in a seeded one so a run is reproducible. */
-  mint: (bytes: number) => string = tok;
+  mint: ((bytes: number) => string) | undefined;
+  /** Sees every pair issued (refreshes and direct issues alike). */
+  onIssue: ((r: TokenResponse) => void) | undefined;
+
   constructor(
     private readonly clock: Clock,
-    public accessLifetimeSec = 1200,
-    public refreshLifetimeSec = 3600,
-  ) {}
+    accessLifetimeSec = 1200,
+    refreshLifetimeSec = 3600,
+  ) {
+    this.state = new StandinState(() => clock.now(), { accessLifetimeSec, refreshLifetimeSec }, {
+      mint: (prefix) => (this.mint ? this.mint(prefix === 'sa_' ? 48 : 32) : `${prefix}${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`),
+      onIssue: (p) => this.onIssue?.(toResponse(p)),
+    });
+  }
+
+  get accessLifetimeSec(): number {
+    return this.state.accessLifetimeSec;
+  }
+  set accessLifetimeSec(v: number) {
+    this.state.accessLifetimeSec = v;
+  }
+  get refreshLifetimeSec(): number {
+    return this.state.refreshLifetimeSec;
+  }
+  set refreshLifetimeSec(v: number) {
+    this.state.refreshLifetimeSec = v;
+  }
+  get stats() {
+    return this.state.counters;
+  }
+
   issue(): TokenResponse {
-    const r = this.mint(32);
-    const a = this.mint(48);
-    this.live.set(r, { refreshExpiresAt: this.clock.now() + this.refreshLifetimeSec * 1000 });
-    this.accessValid.set(a, this.clock.now() + this.accessLifetimeSec * 1000);
-    return { accessToken: a, refreshToken: r, tokenType: 'Bearer', expiresIn: this.accessLifetimeSec, refreshExpiresIn: this.refreshLifetimeSec };
+    return toResponse(this.state.issue());
   }
   isValidAccess(a: string): boolean {
-    return (this.accessValid.get(a) ?? 0) > this.clock.now();
+    return this.state.isValidAccessToken(a);
   }
-  async refresh(refreshToken: string, _opts: RefreshOptions): Promise<TokenResponse> {
+
+  async refresh(refreshToken: string, opts: RefreshOptions): Promise<TokenResponse> {
+    if (this.clock.now() >= opts.deadline) throw new SaxoError('retryable', 'deadline', 'No time left before the deadline for a Saxo refresh attempt');
     if (this.delayMs) await this.clock.sleep(this.delayMs);
     const fault = this.faults.shift();
+    if (fault instanceof SaxoError) throw fault;
     if (fault === 'retryable') throw new SaxoError('retryable', 'http_503', 'Saxo answered 503 (non-JSON body)', 503);
-    this.stats.presentations++;
-    if (this.consumed.has(refreshToken)) this.stats.reusedPresentations++;
-    const entry = this.live.get(refreshToken);
-    if (fault === 'invalid_grant' || !entry || entry.refreshExpiresAt <= this.clock.now()) {
-      this.stats.invalidGrants++;
-      throw new SaxoError('fatal', 'invalid_grant', 'Saxo rejected the refresh token (invalid_grant)', 400);
+    if (fault === 'invalid_grant') {
+      this.state.counters.presentations++;
+      this.state.counters.invalidGrants++;
+      throw new SaxoError('fatal', 'invalid_grant', 'Saxo token endpoint answered 400: invalid_grant (injected)', 400);
     }
-    this.live.delete(refreshToken);
-    this.consumed.add(refreshToken);
-    this.stats.refreshes++;
-    const out = this.issue();
+    const res = classify(this.state.refresh(refreshToken, opts.appKey), this.clock.now());
     if (fault === 'lost_response') throw new SaxoError('retryable', 'timeout', 'Saxo did not answer in time');
-    return out;
+    return res;
   }
+
   async exchangeCode(): Promise<TokenResponse> {
     return this.issue();
   }
 }
 
-interface MemVersion { n: number; state: 'ENABLED' | 'DISABLED' | 'DESTROYED'; data?: string }
-
+/** The real SecretStore adapter over the stand-in's model, in-process; plus what tests inspect. */
 export class MemorySecretStore implements SecretStore {
-  versions: MemVersion[] = [];
-  annotations: Record<string, string> = {};
-  private etag = 1;
-  unavailable = false;
-  calls: string[] = [];
-  constructor(readonly name = 'projects/demo/secrets/saxo-token') {}
-  private gate(method: string) {
-    this.calls.push(method);
-    if (this.unavailable) throw new SecretStoreError('unavailable', `${method}: UNAVAILABLE`);
-  }
-  private readV(v: MemVersion | undefined): SecretRead | undefined {
-    if (!v || v.state !== 'ENABLED' || v.data === undefined) return undefined;
-    const p = parseFlat(v.data);
-    return { name: `${this.name}/versions/${v.n}`, version: v.n, token: p.ok ? p.token : undefined, error: p.ok ? undefined : p.reason };
-  }
-  async latest() {
-    this.gate('accessSecretVersion');
-    return this.readV([...this.versions].reverse().find((v) => v.state === 'ENABLED'));
-  }
-  async version(ref: string | number) {
-    this.gate('accessSecretVersion');
-    const n = typeof ref === 'number' ? ref : Number(String(ref).split('/').pop());
-    return this.readV(this.versions.find((v) => v.n === n));
-  }
-  async add(token: TokenSet) {
-    this.gate('addSecretVersion');
-    return this.addRaw(serializeFlat(token));
-  }
-  addRaw(data: string) {
-    const n = (this.versions.at(-1)?.n ?? 0) + 1;
-    this.versions.push({ n, state: 'ENABLED', data });
-    return { name: `${this.name}/versions/${n}`, version: n };
-  }
-  async prune(keep: number) {
-    this.gate('listSecretVersions');
-    const alive = this.versions.filter((v) => v.state !== 'DESTROYED');
-    const doomed = alive.slice(0, Math.max(0, alive.length - keep));
-    for (const v of doomed) {
-      this.gate('destroySecretVersion');
-      v.state = 'DESTROYED';
-      delete v.data;
-    }
-    return doomed.length;
-  }
-  async countVersions() {
-    this.gate('listSecretVersions');
-    return this.versions.filter((v) => v.state !== 'DESTROYED').length;
-  }
-  async meta(): Promise<SecretMeta> {
-    this.gate('getSecret');
-    const a = this.annotations;
-    return {
-      etag: String(this.etag),
-      lease: a['tk-lease-holder'] ? { holder: a['tk-lease-holder'], expiresAt: Number(a['tk-lease-expires']) } : undefined,
-      failures: Number(a['tk-failures'] ?? 0),
-      lastRefresh: a['tk-last-refresh-at']
-        ? { at: Number(a['tk-last-refresh-at']), by: a['tk-last-refresh-by'] ?? '', version: a['tk-last-refresh-version'] ?? '' }
-        : undefined,
-      annotations: { ...a },
-    };
-  }
-  async acquireLease(holder: string, ttlMs: number, now: number) {
-    const m = await this.meta();
-    if (m.lease && m.lease.holder !== holder && m.lease.expiresAt > now) return false;
-    this.gate('updateSecret');
-    if (String(this.etag) !== m.etag) return false;
-    this.annotations = { ...this.annotations, 'tk-lease-holder': holder, 'tk-lease-expires': String(now + ttlMs) };
-    this.etag++;
-    return true;
-  }
-  async releaseLease(holder: string, record?: Parameters<SecretStore['releaseLease']>[1]) {
-    const m = await this.meta();
-    this.gate('updateSecret');
-    const a = { ...this.annotations };
-    if (m.lease?.holder === holder) {
-      delete a['tk-lease-holder'];
-      delete a['tk-lease-expires'];
-    }
-    this.annotations = applyRecord(a, record);
-    this.etag++;
-  }
-  async record(record: Parameters<SecretStore['record']>[0]) {
-    this.gate('updateSecret');
-    this.annotations = applyRecord({ ...this.annotations }, record);
-    this.etag++;
-  }
-}
+  readonly model = new SecretManagerState();
+  private readonly transport: InProcessTransport;
+  private readonly store: SecretStore;
+  readonly name: string;
 
-function applyRecord(a: Record<string, string>, r?: Parameters<SecretStore['record']>[0]) {
-  if (r?.failures !== undefined) a['tk-failures'] = String(r.failures);
-  if (r?.lastRefresh) {
-    a['tk-last-refresh-at'] = String(r.lastRefresh.at);
-    a['tk-last-refresh-by'] = r.lastRefresh.by;
-    a['tk-last-refresh-version'] = r.lastRefresh.version ?? '';
+  constructor(name = 'projects/demo/secrets/saxo-token', logger?: Logger) {
+    const m = /^projects\/([^/]+)\/secrets\/([^/]+)$/.exec(name);
+    if (!m) throw new Error(`MemorySecretStore: bad secret name ${name}`);
+    this.name = name;
+    this.model.CreateSecret({ parent: `projects/${m[1]}`, secret_id: m[2], secret: { replication: { automatic: {} } } });
+    this.transport = inProcessSecretManager(this.model);
+    this.store = createSecretStore({ client: this.transport.client, projectId: m[1]!, secretId: m[2]!, logger });
   }
-  return a;
+
+  /** While true every call fails with UNAVAILABLE. */
+  get unavailable(): boolean {
+    return this.transport.unavailable;
+  }
+  set unavailable(v: boolean) {
+    this.transport.unavailable = v;
+  }
+  /** gRPC method names in call order. */
+  get calls(): string[] {
+    return this.transport.calls;
+  }
+
+  latest = () => this.store.latest();
+  version = (ref: string | number) => this.store.version(ref);
+  add = (t: TokenSet) => this.store.add(t);
+  prune = (keep: number) => this.store.prune(keep);
+  countVersions = () => this.store.countVersions();
+  meta = () => this.store.meta();
+  acquireLease = (holder: string, ttlMs: number, now: number) => this.store.acquireLease(holder, ttlMs, now);
+  releaseLease: SecretStore['releaseLease'] = (holder, record) => this.store.releaseLease(holder, record);
+  record: SecretStore['record'] = (record) => this.store.record(record);
+
+  /** Add a version with an arbitrary payload (a bot's save, a corrupt write), bypassing the adapter. */
+  addRaw(data: string): { name: string; version: number } {
+    const v = this.model.AddSecretVersion({ parent: this.name, payload: { data: Buffer.from(data, 'utf8') } });
+    const name = String(v.name);
+    return { name, version: Number(name.slice(name.lastIndexOf('/') + 1)) };
+  }
+  /** Every version with its state and (unless destroyed) payload text. */
+  versions(): { version: number; state: VersionState; data?: string | undefined }[] {
+    return this.model.versionStates(this.name).map((v) => {
+      let data: string | undefined;
+      if (v.state === 'ENABLED') {
+        const r = this.model.AccessSecretVersion({ name: `${this.name}/versions/${v.version}` });
+        data = Buffer.from((r.payload as { data: Buffer }).data).toString('utf8');
+      }
+      return { ...v, data };
+    });
+  }
+  destroy(version: number): void {
+    this.model.DestroySecretVersion({ name: `${this.name}/versions/${version}` });
+  }
+  annotations(): Record<string, string> {
+    return { ...(this.model.GetSecret({ name: this.name }).annotations as Record<string, string>) };
+  }
 }
 
 /** At-least-once, possibly reordered delivery to every subscriber. */
@@ -213,15 +183,19 @@ export class MemoryEventBus implements EventBus {
   private handlers: ((e: TokenRotatedEvent, m: { id: string }) => Promise<void>)[] = [];
   /** When set, publish() only queues; deliver() hands events over (lets tests reorder/duplicate). */
   manual = false;
+  /** While true publish() fails (a Pub/Sub outage). */
+  unavailable = false;
   queue: TokenRotatedEvent[] = [];
   async publish(e: TokenRotatedEvent) {
-    this.published.push(e);
-    if (this.manual) this.queue.push(e);
+    if (this.unavailable) throw new Error('Pub/Sub UNAVAILABLE');
+    const body = tokenRotatedEventSchema.parse(e);
+    this.published.push(body);
+    if (this.manual) this.queue.push(body);
     else {
       // Like Pub/Sub, publish does not wait for subscribers: an agent subscribed to the topic it
       // publishes to would otherwise wait on its own serialized run() and deadlock.
       const id = String(this.published.length);
-      for (const h of this.handlers) setImmediate(() => void h(e, { id }).catch(() => undefined));
+      for (const h of this.handlers) setImmediate(() => void h(body, { id }).catch(() => undefined));
     }
     return String(this.published.length);
   }
@@ -241,6 +215,8 @@ export class MemoryCache implements TokenCache {
   private rawText: string | undefined;
   /** Called on every change of `raw` (the soak's stand-in for the agent's file watcher). */
   onChange: ((raw: string | undefined) => void) | undefined;
+  /** When set, reads report it and writes throw it (a root-owned file, a directory at the path). */
+  broken: { code: string } | undefined;
   writes = 0;
   get raw(): string | undefined {
     return this.rawText;
@@ -251,11 +227,13 @@ export class MemoryCache implements TokenCache {
   }
   constructor(readonly path = 'memory://saxo_token_cache.json') {}
   async read(): Promise<CacheRead> {
+    if (this.broken) return { kind: 'unreadable', code: this.broken.code, reason: `${this.broken.code} reading ${this.path}` };
     if (this.raw === undefined) return { kind: 'missing' };
     const p = parseFlat(this.raw);
     return p.ok ? { kind: 'ok', token: p.token } : { kind: 'corrupt', reason: p.reason };
   }
   async write(t: TokenSet) {
+    if (this.broken) throw Object.assign(new Error(`${this.broken.code}: cannot write ${this.path}`), { code: this.broken.code });
     this.writes++;
     this.raw = serializeFlat(t);
   }
@@ -269,10 +247,11 @@ export class MemoryLock {
   get held(): boolean {
     return this.holder !== undefined;
   }
-  async acquire(): Promise<Held> {
+  async acquire(signal?: AbortSignal, timeoutMs = this.timeoutMs): Promise<Held> {
     const start = this.clock.now();
     while (this.holder) {
-      if (this.clock.now() - start >= this.timeoutMs) throw new LockTimeoutError('memory-lock', this.clock.now() - start);
+      signal?.throwIfAborted();
+      if (this.clock.now() - start >= timeoutMs) throw new LockTimeoutError('memory-lock', this.clock.now() - start);
       await Promise.race([new Promise<void>((r) => this.waiters.push(r)), this.clock.sleep(100)]);
     }
     const me = Symbol('holder');
@@ -289,12 +268,12 @@ export class MemoryLock {
   }
 }
 
-export class MemoryState {
-  value: import('../agent/reconciler.js').AgentState | undefined;
+export class MemoryState implements StateStore {
+  value: AgentState | undefined;
   async read() {
     return this.value;
   }
-  async write(s: import('../agent/reconciler.js').AgentState) {
+  async write(s: AgentState) {
     this.value = structuredClone(s);
   }
 }

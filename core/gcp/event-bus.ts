@@ -1,139 +1,244 @@
 /**
  * EventBus on Pub/Sub: TOKEN_ROTATED announcements (no token material, I5). Delivery is
- * at-least-once and unordered, so handlers must be idempotent; this adapter only validates,
- * dispatches and acks/nacks.
+ * at-least-once and unordered, so handlers must be idempotent; this adapter validates, dispatches,
+ * acks on resolve and nacks (delayed) on reject.
+ *
+ * Built on the generated clients only (no high-level `PubSub`: its lease manager, OpenTelemetry
+ * and stream pool cost the agent ~10 MB RSS and the function's cold start). The publisher is
+ * created on the first publish, so a function run with nothing to announce never loads it. One
+ * streaming pull, reconnected with jittered backoff; acks and nacks go through the unary RPCs,
+ * which survive a stream swap.
  */
-import type { Message, PubSub, Subscription } from '@google-cloud/pubsub';
-import { z } from 'zod/v3';
+import { randomUUID } from 'node:crypto';
+import type { ClientDuplexStream, ServiceError, StatusObject } from '@grpc/grpc-js';
+import type { GcpConfig } from '../config.js';
 import { ConfigError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { EventBus, TokenRotatedEvent } from '../ports.js';
+import type { EventBus } from '../ports.js';
+import { createPubSubGapicClient, type PublisherClient } from './clients.js';
+import { parseTokenRotated, tokenRotatedEventSchema } from './event-schema.js';
 
 export { ensureTopicAndSubscription } from './provision.js';
 
 export interface EventBusOptions {
-  pubsub: PubSub;
-  topicId: string;
-  subscriptionId?: string | undefined;
+  gcp: Pick<GcpConfig, 'projectId' | 'topicId' | 'subscriptionId' | 'pubsubEmulatorHost'>;
   logger?: Logger | undefined;
-  /** Outstanding messages per subscriber (default 4; rotations are rare). */
+  /** Outstanding messages on the stream (default 4; rotations are rare). */
   maxMessages?: number | undefined;
-  /** A rejected message is nacked (→ redelivered) after this long, not at once (default 5 s). */
+  /** A rejected message comes back after this long, not at once (default 5 s; whole seconds). */
   nackDelayMs?: number | undefined;
+  /** Reconnect backoff bounds (default 1 s → 30 s, jittered). */
+  backoff?: { initialMs: number; maxMs: number } | undefined;
+  /** Total deadline of one publish, retries included (default 5 s: nothing may wait on Pub/Sub). */
+  publishTimeoutMs?: number | undefined;
 }
 
-const isoInstant = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'not an ISO 8601 instant');
-
-export const tokenRotatedEventSchema = z.object({
-  type: z.literal('TOKEN_ROTATED'),
-  version: z.string().regex(/^projects\/[^/]+\/secrets\/[^/]+\/versions\/\d+$/),
-  generation: z.number().int().nonnegative(),
-  accessExpiresAt: isoInstant,
-  source: z.string().max(200),
-  publishedAt: isoInstant,
-});
-
-/** Parse a message body; the reason never echoes the body. */
-export function parseTokenRotated(data: Buffer): { ok: true; event: TokenRotatedEvent } | { ok: false; reason: string } {
-  let value: unknown;
-  try {
-    value = JSON.parse(data.toString('utf8'));
-  } catch {
-    return { ok: false, reason: `not valid JSON (${data.length} bytes)` };
-  }
-  const r = tokenRotatedEventSchema.safeParse(value);
-  if (!r.success) {
-    const fields = [...new Set(r.error.issues.map((i) => i.path.join('.') || '(root)'))].join(', ');
-    return { ok: false, reason: `invalid fields: ${fields}` };
-  }
-  return { ok: true, event: r.data };
+/** An EventBus that also owns its clients: `close()` ends every subscription and the publisher. */
+export interface ClosableEventBus extends EventBus {
+  close(): Promise<void>;
 }
 
-export function createEventBus(opts: EventBusOptions): EventBus {
-  const { pubsub, logger } = opts;
-  const topic = pubsub.topic(opts.topicId);
+interface ReceivedMessage {
+  ackId?: string | null;
+  message?: { data?: Uint8Array | string | null; messageId?: string | null } | null;
+}
+interface StreamingPullResponse {
+  receivedMessages?: ReceivedMessage[] | null;
+}
+type PullStream = ClientDuplexStream<object, StreamingPullResponse>;
+
+const STREAM_ACK_DEADLINE_S = 60;
+/** The deadline the official client puts on a streaming pull; the stream is then reopened. */
+const STREAM_DEADLINE_MS = 30 * 60_000;
+/** Empty writes keep an idle stream open; in-flight leases are extended on the same beat. */
+const KEEPALIVE_MS = 30_000;
+/** A stream that lived this long (or delivered) was healthy: the next reconnect starts from the bottom. */
+const HEALTHY_STREAM_MS = 30_000;
+/** Per-call deadline of ack/modAck, so close() cannot hang on a dead server. */
+const ACK_TIMEOUT_MS = 3_000;
+
+export function createEventBus(opts: EventBusOptions): ClosableEventBus {
+  const { gcp, logger } = opts;
+  const topic = `projects/${gcp.projectId}/topics/${gcp.topicId}`;
+  const nackDelayS = Math.max(1, Math.round((opts.nackDelayMs ?? 5_000) / 1000));
+  const backoff = opts.backoff ?? { initialMs: 1_000, maxMs: 30_000 };
+  const publishTimeoutMs = opts.publishTimeoutMs ?? 5_000;
+  const subscriptions = new Set<() => Promise<void>>();
+  let publisher: Promise<PublisherClient> | undefined;
+
+  const getPublisher = () => {
+    publisher ??= createPubSubGapicClient('publisher', gcp).catch((err: unknown) => {
+      publisher = undefined;
+      throw err;
+    });
+    return publisher;
+  };
+  const closePublisher = async () => {
+    const p = publisher;
+    publisher = undefined;
+    if (p) await p.then((c) => c.close()).catch(() => undefined);
+  };
 
   return {
     async publish(event) {
       const body = tokenRotatedEventSchema.parse(event);
-      return topic.publishMessage({
-        data: Buffer.from(JSON.stringify(body), 'utf8'),
-        attributes: { type: 'TOKEN_ROTATED', generation: String(body.generation) },
-      });
+      const client = await getPublisher();
+      const [res] = await client.publish(
+        {
+          topic,
+          messages: [
+            { data: Buffer.from(JSON.stringify(body), 'utf8'), attributes: { type: 'TOKEN_ROTATED', generation: String(body.generation) } },
+          ],
+        },
+        { timeout: publishTimeoutMs },
+      );
+      const id = res.messageIds?.[0];
+      if (!id) throw new Error('Pub/Sub Publish returned no message id');
+      return id;
     },
 
     async subscribe(handler) {
-      if (!opts.subscriptionId) throw new ConfigError('EventBus.subscribe needs a subscription id (TOKEN_SUBSCRIPTION_ID)');
-      const subscription: Subscription = pubsub.subscription(opts.subscriptionId, {
-        flowControl: { maxMessages: opts.maxMessages ?? 4, allowExcessMessages: false },
-      });
-      const inFlight = new Set<Promise<void>>();
-      // Delayed nacks: an immediate one is redelivered at once, a hot loop while e.g. Secret Manager is down.
-      const delayedNacks = new Map<NodeJS.Timeout, Message>();
-      const nackDelayMs = opts.nackDelayMs ?? 5_000;
+      if (!gcp.subscriptionId) throw new ConfigError('EventBus.subscribe needs a subscription id (TOKEN_SUBSCRIPTION_ID)');
+      const subscription = `projects/${gcp.projectId}/subscriptions/${gcp.subscriptionId}`;
+      const client = await createPubSubGapicClient('subscriber', gcp);
+      let stub: { streamingPull(opts: { deadline: number }): PullStream };
+      try {
+        // The raw stub, like the official client: gax's duplexify wrapper would double the buffering.
+        await client.initialize();
+        stub = (await client.subscriberStub) as unknown as typeof stub;
+      } catch (err) {
+        await client.close().catch(() => undefined);
+        throw err;
+      }
+      const clientId = randomUUID();
+      const handling = new Set<string>(); // ackIds whose handler is running (lease extension)
+      const pending = new Set<Promise<void>>(); // handlers and their ack/nack calls
       let closing = false;
+      let current: PullStream | undefined;
+      let reconnect: NodeJS.Timeout | undefined;
+      let attempt = 0;
 
-      const onMessage = (message: Message) => {
+      const track = (p: Promise<void>) => {
+        pending.add(p);
+        void p.finally(() => pending.delete(p));
+      };
+      const ack = (ackIds: string[]) =>
+        client.acknowledge({ subscription, ackIds }, { timeout: ACK_TIMEOUT_MS }).then(
+          () => undefined,
+          (err: unknown) => logger?.warn('event_ack_failed', 'Pub/Sub acknowledge failed; the message will be redelivered', { error: errorText(err) }),
+        );
+      const modAck = (ackIds: string[], seconds: number) =>
+        client.modifyAckDeadline({ subscription, ackIds, ackDeadlineSeconds: seconds }, { timeout: ACK_TIMEOUT_MS }).then(
+          () => undefined,
+          (err: unknown) => logger?.warn('event_ack_failed', 'Pub/Sub modifyAckDeadline failed', { error: errorText(err) }),
+        );
+
+      const onMessage = (rm: ReceivedMessage) => {
+        const ackId = rm.ackId;
+        if (!ackId) return;
+        const id = rm.message?.messageId ?? '';
         if (closing) {
-          // Arrived while shutting down: hand it back for prompt redelivery elsewhere.
-          message.nack();
+          // Arrived while shutting down: hand it back for prompt redelivery.
+          track(modAck([ackId], 0));
           return;
         }
-        const parsed = parseTokenRotated(message.data);
+        const raw = rm.message?.data;
+        const parsed = parseTokenRotated(typeof raw === 'string' ? Buffer.from(raw, 'base64') : Buffer.from(raw ?? []));
         if (!parsed.ok) {
           // Redelivering a malformed message would never make it valid: log and drop it (I6).
-          logger?.warn('event_malformed', 'Ignoring malformed Pub/Sub message', { messageId: message.id, reason: parsed.reason });
-          message.ack();
+          logger?.warn('event_malformed', 'Ignoring malformed Pub/Sub message', { messageId: id, reason: parsed.reason });
+          track(ack([ackId]));
           return;
         }
-        const p = handler(parsed.event, { id: message.id }).then(
-          () => message.ack(),
-          (err: unknown) => {
-            logger?.warn('event_handler_failed', `Event handler failed; message will be redelivered in ${nackDelayMs / 1000}s`, {
-              messageId: message.id,
-              version: parsed.event.version,
-              error: errorText(err),
-            });
-            if (closing) {
-              message.nack();
+        handling.add(ackId);
+        track(
+          (async () => {
+            try {
+              await handler(parsed.event, { id });
+            } catch (err) {
+              // Not an immediate nack: while e.g. Secret Manager is down that would be a hot redelivery loop.
+              logger?.warn('event_handler_failed', `Event handler failed; message will be redelivered in ${nackDelayS}s`, {
+                messageId: id,
+                version: parsed.event.version,
+                error: errorText(err),
+              });
+              handling.delete(ackId);
+              await modAck([ackId], nackDelayS);
               return;
             }
-            // Until then the lease manager keeps extending the message's deadline.
-            const t = setTimeout(() => {
-              delayedNacks.delete(t);
-              message.nack();
-            }, nackDelayMs);
-            t.unref();
-            delayedNacks.set(t, message);
-          },
+            handling.delete(ackId);
+            await ack([ackId]);
+          })(),
         );
-        inFlight.add(p);
-        void p.finally(() => inFlight.delete(p));
       };
-      const onError = (err: Error) => {
-        // The client reconnects streaming pull by itself; surface it for operators.
-        logger?.warn('event_subscription_error', 'Pub/Sub subscription error', { error: err.message });
+
+      const open = () => {
+        reconnect = undefined;
+        if (closing) return;
+        const started = Date.now();
+        let delivered = false;
+        let lastError: ServiceError | undefined;
+        const call = stub.streamingPull({ deadline: Date.now() + STREAM_DEADLINE_MS });
+        current = call;
+        call.on('data', (res: StreamingPullResponse) => {
+          delivered = true;
+          for (const rm of res.receivedMessages ?? []) onMessage(rm);
+        });
+        call.on('error', (err: ServiceError) => {
+          lastError = err;
+        });
+        // 'status' fires exactly once per call, after 'error' when there is one.
+        call.on('status', (status: StatusObject) => {
+          if (current === call) current = undefined;
+          if (closing) return;
+          if (delivered || Date.now() - started >= HEALTHY_STREAM_MS) attempt = 0;
+          const base = Math.min(backoff.maxMs, backoff.initialMs * 2 ** attempt);
+          const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+          attempt = Math.min(attempt + 1, 30);
+          logger?.warn('event_subscription_error', 'Pub/Sub stream ended; reconnecting', {
+            code: status.code,
+            error: lastError?.details ?? status.details,
+            retryInMs: delay,
+          });
+          reconnect = setTimeout(open, delay);
+        });
+        call.write({ subscription, streamAckDeadlineSeconds: STREAM_ACK_DEADLINE_S, maxOutstandingMessages: opts.maxMessages ?? 4, clientId });
       };
-      subscription.on('message', onMessage);
-      subscription.on('error', onError);
+
+      const keepAlive = setInterval(() => {
+        if (current?.writable) current.write({});
+        // A slow handler (waiting for the flock, say) keeps its message instead of seeing it redelivered.
+        if (handling.size) track(modAck([...handling], STREAM_ACK_DEADLINE_S));
+      }, KEEPALIVE_MS);
+      keepAlive.unref();
+      open();
 
       let closed: Promise<void> | undefined;
-      return () =>
+      const close = () =>
         (closed ??= (async () => {
           closing = true;
-          // Let running handlers settle their ack/nack before the stream goes away. The 'message'
-          // listener stays until then: removing the last one makes the client close (and nack) at once.
-          await Promise.allSettled([...inFlight]);
-          // Flush delayed nacks so the messages go back now rather than at their lease's end.
-          for (const [t, message] of delayedNacks) {
-            clearTimeout(t);
-            message.nack();
+          clearTimeout(reconnect);
+          clearInterval(keepAlive);
+          // Let running handlers settle their ack/nack before the stream and the client go away.
+          while (pending.size) await Promise.allSettled([...pending]);
+          const call = current;
+          current = undefined;
+          if (call) {
+            call.end();
+            call.cancel();
           }
-          delayedNacks.clear();
-          await subscription.close();
-          subscription.removeListener('message', onMessage);
-          subscription.removeListener('error', onError);
+          while (pending.size) await Promise.allSettled([...pending]);
+          await client.close().catch(() => undefined);
+          await closePublisher();
+          subscriptions.delete(close);
         })());
+      subscriptions.add(close);
+      return close;
+    },
+
+    async close() {
+      await Promise.allSettled([...subscriptions].map((c) => c()));
+      await closePublisher();
     },
   };
 }

@@ -1,7 +1,8 @@
 /**
  * SecretStore on Secret Manager. The payload is the bots' flat JSON (codec.ts) with a crc32c
  * checksum; the cross-host lease and refresh bookkeeping live in the secret's annotations and are
- * changed only by UpdateSecret with the current etag (compare-and-swap; DESIGN §4).
+ * changed only by UpdateSecret with the current etag (compare-and-swap; docs/DESIGN.md "The lease").
+ * The in-memory double (standins/memory.ts) is this very adapter over an in-process transport.
  *
  * IAM: permissions are derived from the literal `client.<method>(` calls in this file.
  */
@@ -9,21 +10,14 @@ import type { SecretManagerServiceClient, protos } from '@google-cloud/secret-ma
 import { parseFlat, serializeFlat } from '../codec.js';
 import { SecretStoreError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { SecretMeta, SecretRead, SecretStore } from '../ports.js';
-import type { TokenSet } from '../token.js';
+import type { SecretRead, SecretStore } from '../ports.js';
+import { ANNOTATION, applyRecord, parseMeta } from './secret-annotations.js';
+import { secretsOf, type TokenSet } from '../token.js';
 import { checksumValue, crc32c } from './crc32c.js';
 import { grpcCode, isConflict, Status, toStoreError } from './grpc-errors.js';
 
 export { ensureSecret } from './provision.js';
-
-export const ANNOTATION = {
-  leaseHolder: 'tk-lease-holder',
-  leaseExpires: 'tk-lease-expires',
-  failures: 'tk-failures',
-  lastRefreshAt: 'tk-last-refresh-at',
-  lastRefreshBy: 'tk-last-refresh-by',
-  lastRefreshVersion: 'tk-last-refresh-version',
-} as const;
+export { ANNOTATION, applyRecord, parseMeta } from './secret-annotations.js';
 
 export interface SecretStoreOptions {
   client: SecretManagerServiceClient;
@@ -34,40 +28,9 @@ export interface SecretStoreOptions {
   timeoutMs?: number | undefined;
 }
 
-type RecordArg = { failures?: number; lastRefresh?: SecretMeta['lastRefresh'] };
 type Secret = protos.google.cloud.secretmanager.v1.ISecret;
 
 const CAS_ATTEMPTS = 3;
-
-export function parseMeta(secret: Secret): SecretMeta {
-  const a: Record<string, string> = { ...(secret.annotations ?? {}) };
-  const holder = a[ANNOTATION.leaseHolder];
-  const expiresAt = Number(a[ANNOTATION.leaseExpires]);
-  const failures = Number(a[ANNOTATION.failures]);
-  const at = Number(a[ANNOTATION.lastRefreshAt]);
-  return {
-    etag: secret.etag ?? '',
-    lease: holder && Number.isFinite(expiresAt) ? { holder, expiresAt } : undefined,
-    failures: Number.isInteger(failures) && failures >= 0 ? failures : 0,
-    lastRefresh: Number.isFinite(at)
-      ? { at, by: a[ANNOTATION.lastRefreshBy] ?? '', version: a[ANNOTATION.lastRefreshVersion] ?? '' }
-      : undefined,
-    annotations: a,
-  };
-}
-
-/** Apply a record to annotations; a lastRefresh older than the stored one never replaces it. */
-function applyRecord(a: Record<string, string>, record: RecordArg | undefined): void {
-  if (!record) return;
-  if (record.failures !== undefined) a[ANNOTATION.failures] = String(Math.max(0, Math.floor(record.failures)));
-  const lr = record.lastRefresh;
-  const storedAt = Number(a[ANNOTATION.lastRefreshAt]);
-  if (lr && !(Number.isFinite(storedAt) && storedAt > lr.at)) {
-    a[ANNOTATION.lastRefreshAt] = String(lr.at);
-    a[ANNOTATION.lastRefreshBy] = lr.by;
-    a[ANNOTATION.lastRefreshVersion] = lr.version;
-  }
-}
 
 function versionNumber(name: string): number {
   const n = Number(name.slice(name.lastIndexOf('/') + 1));
@@ -123,9 +86,7 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
       const parsed = parseFlat(data.toString('utf8'));
       if (parsed.ok) {
         read.token = parsed.token;
-        logger?.addSecret(parsed.token.accessToken);
-        logger?.addSecret(parsed.token.refreshToken);
-        logger?.addSecret(parsed.token.appSecret);
+        logger?.addSecret(...secretsOf(parsed.token));
       } else {
         read.error = `payload unusable: ${parsed.reason}`;
       }
@@ -190,10 +151,10 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
 
     version: (ref) => access(versionName(ref)),
 
+    name: secretName,
+
     async add(token: TokenSet) {
-      logger?.addSecret(token.accessToken);
-      logger?.addSecret(token.refreshToken);
-      logger?.addSecret(token.appSecret);
+      logger?.addSecret(...secretsOf(token));
       const data = Buffer.from(serializeFlat(token), 'utf8');
       try {
         const [v] = await client.addSecretVersion(
@@ -222,7 +183,6 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
           throw toStoreError(e, 'DestroySecretVersion');
         }
       }
-      if (destroyed > 0) logger?.info('secret_versions_pruned', `Destroyed ${destroyed} old secret versions`, { destroyed, keep });
       return destroyed;
     },
 

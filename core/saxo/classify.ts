@@ -68,7 +68,8 @@ export function parseRetryAfter(v: string | null, now: number): number | undefin
 
 const FATAL_OAUTH = new Set(['invalid_grant', 'invalid_client', 'unauthorized_client', 'invalid_request', 'unsupported_grant_type', 'invalid_scope', 'access_denied']);
 
-function tryJson(text: string): unknown {
+/** JSON.parse that answers undefined instead of throwing. */
+export function tryJson(text: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch {

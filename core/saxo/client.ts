@@ -1,5 +1,6 @@
 /**
- * Saxo's /token endpoint as a TokenEndpoint, built on openid-client v6 without discovery.
+ * Saxo's /token endpoint as a TokenEndpoint, built on openid-client v6 without discovery. Each
+ * call is one HTTP attempt; retries are the refresh protocol's (core/refresh.ts).
  *
  * openid-client builds and sends the request (client auth, form encoding); our customFetch sits
  * under it to (a) apply the per-attempt timeout, (b) record the raw answer, and (c) normalise
@@ -16,19 +17,18 @@ import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import type { RefreshOptions, TokenEndpoint } from '../ports.js';
 import type { TokenResponse } from '../token.js';
-import { classifyResponse, parseTokenBody, type RawResponse } from './classify.js';
-import { DEFAULT_MAX_ATTEMPTS, retryWithBackoff } from './retry.js';
+import { classifyResponse, parseTokenBody, tryJson, type RawResponse } from './classify.js';
+import { attemptTimeout } from './retry.js';
+
+/** Shortest attempt worth starting. */
+const MIN_ATTEMPT_MS = 1000;
 
 export interface SaxoClientOptions {
   authBaseUrl: string;
+  /** Per-attempt timeout (SAXO_HTTP_TIMEOUT_SECONDS); clipped to each call's deadline. */
   httpTimeoutMs: number;
   clock?: Clock;
   logger?: Logger;
-  random?: () => number;
-  maxAttempts?: number;
-  /** Backoff tuning (defaults 500 ms / 30 s). */
-  backoffBaseMs?: number;
-  backoffCapMs?: number;
 }
 
 type OidcModule = typeof Oidc;
@@ -53,8 +53,6 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
   };
   const clock = opts.clock ?? systemClock;
   const log = opts.logger ?? silentLogger;
-  const random = opts.random ?? Math.random;
-  const maxAttempts = opts.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
 
   /** One HTTP attempt. Resolves to the validated response or throws a SaxoError. */
   async function attempt(
@@ -97,10 +95,10 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
         if (res.status === 200 || res.status === 201) {
           // Hand openid-client a canonical body so its stricter checks (token_type, numeric
           // expires_in, content-type) agree with ours.
-          const parsed = parseTokenBody(safeJson(text));
+          const parsed = parseTokenBody(tryJson(text));
           if (parsed) {
             headers.set('content-type', 'application/json');
-            return new Response(JSON.stringify({ ...(safeJson(text) as object), token_type: parsed.tokenType, expires_in: parsed.expiresIn }), { status: 200, headers });
+            return new Response(JSON.stringify({ ...(tryJson(text) as object), token_type: parsed.tokenType, expires_in: parsed.expiresIn }), { status: 200, headers });
           }
           return new Response(text, { status: 200, headers });
         }
@@ -129,43 +127,24 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
     return r;
   }
 
+  /** One attempt, its timeout clipped to the deadline; every failure is one secret-free SaxoError. */
   async function run(
     what: string,
     grant: (oidc: OidcModule, config: Oidc.Configuration) => Promise<unknown>,
     ro: RefreshOptions,
     secrets: string[],
   ): Promise<TokenResponse> {
-    for (const s of secrets) log.addSecret(s);
+    log.addSecret(...secrets);
+    const timeoutMs = attemptTimeout(clock.now(), ro.deadline, opts.httpTimeoutMs);
+    if (timeoutMs < Math.min(opts.httpTimeoutMs, MIN_ATTEMPT_MS)) {
+      throw new SaxoError('retryable', 'deadline', `No time left before the deadline for a Saxo ${what} attempt`);
+    }
     try {
-      const res = await retryWithBackoff((_n, timeoutMs) => attempt(grant, ro, timeoutMs, secrets), {
-        clock,
-        random,
-        maxAttempts,
-        deadline: ro.deadline,
-        httpTimeoutMs: opts.httpTimeoutMs,
-        signal: ro.signal,
-        baseMs: opts.backoffBaseMs,
-        capMs: opts.backoffCapMs,
-        classify: (err) =>
-          err instanceof SaxoError
-            ? { retryable: err.retryable && err.code !== 'aborted', retryAfterMs: err.retryAfter !== undefined ? err.retryAfter * 1000 : undefined }
-            : { retryable: false },
-        onRetry: (err, n, delayMs) =>
-          log.warn('saxo_attempt_failed', `Saxo ${what} attempt ${n} failed; retrying in ${delayMs} ms`, {
-            attempt: n,
-            delayMs,
-            code: err instanceof SaxoError ? err.code : 'unknown',
-            status: err instanceof SaxoError ? err.status : undefined,
-            reason: err instanceof Error ? err.message : String(err),
-          }),
-        deadlineError: () => new SaxoError('retryable', 'deadline', `No time left before the deadline for a Saxo ${what} attempt`),
-      });
-      log.addSecret(res.accessToken);
-      log.addSecret(res.refreshToken);
+      const res = await attempt(grant, ro, timeoutMs, secrets);
+      log.addSecret(res.accessToken, res.refreshToken);
       return res;
     } catch (err) {
       if (err instanceof SaxoError) throw err;
-      // Abort during a backoff sleep, or anything unexpected: still a SaxoError, still secret-free.
       if (ro.signal?.aborted) throw new SaxoError('retryable', 'aborted', 'Saxo request aborted by caller');
       throw new SaxoError('retryable', 'internal', `Unexpected failure during Saxo ${what}`);
     }
@@ -193,13 +172,6 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
   };
 }
 
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-}
 
 /** A short, secret-free reason for a fetch failure (error codes only, never URLs with bodies). */
 function networkReason(err: unknown): string {

@@ -66,6 +66,12 @@ export class StandinState {
   constructor(
     private readonly now: () => number,
     lifetimes: { accessLifetimeSec: number; refreshLifetimeSec: number },
+    private readonly hooks: {
+      /** Token text (the soak draws it from its seeded RNG so a run replays exactly). */
+      mint?: (prefix: 'sa_' | 'sr_') => string;
+      /** Sees every pair issued, whoever asked (ground truth for the soak and the test rigs). */
+      onIssue?: (pair: IssuedPair) => void;
+    } = {},
   ) {
     this.accessLifetimeSec = lifetimes.accessLifetimeSec;
     this.refreshLifetimeSec = lifetimes.refreshLifetimeSec;
@@ -74,17 +80,25 @@ export class StandinState {
   /** A fresh valid pair, as the token endpoint would issue it. */
   issue(clientId?: string): IssuedPair {
     const now = this.now();
-    const access = randomToken('sa_');
-    const refresh = randomToken('sr_');
+    const mint = this.hooks.mint ?? randomToken;
+    const refresh = mint('sr_');
+    const access = mint('sa_');
     this.accessTokens.set(access, { expiresAt: now + this.accessLifetimeSec * 1000, clientId });
     this.refreshTokens.set(refresh, { clientId, expiresAt: now + this.refreshLifetimeSec * 1000 });
-    return {
+    const pair: IssuedPair = {
       access_token: access,
       token_type: 'Bearer',
       refresh_token: refresh,
       expires_in: this.accessLifetimeSec,
       refresh_token_expires_in: this.refreshLifetimeSec,
     };
+    this.hooks.onIssue?.(pair);
+    return pair;
+  }
+
+  /** Was this refresh token ever consumed (presented successfully)? */
+  isConsumed(token: string): boolean {
+    return this.refreshTokens.get(token)?.consumedAt !== undefined;
   }
 
   private invalid(description: string): GrantResult {

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { IamModel } from './iam.js';
 import { RpcError, SecretManagerState, type VersionState } from './state.js';
 
 export type { VersionState } from './state.js';
@@ -49,6 +50,13 @@ export interface SecretManagerServer {
   setUnavailable(on: boolean): void;
   /** While on, AccessSecretVersion returns flipped payload bytes with the original checksum (bit rot in transit). */
   setCorruptAccess(on: boolean): void;
+  /**
+   * Take `permissions` away from every caller: TestIamPermissions no longer returns them and each RPC
+   * that needs one answers PERMISSION_DENIED (iam.ts has the RPC → permission map).
+   */
+  denyPermissions(permissions: string[]): void;
+  /** Grant every permission again. */
+  allowAllPermissions(): void;
   versionStates(secret: string, project?: string): { version: number; state: VersionState }[];
   close(): Promise<void>;
 }
@@ -97,6 +105,7 @@ function corrupt(res: Record<string, unknown>): void {
 
 export async function startSecretManagerServer(opts: { port?: number } = {}): Promise<SecretManagerServer> {
   const state = new SecretManagerState();
+  const iam = new IamModel();
   const server = new grpc.Server();
   const calls: string[] = [];
   let faults: (Fault & { remaining: number })[] = [];
@@ -113,8 +122,21 @@ export async function startSecretManagerServer(opts: { port?: number } = {}): Pr
   };
 
   const handlers: grpc.UntypedServiceImplementation = {};
-  for (const method of SECRET_MANAGER_METHODS) {
-    const impl = state[method].bind(state) as (req: Record<string, unknown>) => Record<string, unknown>;
+  type Impl = (req: Record<string, unknown>) => Record<string, unknown>;
+  const impls: [string, Impl][] = [
+    ...SECRET_MANAGER_METHODS.map((m): [string, Impl] => {
+      const run = state[m].bind(state) as Impl;
+      return [
+        m,
+        (req) => {
+          iam.check(m, req);
+          return run(req);
+        },
+      ];
+    }),
+    ['TestIamPermissions', (req) => iam.test(req, (name) => state.hasSecret(name))],
+  ];
+  for (const [method, impl] of impls) {
     handlers[method] = (call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       calls.push(method);
       const run = () => {
@@ -163,6 +185,8 @@ export async function startSecretManagerServer(opts: { port?: number } = {}): Pr
     setCorruptAccess: (on) => {
       corruptAccess = on;
     },
+    denyPermissions: (permissions) => iam.deny(permissions),
+    allowAllPermissions: () => iam.allowAll(),
     versionStates: (secret, project) => state.versionStates(secret, project),
     close: () =>
       new Promise<void>((resolve) => {

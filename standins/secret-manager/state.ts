@@ -322,6 +322,10 @@ export class SecretManagerState {
 
   // ---- introspection for tests --------------------------------------------------------------
 
+  hasSecret(name: string): boolean {
+    return this.secrets.has(name);
+  }
+
   versionStates(secret: string, project?: string): { version: number; state: VersionState }[] {
     const key = secret.includes('/') ? secret : this.findKey(secret, project);
     const s = key ? this.secrets.get(key) : undefined;

@@ -23,8 +23,9 @@ import type { TokenSet } from '../../core/token.js';
 import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { createEventBus } from '../../core/gcp/event-bus.js';
 import { createSaxoClient } from '../../core/saxo/client.js';
+import { cloudSettings } from '../../core/settings.js';
 import { createRefreshHandler } from '../../functions/handler.js';
-import type { CloudDeps, CloudSettings } from '../../functions/refresher.js';
+import type { CloudDeps } from '../../functions/refresher.js';
 import { Reconciler, type ReconcilerDeps } from '../../agent/reconciler.js';
 import { reconcilerDeps } from '../../agent/wiring.js';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
@@ -85,7 +86,8 @@ export interface CloudRig {
   marginSec: number;
   keep: number;
   createSubscription(id: string): Promise<string>;
-  cloudDeps(over?: Partial<CloudSettings> & { store?: SecretStore; bus?: EventBus | undefined; storeTimeoutMs?: number }): CloudDeps;
+  /** The function's deps at this rig's scaled settings, `env` on top (the same builder as production). */
+  cloudDeps(env?: Record<string, string>, over?: { store?: SecretStore; bus?: EventBus | undefined; storeTimeoutMs?: number }): CloudDeps;
   startFunction(getDeps: () => Promise<CloudDeps>): Promise<FunctionServer>;
   serve(name: string): Promise<FunctionServer>;
   agentEnv(dataDir: string, extra?: Record<string, string>): Record<string, string>;
@@ -122,7 +124,14 @@ export async function startCloudRig(o: CloudRigOptions): Promise<CloudRig> {
   const ps = await startPubSubFixture(o.projectId);
   const logger = (component: string) => createLogger({ component, write: (l) => texts.push(l), minSeverity: 'DEBUG' });
   const store = createSecretStore({ client: sm.client, projectId: o.projectId, secretId, logger: logger('rig') });
-  const bus = createEventBus({ pubsub: ps.pubsub, topicId, logger: logger('rig') });
+  const gcpOf = () => ({ projectId: o.projectId, topicId, pubsubEmulatorHost: ps.emulator.host });
+  const buses: { close(): Promise<void> }[] = [];
+  const newBus = (lg: Logger) => {
+    const b = createEventBus({ gcp: gcpOf(), logger: lg });
+    buses.push(b);
+    return b;
+  };
+  const bus = newBus(logger('rig'));
 
   await ensureTopicAndSubscription(ps.pubsub, topicId, `audit-${n}`);
   const audit: Subscription = ps.pubsub.subscription(`audit-${n}`);
@@ -157,7 +166,18 @@ export async function startCloudRig(o: CloudRigOptions): Promise<CloudRig> {
     };
   };
 
+  // Every tier scaled to the token's life L, in production's proportions (cloud 0.5 L, agent 0.25 L,
+  // bots 0.1 L; the Scheduler every 0.25 L): a test sets only what it is about.
+  const L = o.accessLifetimeSec;
   const baseEnv = (): Record<string, string> => ({
+    CLOUD_REFRESH_THRESHOLD_SECONDS: String(0.5 * L),
+    REFRESH_THRESHOLD_SECONDS: String(0.25 * L),
+    BOT_REFRESH_THRESHOLD_SECONDS: String(0.1 * L),
+    CLOUD_SCHEDULE_SECONDS: String(0.25 * L),
+    CLOUD_EXPIRED_GRACE_SECONDS: String(2.25 * L),
+    LEASE_TTL_SECONDS: '10',
+    // Loopback answers in milliseconds; tests with sub-second-scaled leases need the lease to outlast an attempt.
+    SAXO_HTTP_TIMEOUT_SECONDS: '1',
     GOOGLE_CLOUD_PROJECT: o.projectId,
     TOKEN_SECRET_ID: secretId,
     TOKEN_TOPIC_ID: topicId,
@@ -214,25 +234,17 @@ export async function startCloudRig(o: CloudRigOptions): Promise<CloudRig> {
       await ensureTopicAndSubscription(ps.pubsub, topicId, id);
       return id;
     },
-    cloudDeps(over = {}) {
+    cloudDeps(env = {}, over = {}) {
       const lg = logger('function');
       lg.addSecret(APP_SECRET);
+      const config = loadConfig({ ...baseEnv(), TOKEN_KEEPER_HOLDER_ID: `cloud:test:${randomBytes(3).toString('hex')}`, ...env });
       return {
         clock: systemClock,
         store: over.store ?? createSecretStore({ client: sm.client, projectId: o.projectId, secretId, logger: lg, timeoutMs: over.storeTimeoutMs }),
-        bus: 'bus' in over ? over.bus : createEventBus({ pubsub: ps.pubsub, topicId, logger: lg }),
-        saxo: createSaxoClient({ authBaseUrl: proxy.url, httpTimeoutMs: 5000, logger: lg }),
+        bus: 'bus' in over ? over.bus : newBus(lg),
+        saxo: createSaxoClient({ authBaseUrl: proxy.url, httpTimeoutMs: config.httpTimeoutMs, logger: lg }),
         logger: lg,
-        settings: {
-          cloudRefreshThresholdMs: over.cloudRefreshThresholdMs ?? 600_000,
-          maxRefreshFailures: over.maxRefreshFailures ?? 5,
-          keepSecretVersions: over.keepSecretVersions ?? keep,
-          leaseTtlMs: over.leaseTtlMs ?? 10_000,
-          expiryMarginMs: over.expiryMarginMs ?? marginSec * 1000,
-          holderId: over.holderId ?? `cloud:test:${randomBytes(3).toString('hex')}`,
-          appKey: APP_KEY,
-          appSecret: APP_SECRET,
-        },
+        settings: cloudSettings(config),
       };
     },
     async startFunction(getDeps) {
@@ -249,7 +261,7 @@ export async function startCloudRig(o: CloudRigOptions): Promise<CloudRig> {
       lg.addSecret(APP_SECRET);
       const cloud = {
         store: createSecretStore({ client: sm.client, projectId: o.projectId, secretId, logger: lg, timeoutMs: storeTimeoutMs }),
-        bus: createEventBus({ pubsub: ps.pubsub, topicId, logger: lg }),
+        bus: newBus(lg),
         close: async () => undefined,
       };
       const deps = wrap(reconcilerDeps(config, lg, cloud));
@@ -280,6 +292,7 @@ export async function startCloudRig(o: CloudRigOptions): Promise<CloudRig> {
     },
     async close() {
       await Promise.allSettled(servers.map((s) => s.close()));
+      await Promise.allSettled(buses.map((b) => b.close()));
       audit.removeAllListeners('message');
       await audit.close().catch(() => undefined);
       await ps.pubsub.topic(topicId).delete().catch(() => undefined);

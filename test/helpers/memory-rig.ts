@@ -5,12 +5,14 @@
  */
 import { createLogger, type Logger } from '../../core/log.js';
 import { serializeFlat } from '../../core/codec.js';
+import { loadConfig } from '../../core/config.js';
 import type { RefreshOptions } from '../../core/ports.js';
+import { agentSettings, cloudSettings, type AgentSettings, type CloudSettings } from '../../core/settings.js';
 import { fromResponse, type TokenResponse, type TokenSet } from '../../core/token.js';
-import { Reconciler, type ReconcilerSettings } from '../../agent/reconciler.js';
-import type { CloudDeps, CloudSettings } from '../../functions/refresher.js';
+import { Reconciler } from '../../agent/reconciler.js';
+import type { CloudDeps } from '../../functions/refresher.js';
 import {
-  FakeClock, MemoryCache, MemoryEventBus, MemoryLock, MemorySecretStore, MemoryState, SaxoModel,
+  VirtualClock, MemoryCache, MemoryEventBus, MemoryLock, MemorySecretStore, MemoryState, SaxoModel,
 } from '../../standins/memory.js';
 
 export const APP_KEY = 'rig-app-key';
@@ -56,10 +58,9 @@ export class RecordingSaxo extends SaxoModel {
   readonly options: RefreshOptions[] = [];
   /** Runs at each presentation, before Saxo answers (lets a test change the world mid-call). */
   onPresent: ((refreshToken: string) => void | Promise<void>) | undefined;
-  override issue(): TokenResponse {
-    const r = super.issue();
-    this.issued.push(r.accessToken, r.refreshToken);
-    return r;
+  constructor(clock: VirtualClock) {
+    super(clock);
+    this.onIssue = (r: TokenResponse) => void this.issued.push(r.accessToken, r.refreshToken);
   }
   override async refresh(refreshToken: string, opts: RefreshOptions): Promise<TokenResponse> {
     if (this.onPresent) await this.onPresent(refreshToken);
@@ -73,8 +74,13 @@ export class RecordingSaxo extends SaxoModel {
   }
 }
 
+/** A Config as a deployment at default settings gets it, plus `env`; the rigs build settings from it. */
+export function rigConfig(env: Record<string, string> = {}) {
+  return loadConfig({ TOKEN_KEEPER_DATA_DIR: '/nonexistent/rig', ...env });
+}
+
 interface BaseRig {
-  clock: FakeClock;
+  clock: VirtualClock;
   saxo: RecordingSaxo;
   log: LogCapture;
   /** A pair as `login` would store it (generation 1 unless `generation` is given). */
@@ -87,7 +93,7 @@ interface BaseRig {
   leaks(): string[];
 }
 
-function base(clock: FakeClock): BaseRig & { bus?: MemoryEventBus } {
+function base(clock: VirtualClock): BaseRig & { bus?: MemoryEventBus } {
   const saxo = new RecordingSaxo(clock);
   const log = captureLogger();
   const make = (res: TokenResponse, prev: TokenSet | undefined, source: string): TokenSet =>
@@ -121,15 +127,9 @@ function base(clock: FakeClock): BaseRig & { bus?: MemoryEventBus } {
   return rig;
 }
 
-export const AGENT_SETTINGS: ReconcilerSettings = {
-  refreshThresholdMs: 300 * SEC,
-  refreshTokenAlertMs: 900 * SEC,
-  maxRefreshFailures: 5,
-  keepSecretVersions: 3,
-  leaseTtlMs: 60 * SEC,
-  expiryMarginMs: 60 * SEC,
-  holderId: 'agent:test-vm',
-};
+/** Fixed jitter: a backoff sleep is half its bound, every run the same. */
+const RANDOM = () => 0.5;
+const CLOUD_ENV = { GOOGLE_CLOUD_PROJECT: 'demo', TOKEN_SECRET_ID: 'saxo-token' };
 
 export interface AgentRig extends BaseRig {
   cache: MemoryCache;
@@ -137,7 +137,7 @@ export interface AgentRig extends BaseRig {
   state: MemoryState;
   store?: MemorySecretStore | undefined;
   bus?: MemoryEventBus | undefined;
-  settings: ReconcilerSettings;
+  settings: AgentSettings;
   reconciler: Reconciler;
   /** A new Reconciler over the same ports (a restart), loaded. */
   restart(): Promise<Reconciler>;
@@ -148,16 +148,18 @@ export interface AgentRig extends BaseRig {
 
 export interface AgentRigOptions {
   cloud?: boolean;
-  settings?: Partial<ReconcilerSettings>;
+  /** Environment on top of the defaults (what an operator would set). */
+  env?: Record<string, string>;
+  settings?: Partial<AgentSettings>;
   lockTimeoutMs?: number;
-  clock?: FakeClock;
+  clock?: VirtualClock;
   store?: MemorySecretStore;
   bus?: MemoryEventBus;
 }
 
 /** Build the ports and a Reconciler; call `reconciler.load()` (after planting state) before running. */
 export function agentRig(o: AgentRigOptions = {}): AgentRig {
-  const clock = o.clock ?? new FakeClock();
+  const clock = o.clock ?? new VirtualClock();
   const b = base(clock);
   const cache = new MemoryCache();
   const lock = new MemoryLock(clock, o.lockTimeoutMs ?? 30 * SEC);
@@ -165,9 +167,10 @@ export function agentRig(o: AgentRigOptions = {}): AgentRig {
   const store = o.store ?? (o.cloud ? new MemorySecretStore() : undefined);
   const bus = o.bus ?? (o.cloud ? new MemoryEventBus() : undefined);
   b.bus = bus;
-  const settings = { ...AGENT_SETTINGS, ...o.settings };
+  const config = rigConfig({ TOKEN_KEEPER_HOLDER_ID: 'agent:test-vm', ...(store ? CLOUD_ENV : {}), ...o.env });
+  const settings = { ...agentSettings(config, { random: RANDOM }), ...o.settings };
   const build = () =>
-    new Reconciler({ clock, cache, lock: () => lock.acquire(), state, saxo: b.saxo, store, bus, logger: b.log.logger, settings });
+    new Reconciler({ clock, cache, lock: (signal) => lock.acquire(signal), state, saxo: b.saxo, store, bus, logger: b.log.logger, settings });
   const rig: AgentRig = {
     ...b,
     cache,
@@ -193,14 +196,6 @@ export function agentRig(o: AgentRigOptions = {}): AgentRig {
   return rig;
 }
 
-export const CLOUD_SETTINGS: CloudSettings = {
-  cloudRefreshThresholdMs: 600 * SEC,
-  maxRefreshFailures: 5,
-  keepSecretVersions: 3,
-  leaseTtlMs: 60 * SEC,
-  expiryMarginMs: 60 * SEC,
-  holderId: 'cloud:test-fn',
-};
 
 export interface CloudRig extends BaseRig {
   store: MemorySecretStore;
@@ -208,18 +203,19 @@ export interface CloudRig extends BaseRig {
   deps: CloudDeps;
 }
 
-export function cloudRig(o: { settings?: Partial<CloudSettings>; clock?: FakeClock } = {}): CloudRig {
-  const clock = o.clock ?? new FakeClock();
+export function cloudRig(o: { env?: Record<string, string>; settings?: Partial<CloudSettings>; clock?: VirtualClock; store?: MemorySecretStore } = {}): CloudRig {
+  const clock = o.clock ?? new VirtualClock();
   const b = base(clock);
-  const store = new MemorySecretStore();
+  const store = o.store ?? new MemorySecretStore();
   const bus = new MemoryEventBus();
   b.bus = bus;
-  const deps: CloudDeps = { clock, store, bus, saxo: b.saxo, logger: b.log.logger, settings: { ...CLOUD_SETTINGS, ...o.settings } };
+  const settings = { ...cloudSettings(rigConfig({ ...CLOUD_ENV, ...o.env }), { holderId: 'cloud:test-fn', random: RANDOM }), ...o.settings };
+  const deps: CloudDeps = { clock, store, bus, saxo: b.saxo, logger: b.log.logger, settings };
   return { ...b, store, bus, deps };
 }
 
 /** Advance the fake clock in steps until `p` settles (for code that waits on clock sleeps). */
-export async function settleWithClock<T>(p: Promise<T>, clock: FakeClock, stepMs = 100, maxMs = 120 * SEC): Promise<T> {
+export async function settleWithClock<T>(p: Promise<T>, clock: VirtualClock, stepMs = 100, maxMs = 120 * SEC): Promise<T> {
   let done = false;
   const watched = p.finally(() => {
     done = true;

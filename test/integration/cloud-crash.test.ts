@@ -35,6 +35,7 @@ function crashing(step: Step) {
       return fn(...a);
     };
   const store = (s: SecretStore): SecretStore => ({
+    name: s.name,
     latest: gate('other', s.latest),
     version: gate('other', s.version),
     add: gate('add', s.add),
@@ -124,7 +125,7 @@ describeWithPubSub('I3 crash at every step after Saxo answered', () => {
       const before = (await rig.latest())!;
       const c = crashing(step);
       c.markAnswered(); // the function's first write after Saxo is the secret add; arm every later step
-      const base = rig.cloudDeps({ leaseTtlMs: LEASE_SEC * 1000 });
+      const base = rig.cloudDeps({ LEASE_TTL_SECONDS: String(LEASE_SEC) });
       // Arm only after the add: wrap add so that it runs for real, then the crash gate applies.
       const store = c.store(base.store);
       const deps = { ...base, store: { ...store, add: base.store.add }, bus: c.bus(base.bus!) };
@@ -135,9 +136,9 @@ describeWithPubSub('I3 crash at every step after Saxo answered', () => {
       expect(stored.generation).toBe(before.generation! + 1);
 
       await leaseFree();
-      const fn2 = await rig.startFunction(() => Promise.resolve(rig.cloudDeps({ leaseTtlMs: LEASE_SEC * 1000 })));
+      const fn2 = await rig.startFunction(() => Promise.resolve(rig.cloudDeps({ LEASE_TTL_SECONDS: String(LEASE_SEC) })));
       const r2 = await fn2.post({ force: true });
-      expect(r2.body).toMatchObject({ action: 'refreshed', generation: stored.generation! + 1 });
+      expect(r2.body).toMatchObject({ outcome: 'refreshed', generation: stored.generation! + 1 });
       expect(rig.saxo.stats().reusedPresentations).toBe(0);
       expect(duplicates(rig.presented)).toBe(0);
     });

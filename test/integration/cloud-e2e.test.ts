@@ -65,15 +65,15 @@ describeWithPubSub('cloud path end to end (function → Pub/Sub → agent proces
       // A Scheduler tick inside the threshold refreshes; the next one finds a fresh token.
       const first = await fn.post({});
       expect(first.status).toBe(200);
-      expect(first.body).toMatchObject({ action: 'refreshed', generation: 2 });
+      expect(first.body).toMatchObject({ outcome: 'refreshed', generation: 2 });
       await cacheGen(2);
       const second = await fn.post({});
-      expect(second.body).toMatchObject({ action: 'none', generation: 2 });
+      expect(second.body).toMatchObject({ outcome: 'fresh', generation: 2 });
 
       const latencies: number[] = [];
       for (let i = 0; i < SAMPLES; i++) {
         const r = await fn.post({ force: true });
-        expect(r.body.action).toBe('refreshed');
+        expect(r.body.outcome).toBe('refreshed');
         const g = r.body.generation as number;
         const written = await cacheGen(g);
         const ev = await waitFor(() => rig.events.find((e) => e.generation === g), 10_000, `audit event gen ${g}`);
@@ -114,7 +114,7 @@ describeWithPubSub('cloud path end to end (function → Pub/Sub → agent proces
       const fn = await r2.startFunction(() => Promise.resolve(r2.cloudDeps()));
       for (let i = 0; i < 100; i++) {
         const r = await fn.post({ force: true });
-        expect(r.body.action).toBe('refreshed');
+        expect(r.body.outcome).toBe('refreshed');
       }
       const live = r2.sm.server.versionStates(r2.secretId, PROJECT).filter((v) => v.state !== 'DESTROYED');
       expect(live.length).toBeLessThanOrEqual(3);

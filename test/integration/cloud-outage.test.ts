@@ -63,13 +63,13 @@ describeWithPubSub('cloud path outages', () => {
     // The agent's last cache before it went down: the seeded pair, soon consumed by the function.
     await createCacheFile(`${dir}/saxo_token_cache.json`).write(first);
     const fn = await rig.startFunction(() =>
-      Promise.resolve(rig.cloudDeps({ cloudRefreshThresholdMs: 2500, leaseTtlMs: 3000, holderId: 'cloud:outage' })),
+      Promise.resolve(rig.cloudDeps({ CLOUD_REFRESH_THRESHOLD_SECONDS: '2.5', LEASE_TTL_SECONDS: '3', TOKEN_KEEPER_HOLDER_ID: 'cloud:outage' })),
     );
     const results: string[] = [];
     const end = Date.now() + (LIFE + 2) * 1000;
     while (Date.now() < end) {
       // The Scheduler, scaled down.
-      results.push((await fn.post({})).body.action as string);
+      results.push((await fn.post({})).body.outcome as string);
       await pause(250);
     }
     expect(results.filter((r) => r === 'refreshed').length).toBeGreaterThanOrEqual(2);

@@ -37,7 +37,7 @@ describeWithPubSub('I1 race: function + two agents refreshing together', () => {
     rig = await startCloudRig({ projectId: PROJECT, accessLifetimeSec: 20, refreshLifetimeSec: 600 });
     await rig.seedSecret(19, 1);
     // One function instance (one holder id, as in production) serving overlapping POSTs.
-    const deps = rig.cloudDeps({ cloudRefreshThresholdMs: 1_000_000, leaseTtlMs: LEASE_SEC * 1000, holderId: 'cloud:race-instance' });
+    const deps = rig.cloudDeps({ CLOUD_REFRESH_THRESHOLD_SECONDS: '1000000', LEASE_TTL_SECONDS: String(LEASE_SEC), TOKEN_KEEPER_HOLDER_ID: 'cloud:race-instance' });
     fn = await rig.startFunction(() => Promise.resolve(deps));
     // Thresholds above the lifetime: every actor wants to refresh every time it runs.
     const env = (h: string) => ({ REFRESH_THRESHOLD_SECONDS: '1000', LEASE_TTL_SECONDS: String(LEASE_SEC), TOKEN_KEEPER_HOLDER_ID: h, LOCK_TIMEOUT_SECONDS: '5' });
@@ -77,7 +77,7 @@ describeWithPubSub('I1 race: function + two agents refreshing together', () => {
       const useA = rng() < 0.8;
       const useB = rng() < 0.8 || (posts === 0 && !useA);
       const actors: (() => Promise<string>)[] = [];
-      for (let i = 0; i < posts; i++) actors.push(async () => `fn:${(await fn.post({})).body.action as string}`);
+      for (let i = 0; i < posts; i++) actors.push(async () => `fn:${(await fn.post({})).body.outcome as string}`);
       if (useA) actors.push(async () => `A:${await agents[0]!.reconciler.run({ kind: 'tick' })}`);
       if (useB) actors.push(async () => `B:${await agents[1]!.reconciler.run({ kind: 'tick' })}`);
       plan.push(`posts=${posts} A=${useA} B=${useB}`);
@@ -115,7 +115,7 @@ describeWithPubSub('I1 race: function + two agents refreshing together', () => {
     // The chain is alive: one more refresh succeeds, its access token works, agents converge on it.
     await pause(LEASE_SEC * 1000); // any dead-holder lease has run out by now
     const last = await fn.post({ force: true });
-    expect(last.body.action).toBe('refreshed');
+    expect(last.body.outcome).toBe('refreshed');
     const latest = await rig.latest();
     expect(rig.saxo.isValidAccessToken(latest!.accessToken)).toBe(true);
     for (const a of agents) {

@@ -1,43 +1,79 @@
 /**
- * The high-level Pub/Sub EventBus (@google-cloud/pubsub) against Google's real Pub/Sub emulator
- * on 127.0.0.1: the shared EventBus contract, plus what only this adapter and its helpers do.
+ * The EventBus adapter (generated Pub/Sub clients, own streaming-pull loop) against Google's real
+ * Pub/Sub emulator on 127.0.0.1: the shared EventBus contract, reconnecting after an outage, a
+ * publish that gives up within its deadline when Pub/Sub does not answer, and the helpers.
  */
-import { expect, it } from 'vitest';
-import { connect } from 'node:net';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { connect, createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createPubSub, parseHostPort } from '../../core/gcp/clients.js';
-import { startPubSubEmulator } from '../../standins/pubsub-emulator.js';
-import { createEventBus, parseTokenRotated } from '../../core/gcp/event-bus.js';
-import { eventBusContract, rotatedEvent } from '../helpers/event-bus-contract.js';
-import { describeWithPubSub, waitFor } from '../helpers/gcp.js';
+import { createEventBus } from '../../core/gcp/event-bus.js';
+import { parseTokenRotated } from '../../core/gcp/event-schema.js';
+import { findPubSubEmulatorJar, startPubSubEmulator } from '../../standins/pubsub-emulator.js';
+import { eventBusContract, eventLines, rotatedEvent } from '../helpers/event-bus-contract.js';
+import { describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, waitFor } from '../helpers/gcp.js';
+import { eventBusCoreContract } from '../helpers/event-bus-core-contract.js';
 
-const PROJECT = 'bus-project';
+// Unique per run: a long-lived emulator (a developer's, or CI's shared one) keeps topics between runs.
+const PROJECT = `bus-project-${process.pid}`;
 const event = (generation: number) => rotatedEvent(PROJECT, generation);
 
 eventBusContract(
   'EventBus on the Pub/Sub emulator',
-  async ({ fx, topicId, subscriptionId, logger }) => ({
-    bus: createEventBus({ pubsub: fx.pubsub, topicId, subscriptionId, logger }),
-    close: async () => undefined, // the fixture owns the PubSub client
-  }),
+  async ({ projectId, fx, topicId, subscriptionId, logger }) => {
+    const bus = createEventBus({ gcp: { projectId, topicId, subscriptionId, pubsubEmulatorHost: fx.emulator.host }, logger });
+    return { bus, close: () => bus.close() };
+  },
   {
     projectId: PROJECT,
     more: (env) => {
-      it('works through createPubSub with the emulator host from config', async () => {
-        const ps = await createPubSub({ projectId: PROJECT, pubsubEmulatorHost: env.fx.emulator.host });
-        try {
-          const b = createEventBus({ pubsub: ps, topicId: env.topicId, subscriptionId: env.subscriptionId, logger: env.logger });
-          const { got, close } = await env.collect(b);
+      it.skipIf(!findPubSubEmulatorJar())(
+        'reconnects after the emulator restarts on the same port and delivery resumes (skipped only without the emulator jar)',
+        async () => {
+          const { topicId, subscriptionId, lines, logger } = env;
+          // A private emulator: restarting a shared one would break other files.
+          const emu = await startPubSubEmulator();
+          let emu2: Awaited<ReturnType<typeof startPubSubEmulator>> | undefined;
+          const ps = await createPubSub({ projectId: PROJECT, pubsubEmulatorHost: emu.host });
+          const b = createEventBus({
+            gcp: { projectId: PROJECT, topicId, subscriptionId, pubsubEmulatorHost: emu.host },
+            logger,
+            backoff: { initialMs: 200, maxMs: 1_000 },
+          });
           try {
-            await b.publish(event(9));
-            await waitFor(() => got.length >= 1, 10_000, 'delivery');
-            expect(got.map((g) => g.event.generation)).toEqual([9]);
+            await ensureTopicAndSubscription(ps, topicId, subscriptionId, { ackDeadlineSeconds: 10 });
+            const { got } = await env.collect(b);
+            await b.publish(event(1));
+            await waitFor(() => got.length === 1, 10_000, 'delivery before restart');
+
+            await emu.stop();
+            await waitFor(() => eventLines(lines, 'event_subscription_error').length >= 1, 10_000, 'stream error logged');
+            emu2 = await startPubSubEmulator({ port: emu.port });
+            // The emulator keeps no state: the topic and subscription come back as new.
+            const ps2 = await createPubSub({ projectId: PROJECT, pubsubEmulatorHost: emu2.host });
+            try {
+              await ensureTopicAndSubscription(ps2, topicId, subscriptionId, { ackDeadlineSeconds: 10 });
+            } finally {
+              await ps2.close();
+            }
+            // The subscription retains it until the subscriber's stream is back (on its own backoff).
+            await b.publish(event(2));
+            await waitFor(() => got.length === 2, 20_000, 'delivery after restart');
+            expect(got[0]!.event).toEqual(event(1));
+            expect(got[1]!.event).toEqual(event(2));
+            const errors = eventLines(lines, 'event_subscription_error');
+            expect(errors.every((e) => e.severity === 'WARNING')).toBe(true);
+            // Backoff, not a spin: a handful of attempts over the outage, not hundreds.
+            expect(errors.length).toBeLessThan(30);
           } finally {
-            await close(); // before its client goes away
+            await b.close(); // ends the collecting subscription before its emulator goes away
+            await ps.close();
+            await emu2?.stop();
+            await emu.stop();
           }
-        } finally {
-          await ps.close();
-        }
-      });
+        },
+        45_000,
+      );
     },
   },
 );
@@ -73,4 +109,41 @@ it('parseTokenRotated rejects bad bodies without echoing them', () => {
     expect(r.reason).not.toMatch(/secret-leak/);
   }
   expect(parseTokenRotated(Buffer.from(JSON.stringify(event(2))))).toEqual({ ok: true, event: event(2) });
+});
+
+it('publish gives up within its deadline when Pub/Sub accepts the connection but never answers (nothing may wait on it)', async () => {
+  // A TCP server that accepts and stays silent: the worst case (no RST, no answer).
+  const sockets = new Set<import('node:net').Socket>();
+  const black = createServer((s) => void sockets.add(s));
+  await new Promise<void>((r) => black.listen(0, '127.0.0.1', () => r()));
+  const host = `127.0.0.1:${(black.address() as AddressInfo).port}`;
+  const bus = createEventBus({ gcp: { projectId: PROJECT, topicId: 'nowhere', pubsubEmulatorHost: host }, publishTimeoutMs: 1_500 });
+  const t0 = Date.now();
+  try {
+    await expect(bus.publish(event(1))).rejects.toThrow();
+    const took = Date.now() - t0;
+    // Bounded by the deadline it was given, not by gax's 60 s default plus retries.
+    expect(took).toBeLessThan(10_000);
+  } finally {
+    await bus.close();
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => black.close(() => r()));
+  }
+});
+
+describeWithPubSub('EventBus core contract on the emulator', () => {
+  let fx: Awaited<ReturnType<typeof startPubSubFixture>>;
+  let seq = 0;
+  beforeAll(async () => {
+    fx = await startPubSubFixture(`${PROJECT}-core`);
+  });
+  afterAll(async () => {
+    await fx.close();
+  });
+  eventBusCoreContract('the Pub/Sub adapter', async () => {
+    const topicId = `core-${++seq}`;
+    await ensureTopicAndSubscription(fx.pubsub, topicId, `${topicId}-sub`, { ackDeadlineSeconds: 10 });
+    const bus = createEventBus({ gcp: { projectId: `${PROJECT}-core`, topicId, subscriptionId: `${topicId}-sub`, pubsubEmulatorHost: fx.emulator.host } });
+    return { bus, projectId: `${PROJECT}-core`, close: () => bus.close() };
+  });
 });

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { acquireFlock, withFlock } from '../../agent/flock.js';
+import { acquireFlock } from '../../agent/flock.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { acquireInstanceLock, INSTANCE_LOCK_FILE, InstanceLockedError } from '../../agent/instance-lock.js';
 import type { Clock } from '../../core/clock.js';
@@ -161,17 +161,6 @@ describe('acquireFlock semantics', () => {
     await other.release();
     expect((await tryLock()).stdout).toBe('LOCKED');
   });
-
-  it('withFlock releases when the body throws', async () => {
-    await expect(
-      withFlock(lockPath, {}, async () => {
-        expect((await tryLock()).stdout).toBe('EWOULDBLOCK');
-        throw new Error('body failed');
-      }),
-    ).rejects.toThrow('body failed');
-    expect((await tryLock()).stdout).toBe('LOCKED');
-    expect(await withFlock(lockPath, {}, async () => 42)).toBe(42);
-  });
 });
 
 describe('acquireInstanceLock', () => {
@@ -219,11 +208,10 @@ time.sleep(120)`;
     }
   });
 
-  it('creates a missing data dir', async () => {
+  it('never creates a missing data dir (a typo must not run a keeper for nobody: the agent refuses first)', async () => {
     const sub = join(dir, 'nested', 'data');
-    const held = await acquireInstanceLock(sub);
-    expect(existsSync(sub)).toBe(true);
-    await held.release();
+    await expect(acquireInstanceLock(sub)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(existsSync(sub)).toBe(false);
   });
 });
 

@@ -7,7 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -205,7 +205,7 @@ describe('login (standalone, cache target)', () => {
     for (const r of runs) expect(r.stderr()).not.toMatch(/\/authorize\?/);
   }, 20_000);
 
-  it('refuses to replace a newer stored pair without --force, and replaces it with --force', async () => {
+  it('refuses to replace a newer stored pair without --force; the consumed authorization is kept in a 0600 file that `--import --force` stores', async () => {
     const dir = tempDir();
     // "Someone refreshed during the login": the cache already holds a pair that outlives the new one.
     const newer = seeded(7200);
@@ -217,14 +217,18 @@ describe('login (standalone, cache target)', () => {
     const loc = await signIn(await authorizeUrl(p));
     expect((await fetch(loc)).status).toBe(200);
     expect((await p.exited).code).toBe(1);
-    expect(p.logs.some((l) => l.event === 'login_failed' && /newer token pair is already stored/.test(l.message))).toBe(true);
+    const failed = p.logs.find((l) => l.event === 'login_store_failed');
+    expect(failed?.message).toMatch(/newer token pair is already stored/);
     expect(readCache(dir)!.refreshToken).toBe(newer.refreshToken);
+    // The pair Saxo issued for the code is not lost: it waits in a 0600 file, and stderr says how to import it.
+    const file = String(failed?.file);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(p.stderr()).toContain(`npx token-keeper login --import ${file}`);
 
-    const port2 = await freePort();
-    const q = startLogin(['--timeout', '30', '--target', 'cache', '--force'], baseEnv(dir, port2));
-    const loc2 = await signIn(await authorizeUrl(q));
-    expect((await fetch(loc2)).status).toBe(200);
+    const q = startCli(['login', '--import', file, '--target', 'cache', '--force'], baseEnv(dir, await freePort()));
+    procs.push(q);
     expect((await q.exited).code).toBe(0);
+    expect(existsSync(file)).toBe(false);
     const after = readCache(dir)!;
     expect(after.refreshToken).not.toBe(newer.refreshToken);
     expect(after.source).toBe('login');

@@ -10,6 +10,7 @@ import { createPkce, buildAuthorizationUrl, randomState } from '../../core/saxo/
 import { createSaxoClient } from '../../core/saxo/client.js';
 import type { TokenEndpoint } from '../../core/ports.js';
 import { startSaxoStandin, type SaxoStandin, type SaxoStandinOptions } from '../../standins/saxo/server.js';
+import { tokenEndpointContract } from '../helpers/token-endpoint-contract.js';
 
 const APP_KEY = 'demo-app';
 const APP_SECRET = 'demo-app-secret-0123456789';
@@ -25,9 +26,9 @@ afterEach(async () => {
   standin = undefined;
 });
 
-async function setup(o: SaxoStandinOptions = {}, maxAttempts = 1, httpTimeoutMs = 2000): Promise<{ s: SaxoStandin; client: TokenEndpoint }> {
+async function setup(o: SaxoStandinOptions = {}, httpTimeoutMs = 2000): Promise<{ s: SaxoStandin; client: TokenEndpoint }> {
   standin = await startSaxoStandin({ clients: { [APP_KEY]: APP_SECRET, [PKCE_APP]: null }, ...o });
-  const client = createSaxoClient({ authBaseUrl: standin.url, httpTimeoutMs, clock: quickClock, maxAttempts });
+  const client = createSaxoClient({ authBaseUrl: standin.url, httpTimeoutMs, clock: quickClock });
   return { s: standin, client };
 }
 
@@ -180,17 +181,16 @@ describe('fault injection, classified by the real client', () => {
     expect(err).toMatchObject({ kind: 'retryable', code });
     expect(err.message).toMatch(msg);
     expect(err.message).not.toContain(rt);
-    // With retries enabled the same token goes through once the fault is spent.
-    const retrying = createSaxoClient({ authBaseUrl: s.url, httpTimeoutMs: 2000, clock: quickClock, maxAttempts: 3 });
-    s.inject({ kind, times: 2 });
-    const res = await retrying.refresh(rt, ro());
+    // The fault did not consume the token: the next attempt (the protocol's retry) goes through.
+    s.inject({ kind, times: 1 });
+    await expect(client.refresh(rt, ro())).rejects.toMatchObject({ kind: 'retryable', code });
+    const res = await client.refresh(rt, ro());
     expect(s.isValidAccessToken(res.accessToken)).toBe(true);
-    expect(s.stats()).toMatchObject({ refreshes: 1, reusedPresentations: 0, faultsServed: 3 });
+    expect(s.stats()).toMatchObject({ refreshes: 1, reusedPresentations: 0, faultsServed: 2 });
   });
 
-  it('invalid_grant fault → fatal, not retried', async () => {
-    const { s } = await setup();
-    const client = createSaxoClient({ authBaseUrl: s.url, httpTimeoutMs: 2000, clock: quickClock, maxAttempts: 4 });
+  it('invalid_grant fault → fatal, one attempt', async () => {
+    const { s, client } = await setup();
     const rt = s.issue(APP_KEY).refresh_token;
     s.inject({ kind: 'invalid_grant', times: 2 });
     const err = await failure(client.refresh(rt, ro()));
@@ -199,7 +199,7 @@ describe('fault injection, classified by the real client', () => {
   });
 
   it('delay shorter than the timeout → success; longer → timeout, and the stand-in still consumed the token', async () => {
-    const { s, client } = await setup({}, 1, 400);
+    const { s, client } = await setup({}, 400);
     s.inject({ kind: 'delay', delayMs: 50 });
     const ok = await client.refresh(s.issue(APP_KEY).refresh_token, ro());
     expect(s.isValidAccessToken(ok.accessToken)).toBe(true);
@@ -244,7 +244,7 @@ describe('stand-in process (main.ts)', () => {
       expect(msg.event).toBe('saxo_standin_listening');
       expect(msg.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       const pair = (await (await fetch(`${msg.url}/_admin/issue`, { method: 'POST', body: JSON.stringify({ client_id: APP_KEY }) })).json()) as { refresh_token: string };
-      const client = createSaxoClient({ authBaseUrl: msg.url, httpTimeoutMs: 2000, maxAttempts: 1 });
+      const client = createSaxoClient({ authBaseUrl: msg.url, httpTimeoutMs: 2000 });
       const res = await client.refresh(pair.refresh_token, ro());
       expect(res).toMatchObject({ expiresIn: 20, refreshExpiresIn: 60 });
       child.kill('SIGTERM');
@@ -253,4 +253,16 @@ describe('stand-in process (main.ts)', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   });
+});
+
+tokenEndpointContract('the real client over HTTP to the stand-in', async (o) => {
+  let offset = 0;
+  const s = await startSaxoStandin({ ...o, now: () => Date.now() + offset });
+  return {
+    endpoint: createSaxoClient({ authBaseUrl: s.url, httpTimeoutMs: 2000 }),
+    issue: (clientId) => s.issue(clientId),
+    state: s,
+    advance: (ms) => void (offset += ms),
+    close: () => s.close(),
+  };
 });

@@ -8,29 +8,14 @@ import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SecretStoreError } from '../../core/errors.js';
-import { ANNOTATION, createSecretStore } from '../../core/gcp/secret-store.js';
+import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { ensureSecret } from '../../core/gcp/provision.js';
 import { createLogger, type Logger } from '../../core/log.js';
 import type { SecretStore } from '../../core/ports.js';
-import type { TokenSet } from '../../core/token.js';
 import { startSecretManagerFixture, type SecretManagerFixture } from '../helpers/gcp.js';
+import { secretStoreContract, token } from '../helpers/secret-store-contract.js';
 
 const T0 = Date.UTC(2025, 0, 15, 12, 0, 0);
-
-function token(n: number, extra: Record<string, unknown> = {}): TokenSet {
-  return {
-    accessToken: `ACCESS-secret-value-${n}-${'a'.repeat(24)}`,
-    refreshToken: `REFRESH-secret-value-${n}-${'r'.repeat(24)}`,
-    accessExpiresAt: T0 + n * 60_000,
-    refreshExpiresAt: T0 + n * 60_000 + 3_600_000,
-    issuedAt: T0 + n * 60_000 - 1_200_000,
-    generation: n,
-    source: 'test',
-    appKey: 'app-key-123',
-    appSecret: 'APP-SECRET-do-not-print',
-    extra,
-  };
-}
 
 let fx: SecretManagerFixture;
 let logLines: string[];
@@ -66,64 +51,29 @@ afterEach(() => {
 
 const nameOf = (v: number) => `projects/proj-1/secrets/${secretId}/versions/${v}`;
 
-describe('SecretStore: versions', () => {
-  it('adds versions numbered from 1 and reads latest and specific versions back', async () => {
-    expect(await store.latest()).toBeUndefined();
-    expect(await store.add(token(1))).toEqual({ name: nameOf(1), version: 1 });
-    expect(await store.add(token(2, { custom_key: 'kept', nested: { a: 1 } }))).toEqual({ name: nameOf(2), version: 2 });
+secretStoreContract('the adapter over the gRPC stand-in', {
+  async fresh(lg) {
+    const id = `tok-c${++secretSeq}`;
+    await ensureSecret(fx.client, fx.projectId, id);
+    const parent = `projects/${fx.projectId}/secrets/${id}`;
+    return {
+      store: createSecretStore({ client: fx.client, projectId: fx.projectId, secretId: id, logger: lg, timeoutMs: 1000 }),
+      raw: {
+        addRaw: async (data) => void (await fx.client.addSecretVersion({ parent, payload: { data: Buffer.from(data) } })),
+        setState: async (v, state) =>
+          void (state === 'DESTROYED'
+            ? await fx.client.destroySecretVersion({ name: `${parent}/versions/${v}` })
+            : await fx.client.disableSecretVersion({ name: `${parent}/versions/${v}` })),
+        setAnnotations: async (annotations) => void (await fx.client.updateSecret({ secret: { name: parent, annotations }, updateMask: { paths: ['annotations'] } })),
+        outage: (on) => fx.server.setUnavailable(on),
+        states: () => fx.server.versionStates(id),
+      },
+    };
+  },
+  missing: async (lg) => createSecretStore({ client: fx.client, projectId: fx.projectId, secretId: 'nope', logger: lg, timeoutMs: 1000 }),
+});
 
-    const latest = await store.latest();
-    expect(latest).toMatchObject({ name: nameOf(2), version: 2 });
-    expect(latest?.error).toBeUndefined();
-    expect(latest?.token).toMatchObject({
-      accessToken: token(2).accessToken,
-      refreshToken: token(2).refreshToken,
-      generation: 2,
-      appSecret: token(2).appSecret,
-      extra: { custom_key: 'kept', nested: { a: 1 } },
-    });
-    expect(latest?.token?.accessExpiresAt).toBe(token(2).accessExpiresAt);
-
-    expect((await store.version(1))?.token?.refreshToken).toBe(token(1).refreshToken);
-    expect((await store.version(nameOf(1)))?.version).toBe(1);
-    expect((await store.version('2'))?.token?.generation).toBe(2);
-    expect(await store.version(99)).toBeUndefined();
-    expect(await store.countVersions()).toBe(2);
-  });
-
-  it('treats destroyed versions as gone and falls back to the newest enabled one', async () => {
-    await store.add(token(1));
-    await store.add(token(2));
-    await store.add(token(3));
-    await fx.client.destroySecretVersion({ name: nameOf(2) });
-    await fx.client.disableSecretVersion({ name: nameOf(3) });
-    expect(await store.version(2)).toBeUndefined();
-    expect(await store.version(3)).toBeUndefined();
-    expect((await store.latest())?.version).toBe(1);
-    expect(await store.countVersions()).toBe(2); // ENABLED + DISABLED are billed; DESTROYED is not
-    expect(fx.server.versionStates(secretId).map((v) => v.state)).toEqual(['ENABLED', 'DESTROYED', 'DISABLED']);
-  });
-
-  it('returns an error (not a throw, not the payload) for a corrupt payload', async () => {
-    const junk = '{"access_token": "ACCESS-secret-value-leak", "refresh_token": ';
-    await fx.client.addSecretVersion({ parent: `projects/proj-1/secrets/${secretId}`, payload: { data: Buffer.from(junk) } });
-    const r = await store.latest();
-    expect(r).toMatchObject({ version: 1 });
-    expect(r?.token).toBeUndefined();
-    expect(r?.error).toMatch(/unusable/);
-    expect(r?.error).not.toContain('ACCESS-secret-value');
-
-    await fx.client.addSecretVersion({
-      parent: `projects/proj-1/secrets/${secretId}`,
-      payload: { data: Buffer.from(JSON.stringify({ refresh_token: 'REFRESH-secret-value-x' })) },
-    });
-    const r2 = await store.latest();
-    expect(r2?.token).toBeUndefined();
-    expect(r2?.error).toMatch(/access_token/);
-    expect(r2?.error).not.toContain('REFRESH-secret-value');
-    expect(logLines.some((l) => l.includes('"event":"secret_payload_corrupt"'))).toBe(true);
-  });
-
+describe('SecretStore over gRPC: what only the transport does', () => {
   it('detects payload corruption in transit with the crc32c checksum', async () => {
     await store.add(token(1));
     fx.server.setCorruptAccess(true);
@@ -147,19 +97,6 @@ describe('SecretStore: versions', () => {
     expect(fx.server.versionStates(secretId)).toHaveLength(1);
   });
 
-  it('prunes to exactly K after 100 adds, keeping the newest', async () => {
-    for (let i = 1; i <= 100; i++) await store.add(token(i));
-    await fx.client.disableSecretVersion({ name: nameOf(50) });
-    expect(await store.countVersions()).toBe(100);
-    expect(await store.prune(3)).toBe(97);
-    expect(await store.countVersions()).toBe(3);
-    const states = fx.server.versionStates(secretId);
-    expect(states.filter((s) => s.state !== 'DESTROYED').map((s) => s.version)).toEqual([98, 99, 100]);
-    expect((await store.latest())?.token?.generation).toBe(100);
-    expect(await store.prune(3)).toBe(0);
-    await expect(store.prune(0)).rejects.toBeInstanceOf(SecretStoreError);
-  });
-
   it('tolerates versions destroyed concurrently by someone else while pruning', async () => {
     for (let i = 1; i <= 6; i++) await store.add(token(i));
     // Another pruner destroys v1 between our list and our destroy → FAILED_PRECONDITION, skipped.
@@ -167,85 +104,11 @@ describe('SecretStore: versions', () => {
     expect(await store.prune(2)).toBe(3);
     expect(await store.countVersions()).toBe(3);
   });
-});
-
-describe('SecretStore: lease and bookkeeping annotations', () => {
-  it('lets exactly one of N concurrent acquirers win', async () => {
-    const holders = Array.from({ length: 8 }, (_, i) => `host-${i}`);
-    const results = await Promise.all(holders.map((h) => store.acquireLease(h, 60_000, T0)));
-    expect(results.filter(Boolean)).toHaveLength(1);
-    const winner = holders[results.indexOf(true)];
-    const meta = await store.meta();
-    expect(meta.lease).toEqual({ holder: winner, expiresAt: T0 + 60_000 });
-  });
-
-  it('blocks others until expiry, then lets them take it; same holder extends', async () => {
-    expect(await store.acquireLease('a', 1000, T0)).toBe(true);
-    expect(await store.acquireLease('b', 1000, T0 + 500)).toBe(false);
-    expect(await store.acquireLease('a', 1000, T0 + 600)).toBe(true);
-    expect((await store.meta()).lease).toEqual({ holder: 'a', expiresAt: T0 + 1600 });
-    expect(await store.acquireLease('b', 1000, T0 + 1500)).toBe(false);
-    expect(await store.acquireLease('b', 1000, T0 + 1601)).toBe(true);
-    expect((await store.meta()).lease?.holder).toBe('b');
-  });
-
-  it('releases only for the holder, records outcome, and preserves operator annotations', async () => {
-    await fx.client.updateSecret({
-      secret: { name: `projects/proj-1/secrets/${secretId}`, annotations: { owner: 'ops-team' } },
-      updateMask: { paths: ['annotations'] },
-    });
-    expect(await store.acquireLease('a', 60_000, T0)).toBe(true);
-    await store.releaseLease('b');
-    expect((await store.meta()).lease?.holder).toBe('a');
-
-    const lastRefresh = { at: T0 + 5, by: 'cloud', version: nameOf(7) };
-    await store.releaseLease('a', { failures: 0, lastRefresh });
-    const meta = await store.meta();
-    expect(meta.lease).toBeUndefined();
-    expect(meta.failures).toBe(0);
-    expect(meta.lastRefresh).toEqual(lastRefresh);
-    expect(meta.annotations.owner).toBe('ops-team');
-    expect(meta.annotations[ANNOTATION.leaseHolder]).toBeUndefined();
-
-    await store.record({ failures: 3 });
-    const m2 = await store.meta();
-    expect(m2.failures).toBe(3);
-    expect(m2.lastRefresh).toEqual(lastRefresh);
-    // An older lastRefresh never replaces a newer one.
-    await store.record({ lastRefresh: { at: T0, by: 'agent:x', version: nameOf(6) } });
-    expect((await store.meta()).lastRefresh).toEqual(lastRefresh);
-    expect(m2.etag).not.toBe(meta.etag);
-  });
-
-  it('retries bookkeeping writes when the etag changes underneath (CAS)', async () => {
-    await Promise.all([
-      store.record({ failures: 1 }),
-      store.record({ lastRefresh: { at: T0, by: 'cloud', version: nameOf(1) } }),
-      store.acquireLease('a', 60_000, T0),
-    ]);
-    const meta = await store.meta();
-    expect(meta.failures).toBe(1);
-    expect(meta.lastRefresh?.by).toBe('cloud');
-    expect(fx.server.calls.filter((c) => c === 'UpdateSecret').length).toBeGreaterThanOrEqual(3);
-  });
 
   it('reports a lost race as false when UpdateSecret answers ABORTED', async () => {
     fx.server.inject({ code: status.ABORTED, methods: ['UpdateSecret'] });
     expect(await store.acquireLease('a', 60_000, T0)).toBe(false);
     expect((await store.meta()).lease).toBeUndefined();
-  });
-});
-
-describe('SecretStore: errors', () => {
-  it('maps an outage to SecretStoreError("unavailable") and never retries AddSecretVersion', async () => {
-    store = createSecretStore({ client: fx.client, projectId: 'proj-1', secretId, logger, timeoutMs: 400 });
-    fx.server.setUnavailable(true);
-    const before = fx.server.calls.length;
-    await expect(store.add(token(1))).rejects.toMatchObject({ name: 'SecretStoreError', code: 'unavailable' });
-    expect(fx.server.calls.slice(before)).toEqual(['AddSecretVersion']);
-    await expect(store.latest()).rejects.toMatchObject({ code: 'unavailable' });
-    await expect(store.meta()).rejects.toMatchObject({ code: 'unavailable' });
-    await expect(store.acquireLease('a', 1000, T0)).rejects.toBeInstanceOf(SecretStoreError);
   });
 
   it('retries a transient UNAVAILABLE on reads within the deadline', async () => {
@@ -260,13 +123,6 @@ describe('SecretStore: errors', () => {
     const slow = createSecretStore({ client: fx.client, projectId: 'proj-1', secretId, logger, timeoutMs: 200 });
     fx.server.setLatency(600);
     await expect(slow.meta()).rejects.toMatchObject({ code: 'unavailable' });
-  });
-
-  it('maps a missing secret to not_found for metadata and undefined for reads', async () => {
-    const missing = createSecretStore({ client: fx.client, projectId: 'proj-1', secretId: 'nope', logger });
-    await expect(missing.meta()).rejects.toMatchObject({ code: 'not_found' });
-    expect(await missing.latest()).toBeUndefined();
-    await expect(missing.add(token(1))).rejects.toMatchObject({ code: 'not_found' });
   });
 
   it('keeps token text out of error messages', async () => {

@@ -211,3 +211,42 @@ describe('corrupt input → {ok:false} with a reason that holds no secret', () =
     expect(!r.ok && r.reason).toContain('refresh_token');
   });
 });
+
+describe('pair_id: our keys belong to the pair they were written with', () => {
+  const ours: TokenSet = {
+    accessToken: 'AT-ours-0123456789',
+    refreshToken: 'RT-ours-0123456789',
+    accessExpiresAt: Date.UTC(2026, 0, 1, 12, 0),
+    refreshExpiresAt: Date.UTC(2026, 0, 1, 12, 41),
+    issuedAt: Date.UTC(2026, 0, 1, 11, 41),
+    generation: 57,
+    source: 'cloud',
+    appKey: 'k',
+    appSecret: 's3cr3t-app',
+    extra: {},
+  };
+
+  it('is written with our keys and round-trips', () => {
+    const flat = encodeFlat(ours);
+    expect(flat.pair_id).toMatch(/^[0-9a-f]{16}$/);
+    const back = decodeFlat(flat);
+    expect(back.ok && back.token).toMatchObject({ generation: 57, refreshExpiresAt: ours.refreshExpiresAt, source: 'cloud' });
+  });
+
+  it("a bot's save over our version (three keys replaced, the rest copied) drops the copied keys and keeps the generation only as a floor", () => {
+    // The fleet's TokenCoordinator: read the latest payload, replace three keys, add a version.
+    const copied = { ...encodeFlat(ours), access_token: 'AT-bot-0123456789', refresh_token: 'RT-bot-0123456789', token_expiry: '2026-01-01T12:30:00.000000' };
+    const r = decodeFlat(copied);
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.token).toMatchObject({ refreshToken: 'RT-bot-0123456789', generation: undefined, refreshExpiresAt: undefined, issuedAt: undefined, source: undefined, inheritedGeneration: 57 });
+    // The stale refresh_token_expiry (12:41) no longer claims the bot's live refresh token is dead at 12:41.
+    expect(r.token.appSecret).toBe('s3cr3t-app');
+  });
+
+  it('a version written before pair_id existed keeps its keys (cannot tell; one rotation later every version has one)', () => {
+    const { pair_id: _, ...legacy } = encodeFlat(ours);
+    const r = decodeFlat(legacy);
+    expect(r.ok && r.token.generation).toBe(57);
+  });
+});

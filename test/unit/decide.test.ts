@@ -4,7 +4,8 @@
  * life. An independent oracle computes the expected Plan; invariants are checked over the product.
  */
 import { describe, expect, it } from 'vitest';
-import { decide, decideCloud, shouldAlert, type Plan, type Policy, type SecretView, type View } from '../../core/decide.js';
+import { decide, decideCloud, type Plan, type Policy, type SecretView, type View } from '../../core/decide.js';
+import { shouldAlert } from '../../core/failures.js';
 import type { CacheRead, SecretRead } from '../../core/ports.js';
 import { compareFreshness, fromResponse, type TokenSet } from '../../core/token.js';
 
@@ -422,7 +423,7 @@ describe('decide: refreshTokenExpiring', () => {
     ['not due, refresh left < alert', 15 * MIN, 8 * MIN, true],
     ['not due, refresh left exactly alert', 15 * MIN, alert, true],
     ['not due, refresh left alert + 1 ms', 15 * MIN, alert + 1, false],
-    ['not due, refresh left 1 ms', 15 * MIN, 1, true],
+    ['refresh left 1 ms: the refresh is due instead (see below)', 15 * MIN, 1, false],
     ['due (will be refreshed this round anyway)', 4 * MIN, 8 * MIN, false],
     ['due exactly at threshold', POLICY.refreshThresholdMs, 8 * MIN, false],
     ['refresh token dead', 15 * MIN, 0, false],
@@ -432,6 +433,14 @@ describe('decide: refreshTokenExpiring', () => {
     const plan = only(pair(accessLeft, refreshLeft), now);
     expect(plan.refreshTokenExpiring).toBe(expected);
     if (expected) expect(plan.refresh).toBe(false);
+  });
+
+  it.each([
+    ['1 ms', 1],
+    ['exactly the threshold', POLICY.refreshThresholdMs],
+  ])('a refresh token that dies before its access token is due (%s left) makes the pair due: the chain, not the access token, is what counts', (_l, refreshLeft) => {
+    const plan = only(pair(15 * MIN, refreshLeft), now);
+    expect(plan).toMatchObject({ refresh: true, health: 'due', refreshTokenExpiring: false });
   });
 
   it('alert threshold 0 never flags', () => {

@@ -164,13 +164,14 @@ describe('Reconciler, standalone', () => {
     expect(r.reconciler.consecutiveFailures).toBe(0);
   });
 
-  it('retryable failures alert exactly at the 5th and 10th consecutive failure; success resets', async () => {
+  it('retryable failures: each check retries with backoff (4 attempts), and alerts exactly at the 5th and 10th failed check; success resets', async () => {
     const { r, t } = await steady();
     await until(r, t, 290 * SEC);
-    r.saxo.faults = Array<'retryable'>(10).fill('retryable');
+    r.saxo.faults = Array<'retryable'>(40).fill('retryable');
     const alertsAt: number[] = [];
     for (let i = 1; i <= 10; i++) {
-      expect(await tick(r)).toBe('failed');
+      expect(await settleWithClock(tick(r), r.clock)).toBe('failed');
+      expect(r.saxo.faults).toHaveLength(40 - 4 * i);
       expect(r.reconciler.consecutiveFailures).toBe(i);
       if (r.log.events('refresh_alert').length > alertsAt.length) alertsAt.push(i);
       await r.clock.advance(20 * SEC);
@@ -217,13 +218,13 @@ describe('Reconciler, standalone', () => {
     expect(r.saxo.stats.presentations).toBe(0);
   });
 
-  it('flock held by someone else past the timeout: deferred, no failure counted', async () => {
+  it('flock held by someone else past the timeout: failed and counted (a bot holding it that long is a problem), then refreshes once it is free', async () => {
     const { r, t } = await steady({ lockTimeoutMs: 30 * SEC });
     await until(r, t, 250 * SEC);
     const other = await r.lock.acquire();
     const out = await settleWithClock(tick(r), r.clock);
-    expect(out).toBe('deferred');
-    expect(r.reconciler.consecutiveFailures).toBe(0);
+    expect(out).toBe('failed');
+    expect(r.reconciler.consecutiveFailures).toBe(1);
     expect(r.saxo.stats.presentations).toBe(0);
     expect(r.log.events('lock_timeout')).toHaveLength(1);
     await other.release();
@@ -265,7 +266,7 @@ describe('Reconciler, cloud-connected', () => {
     await r.reconciler.load();
     expect(await r.reconciler.run({ kind: 'startup' })).toBe('adopted');
     expect(await r.cached()).toMatchObject({ refreshToken: g2.refreshToken, generation: 2 });
-    expect(r.store!.versions).toHaveLength(2);
+    expect(r.store!.versions()).toHaveLength(2);
     expect(r.bus!.published).toHaveLength(0);
   });
 
@@ -310,7 +311,7 @@ describe('Reconciler, cloud-connected', () => {
     const c = cloudRig({ clock: r.clock });
     const deps = { ...c.deps, store: r.store!, bus: r.bus!, saxo: r.saxo, logger: r.log.logger };
     await until(r, t, 590 * SEC);
-    expect((await runCloudRefresh(deps)).action).toBe('refreshed');
+    expect((await runCloudRefresh(deps)).outcome).toBe('refreshed');
     const ev = r.bus!.published.at(-1)!;
     expect(ev.generation).toBe(2);
     expect(await r.reconciler.run({ kind: 'event', event: ev })).toBe('adopted');
@@ -324,7 +325,7 @@ describe('Reconciler, cloud-connected', () => {
     expect(await r.reconciler.run({ kind: 'event', event: { ...ev, generation: 1, version: `${r.store!.name}/versions/1` } })).toBe('ignored');
     expect(r.cache.writes).toBe(writes);
     expect(r.store!.calls.length).toBe(calls);
-    expect(r.store!.versions).toHaveLength(2);
+    expect(r.store!.versions()).toHaveLength(2);
     expect(r.saxo.stats).toMatchObject({ presentations: 1, reusedPresentations: 0 });
   });
 
@@ -347,8 +348,8 @@ describe('Reconciler, cloud-connected', () => {
     expect(r.saxo.stats).toMatchObject({ presentations: 1, reusedPresentations: 0 });
     const local = await r.cached();
     expect(local?.generation).toBe(2);
-    expect(local!.accessExpiresAt - r.clock.now()).toBeGreaterThan(r.settings.refreshThresholdMs);
-    expect(r.store!.versions).toHaveLength(1);
+    expect(local!.accessExpiresAt - r.clock.now()).toBeGreaterThan(r.settings.thresholdMs);
+    expect(r.store!.versions()).toHaveLength(1);
 
     r.store!.unavailable = false;
     await r.clock.advance(1 * MIN);
@@ -360,7 +361,7 @@ describe('Reconciler, cloud-connected', () => {
     // Nothing further to push.
     await r.clock.advance(1 * MIN);
     await tick(r);
-    expect(r.store!.versions).toHaveLength(2);
+    expect(r.store!.versions()).toHaveLength(2);
     expect(r.saxo.stats.presentations).toBe(1);
   });
 
@@ -434,7 +435,7 @@ describe('Reconciler, pushes that outlive an outage and a restart', () => {
     await until(r, t, 200 * SEC);
     expect(await tick(r)).toBe('refreshed'); // locally: the VM must stay fresh
     const local = await r.cached();
-    expect((await r.store!.versions.length)).toBe(1);
+    expect(r.store!.versions().length).toBe(1);
     // The agent restarts while Secret Manager is still down: its startup read fails.
     const again = await r.restart();
     expect(await again.run({ kind: 'startup' })).not.toBe('failed');

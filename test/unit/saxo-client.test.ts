@@ -2,7 +2,6 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Clock } from '../../core/clock.js';
 import { SaxoError } from '../../core/errors.js';
-import { createLogger } from '../../core/log.js';
 import { createSaxoClient } from '../../core/saxo/client.js';
 import { buildAuthorizationUrl, createPkce, pkceChallenge, randomState } from '../../core/saxo/authorize.js';
 
@@ -33,15 +32,15 @@ function fakeClock(start = 1_700_000_000_000): Clock & { sleeps: number[] } {
 
 function client(extra: Partial<Parameters<typeof createSaxoClient>[0]> = {}) {
   const clock = fakeClock();
-  const c = createSaxoClient({ authBaseUrl: BASE, httpTimeoutMs: 300, clock, random: () => 0.5, maxAttempts: 1, ...extra });
+  const c = createSaxoClient({ authBaseUrl: BASE, httpTimeoutMs: 300, clock, ...extra });
   return { c, clock };
 }
 
 const opts = (clock: Clock, extra: object = {}) => ({ deadline: clock.now() + 60_000, appKey: APP_KEY, appSecret: APP_SECRET, ...extra });
 
-async function refreshError(setup: (scope: nock.Interceptor) => void, maxAttempts = 1): Promise<SaxoError> {
+async function refreshError(setup: (scope: nock.Interceptor) => void): Promise<SaxoError> {
   setup(nock(BASE).post('/token'));
-  const { c, clock } = client({ maxAttempts });
+  const { c, clock } = client();
   const err = await c.refresh(REFRESH, opts(clock)).then(
     () => undefined,
     (e: unknown) => e,
@@ -160,89 +159,67 @@ describe('saxo client: classification matrix', () => {
   });
 });
 
-describe('saxo client: retries', () => {
-  it('retries retryable errors with backoff, then succeeds', async () => {
-    const scope = nock(BASE)
-      .post('/token').reply(503, html, { 'content-type': 'text/html' })
-      .post('/token').replyWithError({ code: 'ECONNRESET', message: 'reset' })
-      .post('/token').reply(201, okBody);
-    const { c, clock } = client({ maxAttempts: 4 });
-    const res = await c.refresh(REFRESH, opts(clock));
-    expect(res.refreshToken).toBe(NEW_REFRESH);
-    expect(scope.isDone()).toBe(true);
-    // random 0.5: half of 500, half of 1000.
-    expect(clock.sleeps).toEqual([250, 500]);
-  });
-
-  it('gives up after maxAttempts and rethrows the last error', async () => {
-    const scope = nock(BASE).post('/token').times(3).reply(500, { error: 'server_error' });
-    const { c, clock } = client({ maxAttempts: 3 });
-    await expect(c.refresh(REFRESH, opts(clock))).rejects.toMatchObject({ kind: 'retryable', code: 'server_error' });
-    expect(scope.isDone()).toBe(true);
-    expect(clock.sleeps).toHaveLength(2);
-  });
-
-  it.each(['invalid_grant', 'invalid_client'])('does not retry fatal %s', async (error) => {
-    nock(BASE).post('/token').reply(400, { error }).post('/token').reply(201, okBody);
-    const { c, clock } = client({ maxAttempts: 4 });
-    await expect(c.refresh(REFRESH, opts(clock))).rejects.toMatchObject({ kind: 'fatal', code: error });
+describe('saxo client: one attempt per call (retries are the protocol\'s, test/unit/refresh-protocol.test.ts)', () => {
+  it('a retryable error is thrown after exactly one request, with nothing slept', async () => {
+    nock(BASE).post('/token').reply(503, html, { 'content-type': 'text/html' }).post('/token').reply(201, okBody);
+    const { c, clock } = client();
+    await expect(c.refresh(REFRESH, opts(clock))).rejects.toMatchObject({ kind: 'retryable', code: 'http_503' });
     expect(nock.pendingMocks()).toHaveLength(1); // the success was never asked for
     expect(clock.sleeps).toEqual([]);
   });
 
-  it('does not retry a malformed success body', async () => {
-    nock(BASE).post('/token').reply(201, { access_token: ACCESS }).post('/token').reply(201, okBody);
-    const { c, clock } = client({ maxAttempts: 4 });
+  it.each(['invalid_grant', 'invalid_client'])('fatal %s is classified as such', async (error) => {
+    nock(BASE).post('/token').reply(400, { error });
+    const { c, clock } = client();
+    await expect(c.refresh(REFRESH, opts(clock))).rejects.toMatchObject({ kind: 'fatal', code: error });
+  });
+
+  it('a malformed success body is fatal', async () => {
+    nock(BASE).post('/token').reply(201, { access_token: ACCESS });
+    const { c, clock } = client();
     await expect(c.refresh(REFRESH, opts(clock))).rejects.toMatchObject({ code: 'malformed_response' });
-    expect(nock.pendingMocks()).toHaveLength(1);
   });
 
-  it('honours Retry-After when longer than the backoff', async () => {
-    nock(BASE).post('/token').reply(429, 'slow down', { 'Retry-After': '12' }).post('/token').reply(201, okBody);
-    const { c, clock } = client({ maxAttempts: 4 });
-    await c.refresh(REFRESH, opts(clock));
-    expect(clock.sleeps).toEqual([12_000]);
+  it('Retry-After reaches the caller on the error', async () => {
+    nock(BASE).post('/token').reply(429, 'slow down', { 'Retry-After': '12' });
+    const { c, clock } = client();
+    await expect(c.refresh(REFRESH, opts(clock))).rejects.toMatchObject({ code: 'http_429', retryAfter: 12 });
   });
 
-  it('never sleeps or starts an attempt that would end after the deadline', async () => {
-    nock(BASE).post('/token').reply(429, 'slow down', { 'Retry-After': '30' }).post('/token').reply(201, okBody);
-    const { c, clock } = client({ maxAttempts: 4 });
-    await expect(c.refresh(REFRESH, opts(clock, { deadline: clock.now() + 20_000 }))).rejects.toMatchObject({ code: 'http_429' });
-    expect(clock.sleeps).toEqual([]);
-    expect(nock.pendingMocks()).toHaveLength(1);
-  });
-
-  it('starts no attempt when the deadline has passed', async () => {
+  it('starts no attempt when the deadline has passed (or leaves less than a useful attempt)', async () => {
     const scope = nock(BASE).post('/token').reply(201, okBody);
-    const { c, clock } = client({ maxAttempts: 4 });
+    const { c, clock } = client();
     await expect(c.refresh(REFRESH, opts(clock, { deadline: clock.now() - 1 }))).rejects.toMatchObject({ kind: 'retryable', code: 'deadline' });
+    await expect(c.refresh(REFRESH, opts(clock, { deadline: clock.now() + 100 }))).rejects.toMatchObject({ code: 'deadline' });
     expect(scope.isDone()).toBe(false);
   });
 
-  it('stops when the caller aborts', async () => {
-    nock(BASE).post('/token').reply(503, 'down').post('/token').reply(201, okBody);
-    const ctl = new AbortController();
-    const clock = fakeClock();
-    const sleep = clock.sleep;
-    clock.sleep = (ms, signal) => {
-      ctl.abort(new Error('shutdown'));
-      return sleep(ms, signal);
-    };
-    const c = createSaxoClient({ authBaseUrl: BASE, httpTimeoutMs: 300, clock, random: () => 0.5 });
-    await expect(c.refresh(REFRESH, opts(clock, { signal: ctl.signal }))).rejects.toMatchObject({ code: 'aborted' });
-    expect(nock.pendingMocks()).toHaveLength(1);
+  it('an attempt ends by the deadline: a slow answer is a timeout at the deadline, not at httpTimeoutMs', async () => {
+    nock(BASE).post('/token').delay(2_000).reply(201, okBody);
+    const c = createSaxoClient({ authBaseUrl: BASE, httpTimeoutMs: 10_000 });
+    const t0 = Date.now();
+    await expect(c.refresh(REFRESH, { deadline: Date.now() + 1_200, appKey: APP_KEY, appSecret: APP_SECRET })).rejects.toMatchObject({ code: 'timeout' });
+    expect(Date.now() - t0).toBeLessThan(2_000);
   });
 
-  it('logs retries without secrets', async () => {
-    const lines: string[] = [];
-    const logger = createLogger({ write: (l) => lines.push(l), minSeverity: 'DEBUG' });
+  it('stops when the caller aborts', async () => {
+    nock(BASE).post('/token').delay(1_000).reply(201, okBody);
+    const ctl = new AbortController();
+    const c = createSaxoClient({ authBaseUrl: BASE, httpTimeoutMs: 5_000 });
+    const p = c.refresh(REFRESH, { deadline: Date.now() + 5_000, appKey: APP_KEY, appSecret: APP_SECRET, signal: ctl.signal });
+    setTimeout(() => ctl.abort(new Error('shutdown')), 50);
+    await expect(p).rejects.toMatchObject({ code: 'aborted' });
+  });
+
+  it('errors carry no secrets, even when the server echoes them', async () => {
     nock(BASE)
       .post('/token').reply(400, 'proxy says ' + REFRESH)
       .post('/token').reply(401, { error: 'invalid_client', error_description: APP_SECRET });
-    const { c, clock } = client({ maxAttempts: 4, logger });
-    await expect(c.refresh(REFRESH, opts(clock))).rejects.toMatchObject({ code: 'invalid_client' });
-    expect(lines.some((l) => l.includes('saxo_attempt_failed'))).toBe(true);
-    for (const l of lines) for (const s of SECRETS) expect(l).not.toContain(s);
+    const { c, clock } = client();
+    const e1 = (await c.refresh(REFRESH, opts(clock)).catch((e: unknown) => e)) as SaxoError;
+    const e2 = (await c.refresh(REFRESH, opts(clock)).catch((e: unknown) => e)) as SaxoError;
+    expect(e2).toMatchObject({ code: 'invalid_client' });
+    for (const e of [e1, e2]) for (const s of SECRETS) expect(e.message).not.toContain(s);
   });
 });
 

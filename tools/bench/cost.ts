@@ -9,8 +9,9 @@ import { runCloudRefresh } from '../../functions/refresher.js';
 import { fromResponse } from '../../core/token.js';
 import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { ensureSecret } from '../../core/gcp/provision.js';
-import { FakeClock, MemoryCache, MemoryEventBus, MemoryLock, MemoryState, SaxoModel } from '../../standins/memory.js';
-import { APP_KEY, APP_SECRET, type Rig } from './rig.js';
+import { VirtualClock, MemoryCache, MemoryEventBus, MemoryLock, MemoryState, SaxoModel } from '../../standins/memory.js';
+import { agentSettings, cloudSettings } from '../../core/settings.js';
+import { APP_KEY, APP_SECRET, benchConfig, type Rig } from './rig.js';
 
 export const PRICES = {
   /** Secret Manager: per ENABLED/DISABLED version per month (destroyed versions are free). */
@@ -53,7 +54,7 @@ export interface HourlyCounts {
 
 /** Simulate `hours` (+1 warm-up hour not counted) at default settings; returns per-hour averages. */
 export async function countCalls(rig: Rig, hours = 6): Promise<HourlyCounts> {
-  const clock = new FakeClock(Date.now());
+  const clock = new VirtualClock(Date.now());
   const secretId = 'tok-cost';
   await ensureSecret(rig.smClient, rig.projectId, secretId);
   const store = createSecretStore({ client: rig.smClient, projectId: rig.projectId, secretId, logger: rig.logger });
@@ -61,7 +62,7 @@ export async function countCalls(rig: Rig, hours = 6): Promise<HourlyCounts> {
   const bus = new MemoryEventBus();
   const login = { ...fromResponse(saxo.issue(), clock.now(), undefined, 'login', 60_000), generation: 1, appKey: APP_KEY, appSecret: APP_SECRET };
   await store.add(login);
-  const settings = { maxRefreshFailures: 5, keepSecretVersions: 3, leaseTtlMs: 60_000, expiryMarginMs: 60_000, appKey: APP_KEY, appSecret: APP_SECRET };
+  const config = benchConfig(rig.projectId, secretId);
   const reconciler = new Reconciler({
     clock,
     cache: new MemoryCache(),
@@ -71,13 +72,13 @@ export async function countCalls(rig: Rig, hours = 6): Promise<HourlyCounts> {
     store,
     bus,
     logger: rig.logger,
-    settings: { ...settings, refreshThresholdMs: 300_000, refreshTokenAlertMs: 900_000, holderId: 'agent:bench' },
+    settings: agentSettings(config, { holderId: 'agent:bench' }),
   });
   await reconciler.load();
   await reconciler.run({ kind: 'startup' });
   // Pub/Sub deliveries reach the agent (asynchronously, as in production).
   await bus.subscribe(async (event) => void (await reconciler.run({ kind: 'event', event })));
-  const cloud = { clock, store, bus, saxo, logger: rig.logger, settings: { ...settings, cloudRefreshThresholdMs: 600_000, holderId: 'cloud:bench' } };
+  const cloud = { clock, store, bus, saxo, logger: rig.logger, settings: cloudSettings(config, { holderId: 'cloud:bench' }) };
 
   const calls = rig.sm.calls;
   const byCaller = { functionRunsAndEvents: 0, agentTicks: 0 };

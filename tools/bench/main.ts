@@ -125,7 +125,7 @@ export async function runBench(o: Options): Promise<Record<string, unknown>> {
     const driver = (async () => {
       while (!stop) {
         const r = await runCloudRefresh(deps, { force: true });
-        if (r.action === 'refreshed') rotations++;
+        if (r.outcome === 'refreshed') rotations++;
       }
     })();
     await sleep(growthWarmMs);

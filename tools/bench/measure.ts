@@ -11,7 +11,8 @@ import { createSaxoClient } from '../../core/saxo/client.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { parseFlat } from '../../core/codec.js';
 import type { EventBus } from '../../core/ports.js';
-import { APP_KEY, APP_SECRET, type Channel, type Rig } from './rig.js';
+import { benchConfig, type Channel, type Rig } from './rig.js';
+import { cloudSettings } from '../../core/settings.js';
 
 export function median(xs: number[]): number {
   return percentile(xs, 50);
@@ -39,16 +40,7 @@ export function cloudDeps(rig: Rig, ch: Channel, onPublish?: () => void): CloudD
     bus,
     saxo: createSaxoClient({ authBaseUrl: rig.saxo.url, httpTimeoutMs: 10_000 }),
     logger: rig.logger,
-    settings: {
-      cloudRefreshThresholdMs: 600_000,
-      maxRefreshFailures: 5,
-      keepSecretVersions: 3,
-      leaseTtlMs: 60_000,
-      expiryMarginMs: 60_000,
-      holderId: 'cloud:bench',
-      appKey: APP_KEY,
-      appSecret: APP_SECRET,
-    },
+    settings: cloudSettings(benchConfig(rig.projectId, ch.secretId), { holderId: 'cloud:bench' }),
   };
 }
 
@@ -60,7 +52,7 @@ export async function functionNoop(rig: Rig, ch: Channel, n: number): Promise<nu
     const t0 = performance.now();
     const r = await runCloudRefresh(deps);
     out.push(performance.now() - t0);
-    if (r.action !== 'none') throw new Error(`function no-op run did ${r.action} (${r.reason ?? ''})`);
+    if (r.outcome !== 'fresh') throw new Error(`function no-op run did ${r.outcome} (${r.reason ?? ''})`);
   }
   return out;
 }
@@ -108,7 +100,7 @@ export async function propagation(rig: Rig, ch: Channel, cachePath: string, n: n
       const t0 = performance.now();
       const r = await runCloudRefresh(deps, { force: true });
       refreshMs.push(performance.now() - t0);
-      if (r.action !== 'refreshed' || !publishedAt) throw new Error(`forced refresh ${i} did ${r.action} (${r.reason ?? ''})`);
+      if (r.outcome !== 'refreshed' || !publishedAt) throw new Error(`forced refresh ${i} did ${r.outcome} (${r.reason ?? ''})`);
       const deadline = Date.now() + timeoutMs;
       let seen: number | undefined;
       while ((seen = renames.find((t) => t >= publishedAt)) === undefined) {

@@ -10,6 +10,7 @@ import type { TokenSet } from '../../core/token.js';
 import { createPubSub, createSecretManagerClient } from '../../core/gcp/clients.js';
 import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { createEventBus } from '../../core/gcp/event-bus.js';
+import { loadConfig, type Config } from '../../core/config.js';
 import { ensureSecret, ensureTopicAndSubscription } from '../../core/gcp/provision.js';
 import { startSecretManagerServer, type SecretManagerServer } from '../../standins/secret-manager/server.js';
 import { startPubSubEmulator, type PubSubEmulator } from '../../standins/pubsub-emulator.js';
@@ -40,6 +41,17 @@ export interface Rig {
   /** A fresh pair from the stand-in, as `login` would store it. */
   loginPair(generation?: number): TokenSet;
   close(): Promise<void>;
+}
+
+/** The production settings builders' input, at default settings, for a channel of this rig. */
+export function benchConfig(projectId: string, secretId = 'tok-bench'): Config {
+  return loadConfig({
+    TOKEN_KEEPER_DATA_DIR: '/nonexistent/bench',
+    GOOGLE_CLOUD_PROJECT: projectId,
+    TOKEN_SECRET_ID: secretId,
+    SAXO_APP_KEY: APP_KEY,
+    SAXO_APP_SECRET: APP_SECRET,
+  });
 }
 
 export async function startRig(projectId = `bench-${process.pid}`): Promise<Rig> {
@@ -87,7 +99,7 @@ export async function startRig(projectId = `bench-${process.pid}`): Promise<Rig>
       await ensureSecret(smClient, projectId, secretId);
       await ensureTopicAndSubscription(pubsub, topicId, subscriptionId);
       const store = createSecretStore({ client: smClient, projectId, secretId, logger });
-      const bus = createEventBus({ pubsub, topicId, logger });
+      const bus = createEventBus({ gcp: { projectId, topicId, pubsubEmulatorHost: emulator.host }, logger });
       await store.add(loginPair(1));
       return { secretId, topicId, subscriptionId, store, bus };
     },

@@ -20,6 +20,8 @@ import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { createEventBus } from '../../core/gcp/event-bus.js';
 import { ensureSecret, ensureTopicAndSubscription } from '../../core/gcp/provision.js';
 import { createRefreshHandler } from '../../functions/handler.js';
+import type { CloudDeps } from '../../functions/refresher.js';
+import { cloudSettings } from '../../core/settings.js';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { startSecretManagerServer, type SecretManagerServer } from '../../standins/secret-manager/server.js';
 import { findPubSubEmulatorJar, startPubSubEmulator } from '../../standins/pubsub-emulator.js';
@@ -69,6 +71,8 @@ export function demoParams(durationSec: number): DemoParams {
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
+/** A quarter of the token's life: the demo's lease (production: 60 s of 1200 s, scaled up for slow CI). */
+const L4 = (p: DemoParams) => p.accessLifeSec / 4;
 
 export type Stop = () => Promise<void>;
 
@@ -139,8 +143,10 @@ export async function startInfra(p: DemoParams, dataDir: string, stack: Stack, o
     TOKEN_EXPIRY_MARGIN_SECONDS: String(p.marginSec),
     REFRESH_TOKEN_ALERT_SECONDS: '0',
     KEEP_SECRET_VERSIONS: '3',
-    LEASE_TTL_SECONDS: '30',
-    SAXO_HTTP_TIMEOUT_SECONDS: '5',
+    LEASE_TTL_SECONDS: String(Math.max(2, round(L4(p)))),
+    CLOUD_SCHEDULE_SECONDS: String(p.schedulerMs / 1000),
+    CLOUD_EXPIRED_GRACE_SECONDS: String(round(2.25 * p.accessLifeSec)),
+    SAXO_HTTP_TIMEOUT_SECONDS: String(Math.max(1, round(p.accessLifeSec / 8))),
     TOKEN_KEEPER_HOLDER_ID: 'agent:demo-vm',
     GOOGLE_CLOUD_PROJECT: PROJECT,
     TOKEN_SECRET_ID: SECRET_ID,
@@ -185,26 +191,17 @@ export async function startFunction(config: Config, logger: Logger, hasPush: boo
   stack.push('function Secret Manager client', () => client.close());
   let bus;
   if (hasPush) {
-    const pubsub = await createPubSub(gcp);
-    stack.push('function Pub/Sub client', () => pubsub.close());
-    bus = createEventBus({ pubsub, topicId: gcp.topicId, logger });
+    bus = createEventBus({ gcp, logger });
+    const b = bus;
+    stack.push('function Pub/Sub client', () => b.close());
   }
-  const deps = {
+  const deps: CloudDeps = {
     clock: systemClock,
     store: createSecretStore({ client, projectId: gcp.projectId, secretId: gcp.secretId, logger }),
     bus,
     saxo: createSaxoClient({ authBaseUrl: config.authBaseUrl, httpTimeoutMs: config.httpTimeoutMs, logger }),
     logger,
-    settings: {
-      cloudRefreshThresholdMs: config.cloudRefreshThresholdMs,
-      maxRefreshFailures: config.maxRefreshFailures,
-      keepSecretVersions: config.keepSecretVersions,
-      leaseTtlMs: config.leaseTtlMs,
-      expiryMarginMs: config.expiryMarginMs,
-      holderId: `cloud:demo:${randomBytes(3).toString('hex')}`,
-      appKey: config.appKey,
-      appSecret: config.appSecret,
-    },
+    settings: cloudSettings(config, { holderId: `cloud:demo:${randomBytes(3).toString('hex')}` }),
   };
   const ff = await import('@google-cloud/functions-framework');
   const { getTestServer } = await import('@google-cloud/functions-framework/testing');

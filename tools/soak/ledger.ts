@@ -2,7 +2,6 @@
  * Ground truth kept outside the system under test: every pair Saxo issued (in issue order), who
  * received it, what was consumed, and every invariant violation seen.
  */
-import { SaxoModel } from '../../standins/memory.js';
 import type { TokenResponse } from '../../core/token.js';
 
 export interface Issued {
@@ -78,15 +77,5 @@ export class Ledger {
 
   violate(at: number, kind: string, detail: string): void {
     this.violations.push({ at, kind, detail });
-  }
-}
-
-/** SaxoModel whose token text comes from the seeded RNG and whose every issue is recorded. */
-export class SimSaxo extends SaxoModel {
-  ledger: Ledger | undefined;
-  override issue(): TokenResponse {
-    const r = super.issue();
-    this.ledger?.record(r);
-    return r;
   }
 }

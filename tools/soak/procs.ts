@@ -78,10 +78,10 @@ export function saxoPort(s: Shared, p: Proc): TokenEndpoint {
   };
 }
 
-export function lockPort(s: Shared, p: Proc): () => Promise<Held> {
-  return async () => {
+export function lockPort(s: Shared, p: Proc): (signal?: AbortSignal) => Promise<Held> {
+  return async (signal) => {
     p.gate();
-    const h = await s.lock.acquire();
+    const h = await s.lock.acquire(signal);
     if (p.dead) {
       await h.release();
       throw new SimCrash(`${p.name} was killed`);
@@ -144,6 +144,7 @@ export function storePort(s: Shared, p: Proc): SecretStore {
     return f();
   };
   return {
+    name: st.name,
     latest: () => g(() => st.latest())(),
     version: (ref) => g(() => st.version(ref))(),
     add: async (t) => {

@@ -3,7 +3,7 @@
  * virtual time through the days while checking the invariants each minute, and summarise.
  */
 import { describeFault, drawFaults, fmtDur, type Fault } from './faults.js';
-import { SimClock } from './clock.js';
+import { VirtualClock } from '../../standins/virtual-clock.js';
 import { Bot, BotStats } from './bots.js';
 import type { Violation } from './ledger.js';
 import type { BreakMode } from './procs.js';
@@ -36,7 +36,7 @@ export interface SoakResult {
 
 export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const faultRng = new Rng(o.seed);
-  const clock = new SimClock(START);
+  const clock = new VirtualClock(START);
   const leaseTtlMs = faultRng.pick([60 * SEC, 60 * SEC, 20 * SEC]);
   const w = new World(clock, new Rng(o.seed ^ 0x5bd1e995), o.breakMode, leaseTtlMs);
   const faults = drawFaults(faultRng, START, o.days);

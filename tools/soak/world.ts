@@ -3,17 +3,19 @@
  * real Reconciler), the function (the real runCloudRefresh) and the bots (TS model of the Python
  * TokenCoordinator). Invariant checks that need to see writes as they happen live here too.
  */
-import { Reconciler, type ReconcilerSettings } from '../../agent/reconciler.js';
-import { runCloudRefresh, type CloudSettings } from '../../functions/refresher.js';
+import { Reconciler } from '../../agent/reconciler.js';
+import { runCloudRefresh } from '../../functions/refresher.js';
 import { parseFlat, serializeFlat } from '../../core/codec.js';
+import { loadConfig } from '../../core/config.js';
 import { SaxoError, SecretStoreError } from '../../core/errors.js';
 import { createLogger, type Logger } from '../../core/log.js';
 import type { RefreshOptions, TokenRotatedEvent } from '../../core/ports.js';
+import { agentSettings, cloudSettings, type AgentSettings, type CloudSettings } from '../../core/settings.js';
 import { fromResponse, type TokenResponse, type TokenSet } from '../../core/token.js';
-import { MemoryCache, MemoryEventBus, MemoryLock, MemorySecretStore, MemoryState } from '../../standins/memory.js';
-import { SimClock, skewed } from './clock.js';
+import { MemoryCache, MemoryEventBus, MemoryLock, MemorySecretStore, MemoryState, SaxoModel } from '../../standins/memory.js';
+import { skewed, type VirtualClock } from '../../standins/virtual-clock.js';
 import type { CrashStep } from './faults.js';
-import { Ledger, SimSaxo } from './ledger.js';
+import { Ledger } from './ledger.js';
 import { busPort, cachePort, lockPort, Proc, saxoPort, SimCrash, statePort, storePort, type BreakMode, type Shared } from './procs.js';
 import { Rng, TOKEN_RE } from './rng.js';
 
@@ -24,13 +26,13 @@ const MIN = 60 * SEC;
 
 export class World implements Shared {
   readonly ledger: Ledger;
-  readonly saxo: SimSaxo;
+  readonly saxo: SaxoModel;
   readonly store = new MemorySecretStore('projects/soak/secrets/saxo-token');
   readonly bus = new MemoryEventBus();
   readonly cache = new MemoryCache();
   readonly lock: MemoryLock;
   readonly state = new MemoryState();
-  readonly agentSettings: ReconcilerSettings;
+  readonly agentSettings: AgentSettings;
   readonly cloudSettings: CloudSettings;
   readonly cloudSkewMs: number;
   // Fault state (counters: outages overlap).
@@ -67,21 +69,28 @@ export class World implements Shared {
   readonly notes: string[] = [];
 
   constructor(
-    readonly clock: SimClock,
+    readonly clock: VirtualClock,
     readonly rng: Rng,
     readonly breakMode: BreakMode | undefined,
     leaseTtlMs: number,
   ) {
     this.ledger = new Ledger(() => clock.now());
-    this.saxo = new SimSaxo(clock);
-    this.saxo.ledger = this.ledger;
+    this.saxo = new SaxoModel(clock);
+    this.saxo.onIssue = (r) => this.ledger.record(r);
     this.saxo.mint = (n) => rng.token(n);
     this.lock = new MemoryLock(clock, 30 * SEC);
     this.bus.manual = true;
     this.cloudSkewMs = Math.round(rng.range(-30, 30) * SEC);
-    const common = { maxRefreshFailures: 5, keepSecretVersions: 3, leaseTtlMs, expiryMarginMs: 60 * SEC };
-    this.agentSettings = { ...common, refreshThresholdMs: 300 * SEC, refreshTokenAlertMs: 900 * SEC, holderId: 'agent:vm-1' };
-    this.cloudSettings = { ...common, cloudRefreshThresholdMs: 600 * SEC, holderId: 'cloud:refreshToken' };
+    // The production settings builders over the defaults, as a deployment gets them (README).
+    const config = loadConfig({
+      TOKEN_KEEPER_DATA_DIR: '/soak',
+      GOOGLE_CLOUD_PROJECT: 'soak',
+      TOKEN_SECRET_ID: 'saxo-token',
+      LEASE_TTL_SECONDS: String(leaseTtlMs / SEC),
+    });
+    const backoff = new Rng(rng.int(1, 2 ** 30));
+    this.agentSettings = agentSettings(config, { holderId: 'agent:vm-1', random: () => backoff.next() });
+    this.cloudSettings = cloudSettings(config, { holderId: 'cloud:refreshToken', random: () => backoff.next() });
     this.cache.onChange = (raw) => this.onCacheChange(raw);
   }
 
@@ -137,7 +146,7 @@ export class World implements Shared {
   }
 
   latestSecretToken(): string | undefined {
-    const v = [...this.store.versions].reverse().find((x) => x.state === 'ENABLED');
+    const v = [...this.store.versions()].reverse().find((x) => x.state === 'ENABLED');
     const p = v?.data !== undefined ? parseFlat(v.data) : undefined;
     return p?.ok ? p.token.refreshToken : undefined;
   }
@@ -184,7 +193,7 @@ export class World implements Shared {
     const presentedBefore = this.saxo.stats.presentations;
     let res: TokenResponse;
     try {
-      res = await this.saxo.refresh(rt, opts);
+      res = await this.saxo.refresh(rt, { ...opts, deadline: Infinity }); // deadlines are judged above, in true time
     } catch (err) {
       if (this.saxo.stats.presentations > presentedBefore) classify();
       if (this.saxo.stats.refreshes > before) {
@@ -233,7 +242,7 @@ export class World implements Shared {
     const seq = this.ledger.seqOf(t.refreshToken) ?? 0;
     if (seq < this.secretHigh) this.violate('I2', `${proc.name} added secret version with pair #${seq} after #${this.secretHigh}`);
     this.secretHigh = Math.max(this.secretHigh, seq);
-    this.peakVersions = Math.max(this.peakVersions, this.store.versions.filter((v) => v.state !== 'DESTROYED').length);
+    this.peakVersions = Math.max(this.peakVersions, this.store.versions().filter((v) => v.state !== 'DESTROYED').length);
   }
 
   /** Pub/Sub: at-least-once, unordered, dropped while down; waits for a subscriber that is away. */

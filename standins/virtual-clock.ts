@@ -1,10 +1,12 @@
 /**
- * Discrete-event virtual time: one heap holds both scheduled actions and pending sleeps, so the
- * real reconciler/refresher code (which awaits `clock.sleep`) interleaves with the world exactly
- * and reproducibly. Between items only one macrotask turn is taken: enough to drain every
- * promise chain, because nothing in the simulated code waits on real timers.
+ * The one fake clock (unit tests, the soak, the stand-ins): discrete-event virtual time. One heap
+ * holds pending sleeps and scheduled actions, so code that awaits `clock.sleep` interleaves with a
+ * simulated world exactly and reproducibly.
+ * - `advance(ms)` (unit tests): runs what falls due, letting promise chains settle after each.
+ * - `runUntil(t)` (the soak): the same, with one macrotask turn per item — enough, because nothing
+ *   simulated waits on real timers, and it keeps a simulated week at ~1.5 s.
  */
-import type { Clock } from '../../core/clock.js';
+import type { Clock } from '../core/clock.js';
 
 interface Item {
   at: number;
@@ -13,10 +15,12 @@ interface Item {
   cancelled?: boolean;
 }
 
-export class SimClock implements Clock {
+export const DEFAULT_EPOCH = Date.UTC(2026, 0, 5, 9, 0, 0);
+
+export class VirtualClock implements Clock {
   private heap: Item[] = [];
   private seq = 0;
-  constructor(public t: number) {}
+  constructor(public t = DEFAULT_EPOCH) {}
 
   now(): number {
     return this.t;
@@ -25,15 +29,15 @@ export class SimClock implements Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(new Error('aborted'));
-      const item = this.push(this.t + Math.max(0, ms), resolve);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          item.cancelled = true;
-          reject(new Error('aborted'));
-        },
-        { once: true },
-      );
+      const onAbort = () => {
+        item.cancelled = true;
+        reject(new Error('aborted'));
+      };
+      const item = this.push(this.t + Math.max(0, ms), () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
@@ -42,8 +46,22 @@ export class SimClock implements Clock {
     this.push(Math.max(at, this.t), fn);
   }
 
-  /** Process everything due up to `end`, then stand at `end`. */
+  /** Move time forward by `ms`, running what falls due in order and settling promises after each. */
+  async advance(ms: number): Promise<void> {
+    await this.drain(this.t + ms, flush);
+  }
+
+  /** Process everything due up to `end`, then stand at `end` (one macrotask turn per item). */
   async runUntil(end: number): Promise<void> {
+    await this.drain(end, turn);
+  }
+
+  /** Sleeps and actions not yet due. */
+  pending(): number {
+    return this.heap.filter((i) => !i.cancelled).length;
+  }
+
+  private async drain(end: number, settle: () => Promise<void>): Promise<void> {
     for (;;) {
       const top = this.heap[0];
       if (!top || top.at > end) break;
@@ -51,10 +69,10 @@ export class SimClock implements Clock {
       if (top.cancelled) continue;
       this.t = Math.max(this.t, top.at);
       top.run();
-      await turn();
+      await settle();
     }
     this.t = Math.max(this.t, end);
-    await turn();
+    await settle();
   }
 
   private push(at: number, run: () => void): Item {
@@ -93,7 +111,12 @@ export class SimClock implements Clock {
 const less = (a: Item, b: Item) => a.at < b.at || (a.at === b.at && a.seq < b.seq);
 const turn = () => new Promise<void>((r) => setImmediate(r));
 
+/** Let every promise chain that only waits on other promises (no real timers) run to its end. */
+export async function flush(): Promise<void> {
+  for (let i = 0; i < 20; i++) await turn();
+}
+
 /** A host clock `offsetMs` away from true time (the function's skew); sleeps use true time. */
-export function skewed(clock: SimClock, offsetMs: number): Clock {
+export function skewed(clock: VirtualClock, offsetMs: number): Clock {
   return { now: () => clock.now() + offsetMs, sleep: (ms, s) => clock.sleep(ms, s) };
 }

@@ -1,0 +1,87 @@
+/** Check 1: the configuration parses and makes sense; the refresh tiers are in order. */
+import { configuredTiers, tierProblems } from '../../../core/tiers.js';
+import type { Facts } from '../facts.js';
+import { isLoopbackHost } from '../probes/network.js';
+import { fold, human, type CheckResult, type Finding } from '../types.js';
+import { tokenView } from './token-view.js';
+
+const ENV_FILE = '/etc/token-keeper/token-keeper.env';
+
+export function configCheck(f: Facts): CheckResult {
+  const c = f.config;
+  const url = new URL(c.authBaseUrl);
+  const findings: Finding[] = [];
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    findings.push({
+      status: 'fail',
+      text: `SAXO_AUTH_BASE_URL ${url.origin} is plain HTTP to a non-loopback host: tokens would cross the network unencrypted`,
+      fix: `remove SAXO_AUTH_BASE_URL from ${ENV_FILE} (SAXO_ENVIRONMENT picks https://{sim,live}.logonvalidation.net)`,
+    });
+  }
+  const other = c.environment === 'SIM' ? 'live' : 'sim';
+  if (url.hostname.startsWith(`${other}.`)) {
+    findings.push({
+      status: 'warn',
+      text: `SAXO_ENVIRONMENT=${c.environment} but SAXO_AUTH_BASE_URL points at ${url.hostname}`,
+      fix: `make SAXO_ENVIRONMENT and SAXO_AUTH_BASE_URL agree in ${ENV_FILE}`,
+    });
+  }
+  if (f.partialGcp.length) {
+    findings.push({
+      status: 'warn',
+      text: `${f.partialGcp.join(', ')} set, but cloud-connected mode needs both GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID: running standalone`,
+      fix: `set both in ${ENV_FILE} (terraform output -json agent_env), or remove the GCP lines`,
+    });
+  }
+  if (c.gcp && !c.gcp.subscriptionId) {
+    findings.push({
+      status: 'warn',
+      text: 'no TOKEN_SUBSCRIPTION_ID: the agent does not hear TOKEN_ROTATED and copies a cloud refresh into the cache only at its own threshold',
+      fix: `set TOKEN_SUBSCRIPTION_ID in ${ENV_FILE} (terraform output -json agent_env)`,
+    });
+  }
+  const mode = c.gcp
+    ? `cloud-connected (project ${c.gcp.projectId}, secret ${c.gcp.secretId}, topic ${c.gcp.topicId}${c.gcp.subscriptionId ? `, subscription ${c.gcp.subscriptionId}` : ''})`
+    : 'standalone';
+  const primary = !c.gcp
+    ? 'primary (standalone)'
+    : c.primary
+      ? 'this VM is the primary (refreshes without the lease when Secret Manager is down)'
+      : 'this VM is not the primary (waits for Secret Manager when it is down)';
+  const ok = `${c.environment} via ${url.origin}; ${mode}; ${primary}; data dir ${c.dataDir}${c.createDataDir ? ' (created at start if missing)' : ''}`;
+  return fold('config', ok, findings, {
+    environment: c.environment,
+    authBaseUrl: url.origin,
+    mode: c.gcp ? 'cloud-connected' : 'standalone',
+    primary: c.primary,
+    createDataDir: c.createDataDir,
+    dataDir: c.dataDir,
+    cloudSchedulePeriodSeconds: c.cloudSchedulePeriodMs / 1000,
+  });
+}
+
+const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
+
+export function tiersCheck(f: Facts): CheckResult {
+  const c = f.config;
+  const view = tokenView(f);
+  const tiers = configuredTiers(c);
+  const problems = tierProblems(tiers, view.accessLifeMs);
+  const findings: Finding[] = problems.map((p) => ({ status: 'fail', text: p.message, fix: `${p.fix} in ${ENV_FILE}` }));
+  const window = c.cloudRefreshThresholdMs - c.refreshThresholdMs;
+  if (c.gcp && window > 0 && c.cloudSchedulePeriodMs > window) {
+    findings.push({
+      status: 'warn',
+      text: `CLOUD_SCHEDULE_SECONDS (${secs(c.cloudSchedulePeriodMs)}) is longer than the cloud's window (${secs(window)} between the cloud and agent thresholds): some tokens will pass it unrefreshed and the agent will refresh instead`,
+      fix: `a Scheduler period ≤ ${Math.floor(window / 1000)} s (var.schedule in infra/terraform), then CLOUD_SCHEDULE_SECONDS to match`,
+    });
+  }
+  const life = view.accessLifeMs !== undefined ? `${human(view.accessLifeMs)} (the newest pair's)` : `${human(1_140_000)} (Saxo's documented)`;
+  const order = tiers.cloudThresholdMs !== undefined ? `cloud ${secs(tiers.cloudThresholdMs)} > agent ${secs(tiers.agentThresholdMs)}` : `agent ${secs(tiers.agentThresholdMs)}`;
+  return fold('config.tiers', `${order} > bots ${secs(tiers.botThresholdMs)}, all inside the token's usable life ${life}`, findings, {
+    cloudThresholdSeconds: tiers.cloudThresholdMs !== undefined ? tiers.cloudThresholdMs / 1000 : undefined,
+    agentThresholdSeconds: tiers.agentThresholdMs / 1000,
+    botThresholdSeconds: tiers.botThresholdMs / 1000,
+    accessLifeSeconds: view.accessLifeMs !== undefined ? view.accessLifeMs / 1000 : undefined,
+  });
+}

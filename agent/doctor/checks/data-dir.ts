@@ -1,0 +1,146 @@
+/** Check 2: the data dir, its files, leftover tmp files and free space, judged for the bots' user. */
+import { basename } from 'node:path';
+import type { BotsUser, Facts, FileInfo, Probe } from '../facts.js';
+import { fold, human, sh, skip, type CheckResult, type Finding } from '../types.js';
+import { can, chownFix, octal, owner, userName } from './access.js';
+
+/** A tmp file older than this is not a write in progress (writes take milliseconds). */
+export const STALE_TMP_MS = 60_000;
+const MIB = 1024 * 1024;
+
+function dirMissing(f: Facts): string | undefined {
+  const d = f.dataDir.dir;
+  if (!d.ok) return `cannot stat the data dir: ${d.error}`;
+  if (!d.value) return `data dir ${f.config.dataDir} does not exist`;
+  if (d.value.kind !== 'dir') return `${f.config.dataDir} is not a directory`;
+  return undefined;
+}
+
+export function dataDirCheck(f: Facts): CheckResult {
+  const dir = f.config.dataDir;
+  if (!f.botsUser.ok) {
+    return { id: 'data-dir', status: 'fail', summary: `cannot tell who the bots run as: ${f.botsUser.error}`, fix: 'npx token-keeper doctor --bots-user <the bots\' user>' };
+  }
+  const u = f.botsUser.value;
+  const { user, group } = userName(u, f.names);
+  const missing = dirMissing(f);
+  if (missing) {
+    return {
+      id: 'data-dir',
+      status: 'fail',
+      summary: missing,
+      fix: `sudo install -d -o ${sh(user)} -g ${sh(group)} -m 0750 ${sh(dir)}${f.config.createDataDir ? '' : ' (or TOKEN_KEEPER_CREATE_DATA_DIR=true for the agent)'}`,
+    };
+  }
+  const info = (f.dataDir.dir as { ok: true; value: FileInfo }).value;
+  const findings: Finding[] = [];
+  if (!can(info, u, 'rwx')) {
+    findings.push({
+      status: 'fail',
+      text: `the bots' user ${user} cannot create files in ${dir} (owner ${owner(info, f.names)}, mode ${octal(info.mode)}): the bots' tmp-file + rename writes fail`,
+      fix: chownFix(dir, u, f.names, '0750'),
+    });
+  }
+  if ((info.mode & 0o002) !== 0 && (info.mode & 0o1000) === 0) {
+    findings.push({ status: 'warn', text: `${dir} is writable by every user (mode ${octal(info.mode)}): anyone can replace the cache`, fix: `sudo chmod o-w ${sh(dir)}` });
+  }
+  const rw = f.unit?.readWritePaths ?? [];
+  if (f.unit && !rw.some((p) => dir === p || dir.startsWith(p.endsWith('/') ? p : `${p}/`))) {
+    findings.push({
+      status: 'fail',
+      text: `the unit's ReadWritePaths= (${rw.join(' ') || 'none'}) does not include ${dir}: under ProtectSystem=strict the agent cannot write there`,
+      fix: `sudo systemctl edit token-keeper  # [Service] ReadWritePaths=${dir}`,
+    });
+  }
+  return fold('data-dir', `${dir} (owner ${owner(info, f.names)}, mode ${octal(info.mode)}) fits the bots' user ${user}: ${u.basis}`, findings, {
+    path: dir,
+    owner: owner(info, f.names),
+    mode: octal(info.mode),
+    botsUser: { name: u.name, uid: u.uid, gid: u.gid, basis: u.basis },
+  });
+}
+
+interface FileRule {
+  label: string;
+  path: string;
+  probe: Probe<FileInfo | undefined>;
+  /** Modes that are right; other group bits warn, other "other" bits fail (token material). */
+  goodModes?: number[];
+  mode: string;
+}
+
+function fileFindings(r: FileRule, u: BotsUser, f: Facts): Finding[] {
+  if (!r.probe.ok) return [{ status: 'fail', text: `cannot stat the ${r.label}: ${r.probe.error}` }];
+  const info = r.probe.value;
+  if (!info) return [];
+  const { user } = userName(u, f.names);
+  const fix = chownFix(r.path, u, f.names, r.mode);
+  if (info.kind === 'symlink' && r.goodModes) {
+    return [{ status: 'fail', text: `the ${r.label} is a symlink (the agent never follows one)`, fix: `sudo rm ${sh(r.path)} (the agent rewrites it)` }];
+  }
+  if (info.kind !== 'file' && info.kind !== 'symlink') return [{ status: 'fail', text: `the ${r.label} is not a regular file`, fix: `sudo rm -r ${sh(r.path)}` }];
+  const out: Finding[] = [];
+  const who = `owner ${owner(info, f.names)}, mode ${octal(info.mode)}`;
+  if (!can(info, u, 'rw')) {
+    out.push({ status: 'fail', text: `the bots' user ${user} cannot read and write the ${r.label} (${who})`, fix });
+  } else if (info.uid !== u.uid) {
+    out.push({ status: 'warn', text: `the ${r.label} belongs to ${owner(info, f.names)}, not the bots' user ${user}: another user writes it`, fix });
+  }
+  if (r.goodModes && !r.goodModes.includes(info.mode)) {
+    const open = (info.mode & 0o007) !== 0;
+    out.push({
+      status: open ? 'fail' : 'warn',
+      text: `the ${r.label} has mode ${octal(info.mode)}${open ? ': every user on this host can read the token' : ''} (want ${r.goodModes.map(octal).join(' or ')})`,
+      fix: `sudo chmod ${r.mode} ${sh(r.path)}`,
+    });
+  }
+  return out;
+}
+
+export function filesCheck(f: Facts): CheckResult {
+  if (dirMissing(f)) return skip('data-dir.files', 'no data dir');
+  if (!f.botsUser.ok) return skip('data-dir.files', 'the bots\' user is unknown (see data-dir)');
+  const u = f.botsUser.value;
+  const c = f.config;
+  const rules: FileRule[] = [
+    { label: 'cache', path: c.cachePath, probe: f.dataDir.cache, goodModes: [0o600, 0o640], mode: '0600' },
+    { label: 'lock file', path: c.lockPath, probe: f.dataDir.lock, mode: '0600' },
+    { label: 'agent state file', path: c.statePath, probe: f.dataDir.state, goodModes: [0o600], mode: '0600' },
+  ];
+  const findings = rules.flatMap((r) => fileFindings(r, u, f));
+  const present = rules.filter((r) => r.probe.ok && r.probe.value).map((r) => {
+    const i = (r.probe as { ok: true; value: FileInfo }).value;
+    return `${basename(r.path)} ${owner(i, f.names)} ${octal(i.mode)}`;
+  });
+  const absent = rules.filter((r) => r.probe.ok && !r.probe.value).map((r) => basename(r.path));
+  const ok = `${present.join(', ') || 'no files yet'}${absent.length ? `; not yet created: ${absent.join(', ')}` : ''}`;
+  return fold('data-dir.files', ok, findings);
+}
+
+export function tmpCheck(f: Facts): CheckResult {
+  if (dirMissing(f)) return skip('data-dir.tmp', 'no data dir');
+  const p = f.dataDir.tmpFiles;
+  if (!p.ok) return { id: 'data-dir.tmp', status: 'warn', summary: `cannot list ${f.config.dataDir}: ${p.error}` };
+  const stale = p.value.filter((t) => t.ageMs > STALE_TMP_MS);
+  const live = p.value.length - stale.length;
+  if (!stale.length) return { id: 'data-dir.tmp', status: 'ok', summary: live ? `${live} tmp file(s) of a write in progress` : 'no leftover tmp files' };
+  return {
+    id: 'data-dir.tmp',
+    status: 'warn',
+    summary: `${stale.length} stale tmp file(s) left by a writer that died mid-write: ${stale.map((t) => `${t.name} (${human(t.ageMs)} old)`).join(', ')}`,
+    fix: `rm -f ${stale.map((t) => sh(`${f.config.dataDir}/${t.name}`)).join(' ')}`,
+    details: { stale: stale.map((t) => t.name) },
+  };
+}
+
+export function spaceCheck(f: Facts): CheckResult {
+  if (dirMissing(f)) return skip('data-dir.space', 'no data dir');
+  const p = f.dataDir.space;
+  if (!p.ok) return { id: 'data-dir.space', status: 'warn', summary: `cannot read free space: ${p.error}` };
+  const { freeBytes, freeInodes } = p.value;
+  const free = `${Math.floor(freeBytes / MIB)} MiB and ${freeInodes} inodes free`;
+  const fix = `df -h ${sh(f.config.dataDir)}; free space on that filesystem`;
+  if (freeBytes < MIB || freeInodes === 0) return { id: 'data-dir.space', status: 'fail', summary: `${free}: the next cache write fails`, fix, details: { ...p.value } };
+  if (freeBytes < 50 * MIB) return { id: 'data-dir.space', status: 'warn', summary: `only ${free}`, fix, details: { ...p.value } };
+  return { id: 'data-dir.space', status: 'ok', summary: free, details: { ...p.value } };
+}

@@ -1,0 +1,71 @@
+/** Check 7 (clock skew against a Google API's Date header) and check 8 (Saxo: DNS + TLS, nothing sent). */
+import type { Facts } from '../facts.js';
+import { skip, type CheckResult } from '../types.js';
+
+export const SKEW_WARN_MS = 5_000;
+export const SKEW_FAIL_MS = 60_000;
+
+/**
+ * Local minus server time, from a Date header (whole seconds) read between `sentAt` and
+ * `receivedAt`: the server's clock read somewhere in [dateMs, dateMs + 1000) while ours read
+ * somewhere in [sentAt, receivedAt]. `minAbsMs` is the least skew consistent with both.
+ */
+export function skewOf(p: { dateMs: number; sentAt: number; receivedAt: number }): { estimateMs: number; minAbsMs: number } {
+  const lo = p.sentAt - (p.dateMs + 1000);
+  const hi = p.receivedAt - p.dateMs;
+  return { estimateMs: Math.round((lo + hi) / 2), minAbsMs: lo > 0 ? lo : hi < 0 ? -hi : 0 };
+}
+
+export function clockCheck(f: Facts): CheckResult {
+  const c = f.clock;
+  if (!c) return skip('clock', 'standalone: every expiry is computed and compared on this host');
+  if (!c.probe.ok) {
+    return { id: 'clock', status: 'warn', summary: `could not read the time from ${c.target}: ${c.probe.error}`, fix: 'timedatectl status  # is NTP synchronised?' };
+  }
+  const { estimateMs, minAbsMs } = skewOf(c.probe.value);
+  const txt = `this host is ${(Math.abs(estimateMs) / 1000).toFixed(1)} s ${estimateMs >= 0 ? 'ahead of' : 'behind'} ${c.target} (±${((c.probe.value.receivedAt - c.probe.value.sentAt + 1000) / 2000).toFixed(1)} s)`;
+  const details = { target: c.target, skewMs: estimateMs, minAbsSkewMs: minAbsMs, local: c.local };
+  if (minAbsMs > SKEW_FAIL_MS || minAbsMs > SKEW_WARN_MS) {
+    return {
+      id: 'clock',
+      status: minAbsMs > SKEW_FAIL_MS ? 'fail' : 'warn',
+      summary: `${txt}: expiries are compared across hosts (cloud, agent, bots), so the tiers shift by that much`,
+      fix: 'sudo timedatectl set-ntp true; timedatectl timesync-status',
+      details,
+    };
+  }
+  const local = c.local ? ' — a stand-in on this host: a real deployment compares with Google\'s clock' : '';
+  return { id: 'clock', status: 'ok', summary: `${txt}${local}`, details };
+}
+
+export function saxoCheck(f: Facts): CheckResult {
+  const s = f.saxo;
+  const where = `${s.host}:${s.port}`;
+  if (s.protocol === 'http:') {
+    if (!s.loopback) {
+      return { id: 'saxo', status: 'fail', summary: `${s.url} is plain HTTP to a non-loopback host: doctor sent nothing (see config)`, fix: 'remove SAXO_AUTH_BASE_URL (SAXO_ENVIRONMENT picks the https host)' };
+    }
+    if (s.tcp && !s.tcp.ok) return { id: 'saxo', status: 'warn', summary: `nothing answers at ${s.url}: ${s.tcp.error}`, fix: 'start the Saxo stand-in, or remove SAXO_AUTH_BASE_URL' };
+    return skip('saxo', `plain HTTP on loopback (${s.url}, a stand-in): TLS check skipped; TCP connect ok${s.tcp?.ok ? ` in ${s.tcp.ms} ms` : ''}`);
+  }
+  if (s.protocol !== 'https:') return { id: 'saxo', status: 'fail', summary: `${s.url}: unsupported scheme ${s.protocol}`, fix: 'SAXO_AUTH_BASE_URL must be https://…' };
+  if (s.dns && !s.dns.ok) {
+    return { id: 'saxo', status: 'fail', summary: `DNS lookup of ${s.host} failed: ${s.dns.error}`, fix: `getent hosts ${s.host}; cat /etc/resolv.conf` };
+  }
+  if (!s.tls) return { id: 'saxo', status: 'fail', summary: `${s.host} resolves to no address`, fix: `getent hosts ${s.host}` };
+  const addrs = s.dns?.ok ? s.dns.value.join(', ') : '';
+  if (!s.tls.ok) {
+    const cert = /CERT|SELF_SIGNED|UNABLE_TO|HOSTNAME|ALTNAME/i.test(`${s.tls.code ?? ''} ${s.tls.error}`);
+    return {
+      id: 'saxo',
+      status: 'fail',
+      summary: `TLS handshake with ${where} (${addrs}) failed: ${s.tls.error}`,
+      fix: cert
+        ? `openssl s_client -connect ${where} -servername ${s.host} </dev/null  # an intercepting proxy or an outdated CA store?`
+        : `check egress from this host to ${where} (firewall, proxy)`,
+    };
+  }
+  const t = s.tls.value;
+  const valid = t.validTo !== undefined ? `, certificate${t.subject ? ` ${t.subject}` : ''} valid until ${new Date(t.validTo).toISOString().slice(0, 10)}` : '';
+  return { id: 'saxo', status: 'ok', summary: `${s.host} → ${addrs}; ${t.protocol} handshake with ${where} in ${s.tls.ms} ms${valid}; no request sent`, details: { addresses: s.dns?.ok ? s.dns.value : [], protocol: t.protocol } };
+}

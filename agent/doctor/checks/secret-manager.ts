@@ -1,0 +1,104 @@
+/** Check 5: Secret Manager answers, grants every permission the code uses, keeps few versions; the lease. */
+import type { Facts, Probe } from '../facts.js';
+import { SECRET_MANAGER_CALLS, SECRET_MANAGER_PERMISSIONS, secretGrantFix } from '../permissions.js';
+import { fold, human, sh, skip, type CheckResult, type Finding } from '../types.js';
+
+const STANDALONE = 'standalone (no GOOGLE_CLOUD_PROJECT + TOKEN_SECRET_ID): no Secret Manager';
+
+/** A failed Secret Manager probe as a finding with the fix that fits its cause. */
+export function unreachable(f: Facts, p: Extract<Probe<unknown>, { ok: false }>, what: string): Finding {
+  const g = f.config.gcp!;
+  if (p.code === 'NOT_FOUND') {
+    return {
+      status: 'fail',
+      text: `secret ${g.secretId} does not exist in project ${g.projectId}`,
+      fix: `terraform apply in infra/terraform (or: gcloud secrets create ${sh(g.secretId)} --project=${sh(g.projectId)} --replication-policy=automatic, then npx token-keeper login)`,
+    };
+  }
+  if (p.code === 'PERMISSION_DENIED') return { status: 'fail', text: `${what}: ${p.error}`, fix: 'see secret-manager.iam' };
+  const where = g.secretManagerEmulatorHost ? `the stand-in at ${g.secretManagerEmulatorHost}` : 'secretmanager.googleapis.com:443';
+  return {
+    status: 'fail',
+    text: `${what}: ${p.error} (after ${p.ms} ms)`,
+    fix: g.secretManagerEmulatorHost
+      ? `is the Secret Manager stand-in at ${g.secretManagerEmulatorHost} running?`
+      : `check egress from this host to ${where}, then: gcloud secrets describe ${sh(g.secretId)} --project=${sh(g.projectId)}`,
+  };
+}
+
+export function secretManagerCheck(f: Facts): CheckResult {
+  const s = f.secret;
+  const g = f.config.gcp;
+  if (!s || !g) return skip('secret-manager', STANDALONE);
+  if (!s.meta.ok) return fold('secret-manager', '', [unreachable(f, s.meta, 'Secret Manager GetSecret failed')]);
+  const findings: Finding[] = [];
+  const keep = f.config.keepSecretVersions;
+  let versions = '';
+  if (!s.versions.ok) findings.push(unreachable(f, s.versions, 'ListSecretVersions failed'));
+  else {
+    const n = s.versions.value;
+    versions = `${n} live version(s), KEEP_SECRET_VERSIONS=${keep}`;
+    if (n === 0) findings.push({ status: 'fail', text: `secret ${g.secretId} has no enabled version: it holds no token`, fix: 'npx token-keeper login' });
+    // One above K is a refresh between its add and its prune.
+    else if (n > keep + 1) {
+      findings.push({
+        status: 'warn',
+        text: `${versions}: old versions are not being destroyed ($0.06/month each)`,
+        fix: `gcloud secrets versions list ${sh(g.secretId)} --project=${sh(g.projectId)} --filter='state:(ENABLED OR DISABLED)' --sort-by=~createTime --format='value(name)' | tail -n +${keep + 1} | xargs -r -n1 gcloud secrets versions destroy --secret=${sh(g.secretId)} --project=${sh(g.projectId)} --quiet`,
+      });
+    }
+  }
+  if (!s.latest.ok) findings.push(unreachable(f, s.latest, 'AccessSecretVersion failed'));
+  else if (s.latest.value?.error) {
+    findings.push({ status: 'fail', text: `latest version ${s.latest.value.version} unusable: ${s.latest.value.error}`, fix: 'a running agent pushes its pair over it; else npx token-keeper login' });
+  }
+  const lease = s.meta.value.lease;
+  let leaseText = 'no lease held';
+  if (lease) {
+    const left = lease.expiresAt - f.now;
+    if (left <= 0) leaseText = `stale lease of ${lease.holder} expired ${human(-left)} ago (the next refresher takes it over)`;
+    else {
+      leaseText = `lease held by ${lease.holder} for ${human(left)} more (a refresh in progress)`;
+      if (left > f.config.leaseTtlMs + 5000) {
+        findings.push({
+          status: 'warn',
+          text: `the lease of ${lease.holder} runs ${human(left)} more, beyond LEASE_TTL_SECONDS (${human(f.config.leaseTtlMs)}): that host's clock is ahead or it uses a longer TTL`,
+          fix: 'compare `date -u` on that host with this one; every refresher should share LEASE_TTL_SECONDS',
+        });
+      }
+    }
+  }
+  const latest = s.latest.ok && s.latest.value ? `latest version ${s.latest.value.version}` : 'no latest version';
+  return fold('secret-manager', `${s.name} answered in ${s.meta.ms} ms; ${latest}; ${versions}; ${leaseText}`, findings, {
+    secret: s.name,
+    latestVersion: s.latest.ok ? s.latest.value?.name : undefined,
+    liveVersions: s.versions.ok ? s.versions.value : undefined,
+    keep,
+    lease: lease ? { holder: lease.holder, expiresAt: new Date(lease.expiresAt).toISOString() } : undefined,
+  });
+}
+
+export function secretIamCheck(f: Facts): CheckResult {
+  const s = f.secret;
+  const g = f.config.gcp;
+  if (!s || !g) return skip('secret-manager.iam', STANDALONE);
+  if (!s.iam.ok) {
+    if (s.iam.code === 'NOT_FOUND') return skip('secret-manager.iam', `secret ${g.secretId} does not exist (see secret-manager)`);
+    if (s.iam.code === 'UNIMPLEMENTED') return skip('secret-manager.iam', `the Secret Manager endpoint does not implement TestIamPermissions (${s.iam.error})`);
+    if (s.iam.code === 'UNAVAILABLE' || s.iam.code === 'DEADLINE_EXCEEDED') return skip('secret-manager.iam', 'Secret Manager did not answer (see secret-manager)');
+    return fold('secret-manager.iam', '', [{ ...unreachable(f, s.iam, 'TestIamPermissions failed'), fix: undefined }]);
+  }
+  const granted = new Set(s.iam.value);
+  const missing = SECRET_MANAGER_PERMISSIONS.filter((p) => !granted.has(p));
+  if (!missing.length) {
+    return { id: 'secret-manager.iam', status: 'ok', summary: `all ${SECRET_MANAGER_PERMISSIONS.length} permissions the code uses are granted on ${s.name}`, details: { granted: [...granted].sort() } };
+  }
+  const uses = (p: string) => Object.entries(SECRET_MANAGER_CALLS).filter(([, perm]) => perm === p).map(([m]) => m).join(', ');
+  return {
+    id: 'secret-manager.iam',
+    status: 'fail',
+    summary: `missing on ${s.name}${f.identity ? ` for ${f.identity}` : ''}: ${missing.map((p) => `${p} (${uses(p)})`).join(', ')}`,
+    fix: secretGrantFix(g.projectId, g.secretId, missing, f.identity),
+    details: { missing, granted: [...granted].sort() },
+  };
+}

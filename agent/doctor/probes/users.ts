@@ -1,0 +1,115 @@
+/**
+ * Who the bots run as: `--bots-user`, else the installed unit's `User=`/`Group=`, else the current
+ * user. Resolved with id(1) (so NSS/LDAP users work too); /etc/passwd and /etc/group give names.
+ */
+import { execFile } from 'node:child_process';
+import { readFile, readdir } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import { promisify } from 'node:util';
+import type { BotsUser, UnitInfo } from '../facts.js';
+
+const run = promisify(execFile);
+
+export const DEFAULT_UNIT_PATH = '/etc/systemd/system/token-keeper.service';
+
+/**
+ * Parse a unit file and its drop-ins (later files win; `ReadWritePaths=` accumulates and an empty
+ * assignment resets it, as systemd does). Only the keys doctor reasons about.
+ */
+export function parseUnit(path: string, texts: string[]): UnitInfo {
+  const unit: UnitInfo = { path, readWritePaths: [] };
+  for (const text of texts) {
+    let section = '';
+    for (const raw of text.split('\n')) {
+      const line = raw.trim();
+      if (!line || line.startsWith('#') || line.startsWith(';')) continue;
+      const sec = /^\[(.+)\]$/.exec(line);
+      if (sec) {
+        section = sec[1]!;
+        continue;
+      }
+      if (section !== 'Service') continue;
+      const kv = /^([A-Za-z]+)\s*=\s*(.*)$/.exec(line);
+      if (!kv) continue;
+      const [, key, value] = kv as unknown as [string, string, string];
+      if (key === 'User') unit.user = value || undefined;
+      else if (key === 'Group') unit.group = value || undefined;
+      else if (key === 'ReadWritePaths') {
+        if (!value) unit.readWritePaths = [];
+        else unit.readWritePaths.push(...value.split(/\s+/).map((p) => p.replace(/^[-+]/, '')));
+      }
+    }
+  }
+  return unit;
+}
+
+/** The unit and its `<unit>.d/*.conf` drop-ins; undefined when the unit is not installed. */
+export async function readUnit(path: string): Promise<UnitInfo | undefined> {
+  let main: string;
+  try {
+    main = await readFile(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const dropDir = `${path}.d`;
+  const drops = (await readdir(dropDir).catch(() => [] as string[])).filter((f) => f.endsWith('.conf')).sort();
+  const texts = [main, ...(await Promise.all(drops.map((f) => readFile(`${dropDir}/${f}`, 'utf8').catch(() => ''))))];
+  return parseUnit(path, texts);
+}
+
+async function idNumbers(args: string[]): Promise<number[]> {
+  const { stdout } = await run('id', args, { timeout: 2000 });
+  return stdout.trim().split(/\s+/).map(Number);
+}
+
+/** Resolve a user name or numeric uid (and an optional group override) with id(1). */
+export async function resolveUser(user: string, group: string | undefined, basis: string, groupIds: Record<string, number>): Promise<BotsUser> {
+  let uid: number, gid: number, groups: number[];
+  try {
+    uid = (await idNumbers(['-u', user]))[0] ?? NaN;
+    gid = (await idNumbers(['-g', user]))[0] ?? NaN;
+    groups = await idNumbers(['-G', user]);
+  } catch {
+    throw new Error(`no such user "${user}" (${basis})`);
+  }
+  if (group !== undefined) {
+    const g = /^\d+$/.test(group) ? Number(group) : groupIds[group];
+    if (g === undefined) throw new Error(`no such group "${group}" (${basis})`);
+    gid = g;
+    groups = [...new Set([g, ...groups])];
+  }
+  const name = /^\d+$/.test(user) ? ((await run('id', ['-nu', user], { timeout: 2000 }).catch(() => undefined))?.stdout.trim() ?? user) : user;
+  return { name, uid, gid, groups, basis };
+}
+
+export interface BotsUserSource {
+  flag?: string | undefined;
+  unit?: UnitInfo | undefined;
+  unitPath: string;
+}
+
+export async function botsUser(src: BotsUserSource, groupIds: Record<string, number>): Promise<BotsUser> {
+  if (src.flag) return resolveUser(src.flag, undefined, '--bots-user', groupIds);
+  if (src.unit?.user) return resolveUser(src.unit.user, src.unit.group, `User= in ${src.unit.path}`, groupIds);
+  const me = userInfo();
+  const why = src.unit ? `${src.unit.path} sets no User=` : `no unit at ${src.unitPath}`;
+  return resolveUser(String(me.uid), undefined, `the current user (${why}; pass --bots-user)`, groupIds);
+}
+
+/** uid → user name and gid → group name from /etc/passwd and /etc/group (display only). */
+export async function nameMaps(): Promise<{ users: Record<number, string>; groups: Record<number, string>; groupIds: Record<string, number> }> {
+  const parse = async (file: string) => {
+    const out: [string, number][] = [];
+    for (const line of (await readFile(file, 'utf8').catch(() => '')).split('\n')) {
+      const f = line.split(':');
+      if (f.length >= 3 && /^\d+$/.test(f[2]!)) out.push([f[0]!, Number(f[2])]);
+    }
+    return out;
+  };
+  const [pw, gr] = await Promise.all([parse('/etc/passwd'), parse('/etc/group')]);
+  return {
+    users: Object.fromEntries(pw.map(([n, id]) => [id, n])),
+    groups: Object.fromEntries(gr.map(([n, id]) => [id, n])),
+    groupIds: Object.fromEntries(gr),
+  };
+}

@@ -1,0 +1,239 @@
+/**
+ * One refresh session: the protocol both refreshers run (docs/DESIGN.md "One refresh, step by
+ * step"). Lease → re-read under the locks → decide → present the refresh token once → successor
+ * with the next generation → durable (locally first, then the secret) → release → announce → prune.
+ *
+ * What differs between the agent and the function arrives as parameters: the LocalSide (the bots'
+ * flock, the cache and the agent's state; the function has none), whether this refresher may
+ * present without the lease (only the primary agent), how many times the secret write is tried
+ * (the function has no other durable place), and where a failed announcement is remembered.
+ * The session never holds the bots' flock across anything slow: only one exchange and the local
+ * writes happen under it; backoff sleeps, Secret Manager and Pub/Sub calls happen outside it.
+ */
+import { announce, pruneVersions, rotatedEvent, type AnnounceMark } from './announce.js';
+import type { Clock } from './clock.js';
+import { decide, type Origin, type SecretView } from './decide.js';
+import { errorText, LockTimeoutError, SaxoError, SecretStoreError } from './errors.js';
+import { recover, release, retryDelay, sessionDeadline, storeUpstream } from './refresh-steps.js';
+import type { FailureCounter } from './failures.js';
+import type { Logger } from './log.js';
+import type { CacheRead, EventBus, Held, SecretStore, TokenEndpoint } from './ports.js';
+import { compareFreshness, fromResponse, requestCredentials, saneLifetimes, secretsOf, withNextGeneration, type Credentials, type TokenSet } from './token.js';
+
+/** The refresher's own side: the agent's flock, cache and state file. The function has none. */
+export interface LocalSide {
+  /** The bots' flock for one attempt; throws LockTimeoutError when it stays held. */
+  lock(signal?: AbortSignal): Promise<Held>;
+  /** The local sources, re-read under the lock. */
+  read(): Promise<{ cache: CacheRead; known?: TokenSet | undefined }>;
+  /** Make `next` durable here (cache, then the private state). Resolves with what failed, if anything. */
+  persist(next: TokenSet): Promise<Error | undefined>;
+}
+
+/** Where the session is, for a clean stop: an answer that arrived must reach the disk first. */
+export type Phase = 'idle' | 'presenting' | 'persisting';
+
+export interface SessionSettings {
+  /** Lease holder: unique per refresher (per invocation for the function). */
+  holder: string;
+  /** Who refreshed, for logs and the lastRefresh record ("cloud:…", "agent:host:pid"). */
+  refresher: string;
+  /** Written as the new pair's `source`. */
+  source: string;
+  /** This tier's threshold. */
+  thresholdMs: number;
+  refreshTokenAlertMs: number;
+  /** The bots' buffer: retries end before it unless the LocalSide's flock keeps the bots out. */
+  botThresholdMs: number;
+  leaseTtlMs: number;
+  expiryMarginMs: number;
+  keepSecretVersions: number;
+  /** Present even when Secret Manager cannot grant the lease (standalone, or the primary VM). */
+  presentWithoutLease: boolean;
+  /** Configured credentials (they win over those stored with the pair). */
+  credentials: Credentials;
+  /** AddSecretVersion attempts after Saxo answered (function: several; agent: one, then the push retry). */
+  secretWriteAttempts: number;
+  retry: { maxAttempts: number; baseMs: number; capMs: number; minAttemptMs: number; random: () => number };
+}
+
+export interface SessionPorts {
+  clock: Clock;
+  saxo: TokenEndpoint;
+  store?: SecretStore | undefined;
+  bus?: EventBus | undefined;
+  logger: Logger;
+  failures: FailureCounter;
+  local?: LocalSide | undefined;
+  /** Remembers an announcement that did not go out. */
+  announceMark?: AnnounceMark | undefined;
+}
+
+export interface SessionOptions {
+  force?: boolean | undefined;
+  /** A reason not to present this pair (announced as consumed; rejected by Saxo before). */
+  refuse?: ((t: TokenSet) => 'superseded' | 'rejected' | undefined) | undefined;
+  /** Stop: start nothing new; an exchange already sent still finishes and is stored. */
+  stop?: AbortSignal | undefined;
+  onPhase?: ((p: Phase) => void) | undefined;
+  /** The secret write is abandoned after this long while stopping (the pair is already on disk). */
+  stopSecretTimeoutMs?: number | undefined;
+}
+
+export type DeferReason = 'lease_held' | 'secret_unavailable' | 'stopping' | 'superseded_unreadable';
+
+/** One result; `newest` is the newest pair seen under the locks, for the caller to adopt. */
+export type SessionResult =
+  | { kind: 'refreshed'; token: TokenSet; version?: string | undefined; lastRefresh: { at: number; by: string; version: string }; stored: 'secret' | 'local' }
+  | { kind: 'superseded'; token: TokenSet; origin: Origin | undefined }
+  | { kind: 'fresh'; token: TokenSet; origin: Origin | undefined }
+  | { kind: 'deferred'; reason: DeferReason; newest?: TokenSet | undefined }
+  | { kind: 'rejected'; reason: 'no_token' | 'refresh_token_expired' | 'invalid_grant'; newest?: TokenSet | undefined }
+  | { kind: 'failed'; reason: string; newest?: TokenSet | undefined };
+
+
+export async function runRefreshSession(p: SessionPorts, s: SessionSettings, o: SessionOptions = {}): Promise<SessionResult> {
+  const { clock, store, logger } = p;
+  if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping' };
+  let secret: SecretView = store ? { kind: 'unavailable' } : { kind: 'absent' };
+  let leased = false;
+  if (store) {
+    try {
+      leased = await store.acquireLease(s.holder, s.leaseTtlMs, clock.now());
+      if (!leased) {
+        logger.info('lease_busy', 'Another refresher holds the lease; waiting for its result');
+        return { kind: 'deferred', reason: 'lease_held' };
+      }
+      const read = await store.latest();
+      logger.addSecret(...secretsOf(read?.token));
+      secret = { kind: 'read', read };
+    } catch (err) {
+      if (!(err instanceof SecretStoreError)) throw err;
+      if (leased) await release(p, s, undefined);
+      leased = false;
+      if (!s.presentWithoutLease) {
+        logger.warn('secret_unavailable', 'Secret Manager did not answer: no lease, so no refresh from here', { error: errorText(err) });
+        return { kind: 'deferred', reason: 'secret_unavailable' };
+      }
+      logger.warn('secret_unavailable', 'Secret Manager did not answer; refreshing without the lease (this is the primary refresher)', {
+        error: errorText(err),
+      });
+    }
+  }
+  let result: SessionResult | undefined;
+  try {
+    result = await attempts(p, s, o, secret, leased);
+    return result;
+  } finally {
+    if (leased) await release(p, s, result);
+    if (result?.kind === 'refreshed' && result.version && store) {
+      const event = rotatedEvent(result.token, result.version, clock.now());
+      // Stopping: the version is stored; announcing is left to the next start (nothing slow now).
+      if (o.stop?.aborted) await p.announceMark?.set(event).catch(() => undefined);
+      else {
+        await announce({ bus: p.bus, clock, logger, mark: p.announceMark }, event);
+        await pruneVersions(store, s.keepSecretVersions, logger);
+      }
+    }
+  }
+}
+
+async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, secret: SecretView, leased: boolean): Promise<SessionResult> {
+  const { clock, logger, local, failures } = p;
+  const start = clock.now();
+  let presented: TokenSet | undefined;
+  for (let attempt = 1; ; attempt++) {
+    let held: Held | undefined;
+    let next: TokenSet;
+    let persistError: Error | undefined;
+    let lifetimeSec: number;
+    try {
+      if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented };
+      try {
+        held = await local?.lock(o.stop);
+      } catch (err) {
+        if (err instanceof LockTimeoutError) {
+          logger.warn('lock_timeout', `Could not acquire token lock; will retry next check (${err.message})`);
+          failures.failed('lock_timeout', err.message);
+          return { kind: 'failed', reason: 'lock_timeout', newest: presented };
+        }
+        if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented };
+        throw err;
+      }
+      // Re-read everything under the locks: someone may have refreshed while we waited or slept.
+      const view = local ? await local.read() : { cache: { kind: 'missing' } as CacheRead, known: undefined };
+      const plan = decide({ now: clock.now(), ...view, secret }, { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: s.refreshTokenAlertMs });
+      for (const n of plan.notes) logger.warn('input_problem', n);
+      const best = plan.best;
+      if (!best) return { kind: 'rejected', reason: 'no_token' };
+      if (presented && compareFreshness(best, presented) > 0) {
+        failures.recovered();
+        logger.info('superseded', 'Someone else refreshed while this refresher backed off; adopting their pair');
+        return { kind: 'superseded', token: best, origin: plan.origin };
+      }
+      const refusal = o.refuse?.(best);
+      if (refusal === 'rejected' || (plan.health === 'login_required' && !o.force)) {
+        return { kind: 'rejected', reason: refusal === 'rejected' ? 'invalid_grant' : 'refresh_token_expired', newest: best };
+      }
+      if (!plan.refresh && !o.force && !presented) return { kind: 'fresh', token: best, origin: plan.origin };
+      if (refusal === 'superseded') {
+        logger.warn('superseded_token', 'A newer token was announced but Secret Manager cannot be read yet; not presenting the consumed one', {
+          generation: best.generation,
+        });
+        return { kind: 'deferred', reason: 'superseded_unreadable', newest: best };
+      }
+      const creds = requestCredentials(s.credentials, best);
+      if (!creds.appKey) {
+        logger.error('config_missing', 'No app key: set SAXO_APP_KEY or store app_key with the token');
+        failures.failed('no_app_key');
+        return { kind: 'failed', reason: 'no_app_key', newest: best };
+      }
+      const deadline = sessionDeadline(best, start, s, leased, local !== undefined);
+      if (attempt === 1) logger.info('refresh_started', 'Token needs refresh: threshold reached', { generation: best.generation });
+      o.onPhase?.('presenting');
+      let res;
+      try {
+        res = await p.saxo.refresh(best.refreshToken, { deadline, appKey: creds.appKey, appSecret: creds.appSecret });
+      } catch (err) {
+        o.onPhase?.('idle');
+        if (!(err instanceof SaxoError)) throw err;
+        logger.warn('refresh_api_failed', `Token refresh API failed: ${err.status ?? err.code} - ${err.code}`, {
+          code: err.code,
+          status: err.status,
+          retryable: err.retryable,
+          attempt,
+        });
+        if (err.code === 'invalid_grant') return await recover(p, s, secret, view, best);
+        const delay = err.retryable && !o.stop?.aborted ? retryDelay(s, attempt, clock.now(), deadline, err) : undefined;
+        if (delay === undefined) {
+          failures.failed(err.code, err.message);
+          return { kind: 'failed', reason: err.code, newest: best };
+        }
+        logger.warn('saxo_attempt_failed', `Saxo refresh attempt ${attempt} failed; retrying in ${delay} ms`, { attempt, delayMs: delay, code: err.code });
+        presented = best;
+        await held?.release();
+        held = undefined;
+        // Sleep without the bots' flock: a bot may refresh meanwhile, and the next attempt sees it.
+        const slept = await clock.sleep(delay, o.stop).then(() => true, () => false);
+        if (!slept) return { kind: 'deferred', reason: 'stopping', newest: best };
+        continue;
+      }
+      o.onPhase?.('persisting');
+      const life = saneLifetimes(res);
+      if (life.clamped.length) {
+        logger.warn('lifetime_clamped', `Saxo answered an implausible token lifetime; stored a bounded one instead (${life.clamped.join(', ')})`, {
+          clamped: life.clamped,
+        });
+      }
+      lifetimeSec = life.expiresIn;
+      const secretToken = secret.kind === 'read' ? secret.read?.token : undefined;
+      next = withNextGeneration(fromResponse(res, clock.now(), best, s.source, s.expiryMarginMs), best, secretToken, view.known);
+      logger.addSecret(...secretsOf(next));
+      // I3: durable locally first (cache fsync + rename, then the private state), under the flock.
+      persistError = local ? await local.persist(next) : undefined;
+    } finally {
+      await held?.release();
+    }
+    return await storeUpstream(p, s, o, secret, next, persistError, lifetimeSec, start);
+  }
+}

@@ -1,0 +1,146 @@
+/** The pure doctor checks of this host: configuration, tiers, data dir, lock, token, agent. */
+import { describe, expect, it } from 'vitest';
+import { can } from '../../agent/doctor/checks/access.js';
+import { configCheck, tiersCheck } from '../../agent/doctor/checks/config.js';
+import { dataDirCheck, filesCheck, spaceCheck, tmpCheck } from '../../agent/doctor/checks/data-dir.js';
+import { agentCheck, lockCheck } from '../../agent/doctor/checks/locks.js';
+import { tokenCheck } from '../../agent/doctor/checks/token.js';
+import { judge } from '../../agent/doctor/report.js';
+import { facts, failed, file, NOW, ok, STANDALONE_ENV, token } from '../helpers/doctor-facts.js';
+
+const GCP = { TOKEN_KEEPER_DATA_DIR: '/opt/calypso/data', GOOGLE_CLOUD_PROJECT: 'p1', TOKEN_SECRET_ID: 's' };
+
+describe('doctor: the healthy default', () => {
+  it('every check is ok (cloud-connected) — the baseline every other test changes one thing in', () => {
+    expect(judge(facts()).filter((c) => c.status !== 'ok').map((c) => `${c.id}: ${c.summary}`)).toEqual([]);
+  });
+});
+
+describe('doctor: configuration and tiers', () => {
+  it('names the environment, the mode and whether this VM is the primary', () => {
+    expect(configCheck(facts()).summary).toMatch(/^SIM via https:\/\/sim\.logonvalidation\.net; cloud-connected \(project p1, secret saxo-token, topic token-rotated, subscription token-rotated-vm1\); this VM is the primary/);
+    const c = configCheck(facts({}, { ...GCP, TOKEN_KEEPER_PRIMARY: 'false', TOKEN_SUBSCRIPTION_ID: 'x' }));
+    expect(c).toMatchObject({ status: 'ok' });
+    expect(c.summary).toContain('this VM is not the primary (waits for Secret Manager when it is down)');
+    expect(c.details).toMatchObject({ primary: false, cloudSchedulePeriodSeconds: 300 });
+  });
+
+  it('plain http to a non-loopback Saxo host fails; a LIVE/SIM mismatch and a missing subscription warn', () => {
+    expect(configCheck(facts({}, { ...STANDALONE_ENV, SAXO_AUTH_BASE_URL: 'http://10.1.2.3:8080' })).status).toBe('fail');
+    expect(configCheck(facts({}, { ...STANDALONE_ENV, SAXO_AUTH_BASE_URL: 'http://127.0.0.1:8080' })).status).toBe('ok');
+    const mismatch = configCheck(facts({}, { ...STANDALONE_ENV, SAXO_ENVIRONMENT: 'LIVE', SAXO_AUTH_BASE_URL: 'https://sim.logonvalidation.net' }));
+    expect(mismatch).toMatchObject({ status: 'warn', summary: 'SAXO_ENVIRONMENT=LIVE but SAXO_AUTH_BASE_URL points at sim.logonvalidation.net' });
+    const nosub = configCheck(facts({}, GCP));
+    expect(nosub.status).toBe('warn');
+    expect(nosub.summary).toMatch(/^no TOKEN_SUBSCRIPTION_ID/);
+  });
+
+  it('tiers: uses the newest pair\'s real life; a cloud tier above it fails with the fix', () => {
+    const short = token({ issuedAt: NOW - 100_000, accessExpiresAt: NOW + 400_000 }); // 500 s usable life
+    const c = tiersCheck(facts({ cache: ok({ kind: 'ok', token: short }), state: ok(undefined) }));
+    expect(c.status).toBe('fail');
+    expect(c.summary).toBe("CLOUD_REFRESH_THRESHOLD_SECONDS (600 s) must be below the token's usable life (500 s): it would refresh on every check");
+    expect(c.fix).toBe('CLOUD_REFRESH_THRESHOLD_SECONDS=250 in /etc/token-keeper/token-keeper.env');
+    expect(tiersCheck(facts()).summary).toBe("cloud 600 s > agent 300 s > bots 120 s, all inside the token's usable life 19m 00s (the newest pair's)");
+  });
+
+  it('tiers: standalone ignores the (unused) cloud threshold; a Scheduler period longer than the cloud window warns', () => {
+    expect(tiersCheck(facts({}, { ...STANDALONE_ENV, CLOUD_REFRESH_THRESHOLD_SECONDS: '100' })).status).toBe('ok');
+    expect(tiersCheck(facts({}, { ...STANDALONE_ENV, REFRESH_THRESHOLD_SECONDS: '100' })).status).toBe('fail');
+    const slow = tiersCheck(facts({}, { ...GCP, TOKEN_SUBSCRIPTION_ID: 's', CLOUD_SCHEDULE_SECONDS: '600' }));
+    expect(slow.status).toBe('warn');
+    expect(slow.summary).toMatch(/^CLOUD_SCHEDULE_SECONDS \(600 s\) is longer than the cloud's window \(300 s/);
+  });
+});
+
+describe('doctor: data dir, judged for the bots\' user', () => {
+  const bots = { uid: 1000, groups: [1000, 2000] };
+  it('can(): the owner class decides even when it grants less; root reads anything', () => {
+    expect(can(file({ uid: 1000, mode: 0o077 }), bots, 'r')).toBe(false);
+    expect(can(file({ uid: 5, gid: 2000, mode: 0o640 }), bots, 'r')).toBe(true);
+    expect(can(file({ uid: 5, gid: 2000, mode: 0o640 }), bots, 'rw')).toBe(false);
+    expect(can(file({ uid: 65534, gid: 65534, mode: 0o600 }), { uid: 0, groups: [0] }, 'rw')).toBe(true);
+    expect(can(file({ kind: 'dir', uid: 5, gid: 5, mode: 0o755 }), bots, 'rwx')).toBe(false);
+  });
+
+  it('a missing dir fails with the install command; a dir the bots cannot write fails with chown', () => {
+    const missing = dataDirCheck(facts({ dataDir: { ...facts().dataDir, dir: ok(undefined) } }));
+    expect(missing).toMatchObject({ status: 'fail', summary: 'data dir /opt/calypso/data does not exist' });
+    expect(missing.fix).toBe('sudo install -d -o calypso -g calypso -m 0750 /opt/calypso/data (or TOKEN_KEEPER_CREATE_DATA_DIR=true for the agent)');
+    const rootOwned = dataDirCheck(facts({ dataDir: { ...facts().dataDir, dir: ok(file({ kind: 'dir', uid: 0, gid: 0, mode: 0o755 })) } }));
+    expect(rootOwned.status).toBe('fail');
+    expect(rootOwned.fix).toBe('sudo chown calypso:calypso /opt/calypso/data && sudo chmod 0750 /opt/calypso/data');
+    const open = dataDirCheck(facts({ dataDir: { ...facts().dataDir, dir: ok(file({ kind: 'dir', mode: 0o777 })) } }));
+    expect(open).toMatchObject({ status: 'warn', fix: 'sudo chmod o-w /opt/calypso/data' });
+    expect(dataDirCheck(facts({ botsUser: failed('ENOENT', 'no such user "calypso"') })).fix).toBe("npx token-keeper doctor --bots-user <the bots' user>");
+  });
+
+  it('files: 0640 via the bots\' group is fine; 0660 warns; a symlinked cache fails; a foreign owner warns', () => {
+    const d = facts().dataDir;
+    const withCache = (c: ReturnType<typeof file>) => filesCheck(facts({ dataDir: { ...d, cache: ok(c) } }));
+    expect(withCache(file({ mode: 0o640 })).status).toBe('ok');
+    expect(withCache(file({ mode: 0o660 }))).toMatchObject({ status: 'warn', fix: 'sudo chmod 0600 /opt/calypso/data/saxo_token_cache.json' });
+    expect(withCache(file({ kind: 'symlink', mode: 0o777 })).summary).toBe('the cache is a symlink (the agent never follows one)');
+    const foreign = withCache(file({ uid: 7, gid: 1000, mode: 0o660 }));
+    expect(foreign.status).toBe('warn');
+    expect(foreign.summary).toContain("the cache belongs to 7:calypso(1000), not the bots' user calypso");
+    const state = filesCheck(facts({ dataDir: { ...d, state: ok(file({ mode: 0o604 })) } }));
+    expect(state).toMatchObject({ status: 'fail', summary: 'the agent state file has mode 0604: every user on this host can read the token (want 0600)' });
+  });
+
+  it('tmp files: a write in progress is fine, one older than a minute is stale; space thresholds', () => {
+    const d = facts().dataDir;
+    expect(tmpCheck(facts({ dataDir: { ...d, tmpFiles: ok([{ name: 'saxo_token_cache.tmp', ageMs: 50 }]) } })).summary).toBe('1 tmp file(s) of a write in progress');
+    expect(tmpCheck(facts({ dataDir: { ...d, tmpFiles: ok([{ name: 'saxo_token_cache.tmp', ageMs: 61_000 }]) } }))).toMatchObject({
+      status: 'warn',
+      fix: 'rm -f /opt/calypso/data/saxo_token_cache.tmp',
+    });
+    expect(spaceCheck(facts({ dataDir: { ...d, space: ok({ freeBytes: 10 * 1024 ** 2, freeInodes: 9 }) } })).status).toBe('warn');
+    expect(spaceCheck(facts({ dataDir: { ...d, space: ok({ freeBytes: 10 * 1024 ** 3, freeInodes: 0 }) } })).status).toBe('fail');
+  });
+});
+
+describe('doctor: lock, token, agent', () => {
+  it('a lock held by a process in another pid namespace still says what to look at', () => {
+    const c = lockCheck(facts({ lock: { state: 'held', holders: [{ pid: 0, type: 'FLOCK' }] } }));
+    expect(c).toMatchObject({ status: 'warn', fix: 'cat /proc/locks' });
+    expect(c.summary).toContain('held by a process in another pid namespace');
+  });
+
+  it('token: none anywhere, expired, flagged by the agent, a stale cache, no app key', () => {
+    const none = tokenCheck(facts({ cache: ok({ kind: 'missing' }), state: ok(undefined), secret: { ...facts().secret!, latest: ok(undefined) } }));
+    expect(none).toMatchObject({ status: 'fail', summary: 'no token in the cache, the agent state or the secret', fix: 'npx token-keeper login' });
+    const exp = token({ accessExpiresAt: NOW - 30_000, generation: 8, accessToken: 'a2', refreshToken: 'r2' });
+    expect(tokenCheck(facts({ cache: ok({ kind: 'ok', token: exp }) })).summary).toMatch(/^the access token expired 30 s ago and nobody refreshed it/);
+    const flagged = facts();
+    flagged.state = ok({ ...(flagged.state as { ok: true; value: { failures: number } }).value, failures: 1, loginRequired: true });
+    flagged.secret!.latest = ok(undefined);
+    expect(tokenCheck(flagged)).toMatchObject({ status: 'fail', fix: 'npx token-keeper login' });
+    expect(tokenCheck(flagged).summary).toMatch(/^the agent recorded that Saxo rejected the newest refresh token \(login required\); the secret holds an older pair/);
+    const older = token({ generation: 6, refreshToken: 'r-old' });
+    const stale = tokenCheck(facts({ cache: ok({ kind: 'ok', token: older }) }));
+    expect(stale.status).toBe('warn');
+    expect(stale.summary).toContain('the cache holds an older pair than the newest');
+    const keyless = token({ appKey: undefined });
+    expect(tokenCheck(facts({ cache: ok({ kind: 'ok', token: keyless }), state: ok(undefined), secret: undefined }, STANDALONE_ENV)).summary).toMatch(/^no app key/);
+  });
+
+  it('token: the healthy summary names every source and never the token text', () => {
+    const c = tokenCheck(facts());
+    expect(c.summary).toBe(
+      'newest: gen 7 from the cache (cache gen 7, state gen 7, secret gen 7); access 16m 40s left; refresh 56m 40s left; obtained by cloud:rev:ab 2m 20s ago; last refresh 2m 20s ago by cloud:rev:ab; chain start not recorded',
+    );
+    expect(JSON.stringify(c)).not.toMatch(/sa_unit|sr_unit|unit-app-secret/);
+  });
+
+  it('agent: not running fails; running but silent warns; failures at MAX_REFRESH_FAILURES fail', () => {
+    expect(agentCheck(facts({ instance: { state: 'free' } }))).toMatchObject({ status: 'fail', fix: 'sudo systemctl enable --now token-keeper; journalctl -u token-keeper -n 50' });
+    const silent = agentCheck(facts({ state: ok({ failures: 0, agentSeenAt: NOW - 600_000 }) }));
+    expect(silent.status).toBe('warn');
+    expect(silent.summary).toBe('running but last seen 10m 00s ago (expected every 60 s): its check loop may be stuck');
+    expect(agentCheck(facts({ state: ok({ failures: 5, agentSeenAt: NOW }) })).status).toBe('fail');
+    expect(agentCheck(facts({ state: ok({ failures: 2, agentSeenAt: NOW }) })).status).toBe('warn');
+    expect(agentCheck(facts({ instance: { state: 'unknown', reason: 'no /proc' } })).status).toBe('ok');
+    expect(agentCheck(facts()).summary).toBe('running: pid 4242 (node /opt/token-keeper/bin/token-keeper.js agent); last seen 20 s ago; 0 consecutive failures');
+  });
+});

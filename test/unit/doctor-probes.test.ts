@@ -1,0 +1,177 @@
+/**
+ * doctor's helpers that touch the system or parse what it says: /proc/locks, the unit file, tmp
+ * names, the flock probe (real fs-ext flock in this process), redaction and the report format.
+ * Also: the permission list doctor asks for is the one the code needs (one place, checked here).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { acquireFlock } from '../../agent/flock.js';
+import { SECRET_MANAGER_CALLS, SECRET_MANAGER_PERMISSIONS } from '../../agent/doctor/permissions.js';
+import { isTmpName } from '../../agent/doctor/probes/files.js';
+import { devParts, locksOn, parseProcLocks, probeFlock, probeHeld } from '../../agent/doctor/probes/locks.js';
+import { fileInfo } from '../../agent/doctor/probes/files.js';
+import { clockTarget, isLoopbackHost } from '../../agent/doctor/probes/network.js';
+import { identity } from '../../agent/doctor/probes/gcp.js';
+import { parseUnit } from '../../agent/doctor/probes/users.js';
+import { buildReport, formatText, redact } from '../../agent/doctor/report.js';
+import { exitCodeOf, fold, human, sh } from '../../agent/doctor/types.js';
+import { RPC_PERMISSION } from '../../standins/secret-manager/iam.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+describe('doctor permissions: exactly what the code uses', () => {
+  /** Every Secret Manager RPC, as the client's camelCase method, from the client's own proto. */
+  function smMethods(): Set<string> {
+    const pkg = dirname(createRequire(import.meta.url).resolve('@google-cloud/secret-manager/package.json'));
+    const proto = readFileSync(join(pkg, 'build/protos/google/cloud/secretmanager/v1/service.proto'), 'utf8');
+    return new Set([...proto.matchAll(/^\s*rpc\s+(\w+)\s*\(/gm)].map((m) => m[1]![0]!.toLowerCase() + m[1]!.slice(1)));
+  }
+
+  it('SECRET_MANAGER_CALLS = the literal client.<method>( Secret Manager calls of the runtime (core/, functions/, agent/)', () => {
+    const rpcs = smMethods();
+    const used = new Set<string>();
+    for (const dir of ['core', 'functions', 'agent']) {
+      for (const e of readdirSync(join(ROOT, dir), { recursive: true, withFileTypes: true })) {
+        const path = join(e.parentPath, e.name);
+        if (!e.isFile() || !e.name.endsWith('.ts') || path.endsWith(join('core', 'gcp', 'provision.ts'))) continue;
+        for (const m of readFileSync(path, 'utf8').matchAll(/\bclient\s*\.\s*([A-Za-z]\w*)\s*[(<]/g)) if (rpcs.has(m[1]!)) used.add(m[1]!);
+      }
+    }
+    expect([...used].sort()).toEqual(Object.keys(SECRET_MANAGER_CALLS).sort());
+  });
+
+  it('equals the custom role infra/terraform/iam.tf grants, and the stand-in\'s per-RPC permissions', () => {
+    const tf = readFileSync(join(ROOT, 'infra', 'terraform', 'iam.tf'), 'utf8');
+    const role = /resource "google_project_iam_custom_role" "token_secret"[\s\S]*?permissions\s*=\s*\[([\s\S]*?)\]/.exec(tf)?.[1] ?? '';
+    expect([...role.matchAll(/"([\w.]+)"/g)].map((m) => m[1]).sort()).toEqual([...SECRET_MANAGER_PERMISSIONS]);
+    for (const [method, perm] of Object.entries(SECRET_MANAGER_CALLS)) {
+      expect(RPC_PERMISSION[method[0]!.toUpperCase() + method.slice(1)], method).toBe(perm);
+    }
+  });
+});
+
+describe('doctor probes', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tk-doctor-probe-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const LOCKS = [
+    '1: FLOCK  ADVISORY  WRITE 7921 fe:00:2146472 0 EOF',
+    '1: -> FLOCK  ADVISORY  WRITE 8000 fe:00:2146472 0 EOF',
+    '2: POSIX  ADVISORY  READ 6801 00:2b:2146472 0 EOF',
+    '3: OFDLCK ADVISORY  WRITE -1 fe:00:99 0 EOF',
+  ].join('\n');
+
+  it('/proc/locks: holders by device and inode, waiters left out; inode alone when no device matches', () => {
+    const locks = parseProcLocks(LOCKS);
+    expect(locks).toHaveLength(3);
+    expect(devParts(65024)).toEqual({ major: 0xfe, minor: 0 });
+    expect(locksOn(locks, { dev: 65024, ino: 2146472 }).map((l) => l.pid)).toEqual([7921]);
+    expect(locksOn(locks, { dev: 1, ino: 2146472 }).map((l) => l.pid)).toEqual([7921, 6801]);
+    expect(locksOn(locks, { dev: 65024, ino: 5 })).toEqual([]);
+  });
+
+  it('probeFlock: free, held (with this process as the holder), missing (the file is not created)', async () => {
+    const lock = join(dir, 'saxo_token.lock');
+    expect(await probeFlock(lock, undefined)).toEqual({ state: 'missing' });
+    expect(existsSync(lock)).toBe(false);
+    writeFileSync(lock, '');
+    const info = fileInfo(statSync(lock));
+    expect((await probeFlock(lock, info)).state).toBe('free');
+    const held = await acquireFlock(lock, { timeoutMs: 0 });
+    try {
+      const p = await probeFlock(lock, info);
+      expect(p).toMatchObject({ state: 'held', holders: [{ pid: process.pid, type: 'FLOCK' }] });
+      expect(await probeHeld(info)).toMatchObject({ state: 'held', holders: [{ pid: process.pid }] });
+    } finally {
+      await held.release();
+    }
+    expect(await probeHeld(info)).toEqual({ state: 'free' });
+    expect(await probeHeld(info, join(dir, 'no-proc-locks'))).toMatchObject({ state: 'unknown' });
+  });
+
+  it('parseUnit: [Service] keys only, drop-ins override, an empty ReadWritePaths= resets', () => {
+    const u = parseUnit('/u', [
+      '[Unit]\nUser=nope\n[Service]\nUser=calypso\nGroup=calypso\nReadWritePaths=/opt/calypso/data\n# ReadWritePaths=/x\n',
+      '[Service]\nReadWritePaths=-/var/extra /srv/more\n',
+    ]);
+    expect(u).toEqual({ path: '/u', user: 'calypso', group: 'calypso', readWritePaths: ['/opt/calypso/data', '/var/extra', '/srv/more'] });
+    expect(parseUnit('/u', ['[Service]\nReadWritePaths=/a\n', '[Service]\nReadWritePaths=\nUser=bots\n'])).toMatchObject({ user: 'bots', readWritePaths: [] });
+  });
+
+  it('tmp names: the bots\' fixed one and atomic-write\'s unique ones, nothing else', () => {
+    expect(isTmpName('saxo_token_cache.tmp')).toBe(true);
+    expect(isTmpName('.saxo_token_cache.json.0a1b2c3d4e5f.tmp')).toBe(true);
+    expect(isTmpName('..token-keeper-state.json.abcdef012345.tmp')).toBe(true);
+    expect(isTmpName('saxo_token_cache.json')).toBe(false);
+    expect(isTmpName('notes.tmp')).toBe(false);
+  });
+
+  it('loopback detection and the clock\'s target (never a non-loopback host with an emulator configured)', () => {
+    expect(['127.0.0.1', 'localhost', '[::1]', '127.9.9.9'].every(isLoopbackHost)).toBe(true);
+    expect(['10.0.0.1', 'sim.logonvalidation.net', '128.0.0.1'].some(isLoopbackHost)).toBe(false);
+    expect(clockTarget({ secretManagerEmulatorHost: '127.0.0.1:8500' })).toEqual({ origin: 'http://127.0.0.1:8500', local: true });
+    expect(clockTarget({})).toEqual({ origin: 'https://secretmanager.googleapis.com', local: false });
+  });
+});
+
+describe('doctor report', () => {
+  it('exit code: 2 on any failure, 1 on any warning, else 0; fold keeps the worst and every fix', () => {
+    expect(exitCodeOf([{ id: 'a', status: 'skip', summary: '' }, { id: 'b', status: 'ok', summary: '' }])).toBe(0);
+    expect(exitCodeOf([{ id: 'a', status: 'warn', summary: '' }, { id: 'b', status: 'ok', summary: '' }])).toBe(1);
+    expect(exitCodeOf([{ id: 'a', status: 'warn', summary: '' }, { id: 'b', status: 'fail', summary: '' }])).toBe(2);
+    const c = fold('x', 'all good', [
+      { status: 'ok', text: 'fine' },
+      { status: 'warn', text: 'w', fix: 'f1' },
+      { status: 'fail', text: 'f', fix: 'f2' },
+    ]);
+    expect(c).toMatchObject({ status: 'fail', summary: 'w; f', fix: 'f1 ; f2' });
+    expect(fold('x', 'all good', [{ status: 'ok', text: 'fine' }])).toMatchObject({ status: 'ok', summary: 'all good' });
+  });
+
+  it('text: one line per check with its fix, then the counts; redaction catches planted secrets', () => {
+    const r = buildReport(
+      [
+        { id: 'config', status: 'ok', summary: 'fine' },
+        { id: 'lock', status: 'warn', summary: 'held by pid 9 (python3 bot.py --token sr_secret_value_1)', fix: 'ps -p 9' },
+      ],
+      'standalone',
+      Date.now(),
+    );
+    const text = formatText(r);
+    expect(text.split('\n')).toEqual([
+      'ok    config  fine',
+      'warn  lock    held by pid 9 (python3 bot.py --token sr_secret_value_1) — fix: ps -p 9',
+      expect.stringMatching(/^doctor: 1 ok, 1 warn, 0 fail, 0 skipped in \d+ ms \(standalone\) — exit 1$/),
+    ]);
+    expect(redact(text, ['sr_secret_value_1', undefined, 'short'])).toContain('--token [REDACTED])');
+  });
+
+  it('human durations and shell quoting', () => {
+    expect([human(5_000), human(119_000), human(125_000), human(7_260_000), human(-30_000)]).toEqual(['5 s', '119 s', '2m 05s', '2h 01m', '-30 s']);
+    expect(sh('/opt/calypso/data')).toBe('/opt/calypso/data');
+    expect(sh("it's here")).toBe(`'it'\\''s here'`);
+  });
+});
+
+describe('doctor identity (for the --member of a fix)', () => {
+  it("a key file's client_email; nothing is asked with emulators or with metadata detection off", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tk-doctor-id-'));
+    try {
+      const key = join(dir, 'key.json');
+      writeFileSync(key, JSON.stringify({ type: 'service_account', client_email: 'tk-vm1@p1.iam.gserviceaccount.com', private_key: 'x' }));
+      const gcp = { projectId: 'p1', secretId: 's', topicId: 't' };
+      expect(await identity(gcp, { GOOGLE_APPLICATION_CREDENTIALS: key }, 500)).toBe('tk-vm1@p1.iam.gserviceaccount.com');
+      expect(await identity({ ...gcp, secretManagerEmulatorHost: '127.0.0.1:1' }, {}, 500)).toBeUndefined();
+      expect(await identity(gcp, { METADATA_SERVER_DETECTION: 'none' }, 500)).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
