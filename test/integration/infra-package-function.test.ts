@@ -89,8 +89,9 @@ describe('the packaged function (npm run package:function)', () => {
     expect(code, err).toBe(0);
     const result = JSON.parse(out.trim().split('\n').at(-1)!) as { fw: string; status: number; body: unknown };
     expect(result.fw.startsWith(`file://${app}/node_modules/`), result.fw).toBe(true);
+    // The handler ran (no GCP settings: it answers 500 and logs why), it did not crash or hang.
     expect(result.status).toBe(500);
-    expect(result.body).toEqual({ action: 'failed', reason: 'internal' });
+    expect(result.body).toMatchObject({ reason: 'internal' });
     expect(out).toContain('"event":"function_error"');
   }, 120_000);
 });

@@ -10,8 +10,6 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const guide = readFileSync(join(ROOT, 'docs', 'OPERATIONS.md'), 'utf8');
-/** Read by the agent/function code being written in parallel (issue 11's decisions), not yet by core/config.ts. */
-const PENDING_ENV = ['TOKEN_KEEPER_PRIMARY', 'TOKEN_KEEPER_CREATE_DATA_DIR', 'CLOUD_SCHEDULE_SECONDS'];
 const DOCTOR_LINE = 'Run `npx token-keeper doctor` after every deploy and first when troubleshooting.';
 
 /** The bash blocks of one `## Section` (up to the next `## `). */
@@ -60,7 +58,7 @@ describe('docs/OPERATIONS.md', () => {
   });
 
   it('mentions only env vars the code reads, never deletes the lock file, never puts a secret on a command line', () => {
-    const known = new Set([...configEnvNames(), ...PENDING_ENV, 'CI', 'PATH', 'HOME', 'DESTDIR', 'BOT_UNITS', 'CHAINS', 'OPS_AGENT', 'APP_DIR', 'NODE_BIN', 'RUN_USER', 'RUN_GROUP', 'METADATA_SERVER_DETECTION']);
+    const known = new Set([...configEnvNames(), 'CI', 'PATH', 'HOME', 'DESTDIR', 'BOT_UNITS', 'CHAINS', 'OPS_AGENT', 'APP_DIR', 'NODE_BIN', 'RUN_USER', 'RUN_GROUP', 'METADATA_SERVER_DETECTION']);
     for (const m of guide.matchAll(/\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)=/g)) expect(known, `${m[1]} is not an env var of this system`).toContain(m[1]!);
     expect(allCommands).not.toMatch(/rm\s+(-\w+\s+)*\S*saxo_token\.lock/);
     for (const line of allCommands.split('\n').filter((l) => /secrets versions add/.test(l))) expect(line).toContain('--data-file=-');

@@ -16,8 +16,6 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TF_DIR = join(ROOT, 'infra', 'terraform');
 const SETTINGS = join(TF_DIR, 'modules', 'settings');
 const TERRAFORM = '/usr/local/bin/terraform';
-/** Read by the agent/function code being written in parallel (issue 11's decisions), not yet by core/config.ts. */
-const PENDING_ENV = new Set(['TOKEN_KEEPER_PRIMARY', 'CLOUD_SCHEDULE_SECONDS']);
 
 type Json = Record<string, unknown>;
 interface Settings {
@@ -173,7 +171,7 @@ describe.skipIf(!hasTerraform)(hasTerraform ? 'infra/terraform/modules/settings 
     const known = configEnvNames();
     expect(known).toContain('TOKEN_SECRET_ID');
     const keys = [...Object.keys(d!.function_env), ...Object.values(d!.agent_env).flatMap((t) => Object.keys(envLines(t)))];
-    for (const k of keys) expect(known.has(k) || PENDING_ENV.has(k), `${k} is not read by core/config.ts`).toBe(true);
+    for (const k of keys) expect(known.has(k), `${k} is not read by core/config.ts`).toBe(true);
     expect(keys).not.toContain('SAXO_APP_SECRET');
     expect(Object.keys(d!.function_env)).toEqual(expect.arrayContaining(['GOOGLE_CLOUD_PROJECT', 'TOKEN_SECRET_ID', 'TOKEN_TOPIC_ID', 'CLOUD_SCHEDULE_SECONDS', 'SAXO_APP_KEY']));
     for (const k of ['GOOGLE_CLOUD_PROJECT', 'TOKEN_SECRET_ID', 'TOKEN_TOPIC_ID', 'TOKEN_SUBSCRIPTION_ID', 'TOKEN_KEEPER_PRIMARY']) {
