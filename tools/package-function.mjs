@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // Builds the Cloud Function's deploy package in build/function/: the compiled dist/core and
-// dist/functions plus a package.json whose dependencies need no native build (fs-ext is the agent's
-// only), so Cloud Build's `npm install` never runs node-gyp. Terraform zips the directory.
+// dist/functions, a package.json whose dependencies need no native build (fs-ext is the agent's
+// only), so Cloud Build never runs node-gyp, and a package-lock.json cut from the repository's own
+// lock: exactly the versions (and integrity hashes) the tests ran with, and nothing else. Cloud
+// Build's Node.js buildpack runs `npm ci` when a lock is present, so no `^` range is resolved at
+// build time. Terraform zips the directory.
 //
 // Usage: node tools/package-function.mjs [--no-build] [--root DIR] [--out DIR]
 import { spawnSync } from 'node:child_process';
@@ -94,6 +97,57 @@ function reachablePackages(outDir) {
   return packages;
 }
 
+/** The location a package at `loc` resolves `name` from: its own node_modules, then each parent's. */
+function resolveIn(packages, loc, name) {
+  for (let at = loc; ; ) {
+    const candidate = `${at ? `${at}/` : ''}node_modules/${name}`;
+    if (packages[candidate]) return candidate;
+    if (at === '') return undefined;
+    const i = at.lastIndexOf('/node_modules/');
+    at = i < 0 ? '' : at.slice(0, i);
+  }
+}
+
+/**
+ * A lockfile (v3) for `dependencies`, cut from the root lock: every package reachable from them
+ * through dependencies, optionalDependencies and non-optional peerDependencies, at the same path
+ * (so npm resolves each one exactly as it did in the repository). Flags are recomputed: nothing is
+ * dev; optional only when reached through optional edges alone.
+ */
+function deriveLock(rootLock, pkg) {
+  if (rootLock.lockfileVersion < 2 || !rootLock.packages) throw new PackageError('package-lock.json must be lockfileVersion 2 or 3 (npm >= 7)');
+  const packages = rootLock.packages;
+  const required = new Set();
+  const reached = new Set();
+  const queue = Object.keys(pkg.dependencies).map((name) => ({ from: '', name, optional: false }));
+  while (queue.length) {
+    const { from, name, optional } = queue.shift();
+    const at = resolveIn(packages, from, name);
+    if (!at) {
+      if (optional) continue;
+      throw new PackageError(`${name} (needed by ${from || 'the function'}) is not in package-lock.json; run npm install`);
+    }
+    if (packages[at].link) throw new PackageError(`${at} is a link (workspace); the function package cannot ship it`);
+    const seenRequired = required.has(at);
+    if (reached.has(at) && (optional || seenRequired)) continue;
+    reached.add(at);
+    if (!optional) required.add(at);
+    const entry = packages[at];
+    const peerMeta = entry.peerDependenciesMeta ?? {};
+    for (const dep of Object.keys(entry.dependencies ?? {})) queue.push({ from: at, name: dep, optional });
+    for (const dep of Object.keys(entry.optionalDependencies ?? {})) queue.push({ from: at, name: dep, optional: true });
+    for (const dep of Object.keys(entry.peerDependencies ?? {})) queue.push({ from: at, name: dep, optional: optional || peerMeta[dep]?.optional === true });
+  }
+  const out = {
+    '': { name: pkg.name, version: pkg.version, dependencies: pkg.dependencies, ...(pkg.engines ? { engines: pkg.engines } : {}) },
+  };
+  for (const at of [...reached].sort()) {
+    const { dev: _dev, devOptional: _devOptional, optional: _optional, peer: _peer, ...entry } = packages[at];
+    out[at] = required.has(at) ? entry : { ...entry, optional: true };
+  }
+  return { name: pkg.name, version: pkg.version, lockfileVersion: 3, requires: true, packages: out };
+}
+
 function main(argv) {
   const opts = parseArgs(argv);
   const rootPkg = JSON.parse(readFileSync(join(opts.root, 'package.json'), 'utf8'));
@@ -129,7 +183,14 @@ function main(argv) {
     dependencies,
   };
   writeFileSync(join(opts.out, 'package.json'), JSON.stringify(pkg, null, 2) + '\n');
-  process.stdout.write(`package-function: wrote ${relative(process.cwd(), opts.out) || '.'} (deps: ${Object.keys(dependencies).join(', ')})\n`);
+  const lockPath = join(opts.root, 'package-lock.json');
+  if (!existsSync(lockPath)) throw new PackageError(`${lockPath} is missing: the function ships the tested versions from it`);
+  const lock = deriveLock(JSON.parse(readFileSync(lockPath, 'utf8')), pkg);
+  writeFileSync(join(opts.out, 'package-lock.json'), JSON.stringify(lock, null, 2) + '\n');
+  process.stdout.write(
+    `package-function: wrote ${relative(process.cwd(), opts.out) || '.'} (deps: ${Object.keys(dependencies).join(', ')}; ` +
+      `${Object.keys(lock.packages).length - 1} locked packages)\n`,
+  );
 }
 
 try {

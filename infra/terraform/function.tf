@@ -1,14 +1,16 @@
-# Source: `npm run package:function` writes build/function (compiled core + functions and a
-# package.json without native dependencies); Terraform zips and uploads it.
+# Source: `npm run package:function` writes build/function (compiled core + functions, a package.json
+# without native dependencies and the package-lock.json of exactly the tested versions); Terraform
+# zips and uploads it. The zip is per instance (name_prefix) so two chains never write one file.
 data "archive_file" "function" {
   type        = "zip"
   source_dir  = "${path.module}/${var.function_source_dir}"
-  output_path = "${path.module}/.terraform/function-source.zip"
+  output_path = "${path.root}/.terraform/tmp/${local.names.function_source_zip}"
+  excludes    = ["node_modules"]
 }
 
 resource "google_storage_bucket" "source" {
   project                     = var.project_id
-  name                        = "${var.project_id}-${var.name_prefix}-src"
+  name                        = local.names.source_bucket
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
@@ -33,28 +35,11 @@ resource "google_storage_bucket_object" "function" {
   source = data.archive_file.function.output_path
 }
 
-locals {
-  function_env = merge(
-    {
-      GOOGLE_CLOUD_PROJECT            = var.project_id
-      TOKEN_SECRET_ID                 = google_secret_manager_secret.token.secret_id
-      TOKEN_TOPIC_ID                  = google_pubsub_topic.token_rotated.name
-      SAXO_ENVIRONMENT                = var.saxo_environment
-      CLOUD_REFRESH_THRESHOLD_SECONDS = tostring(var.cloud_refresh_threshold_seconds)
-      KEEP_SECRET_VERSIONS            = tostring(var.keep_secret_versions)
-      MAX_REFRESH_FAILURES            = tostring(var.max_refresh_failures)
-      TOKEN_KEEPER_HOLDER_ID          = "function:${var.name_prefix}"
-      LOG_FORMAT                      = "json"
-    },
-    var.saxo_app_key == "" ? {} : { SAXO_APP_KEY = var.saxo_app_key },
-  )
-}
-
 resource "google_cloudfunctions2_function" "refresh" {
   project     = var.project_id
-  name        = "${var.name_prefix}-refresh"
+  name        = local.names.function
   location    = var.region
-  description = "Refreshes the Saxo OAuth token when it is within the cloud threshold (token-keeper)."
+  description = "Refreshes the Saxo OAuth token when it is within the cloud threshold (${var.name_prefix})."
 
   build_config {
     runtime         = "nodejs22"
@@ -78,10 +63,11 @@ resource "google_cloudfunctions2_function" "refresh" {
     available_memory                 = "256M"
     timeout_seconds                  = 120
     all_traffic_on_latest_revision   = true
-    environment_variables            = local.function_env
+    # Names, tiers and the scheduler's period (CLOUD_SCHEDULE_SECONDS), from modules/settings.
+    environment_variables = module.settings.function_env
 
     dynamic "secret_environment_variables" {
-      for_each = var.app_secret_secret_id == "" ? [] : [1]
+      for_each = var.use_app_secret ? [1] : []
       content {
         key        = "SAXO_APP_SECRET"
         project_id = var.project_id
@@ -91,8 +77,5 @@ resource "google_cloudfunctions2_function" "refresh" {
     }
   }
 
-  depends_on = [
-    google_project_iam_member.build,
-    google_secret_manager_secret_iam_member.app_secret_function,
-  ]
+  depends_on = [time_sleep.iam_propagation]
 }

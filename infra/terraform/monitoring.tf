@@ -1,10 +1,15 @@
-# Matches the ALERT event from the function (Cloud Run stdout) and from the agent (journald shipped by
-# the Ops Agent with JSON parsing, see docs/OPERATIONS.md).
+# Log-based metrics and alerts, one set per chain. The filters (modules/settings: log_filters) read the
+# fields as they arrive from both the function (Cloud Run stdout) and the VM agent (journald through
+# the Ops Agent, infra/ops-agent/config.yaml), scoped to this chain's function and systemd unit.
+locals {
+  alert_events = module.settings.alert_events
+}
+
 resource "google_logging_metric" "refresh_alert" {
   project     = var.project_id
-  name        = "${var.name_prefix}-refresh-alert"
-  description = "token-keeper ALERT events: refresh_alert (consecutive failures), refresh_token_expiring, secret_write_lost."
-  filter      = "(severity=ALERT OR jsonPayload.severity=\"ALERT\") AND (jsonPayload.event=\"refresh_alert\" OR jsonPayload.event=\"refresh_token_expiring\" OR jsonPayload.event=\"secret_write_lost\")"
+  name        = local.names.metric_refresh_alert
+  description = "${var.name_prefix} ALERT events: ${join(", ", local.alert_events)}."
+  filter      = module.settings.log_filters.alert
 
   metric_descriptor {
     metric_kind = "DELTA"
@@ -13,7 +18,7 @@ resource "google_logging_metric" "refresh_alert" {
     labels {
       key         = "event"
       value_type  = "STRING"
-      description = "refresh_alert, refresh_token_expiring or secret_write_lost"
+      description = join(", ", local.alert_events)
     }
   }
 
@@ -27,9 +32,9 @@ resource "google_logging_metric" "refresh_alert" {
 # Every successful refresh, whoever made it: an absence means both paths are down.
 resource "google_logging_metric" "token_refreshed" {
   project     = var.project_id
-  name        = "${var.name_prefix}-token-refreshed"
-  description = "token-keeper token_refreshed events (function or agent)."
-  filter      = "jsonPayload.event=\"token_refreshed\""
+  name        = local.names.metric_token_refreshed
+  description = "${var.name_prefix} token_refreshed events (function or agent)."
+  filter      = module.settings.log_filters.refreshed
 
   label_extractors = {
     by = "EXTRACT(jsonPayload.by)"
@@ -49,14 +54,21 @@ resource "google_logging_metric" "token_refreshed" {
   depends_on = [google_project_service.api]
 }
 
+# A new log-based metric can take minutes to become visible to Monitoring; an alert policy created
+# right after it fails with "Cannot find metric(s) that match type" (hashicorp/terraform-provider-google#11102).
+resource "time_sleep" "metrics_visible" {
+  create_duration = "180s"
+  depends_on      = [google_logging_metric.refresh_alert, google_logging_metric.token_refreshed]
+}
+
 resource "google_monitoring_alert_policy" "refresh_alert" {
   project               = var.project_id
-  display_name          = "token-keeper: refresh ALERT"
+  display_name          = "${local.names.alert_policy_prefix} refresh ALERT"
   combiner              = "OR"
   notification_channels = var.notification_channels
 
   conditions {
-    display_name = "refresh_alert logged"
+    display_name = "ALERT event logged"
     condition_threshold {
       filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.refresh_alert.name}\" AND resource.type=one_of(\"cloud_run_revision\",\"gce_instance\")"
       comparison      = "COMPARISON_GT"
@@ -79,13 +91,15 @@ resource "google_monitoring_alert_policy" "refresh_alert" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "token-keeper could not refresh the Saxo token. See docs/OPERATIONS.md, section Troubleshooting. If the log says login required, run `token-keeper login` on the VM."
+    content   = "token-keeper (${var.name_prefix}, ${var.saxo_environment}) could not refresh the Saxo token or store it. See docs/OPERATIONS.md, section Troubleshooting; start with `npx token-keeper doctor`. If the log says login required, run `token-keeper login`."
   }
+
+  depends_on = [time_sleep.metrics_visible]
 }
 
 resource "google_monitoring_alert_policy" "refresh_absent" {
   project               = var.project_id
-  display_name          = "token-keeper: no refresh for ${var.refresh_absent_minutes} min"
+  display_name          = "${local.names.alert_policy_prefix} no refresh for ${var.refresh_absent_minutes} min"
   combiner              = "OR"
   notification_channels = var.notification_channels
 
@@ -111,6 +125,8 @@ resource "google_monitoring_alert_policy" "refresh_absent" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "Neither the function nor the VM agent logged a token refresh. The Saxo refresh token lives about 60 minutes: act now (docs/OPERATIONS.md)."
+    content   = "Neither the function nor the VM agent of ${var.name_prefix} (${var.saxo_environment}) logged a token refresh. The Saxo refresh token lives about 60 minutes: act now (docs/OPERATIONS.md)."
   }
+
+  depends_on = [time_sleep.metrics_visible]
 }

@@ -3,13 +3,28 @@ output "function_uri" {
   value       = google_cloudfunctions2_function.refresh.service_config[0].uri
 }
 
+output "function_name" {
+  description = "Function name (gcloud functions logs read <name> --gen2 --region=<region>)."
+  value       = google_cloudfunctions2_function.refresh.name
+}
+
 output "scheduler_job" {
   description = "Cloud Scheduler job name (for `gcloud scheduler jobs run`)."
   value       = google_cloud_scheduler_job.refresh.name
 }
 
+output "schedule" {
+  description = "The scheduler's cron and the same period in seconds (the function's CLOUD_SCHEDULE_SECONDS)."
+  value       = module.settings.schedule
+}
+
 output "token_secret_id" {
   value = google_secret_manager_secret.token.secret_id
+}
+
+output "app_secret_id" {
+  description = "The app secret's id when use_app_secret = true (add its value with gcloud secrets versions add)."
+  value       = var.use_app_secret ? google_secret_manager_secret.app_secret[0].secret_id : null
 }
 
 output "topic_id" {
@@ -22,17 +37,6 @@ output "vm_service_accounts" {
 }
 
 output "agent_env" {
-  description = "Per VM: the GCP lines of the agent's env file (/etc/token-keeper/token-keeper.env)."
-  value = {
-    for v in var.vm_names : v => join("\n", [
-      "GOOGLE_CLOUD_PROJECT=${var.project_id}",
-      "TOKEN_SECRET_ID=${google_secret_manager_secret.token.secret_id}",
-      "TOKEN_TOPIC_ID=${google_pubsub_topic.token_rotated.name}",
-      "TOKEN_SUBSCRIPTION_ID=${google_pubsub_subscription.vm[v].name}",
-      "SAXO_ENVIRONMENT=${var.saxo_environment}",
-      "CLOUD_REFRESH_THRESHOLD_SECONDS=${var.cloud_refresh_threshold_seconds}",
-      "KEEP_SECRET_VERSIONS=${var.keep_secret_versions}",
-      "",
-    ])
-  }
+  description = "Per VM: the GCP and tier lines of the agent's env file (/etc/token-keeper/token-keeper.env, or /etc/token-keeper/<chain>.env for token-keeper@<chain>.service). The first VM of vm_names is the primary."
+  value       = module.settings.agent_env
 }

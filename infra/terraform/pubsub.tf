@@ -1,6 +1,6 @@
 resource "google_pubsub_topic" "token_rotated" {
   project = var.project_id
-  name    = var.topic_id
+  name    = local.names.topic_id
 
   # Events carry no token material, only version/generation/expiry; a day is plenty.
   message_retention_duration = "86400s"
@@ -12,7 +12,7 @@ resource "google_pubsub_topic" "token_rotated" {
 resource "google_pubsub_subscription" "vm" {
   for_each = toset(var.vm_names)
   project  = var.project_id
-  name     = "${var.topic_id}-${each.key}"
+  name     = local.names.subscriptions[each.key]
   topic    = google_pubsub_topic.token_rotated.id
 
   ack_deadline_seconds = 30

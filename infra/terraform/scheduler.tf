@@ -1,13 +1,14 @@
 resource "google_cloud_scheduler_job" "refresh" {
-  project          = var.project_id
-  region           = var.region
-  name             = "${var.name_prefix}-refresh"
-  description      = "Invokes the token-keeper function (cloud refresh path)."
-  schedule         = var.schedule
+  project     = var.project_id
+  region      = var.region
+  name        = local.names.scheduler_job
+  description = "Invokes the ${var.name_prefix} function (cloud refresh path)."
+  # Same source as the function's CLOUD_SCHEDULE_SECONDS (modules/settings): they cannot disagree.
+  schedule         = module.settings.schedule.cron
   time_zone        = "Etc/UTC"
   attempt_deadline = "120s"
 
-  # A missed tick is covered by the next one (5 min) and by the VM agent; retry a little, quickly.
+  # A missed tick is covered by the next one and by the VM agent; retry a little, quickly.
   retry_config {
     retry_count          = 2
     min_backoff_duration = "10s"

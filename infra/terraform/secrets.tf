@@ -2,7 +2,7 @@
 # the function - never by Terraform, so no token ever lands in Terraform state.
 resource "google_secret_manager_secret" "token" {
   project   = var.project_id
-  secret_id = var.token_secret_id
+  secret_id = local.names.token_secret_id
 
   labels = {
     app = var.name_prefix
@@ -20,11 +20,14 @@ resource "google_secret_manager_secret" "token" {
   depends_on = [google_project_service.api]
 }
 
-# Optional: the Saxo app secret kept apart from the rotating token payload.
+# Optional: the Saxo app secret kept apart from the rotating token payload. The function resolves it
+# at start-up, so its first version must exist before the function is created: the first deployment
+# creates the secrets with a targeted apply, adds the value, then applies the rest
+# (docs/OPERATIONS.md). Terraform never holds the value.
 resource "google_secret_manager_secret" "app_secret" {
-  count     = var.app_secret_secret_id == "" ? 0 : 1
+  count     = var.use_app_secret ? 1 : 0
   project   = var.project_id
-  secret_id = var.app_secret_secret_id
+  secret_id = local.names.app_secret_id
 
   labels = {
     app = var.name_prefix

@@ -1,3 +1,7 @@
+# Inputs of the token-keeper module. Validations (including the cross-checks: tiers ordered
+# cloud > agent > bots, a scheduler tick inside the cloud's window) live in modules/settings, which
+# derives every name and setting from these; this file holds the descriptions and defaults.
+
 variable "project_id" {
   description = "GCP project that hosts the secret, topic, function and scheduler."
   type        = string
@@ -10,26 +14,27 @@ variable "region" {
 }
 
 variable "name_prefix" {
-  description = "Prefix for every resource name (service accounts, topic, function, metric)."
+  description = "Prefix of every project-unique name (service accounts, custom role, function, topic, secret, metrics). One per chain: two instances of this module in a project need two prefixes."
   type        = string
   default     = "token-keeper"
-
-  validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{2,17}$", var.name_prefix))
-    error_message = "name_prefix: 3-18 chars, lowercase letters, digits and dashes, starting with a letter."
-  }
 }
 
 variable "token_secret_id" {
-  description = "Secret Manager secret holding the bots' flat JSON token payload. If the bots already use one, import it (see docs/OPERATIONS.md) instead of creating a second."
+  description = "Secret Manager secret holding the bots' flat JSON token payload. Null: <name_prefix>-saxo-token. If the bots already use a secret, set its id and import it (docs/OPERATIONS.md) instead of creating a second."
   type        = string
-  default     = "saxo-token"
+  default     = null
 }
 
-variable "app_secret_secret_id" {
-  description = "Optional separate secret holding only the Saxo app secret; injected into the function as SAXO_APP_SECRET. Empty: the app key/secret are read from the token payload, as the bots do today."
+variable "topic_id" {
+  description = "Pub/Sub topic for TOKEN_ROTATED events. Null: <name_prefix>-rotated. Each VM's subscription is <topic_id>-<vm>."
   type        = string
-  default     = ""
+  default     = null
+}
+
+variable "use_app_secret" {
+  description = "Keep the Saxo app secret in its own secret (<name_prefix>-saxo-app-secret), injected into the function as SAXO_APP_SECRET. Its value must be added before the full apply (docs/OPERATIONS.md, first deployment). False: the app key/secret are read from the token payload, as the bots do."
+  type        = bool
+  default     = false
 }
 
 variable "saxo_app_key" {
@@ -42,46 +47,54 @@ variable "saxo_environment" {
   description = "SIM or LIVE."
   type        = string
   default     = "SIM"
-
-  validation {
-    condition     = contains(["SIM", "LIVE"], var.saxo_environment)
-    error_message = "saxo_environment must be SIM or LIVE."
-  }
-}
-
-variable "topic_id" {
-  description = "Pub/Sub topic for TOKEN_ROTATED events."
-  type        = string
-  default     = "token-rotated"
 }
 
 variable "vm_names" {
-  description = "One Pub/Sub subscription and one service account per VM that runs the agent."
+  description = "VMs that run this chain's agent: one Pub/Sub subscription and (unless listed in existing_vm_service_accounts) one service account each. The first is the primary (TOKEN_KEEPER_PRIMARY=true in agent_env)."
   type        = list(string)
   default     = ["calypso-bot"]
-
-  validation {
-    condition     = alltrue([for v in var.vm_names : can(regex("^[a-z][a-z0-9-]{0,19}$", v))])
-    error_message = "vm_names: lowercase letters, digits and dashes, at most 20 chars each."
-  }
 }
 
 variable "existing_vm_service_accounts" {
-  description = "Map vm name -> email of a service account the VM already runs as. Those VMs get their bindings on that account instead of a new one (changing a VM's account requires stopping it)."
+  description = "Map vm name -> email of a service account the VM already runs as (a VM has exactly one). Those VMs get their bindings on that account instead of a new one. A second chain on the same VM passes the first chain's account here."
   type        = map(string)
   default     = {}
 }
 
-variable "schedule" {
-  description = "Cloud Scheduler cron for the cloud refresh path."
+variable "grant_vm_ops_agent_roles" {
+  description = "Grant roles/logging.logWriter and roles/monitoring.metricWriter on the project to each VM's account (the Ops Agent ships the agent's logs with them). When several instances of this module share a VM account, set true in exactly one: project IAM members are per project, and two instances owning the same member would revoke it for both when one is destroyed."
+  type        = bool
+  default     = true
+}
+
+variable "agent_systemd_unit" {
+  description = "The agent's systemd unit on the VMs (token-keeper.service, or token-keeper@<chain>.service for a chain run by the template unit). The log-based metrics count the VM's events of this unit only, so two chains never alert for each other."
   type        = string
-  default     = "*/5 * * * *"
+  default     = "token-keeper.service"
+}
+
+variable "schedule_every_minutes" {
+  description = "Cloud Scheduler period in minutes (must divide 60). Both the cron (*/N * * * *) and the function's CLOUD_SCHEDULE_SECONDS derive from it."
+  type        = number
+  default     = 5
 }
 
 variable "cloud_refresh_threshold_seconds" {
-  description = "The function refreshes when the access token has at most this many seconds left."
+  description = "The function refreshes when the access token has at most this many seconds left (tier 1)."
   type        = number
   default     = 600
+}
+
+variable "refresh_threshold_seconds" {
+  description = "The VM agent refreshes when this little remains (tier 2); the function defers to the agent inside this window."
+  type        = number
+  default     = 300
+}
+
+variable "bot_refresh_threshold_seconds" {
+  description = "The bots' own buffer (tier 3, fixed in their code at 120 s): tell both sides what the bots do."
+  type        = number
+  default     = 120
 }
 
 variable "keep_secret_versions" {

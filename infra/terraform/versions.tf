@@ -10,10 +10,14 @@ terraform {
       source  = "hashicorp/archive"
       version = ">= 2.4"
     }
+    time = {
+      source  = "hashicorp/time"
+      version = ">= 0.9"
+    }
   }
 }
 
-provider "google" {
-  project = var.project_id
-  region  = var.region
-}
+# No provider block: every resource names its project (and region) itself, so this directory works
+# both as a root module (`terraform apply` here, credentials from `gcloud auth application-default
+# login`) and as a child module instantiated once per chain (examples/two-chains). A module with its
+# own provider block cannot be removed cleanly from a configuration that calls it.
