@@ -1,5 +1,5 @@
 /**
- * A real flock(2) on the bots' `saxo_token.lock` (DESIGN §3), interoperable with Python's
+ * A real flock(2) on the bots' `saxo_token.lock` (docs/DESIGN.md "The bots' lock"), interoperable with Python's
  * `fcntl.flock(LOCK_EX|LOCK_NB)`: the same non-blocking attempt, retried every 100 ms, for 30 s.
  * flock locks belong to the open file description, so every acquire opens the file itself and
  * owns that fd until release; two acquires in one process exclude each other like two processes.

@@ -8,6 +8,7 @@
 import { decide, type Plan, type SecretView } from '../core/decide.js';
 import { errorText, SecretStoreError } from '../core/errors.js';
 import { runRefreshSession, type Phase } from '../core/refresh.js';
+import { pushGraceMs } from '../core/tiers.js';
 import { compareFreshness, describeExpiry, secretsOf, withNextGeneration, type TokenSet } from '../core/token.js';
 import { createLocalSide, writeCacheIfNewer, type AgentLocalSide } from './local-side.js';
 import { Serial } from './serial.js';
@@ -117,7 +118,7 @@ export class Reconciler {
 
     let outcome = await this.apply(plan, secret);
     const force = trigger.kind === 'refresh' && trigger.force;
-    if (plan.refresh || force) outcome = await this.refresh(force);
+    if (plan.refresh || force) outcome = await this.refresh(force, secret.kind === 'unavailable');
     else {
       // decide() never refreshes a dead refresh token: say "login required" (once) instead of idling.
       if (plan.health === 'login_required' && plan.best && outcome === 'idle') outcome = this.requireLogin(plan.health, plan.best);
@@ -125,8 +126,9 @@ export class Reconciler {
       this.awaiting = undefined;
     }
     this.health.watchRefreshExpiry(plan);
-    // A failed announcement waits for the push retry (a few seconds), not for this run to repeat it.
-    if (!this.serial.signal.aborted) await this.flushUpstream(false);
+    // A failed announcement waits for the push retry (a few seconds), not for this run to repeat it;
+    // a Secret Manager that just failed this run is not asked again (each try costs its deadline).
+    if (!this.serial.signal.aborted && secret.kind !== 'unavailable') await this.flushUpstream(false);
     await this.saveState();
     return outcome;
   }
@@ -170,13 +172,20 @@ export class Reconciler {
   }
 
   /** One refresh under the flock and, when Secret Manager answers, the cross-host lease. */
-  private async refresh(force: boolean): Promise<Outcome> {
+  private async refresh(force: boolean, secretDown: boolean): Promise<Outcome> {
     const { clock, logger, store, bus, saxo, settings } = this.d;
+    // Not the primary, and Secret Manager just came back: the primary may have refreshed during the
+    // outage and be pushing that pair now. Presenting the secret's pair first would reuse it.
+    if (!settings.presentWithoutLease && this.up.recoveredWithin(pushGraceMs(settings))) {
+      logger.info('awaiting_primary', 'Secret Manager is back; giving the primary VM time to push what it refreshed meanwhile');
+      return 'deferred';
+    }
     const r = await runRefreshSession(
       { clock, saxo, store, bus, logger, failures: this.health.failures, local: this.local, announceMark: this.up.mark },
       settings,
       {
         force,
+        secretDown,
         stop: this.serial.signal,
         onPhase: (p) => (this.phaseNow = p),
         refuse: (t) => (this.health.isRejected(t) ? 'rejected' : this.up.isSuperseded(t) ? 'superseded' : undefined),

@@ -36,6 +36,9 @@ export class Upstream {
    */
   private announced: { generation: number; version: string; consumed: string | undefined; until: number } | undefined;
   private lastOutageLog = -Infinity;
+  private down = false;
+  /** When Secret Manager answered again after failing (the primary's push may still be on its way). */
+  private recoveredAt = -Infinity;
 
   /** Where a failed announcement waits (the reconciler saves it with the state). */
   readonly mark: AnnounceMark = {
@@ -101,8 +104,11 @@ export class Upstream {
     try {
       const read = version ? ((await store.version(version)) ?? (await store.latest())) : await store.latest();
       this.d.logger.addSecret(...secretsOf(read?.token));
+      if (this.down) this.recoveredAt = this.d.clock.now();
+      this.down = false;
       return { kind: 'read', read };
     } catch (err) {
+      this.down = true;
       // Whatever we hold may now get ahead of the secret (a local refresh, a restart) before it
       // answers again; the push retry then compares and pushes.
       if (holding) this.pending = true;
@@ -114,6 +120,11 @@ export class Upstream {
       });
       return { kind: 'unavailable' };
     }
+  }
+
+  /** Did Secret Manager come back from an outage less than `ms` ago? */
+  recoveredWithin(ms: number): boolean {
+    return this.d.clock.now() - this.recoveredAt < ms;
   }
 
   /** Returns false when this announcement has been unreadable for longer than a token lifetime. */

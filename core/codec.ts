@@ -39,7 +39,7 @@ export { pairId };
 
 const optString = z.string().optional();
 // zod/v3 (shipped inside zod 4): the same validation at ~1.5 MB of agent RSS instead of ~10 MB for
-// the v4 API (docs/BENCHMARKS.md). Unknown keys pass through: they are preserved (DESIGN §3).
+// the v4 API (docs/BENCHMARKS.md). Unknown keys pass through: they are preserved (docs/DESIGN.md "The bots' cache").
 const flatSchema = z
   .object({
     access_token: z.string().min(1),

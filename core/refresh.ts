@@ -78,6 +78,8 @@ export interface SessionOptions {
   onPhase?: ((p: Phase) => void) | undefined;
   /** The secret write is abandoned after this long while stopping (the pair is already on disk). */
   stopSecretTimeoutMs?: number | undefined;
+  /** The caller just saw Secret Manager fail: do not spend another deadline asking it for the lease. */
+  secretDown?: boolean | undefined;
 }
 
 export type DeferReason = 'lease_held' | 'secret_unavailable' | 'stopping' | 'superseded_unreadable';
@@ -99,6 +101,7 @@ export async function runRefreshSession(p: SessionPorts, s: SessionSettings, o: 
   let leased = false;
   if (store) {
     try {
+      if (o.secretDown) throw new SecretStoreError('unavailable', 'Secret Manager did not answer this check');
       leased = await store.acquireLease(s.holder, s.leaseTtlMs, clock.now());
       if (!leased) {
         logger.info('lease_busy', 'Another refresher holds the lease; waiting for its result');

@@ -90,9 +90,14 @@ export function lastChanceMs(p: Patience): number {
   return 2 * p.schedulePeriodMs + 2 * p.leaseTtlMs + pushGraceMs(p);
 }
 
-/** Before a last-chance presentation the function waits this long and looks again: two push retries. */
+/**
+ * How long a pair the primary agent holds may take to reach the secret once Secret Manager answers
+ * again: two of its push retries, plus the adapter's longest backoff between read retries (2 s) and
+ * a round trip. The function waits this long before a last-chance presentation; a non-primary agent
+ * waits this long after an outage before it presents anything.
+ */
 export function pushGraceMs(p: Pick<Patience, 'pushRetryMs'>): number {
-  return 2 * p.pushRetryMs;
+  return 2 * p.pushRetryMs + 3_000;
 }
 
 /** The agent retries pending upstream work this often: every 5 s, or every check if checks are faster. */

@@ -20,7 +20,7 @@ export function parseHostPort(value: string, what: string): { host: string; port
 
 /**
  * Secret Manager client. With `secretManagerEmulatorHost` it speaks plaintext gRPC to that address
- * (the stand-in; DESIGN §7), otherwise the real service with Application Default Credentials.
+ * (the stand-in, test/helpers/gcp.ts), otherwise the real service with Application Default Credentials.
  */
 export async function createSecretManagerClient(
   gcp: Pick<GcpConfig, 'projectId' | 'secretManagerEmulatorHost'>,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A faithful model of the trading bots' TokenCoordinator (DESIGN §3), for interop tests.
+"""A faithful model of the trading bots' TokenCoordinator (docs/DESIGN.md "The bots"), for interop tests.
 
 Cache `saxo_token_cache.json` (flat JSON, five keys), lock `saxo_token.lock` (fcntl.flock
 LOCK_EX|LOCK_NB retried every 100 ms), readers take no lock, trust the cache while more than

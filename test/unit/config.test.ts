@@ -79,13 +79,13 @@ describe('tiers', () => {
 
 describe('the cloud\'s patience is derived from the configuration', () => {
   const p: Patience = { agentThresholdMs: 300_000, expiredGraceMs: 2_700_000, schedulePeriodMs: 300_000, leaseTtlMs: 60_000, pushRetryMs: 5_000 };
-  it('defaults: last chance at 12 min 10 s of refresh-token life (two Scheduler periods, two leases, a 10 s push grace)', () => {
-    expect(lastChanceMs(p)).toBe(730_000);
+  it('defaults: last chance at 12 min 13 s of refresh-token life (two Scheduler periods, two leases, a 13 s push grace)', () => {
+    expect(lastChanceMs(p)).toBe(733_000);
   });
   it.each([
     ['outside the agent window', 400_000, 3_000_000, 'refresh'],
     ['inside it, plenty of refresh life', 200_000, 3_000_000, 'await_lower_tiers'],
-    ['inside it, refresh life at the margin', 200_000, 730_000, 'last_chance'],
+    ['inside it, refresh life at the margin', 200_000, 733_000, 'last_chance'],
     ['expired beyond the grace', -2_700_000, 3_000_000, 'last_chance'],
     ['a bot pair (refresh expiry unknown), just expired', -60_000, undefined, 'await_lower_tiers'],
   ] as const)('%s → %s', (_l, accessLeft, refreshLeft, move) => {
@@ -93,7 +93,7 @@ describe('the cloud\'s patience is derived from the configuration', () => {
   });
   it('scales with short tokens and a fast Scheduler (40 s / 160 s tokens, every 10 s): it still waits first', () => {
     const short: Patience = { agentThresholdMs: 8_000, expiredGraceMs: 90_000, schedulePeriodMs: 10_000, leaseTtlMs: 5_000, pushRetryMs: 2_000 };
-    expect(lastChanceMs(short)).toBe(34_000);
+    expect(lastChanceMs(short)).toBe(37_000);
     expect(cloudMove(5_000, 120_000, short)).toBe('await_lower_tiers');
   });
 });

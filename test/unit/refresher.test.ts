@@ -168,11 +168,11 @@ describe('runCloudRefresh', () => {
     expect(r.saxo.stats.presentations).toBe(0);
     expect(r.log.events('awaiting_agent')).toHaveLength(1);
     // 14 min of refresh token left: more than two Scheduler periods + two leases + the push grace
-    // (12 min 10 s at the defaults): still waiting.
+    // (12 min 13 s at the defaults): still waiting.
     await until(r, t, -27 * MIN);
     expect(await runCloudRefresh(r.deps)).toMatchObject({ outcome: 'deferred', reason: 'awaiting_lower_tiers' });
     // The agent pushed nothing and the refresh token (60 min) is down to 11 min: the cloud gives a
-    // pending push its grace (10 s), looks again, and saves the chain itself.
+    // pending push its grace (13 s), looks again, and saves the chain itself.
     await until(r, t, -30 * MIN);
     expect(await settleWithClock(runCloudRefresh(r.deps), r.clock)).toMatchObject({ outcome: 'refreshed', status: 200 });
     expect(r.log.events('last_chance')).toHaveLength(1);
@@ -203,7 +203,7 @@ describe('runCloudRefresh', () => {
     // The cloud missed its window (Secret Manager was down for it); the agent refreshes locally.
     await until(r, t, 5 * SEC); // inside the agent's 8 s window
     expect(await runCloudRefresh(r.deps)).toMatchObject({ outcome: 'deferred', reason: 'awaiting_lower_tiers' });
-    // Much later the refresh token the secret holds is inside the last-chance margin (2×10+2×5+2×2 = 34 s).
+    // Much later the refresh token the secret holds is inside the last-chance margin (2×10 + 2×5 + 2×2 + 3 = 37 s).
     await r.clock.advance(t.refreshExpiresAt! - 30 * SEC - r.clock.now());
     // The agent's chain moved on long ago (t is consumed); its pending push lands during the
     // grace (its push retry runs every 2 s), so the function finds a fresh pair and presents nothing.

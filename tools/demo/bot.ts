@@ -1,5 +1,5 @@
 /**
- * A trading bot's TokenCoordinator (DESIGN §3), in TypeScript so the demo needs no python:
+ * A trading bot's TokenCoordinator (docs/DESIGN.md "The bots"), in TypeScript so the demo needs no python:
  * trust the cache while more than `bufferSec` remain; otherwise take the flock on
  * `saxo_token.lock`, re-read, refresh with Saxo itself, write the cache (tmp + rename, naive local
  * `token_expiry` as Python writes it). Every tick then uses the token against the bearer endpoint.

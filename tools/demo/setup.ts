@@ -39,7 +39,7 @@ export const TOPIC_ID = 'token-rotated';
 export const AGENT_SUB = 'token-keeper-agent';
 export const AUDIT_SUB = 'demo-audit';
 
-/** Lifetimes and tiers scaled to the run (DESIGN §4 ratios: cloud 40 %, agent 20 %, bot 8 % of life left). */
+/** Lifetimes and tiers scaled to the run (docs/DESIGN.md "Tiers"; ratios: cloud 40 %, agent 20 %, bot 8 % of life left). */
 export interface DemoParams {
   accessLifeSec: number;
   refreshLifeSec: number;

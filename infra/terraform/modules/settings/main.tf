@@ -187,7 +187,7 @@ locals {
   }
 
   # The first VM of vm_names is the primary: the only agent that may present a refresh token
-  # without the cross-host lease while Secret Manager does not answer (DESIGN §4, several VMs).
+  # without the cross-host lease while Secret Manager does not answer (docs/DESIGN.md "Several VMs").
   agent_env = {
     for i, v in var.vm_names : v => join("\n", [
       "GOOGLE_CLOUD_PROJECT=${var.project_id}",
