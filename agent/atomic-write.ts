@@ -88,7 +88,7 @@ export async function removeStaleTmpFiles(paths: string[]): Promise<string[]> {
 }
 
 /** Make the rename itself durable. */
-export async function fsyncDir(dir: string): Promise<void> {
+async function fsyncDir(dir: string): Promise<void> {
   const dh = await fsp.open(dir, C.O_RDONLY | C.O_DIRECTORY);
   try {
     await dh.sync();

@@ -27,13 +27,6 @@ export class LockTimeoutError extends Error {
   }
 }
 
-export class LoginRequiredError extends Error {
-  override readonly name = 'LoginRequiredError';
-  constructor(message = 'Login required: no usable refresh token exists (run `npx token-keeper login`)') {
-    super(message);
-  }
-}
-
 export class SecretStoreError extends Error {
   override readonly name = 'SecretStoreError';
   constructor(readonly code: 'unavailable' | 'not_found' | 'conflict' | 'corrupt' | 'other', message: string) {

@@ -3,6 +3,7 @@
  * file (a pending announcement) and the memory double. Carries no token material (I5).
  */
 import { z } from 'zod/v3';
+import { describeIssues } from '../codec.js';
 import type { TokenRotatedEvent } from '../ports.js';
 
 const isoInstant = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'not an ISO 8601 instant');
@@ -25,10 +26,7 @@ export function parseTokenRotated(data: Buffer): { ok: true; event: TokenRotated
     return { ok: false, reason: `not valid JSON (${data.length} bytes)` };
   }
   const r = tokenRotatedEventSchema.safeParse(value);
-  if (!r.success) {
-    const fields = [...new Set(r.error.issues.map((i) => i.path.join('.') || '(root)'))].join(', ');
-    return { ok: false, reason: `invalid fields: ${fields}` };
-  }
+  if (!r.success) return { ok: false, reason: `invalid fields: ${describeIssues(r.error)}` };
   return { ok: true, event: r.data };
 }
 

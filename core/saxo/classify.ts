@@ -24,7 +24,7 @@ const positiveNumber = z.union([
     .transform(Number),
 ]).pipe(z.number().finite().positive());
 
-export const tokenBodySchema = z.object({
+const tokenBodySchema = z.object({
   access_token: z.string().min(1),
   refresh_token: z.string().min(1),
   expires_in: positiveNumber,
@@ -46,7 +46,7 @@ export function parseTokenBody(body: unknown): TokenResponse | undefined {
 }
 
 /** Keep a server-provided string short and free of anything token-like. */
-export function sanitize(s: unknown, secrets: readonly string[] = [], max = 120): string | undefined {
+function sanitize(s: unknown, secrets: readonly string[] = [], max = 120): string | undefined {
   if (typeof s !== 'string' || s === '') return undefined;
   let out = s;
   for (const v of secrets) if (v && v.length >= 4) out = out.split(v).join('[REDACTED]');
@@ -57,7 +57,7 @@ export function sanitize(s: unknown, secrets: readonly string[] = [], max = 120)
 }
 
 /** Retry-After: delta-seconds or an HTTP date → seconds (≥ 0), undefined when absent/unparseable. */
-export function parseRetryAfter(v: string | null, now: number): number | undefined {
+function parseRetryAfter(v: string | null, now: number): number | undefined {
   if (v === null || v.trim() === '') return undefined;
   const t = v.trim();
   if (/^\d+(\.\d+)?$/.test(t)) return Number(t);
