@@ -54,6 +54,12 @@ export class Health {
     this.loginSaid = false;
   }
 
+  /** This agent refreshed: the rejection is history; counting the outcome is the protocol's (core/failures.ts). */
+  refreshed(): void {
+    this.rejected = undefined;
+    this.loginSaid = false;
+  }
+
   /** ALERT once per refresh token when it is close to dying and no refresh is due to save it. */
   watchRefreshExpiry(plan: Plan): void {
     if (!plan.refreshTokenExpiring || !plan.best || this.alertedRefreshExpiry === plan.best.refreshToken) return;

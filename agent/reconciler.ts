@@ -40,7 +40,7 @@ export class Reconciler {
       logger: d.logger,
       known: () => this.known,
       adopt: (next) => {
-        this.health.adopted(next, this.known);
+        this.health.refreshed();
         this.known = next;
       },
       saveState: () => this.saveState(),

@@ -15,6 +15,8 @@ export interface GcpConfig {
   subscriptionId?: string | undefined;
   pubsubEmulatorHost?: string | undefined;
   secretManagerEmulatorHost?: string | undefined;
+  /** host:port of the stand-in's REST front (the function talks REST: docs/BENCHMARKS.md "Cold start"). */
+  secretManagerEmulatorRestHost?: string | undefined;
 }
 
 export interface Config {
@@ -136,6 +138,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       subscriptionId: env.TOKEN_SUBSCRIPTION_ID || undefined,
       pubsubEmulatorHost: env.PUBSUB_EMULATOR_HOST || undefined,
       secretManagerEmulatorHost: env.SECRET_MANAGER_EMULATOR_HOST || undefined,
+      secretManagerEmulatorRestHost: env.SECRET_MANAGER_EMULATOR_REST_HOST || undefined,
     };
   }
 

@@ -10,6 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { IamModel } from './iam.js';
 import { RpcError, SecretManagerState, type VersionState } from './state.js';
+import { startRestFront } from './rest.js';
 
 export type { VersionState } from './state.js';
 
@@ -42,6 +43,8 @@ export interface SecretManagerServer {
   readonly port: number;
   /** "127.0.0.1:PORT", the value for SECRET_MANAGER_EMULATOR_HOST. */
   readonly host: string;
+  /** "127.0.0.1:PORT" of the REST front (same model and faults), for SECRET_MANAGER_EMULATOR_REST_HOST. */
+  readonly restHost: string;
   /** Method names in the order they were received (including failed ones). */
   readonly calls: string[];
   inject(fault: Fault): void;
@@ -136,26 +139,37 @@ export async function startSecretManagerServer(opts: { port?: number } = {}): Pr
     }),
     ['TestIamPermissions', (req) => iam.test(req, (name) => state.hasSecret(name))],
   ];
-  for (const [method, impl] of impls) {
-    handlers[method] = (call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+  const implOf = new Map(impls);
+  /** One call, as both fronts (gRPC and REST) see it: faults, outage, latency, then the model. */
+  const dispatch = (method: string, req: Record<string, unknown>): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
       calls.push(method);
       const run = () => {
-        if (unavailable) return callback({ code: grpc.status.UNAVAILABLE, details: 'Secret Manager stand-in is unavailable' });
+        if (unavailable) return reject({ code: grpc.status.UNAVAILABLE, details: 'Secret Manager stand-in is unavailable' });
         const fault = takeFault(method);
-        if (fault) return callback({ code: fault.code, details: fault.message ?? `injected fault (${grpc.status[fault.code]})` });
+        if (fault) return reject({ code: fault.code, details: fault.message ?? `injected fault (${grpc.status[fault.code]})` });
+        const impl = implOf.get(method);
+        if (!impl) return reject({ code: grpc.status.UNIMPLEMENTED, details: `${method} is not implemented` });
         try {
-          const res = impl(call.request);
+          const res = impl(req);
           if (corruptAccess && method === 'AccessSecretVersion') corrupt(res);
-          callback(null, res);
+          resolve(res);
         } catch (e) {
-          if (e instanceof RpcError) callback({ code: e.code, details: e.message });
-          else callback({ code: grpc.status.INTERNAL, details: e instanceof Error ? e.message : 'internal error' });
+          if (e instanceof RpcError) reject({ code: e.code, details: e.message });
+          else reject({ code: grpc.status.INTERNAL, details: e instanceof Error ? e.message : 'internal error' });
         }
       };
       // The mutation still happens when the client gave up meanwhile: the real service may apply a
       // request whose response never arrives, and callers must cope with that.
       if (latencyMs > 0) setTimeout(run, latencyMs);
       else run();
+    });
+  for (const [method] of impls) {
+    handlers[method] = (call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      dispatch(method, call.request).then(
+        (res) => callback(null, res),
+        (err: { code: grpc.status; details: string }) => callback(err),
+      );
     };
   }
   server.addService(serviceDefinition(), handlers);
@@ -166,9 +180,12 @@ export async function startSecretManagerServer(opts: { port?: number } = {}): Pr
     );
   });
 
+  const rest = await startRestFront(dispatch);
+
   return {
     port,
     host: `127.0.0.1:${port}`,
+    restHost: rest.host,
     calls,
     inject: (fault) => {
       faults.push({ ...fault, remaining: fault.times ?? 1 });
@@ -190,6 +207,7 @@ export async function startSecretManagerServer(opts: { port?: number } = {}): Pr
     versionStates: (secret, project) => state.versionStates(secret, project),
     close: () =>
       new Promise<void>((resolve) => {
+        void rest.close();
         // Graceful first; clients with open channels must not keep a test process hanging.
         const timer = setTimeout(() => {
           server.forceShutdown();

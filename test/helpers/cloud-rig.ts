@@ -183,6 +183,7 @@ export async function startCloudRig(o: CloudRigOptions): Promise<CloudRig> {
     TOKEN_TOPIC_ID: topicId,
     PUBSUB_EMULATOR_HOST: ps.emulator.host,
     SECRET_MANAGER_EMULATOR_HOST: sm.server.host,
+    SECRET_MANAGER_EMULATOR_REST_HOST: sm.server.restHost,
     SAXO_AUTH_BASE_URL: proxy.url,
     SAXO_APP_KEY: APP_KEY,
     SAXO_APP_SECRET: APP_SECRET,

@@ -9,6 +9,7 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SecretStoreError } from '../../core/errors.js';
 import { createSecretStore } from '../../core/gcp/secret-store.js';
+import { createRestSecretManagerClient } from '../../core/gcp/secret-manager-rest.js';
 import { ensureSecret } from '../../core/gcp/provision.js';
 import { createLogger, type Logger } from '../../core/log.js';
 import type { SecretStore } from '../../core/ports.js';
@@ -71,6 +72,30 @@ secretStoreContract('the adapter over the gRPC stand-in', {
     };
   },
   missing: async (lg) => createSecretStore({ client: fx.client, projectId: fx.projectId, secretId: 'nope', logger: lg, timeoutMs: 1000 }),
+});
+
+const restClient = () => createRestSecretManagerClient({ baseUrl: `http://${fx.server.restHost}` });
+
+secretStoreContract('the adapter over the REST transport (the function\'s) to the stand-in\'s REST front', {
+  async fresh(lg) {
+    const id = `tok-c${++secretSeq}`;
+    await ensureSecret(fx.client, fx.projectId, id);
+    const parent = `projects/${fx.projectId}/secrets/${id}`;
+    return {
+      store: createSecretStore({ client: restClient(), projectId: fx.projectId, secretId: id, logger: lg, timeoutMs: 1000 }),
+      raw: {
+        addRaw: async (data) => void (await fx.client.addSecretVersion({ parent, payload: { data: Buffer.from(data) } })),
+        setState: async (v, state) =>
+          void (state === 'DESTROYED'
+            ? await fx.client.destroySecretVersion({ name: `${parent}/versions/${v}` })
+            : await fx.client.disableSecretVersion({ name: `${parent}/versions/${v}` })),
+        setAnnotations: async (annotations) => void (await fx.client.updateSecret({ secret: { name: parent, annotations }, updateMask: { paths: ['annotations'] } })),
+        outage: (on) => fx.server.setUnavailable(on),
+        states: () => fx.server.versionStates(id),
+      },
+    };
+  },
+  missing: async (lg) => createSecretStore({ client: restClient(), projectId: fx.projectId, secretId: 'nope', logger: lg, timeoutMs: 1000 }),
 });
 
 describe('SecretStore over gRPC: what only the transport does', () => {

@@ -14,14 +14,11 @@ import { systemClock } from '../../core/clock.js';
 import { loadConfig, type Config } from '../../core/config.js';
 import type { Logger } from '../../core/log.js';
 import type { SecretStore } from '../../core/ports.js';
-import { createSaxoClient } from '../../core/saxo/client.js';
 import { createPubSub, createSecretManagerClient } from '../../core/gcp/clients.js';
 import { createSecretStore } from '../../core/gcp/secret-store.js';
-import { createEventBus } from '../../core/gcp/event-bus.js';
 import { ensureSecret, ensureTopicAndSubscription } from '../../core/gcp/provision.js';
 import { createRefreshHandler } from '../../functions/handler.js';
-import type { CloudDeps } from '../../functions/refresher.js';
-import { cloudSettings } from '../../core/settings.js';
+import { functionDeps } from '../../functions/deps.js';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { startSecretManagerServer, type SecretManagerServer } from '../../standins/secret-manager/server.js';
 import { findPubSubEmulatorJar, startPubSubEmulator } from '../../standins/pubsub-emulator.js';
@@ -154,6 +151,7 @@ export async function startInfra(p: DemoParams, dataDir: string, stack: Stack, o
     TOKEN_SUBSCRIPTION_ID: emulator ? AGENT_SUB : undefined,
     PUBSUB_EMULATOR_HOST: emulator?.host,
     SECRET_MANAGER_EMULATOR_HOST: sm.host,
+    SECRET_MANAGER_EMULATOR_REST_HOST: sm.restHost,
   });
   const gcp = config.gcp!;
 
@@ -185,24 +183,11 @@ export async function startInfra(p: DemoParams, dataDir: string, stack: Stack, o
 
 /** The real handler (functions/handler.ts) with real adapters, behind functions-framework's server. */
 export async function startFunction(config: Config, logger: Logger, hasPush: boolean, stack: Stack): Promise<string> {
-  const gcp = config.gcp!;
   logger.addSecret(config.appSecret);
-  const client = await createSecretManagerClient(gcp);
-  stack.push('function Secret Manager client', () => client.close());
-  let bus;
-  if (hasPush) {
-    bus = createEventBus({ gcp, logger });
-    const b = bus;
-    stack.push('function Pub/Sub client', () => b.close());
-  }
-  const deps: CloudDeps = {
-    clock: systemClock,
-    store: createSecretStore({ client, projectId: gcp.projectId, secretId: gcp.secretId, logger }),
-    bus,
-    saxo: createSaxoClient({ authBaseUrl: config.authBaseUrl, httpTimeoutMs: config.httpTimeoutMs, logger }),
-    logger,
-    settings: cloudSettings(config, { holderId: `cloud:demo:${randomBytes(3).toString('hex')}` }),
-  };
+  // The production wiring (functions/deps.ts): Secret Manager over REST, the publisher made lazily.
+  const deps = await functionDeps(config, logger, `cloud:demo:${randomBytes(3).toString('hex')}`);
+  stack.push('function Pub/Sub client', () => deps.bus.close());
+  if (!hasPush) deps.bus = undefined as never; // no emulator: the agent polls (the demo says so)
   const ff = await import('@google-cloud/functions-framework');
   const { getTestServer } = await import('@google-cloud/functions-framework/testing');
   ff.http('refreshToken', createRefreshHandler(() => Promise.resolve(deps), logger));
