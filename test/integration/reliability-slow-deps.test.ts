@@ -161,6 +161,41 @@ describeWithPubSub('Pub/Sub hangs (item 4)', () => {
   }, 90_000);
 });
 
+it('while Pub/Sub hangs, retrying the announcement does not starve the periodic check: a token due meanwhile is refreshed in time', async () => {
+  const hung = await startBlackHole(); // never forwards
+  // Successors: token_expiry = issue + 23 s, due at issue + 15 s — well into the hang, after ten retries.
+  saxo.setLifetimes({ accessLifetimeSec: 24 });
+  try {
+    const dir = dataDirFor(undefined, 'tk-rel-starve-');
+    const old = pair(2, ((await store.latest())?.token?.generation ?? 0) + 1);
+    await store.add(old);
+    await createCacheFile(join(dir, 'saxo_token_cache.json')).write(old);
+    const a = agent(dir, { ...cloudEnv(hung.host), REFRESH_THRESHOLD_SECONDS: '8' });
+    const first = await a.waitForEvent('token_refreshed', 20_000);
+    await a.waitForEvent('publish_failed', 15_000); // from here on an announcement waits for its retry
+    const expiresAt = Date.parse(String(first.expiresAt));
+    const dueAt = expiresAt - 8_000;
+    const second = await a.waitFor((l) => l.event === 'token_refreshed' && l !== first, 40_000, 'the successor refreshed');
+    const late = at(second) - dueAt;
+    const ticks = a.logs.filter((l) => l.event === 'token_status').map(at).filter((t) => t > at(first) && t < at(second));
+    const gaps = ticks.slice(1).map((t, i) => t - ticks[i]!);
+    console.log(`[measure] during a Pub/Sub hang: successor refreshed ${late} ms after it was due; check gaps ${gaps.join(', ')} ms (interval 1 s, publish deadline 5 s)`);
+    // Each check waits for at most one publish attempt (5 s) in front of it.
+    expect(late).toBeLessThan(1_000 + 5_000 + 1_500);
+    expect(at(second)).toBeLessThan(expiresAt);
+    expect(ticks.length, 'periodic checks ran during the hang').toBeGreaterThanOrEqual(2);
+    expect(Math.max(...gaps)).toBeLessThan(1_000 + 5_000 + 1_500);
+    expect(saxo.stats().reusedPresentations).toBe(0);
+    expect((await a.stop()).code).toBe(0);
+    const cache = await createCacheFile(join(dir, 'saxo_token_cache.json')).read();
+    if (cache.kind === 'ok') seen.add(cache.token.accessToken).add(cache.token.refreshToken);
+    expectNoSecrets([a], seen);
+  } finally {
+    saxo.setLifetimes({ accessLifetimeSec: LIFE });
+    await hung.close();
+  }
+}, 70_000);
+
 it('a Python bot holding the flock longer than LOCK_TIMEOUT_SECONDS: the due check logs lock_timeout and counts a failure; it refreshes once the lock is free', async () => {
   const dir = dataDirFor(undefined, 'tk-rel-locktimeout-');
   const old = pair(2, 4);
