@@ -8,12 +8,18 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Message } from '@google-cloud/pubsub';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createStateFile } from '../../agent/state-file.js';
 import { parseFlat } from '../../core/codec.js';
+import { createSecretStore } from '../../core/gcp/secret-store.js';
+import { silentLogger } from '../../core/log.js';
+import type { SecretStore, TokenRotatedEvent } from '../../core/ports.js';
 import type { TokenSet } from '../../core/token.js';
 import type { CliProcess } from '../helpers/agent-process.js';
+import { describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, waitFor, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
 import { dataDirFor, expectNoSecrets, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
 
 const APP_KEY = 'rel-stop-app';
@@ -52,8 +58,8 @@ const env = (dir: string) => ({
   TOKEN_KEEPER_HOLDER_ID: 'agent:rel-stop',
 });
 
-function agent(dir: string): CliProcess {
-  const p = startCliAs(['agent'], env(dir));
+function agent(dir: string, extra: Record<string, string> = {}): CliProcess {
+  const p = startCliAs(['agent'], { ...env(dir), ...extra });
   procs.push(p);
   return p;
 }
@@ -172,4 +178,90 @@ describe('stopping the agent (item 1)', () => {
     expect(cacheOf(dir).refreshToken).toBe(token.refreshToken);
     expectNoSecrets([a], seen);
   }, 30_000);
+});
+
+describeWithPubSub('stopping a cloud-connected agent (item 1)', () => {
+  const PROJECT = 'tk-rel-stop';
+  const topic = `rel-stop-${randomBytes(3).toString('hex')}`;
+  const events: TokenRotatedEvent[] = [];
+  let sm: SecretManagerFixture;
+  let ps: PubSubFixture;
+  let store: SecretStore;
+  let cloud: Record<string, string>;
+  beforeAll(async () => {
+    sm = await startSecretManagerFixture(PROJECT, 'saxo-token');
+    store = createSecretStore({ client: sm.client, projectId: PROJECT, secretId: 'saxo-token', logger: silentLogger });
+    ps = await startPubSubFixture(PROJECT);
+    await ensureTopicAndSubscription(ps.pubsub, topic, `${topic}-audit`);
+    ps.pubsub.subscription(`${topic}-audit`).on('message', (m: Message) => {
+      events.push(JSON.parse(m.data.toString('utf8')) as TokenRotatedEvent);
+      m.ack();
+    });
+    cloud = {
+      GOOGLE_CLOUD_PROJECT: PROJECT, TOKEN_SECRET_ID: 'saxo-token', TOKEN_TOPIC_ID: topic, SECRET_MANAGER_EMULATOR_HOST: sm.server.host,
+      PUBSUB_EMULATOR_HOST: ps.emulator.host, LEASE_TTL_SECONDS: '20', CLOUD_REFRESH_THRESHOLD_SECONDS: '5',
+    };
+  }, 30_000);
+  afterAll(async () => {
+    await ps?.pubsub.subscription(`${topic}-audit`).close().catch(() => undefined);
+    await ps?.close();
+    await sm?.close();
+  });
+  afterEach(() => sm.server.setLatency(0));
+
+  async function seededInSecret(): Promise<{ dir: string; token: TokenSet }> {
+    const s = await seeded(2);
+    await store.add({ ...s.token, generation: ((await store.latest())?.token?.generation ?? 6) + 1 });
+    await createCacheFile(join(s.dir, 'saxo_token_cache.json')).write({ ...s.token, generation: (await store.latest())!.token!.generation });
+    return s;
+  }
+
+  it('SIGTERM mid-exchange: the successor reaches the secret, the announcement is left in the state file and the next start publishes it', async () => {
+    const { dir, token: old } = await seededInSecret();
+    standin.inject({ kind: 'delay', delayMs: SAXO_DELAY_MS });
+    const a = agent(dir, cloud);
+    await a.waitForEvent('refresh_started', 30_000);
+    const stop = await a.stop('SIGTERM');
+    expect(stop.code).toBe(0);
+    console.log(`[measure] cloud-connected stop with an exchange in flight: ${stop.ms} ms`);
+    expect(stop.ms).toBeLessThan(SAXO_DELAY_MS + 5_000 + 2_000);
+    const refreshed = a.logs.find((l) => l.event === 'token_refreshed');
+    const version = String(refreshed?.version);
+    expect(version).toMatch(/\/versions\/\d+$/);
+    const state = await createStateFile(join(dir, '.token-keeper-state.json')).read();
+    expect(state?.announce?.version).toBe(version);
+    const latest = await store.latest();
+    expect(latest?.name).toBe(version);
+    expect(latest?.token?.refreshToken).toBe(cacheOf(dir).refreshToken);
+    expect(latest?.token?.refreshToken).not.toBe(old.refreshToken);
+    expect(a.logs.filter((l) => l.event === 'publish_failed' || l.event === 'forced_exit')).toEqual([]);
+
+    const b = agent(dir, cloud);
+    const ev = await waitFor(() => events.find((e) => e.version === version), 20_000, 'the announcement published by the next start');
+    expect(ev.generation).toBe(latest?.token?.generation);
+    await waitFor(async () => (await createStateFile(join(dir, '.token-keeper-state.json')).read())?.announce === undefined, 10_000, 'announce cleared');
+    expect(standin.stats().reusedPresentations).toBe(0);
+    expect((await b.stop()).code).toBe(0);
+    expectNoSecrets([a, b, ...events.map((e) => JSON.stringify(e))], seen);
+  }, 60_000);
+
+  it('SIGTERM mid-exchange with Secret Manager hanging: the secret is tried for at most 5 s, the successor stays in the cache and the state, exit 0', async () => {
+    const { dir, token: old } = await seededInSecret();
+    standin.inject({ kind: 'delay', delayMs: SAXO_DELAY_MS });
+    const a = agent(dir, cloud);
+    await a.waitForEvent('refresh_started', 30_000); // the lease and the secret read are behind it
+    sm.server.setLatency(8_000);
+    const stop = await a.stop('SIGTERM');
+    expect(stop.code).toBe(0);
+    console.log(`[measure] cloud-connected stop, Secret Manager hanging: ${stop.ms} ms (Saxo ${SAXO_DELAY_MS} ms + secret ≤ 5000 ms)`);
+    expect(stop.ms).toBeLessThan(SAXO_DELAY_MS + 5_000 + 2_000);
+    const failed = a.logs.find((l) => l.event === 'secret_push_failed');
+    expect(String(failed?.error)).toMatch(/no answer within 5000 ms while stopping/);
+    expect(a.logs.some((l) => l.event === 'token_refreshed')).toBe(true);
+    const state = await createStateFile(join(dir, '.token-keeper-state.json')).read();
+    expect(state?.token?.refreshToken).toBe(cacheOf(dir).refreshToken);
+    expect(state?.token?.refreshToken).not.toBe(old.refreshToken);
+    expect(standin.stats().reusedPresentations).toBe(0);
+    expectNoSecrets([a], seen);
+  }, 60_000);
 });
