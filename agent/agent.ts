@@ -59,6 +59,10 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   const deps = reconcilerDeps(config, logger, cloud);
   const reconciler = new Reconciler(deps);
   onReconciler?.(reconciler);
+  // The run in progress (the startup run, a timer check) must learn of the stop at once, not when
+  // it is over: only then does it start nothing new, bound the secret write and leave the
+  // announcement for the next start.
+  signal.addEventListener('abort', () => void reconciler.stop(), { once: true });
   await reconciler.load();
   const known = reconciler.newestKnown;
   const life = known?.issuedAt !== undefined ? known.accessExpiresAt - known.issuedAt : undefined;
