@@ -20,7 +20,7 @@ import { createEventBus } from '../../core/gcp/event-bus.js';
 import { silentLogger } from '../../core/log.js';
 import type { SecretStore } from '../../core/ports.js';
 import type { TokenSet } from '../../core/token.js';
-import type { CliProcess } from '../helpers/agent-process.js';
+import type { CliProcess, LogLine } from '../helpers/agent-process.js';
 import { describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, waitFor, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
 import { dataDirFor, expectNoSecrets, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
 
@@ -38,7 +38,7 @@ const procs: CliProcess[] = [];
 const n = randomBytes(3).toString('hex');
 const topic = `rel-unreadable-${n}`;
 const sub = `rel-unreadable-agent-${n}`;
-const at = (l: { time?: unknown }) => Date.parse(String(l.time));
+const at = (l: LogLine) => Date.parse(String(l.time));
 
 describeWithPubSub('an announced version that cannot be read (item 5)', () => {
   beforeAll(async () => {

@@ -19,7 +19,7 @@ import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { silentLogger } from '../../core/log.js';
 import type { SecretStore, TokenRotatedEvent } from '../../core/ports.js';
 import type { TokenSet } from '../../core/token.js';
-import type { CliProcess } from '../helpers/agent-process.js';
+import type { CliProcess, LogLine } from '../helpers/agent-process.js';
 import { spawnPythonBot, type PythonBot } from '../helpers/python.js';
 import { describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, waitFor, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
 import { dataDirFor, expectNoSecrets, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
@@ -93,7 +93,7 @@ const cloudEnv = (pubsub: string | undefined) => ({
   SECRET_MANAGER_EMULATOR_HOST: sm.server.host,
   PUBSUB_EMULATOR_HOST: pubsub,
 });
-const at = (l: { time?: unknown }) => Date.parse(String(l.time));
+const at = (l: LogLine) => Date.parse(String(l.time));
 const stateOf = (dir: string) => createStateFile(join(dir, '.token-keeper-state.json')).read();
 
 describeWithPubSub('Pub/Sub hangs (item 4)', () => {

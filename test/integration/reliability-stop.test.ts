@@ -18,7 +18,7 @@ import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { silentLogger } from '../../core/log.js';
 import type { SecretStore, TokenRotatedEvent } from '../../core/ports.js';
 import type { TokenSet } from '../../core/token.js';
-import type { CliProcess } from '../helpers/agent-process.js';
+import type { CliProcess, LogLine } from '../helpers/agent-process.js';
 import { describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, waitFor, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
 import { dataDirFor, expectNoSecrets, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
 
@@ -93,7 +93,7 @@ function cacheOf(dir: string): TokenSet {
   return p.token;
 }
 
-const at = (l: { time?: unknown }) => Date.parse(String(l.time));
+const at = (l: LogLine) => Date.parse(String(l.time));
 const indexOf = (p: CliProcess, event: string) => p.logs.findIndex((l) => l.event === event);
 
 describe('stopping the agent (item 1)', () => {
