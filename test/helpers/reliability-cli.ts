@@ -119,11 +119,6 @@ export async function runCliAs(
   return { code, stdout: p.raw.join('\n'), stderr: p.stderr(), p };
 }
 
-/** Index of the first log line at or after `from` matching `pred` (for "a later event"). */
-export function since(p: CliProcess, from: number, pred: (l: LogLine) => boolean): LogLine[] {
-  return p.logs.slice(from).filter(pred);
-}
-
 /** I5 for every test here: no token and no app secret in anything the processes printed. */
 export function expectNoSecrets(outputs: (CliProcess | string)[], secrets: Iterable<string | undefined>): void {
   const all = outputs.map((o) => (typeof o === 'string' ? o : o.raw.join('\n') + '\n' + o.stderr())).join('\n');
