@@ -59,6 +59,10 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   const deps = reconcilerDeps(config, logger, cloud);
   const reconciler = new Reconciler(deps);
   onReconciler?.(reconciler);
+  // The run in progress (the startup run, a timer check) must learn of the stop at once, not when
+  // it is over: only then does it start nothing new, bound the secret write and leave the
+  // announcement for the next start.
+  signal.addEventListener('abort', () => void reconciler.stop(), { once: true });
   await reconciler.load();
   const known = reconciler.newestKnown;
   const life = known?.issuedAt !== undefined ? known.accessExpiresAt - known.issuedAt : undefined;
@@ -107,8 +111,13 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
 
   // While a pair or an announcement waits upstream (refreshed or adopted during an outage), retry
   // every few seconds: the cloud must learn of it before it presents the consumed refresh token.
+  // One retry at a time: a publish that hangs takes its full deadline (5 s), and retries queued
+  // every few seconds behind it would pile up in the serial queue ahead of the periodic check.
+  let pushing = false;
   const pushRetry = setInterval(() => {
-    if (reconciler.hasPendingPush && !signal.aborted) void safeRun({ kind: 'push' });
+    if (pushing || !reconciler.hasPendingPush || signal.aborted) return;
+    pushing = true;
+    void safeRun({ kind: 'push' }).finally(() => (pushing = false));
   }, deps.settings.pushRetryMs);
   pushRetry.unref();
 

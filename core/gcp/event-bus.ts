@@ -67,10 +67,22 @@ export function createEventBus(opts: EventBusOptions): ClosableEventBus {
   let publisher: Promise<PublisherClient> | undefined;
 
   const getPublisher = () => {
-    publisher ??= createPubSubGapicClient('publisher', gcp).catch((err: unknown) => {
-      publisher = undefined;
-      throw err;
-    });
+    // Initialise before the first call: a generated client's methods re-throw a failed initialise
+    // (no credentials, say) from a detached promise — an unhandled rejection that kills the agent.
+    publisher ??= createPubSubGapicClient('publisher', gcp)
+      .then(async (c) => {
+        try {
+          await c.initialize();
+          return c;
+        } catch (err) {
+          await c.close().catch(() => undefined);
+          throw err;
+        }
+      })
+      .catch((err: unknown) => {
+        publisher = undefined;
+        throw err;
+      });
     return publisher;
   };
   const closePublisher = async () => {

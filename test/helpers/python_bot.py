@@ -3,14 +3,32 @@
 
 Cache `saxo_token_cache.json` (flat JSON, five keys), lock `saxo_token.lock` (fcntl.flock
 LOCK_EX|LOCK_NB retried every 100 ms), readers take no lock, trust the cache while more than
---buffer seconds remain, otherwise refresh under the lock and write the cache (tmp + rename,
-token_expiry = naive local now + expires_in - margin).
+--buffer seconds remain, otherwise refresh under the lock and write the cache (tmp file always
+named `saxo_token_cache.tmp`, no fsync, then rename; token_expiry = naive local now + expires_in
+- margin). As the fleet's TokenCoordinator does, unchanged:
+  - an auth failure (invalid_grant from the token endpoint) deletes the cache file (clear_cache);
+  - at startup, after loading tokens from the secret, it waits at most 5 s for the lock and then
+    writes the cache WITHOUT the lock (update_cache);
+  - after its own fallback refresh it saves to the shared secret (read the latest payload, replace
+    access_token, refresh_token, token_expiry, add a version). PyPI is not reachable here, so the
+    bot hands the three values to the test (--secret-save FILE) and the test-side harness
+    (test/helpers/reliability-fleet.ts) performs that exact algorithm with the real client.
 
 Modes:
   loop       --duration S --interval S --report FILE : work like a bot, one JSON line per tick
   hold-lock  --hold S      : take the lock (print WAITING if contended), print LOCKED, hold, release, print RELEASED
   try-lock                 : one LOCK_EX|LOCK_NB attempt; print LOCKED (exit 0) or EWOULDBLOCK (exit 1)
   write-stale --from FILE  : write the given pair into the cache without the lock, like a careless script
+  startup --from FILE      : a starting bot: FILE is the payload it loaded from the secret; wait at most
+                             --startup-lock-wait (5) s for the lock, then write the cache (with the lock:
+                             print LOCKED_WRITE; without it: print UNLOCKED_WRITE)
+  refresh                  : one get_token() as a bot's check would (print TRUSTED, REFRESHED, CLEARED
+                             (auth failure: cache deleted), or ERROR <reason>; exit 0 / 1)
+  probe-lock --duration S  : try LOCK_EX|LOCK_NB every --interval s (pass 0.05); print READY, then on the end
+                             or SIGTERM one line PROBE {"attempts", "busy", "stretches": [[start, end], ...]}
+                             (epoch seconds of each contiguous busy stretch) and exit 0
+--secret-save FILE: after a fallback refresh, write {"access_token","refresh_token","token_expiry"}
+  (what the fleet saves into the secret) to FILE and print SECRET_SAVE FILE.
   read                     : print the cache as JSON (null when missing or unreadable)
   check                    : print {"trusted", "remaining", "expiry_epoch"} as a bot would judge the cache
 App credentials: SAXO_APP_KEY / SAXO_APP_SECRET from the environment, else from the cache.
@@ -18,8 +36,10 @@ App credentials: SAXO_APP_KEY / SAXO_APP_SECRET from the environment, else from 
 import argparse
 import errno
 import fcntl
+import io
 import json
 import os
+import signal
 import sys
 import time
 import urllib.error
@@ -28,6 +48,7 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 
 CACHE_NAME = "saxo_token_cache.json"
+CACHE_TMP_NAME = "saxo_token_cache.tmp"
 LOCK_NAME = "saxo_token.lock"
 
 
@@ -38,6 +59,10 @@ def out(line):
 
 class LockTimeout(Exception):
     pass
+
+
+class AuthFailure(Exception):
+    """The token endpoint rejected the refresh token (invalid_grant); the cache was deleted."""
 
 
 class Coordinator:
@@ -61,8 +86,8 @@ class Coordinator:
         self.lock_fd = fd
         return True
 
-    def acquire(self, announce=False):
-        deadline = time.monotonic() + self.args.lock_timeout
+    def acquire(self, announce=False, timeout=None):
+        deadline = time.monotonic() + (self.args.lock_timeout if timeout is None else timeout)
         first = True
         while True:
             if self.try_lock_once():
@@ -109,12 +134,30 @@ class Coordinator:
         return rem is not None and rem > self.args.buffer
 
     def write_cache(self, data):
-        tmp = self.cache_path + ".tmp"
+        # As the fleet writes it: a fixed tmp name, no fsync, then rename.
+        tmp = os.path.join(self.data_dir, CACHE_TMP_NAME)
         with open(tmp, "w") as f:
             json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, self.cache_path)
+
+    def clear_cache(self):
+        try:
+            os.remove(self.cache_path)
+        except FileNotFoundError:
+            pass
+
+    def update_cache(self, data):
+        """Startup: under the lock if it comes within the startup wait, else without it."""
+        try:
+            self.acquire(timeout=self.args.startup_lock_wait)
+        except LockTimeout:
+            self.write_cache(data)
+            return False
+        try:
+            self.write_cache(data)
+            return True
+        finally:
+            self.release()
 
     # --- refresh ------------------------------------------------------------------------------
     def credentials(self, cache):
@@ -132,10 +175,21 @@ class Coordinator:
         }).encode()
         req = urllib.request.Request(self.args.token_url, data=body, method="POST",
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            if resp.status not in (200, 201):
-                raise RuntimeError("http_%d" % resp.status)
-            tok = json.loads(resp.read())
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                if resp.status not in (200, 201):
+                    raise RuntimeError("http_%d" % resp.status)
+                tok = json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            body = e.read()
+            try:
+                err = json.loads(body).get("error")
+            except (ValueError, AttributeError):
+                err = None
+            if err == "invalid_grant":
+                self.clear_cache()  # the fleet drops a cache whose token was rejected
+                raise AuthFailure()
+            raise urllib.error.HTTPError(e.url, e.code, e.msg, e.hdrs, io.BytesIO(body)) from None
         expiry = datetime.now() + timedelta(seconds=float(tok["expires_in"]) - self.args.margin)
         new = {
             "access_token": tok["access_token"],
@@ -145,6 +199,11 @@ class Coordinator:
             "app_secret": secret,
         }
         self.write_cache(new)
+        if self.args.secret_save:
+            # The fleet's save to the shared secret, done by the test harness (see the docstring).
+            with open(self.args.secret_save, "w") as f:
+                json.dump({k: new[k] for k in ("access_token", "refresh_token", "token_expiry")}, f)
+            out("SECRET_SAVE " + self.args.secret_save)
         return new
 
     def get_token(self):
@@ -185,6 +244,8 @@ def mode_loop(c, a):
                     rec["valid"] = c.bearer_valid(cache["access_token"])
             except LockTimeout:
                 rec.update(expired=True, refreshed=False, error="lock_timeout")
+            except AuthFailure:
+                rec.update(expired=True, refreshed=False, error="invalid_grant")
             except urllib.error.HTTPError as e:
                 try:
                     err = json.loads(e.read()).get("error", "http_%d" % e.code)
@@ -199,9 +260,36 @@ def mode_loop(c, a):
     out("DONE")
 
 
+def mode_probe(c, a):
+    """Records every contiguous stretch during which LOCK_EX|LOCK_NB failed."""
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("now", True))
+    end = time.monotonic() + a.duration
+    attempts = busy = 0
+    stretches = []
+    start = None
+    out("READY")
+    while not stop["now"] and time.monotonic() < end:
+        attempts += 1
+        t = time.time()
+        if c.try_lock_once():
+            c.release()
+            if start is not None:
+                stretches.append([start, t])
+                start = None
+        else:
+            busy += 1
+            if start is None:
+                start = t
+        time.sleep(a.interval)
+    if start is not None:
+        stretches.append([start, time.time()])
+    out("PROBE " + json.dumps({"attempts": attempts, "busy": busy, "stretches": stretches}))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--mode", required=True, choices=["loop", "hold-lock", "try-lock", "write-stale", "read", "check"])
+    p.add_argument("--mode", required=True, choices=["loop", "hold-lock", "try-lock", "write-stale", "startup", "refresh", "probe-lock", "read", "check"])
     p.add_argument("--data-dir", required=True)
     p.add_argument("--lock-timeout", type=float, default=30.0)
     p.add_argument("--buffer", type=float, default=120.0)
@@ -213,6 +301,8 @@ def main():
     p.add_argument("--report", default="")
     p.add_argument("--hold", type=float, default=1.0)
     p.add_argument("--from", dest="src", default="")
+    p.add_argument("--startup-lock-wait", type=float, default=5.0)
+    p.add_argument("--secret-save", default="")
     a = p.parse_args()
     c = Coordinator(a)
 
@@ -238,6 +328,26 @@ def main():
         with open(a.src) as f:
             c.write_cache(json.load(f))
         out("WRITTEN")
+        return 0
+    if a.mode == "startup":
+        with open(a.src) as f:
+            payload = json.load(f)
+        keys = ("access_token", "refresh_token", "token_expiry", "app_key", "app_secret")
+        out("LOCKED_WRITE" if c.update_cache({k: payload[k] for k in keys if k in payload}) else "UNLOCKED_WRITE")
+        return 0
+    if a.mode == "refresh":
+        try:
+            _, refreshed = c.get_token()
+        except AuthFailure:
+            out("CLEARED")
+            return 1
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            out("ERROR " + type(e).__name__)
+            return 1
+        out("REFRESHED" if refreshed else "TRUSTED")
+        return 0
+    if a.mode == "probe-lock":
+        mode_probe(c, a)
         return 0
     if a.mode == "read":
         out(json.dumps(c.read_cache()))

@@ -1,0 +1,136 @@
+/**
+ * The real CLI (`node bin/token-keeper.js …`) as another user, for the reliability suites: the same
+ * CliProcess as test/helpers/agent-process.ts (JSON log lines, waitFor on events, stop), plus
+ * spawn's uid/gid. As root the tests run the agent as nobody (65534), so that file permissions bite
+ * as they do for the bots' user; as a non-root user they fall back to chmod on the user's own files.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chownSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { CLI, REPO_ROOT, type CliProcess, type LogLine } from './agent-process.js';
+
+export const NOBODY = 65534;
+export const isRoot = (): boolean => process.getuid?.() === 0;
+
+export interface RunAs {
+  uid: number;
+  gid: number;
+}
+
+/** Who the agent runs as in these tests: nobody when we are root, else ourselves (undefined). */
+export function agentUser(): RunAs | undefined {
+  return isRoot() ? { uid: NOBODY, gid: NOBODY } : undefined;
+}
+
+/** A fresh data dir owned by `as` (or by us). */
+export function dataDirFor(as: RunAs | undefined, prefix = 'tk-rel-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (as) chownSync(dir, as.uid, as.gid);
+  return dir;
+}
+
+/** GCP settings CI may export, cleared: a standalone process unless a test says otherwise. */
+export const STANDALONE: Record<string, undefined> = {
+  GOOGLE_CLOUD_PROJECT: undefined,
+  GCLOUD_PROJECT: undefined,
+  TOKEN_SECRET_ID: undefined,
+  TOKEN_TOPIC_ID: undefined,
+  TOKEN_SUBSCRIPTION_ID: undefined,
+  SECRET_MANAGER_EMULATOR_HOST: undefined,
+};
+
+/** startCli with an optional uid/gid (libuv also drops the supplementary groups). */
+export function startCliAs(args: string[], env: Record<string, string | undefined>, as?: RunAs): CliProcess {
+  const proc = spawn(process.execPath, [CLI, ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, METADATA_SERVER_DETECTION: 'none', LOG_FORMAT: 'json', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(as ? { uid: as.uid, gid: as.gid } : {}),
+  });
+  return wrap(proc);
+}
+
+function wrap(proc: ChildProcess): CliProcess {
+  const raw: string[] = [];
+  const logs: LogLine[] = [];
+  let err = '';
+  let buf = '';
+  let waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      raw.push(line);
+      let parsed: LogLine;
+      try {
+        parsed = JSON.parse(line) as LogLine;
+      } catch {
+        continue;
+      }
+      logs.push(parsed);
+      waiters = waiters.filter((w) => (w.pred(parsed) ? (w.resolve(parsed), false) : true));
+    }
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+  // 'close', not 'exit': every line of stdout has been delivered by then.
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.on('close', (code, signal) => resolve({ code, signal })),
+  );
+  const waitFor = (pred: (l: LogLine) => boolean, timeoutMs = 30_000, what = 'log line') =>
+    new Promise<LogLine>((resolve, reject) => {
+      const hit = logs.find(pred);
+      if (hit) return resolve(hit);
+      const t = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; stderr: ${err.slice(-500)}`)), timeoutMs);
+      waiters.push({ pred, resolve: (l) => (clearTimeout(t), resolve(l)) });
+      void exited.then(() => {
+        clearTimeout(t);
+        reject(new Error(`process exited while waiting for ${what}; stderr: ${err.slice(-800)}`));
+      });
+    });
+  return {
+    proc,
+    raw,
+    logs,
+    stderr: () => err,
+    waitFor,
+    waitForEvent: (event, timeoutMs) => waitFor((l) => l.event === event, timeoutMs, `event ${event}`),
+    exited,
+    stop: async (signal = 'SIGTERM') => {
+      const t0 = Date.now();
+      if (proc.exitCode === null && proc.signalCode === null && proc.pid) proc.kill(signal);
+      const r = await exited;
+      return { code: r.code, ms: Date.now() - t0 };
+    },
+  };
+}
+
+/** Run to completion. */
+export async function runCliAs(
+  args: string[],
+  env: Record<string, string | undefined>,
+  as?: RunAs,
+): Promise<{ code: number | null; stdout: string; stderr: string; p: CliProcess }> {
+  const p = startCliAs(args, env, as);
+  const { code } = await p.exited;
+  return { code, stdout: p.raw.join('\n'), stderr: p.stderr(), p };
+}
+
+/** I5 for every test here: no token and no app secret in anything the processes printed. */
+export function expectNoSecrets(outputs: (CliProcess | string)[], secrets: Iterable<string | undefined>): void {
+  const all = outputs.map((o) => (typeof o === 'string' ? o : o.raw.join('\n') + '\n' + o.stderr())).join('\n');
+  expect(all.length, 'no output collected: the secret check would prove nothing').toBeGreaterThan(0);
+  for (const s of secrets) {
+    if (!s) continue;
+    expect(all.includes(s), 'a token or the app secret appeared in stdout/stderr').toBe(false);
+  }
+}
+
+/** No stack trace in a one-line CLI error. */
+export function expectNoStack(text: string): void {
+  expect(text).not.toMatch(/^\s+at .+\(.*:\d+:\d+\)$/m);
+  expect(text).not.toMatch(/node:internal|\.js:\d+:\d+/);
+}

@@ -1,0 +1,132 @@
+/**
+ * Issue 9, item 5 (second half) — an announced version that cannot be read must not stall the
+ * agent's own refreshes for more than one token lifetime. The agent holds a pair whose life is
+ * 60 s (the floor upstream.ts applies to shorter ones, so the shortest lifetime that can be tested
+ * as "one lifetime"); a TOKEN_ROTATED for a newer generation of the configured secret arrives
+ * through the real emulator while every AccessSecretVersion answers PERMISSION_DENIED (the version
+ * is unreadable; unlike UNAVAILABLE it is not retried for 10 s per read, so the timing stays
+ * crisp). The announcement proves the held refresh token consumed, so the agent refuses to present
+ * it (superseded_token) — until one lifetime has passed: then announcement_unreadable, and it
+ * refreshes itself, presenting that token exactly once.
+ */
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
+import { createCacheFile } from '../../agent/cache-file.js';
+import { createSecretStore } from '../../core/gcp/secret-store.js';
+import { createEventBus } from '../../core/gcp/event-bus.js';
+import { silentLogger } from '../../core/log.js';
+import type { SecretStore } from '../../core/ports.js';
+import type { TokenSet } from '../../core/token.js';
+import type { CliProcess, LogLine } from '../helpers/agent-process.js';
+import { describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, waitFor, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
+import { dataDirFor, expectNoSecrets, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+
+const PROJECT = 'tk-rel-unreadable';
+const SECRET_ID = 'saxo-token';
+const APP_KEY = 'rel-unreadable-app';
+const APP_SECRET = 'rel-unreadable-app-secret-0123456789abcdef';
+const LIFE_MS = 60_000;
+
+let saxo: SaxoStandin;
+let sm: SecretManagerFixture;
+let ps: PubSubFixture;
+let store: SecretStore;
+const procs: CliProcess[] = [];
+const n = randomBytes(3).toString('hex');
+const topic = `rel-unreadable-${n}`;
+const sub = `rel-unreadable-agent-${n}`;
+const at = (l: LogLine) => Date.parse(String(l.time));
+
+describeWithPubSub('an announced version that cannot be read (item 5)', () => {
+  beforeAll(async () => {
+    saxo = await startSaxoStandin({ accessLifetimeSec: 60, refreshLifetimeSec: 600, clients: { [APP_KEY]: APP_SECRET } });
+    sm = await startSecretManagerFixture(PROJECT, SECRET_ID);
+    store = createSecretStore({ client: sm.client, projectId: PROJECT, secretId: SECRET_ID, logger: silentLogger });
+    ps = await startPubSubFixture(PROJECT);
+    await ensureTopicAndSubscription(ps.pubsub, topic, sub);
+  }, 30_000);
+  afterAll(async () => {
+    await ps?.pubsub.topic(topic).delete().catch(() => undefined);
+    await ps?.close();
+    await sm?.close();
+    await saxo?.close();
+  });
+  afterEach(async () => {
+    sm.server.clearFaults();
+    for (const p of procs.splice(0)) await p.stop('SIGKILL');
+  });
+
+  it('stalls the agent\'s own refresh for at most one token lifetime, then it refreshes (the held token presented once)', async () => {
+    const p = saxo.issue(APP_KEY);
+    const now = Date.now();
+    const held: TokenSet = {
+      accessToken: p.access_token, refreshToken: p.refresh_token, accessExpiresAt: now + LIFE_MS, refreshExpiresAt: now + 600_000,
+      issuedAt: now, generation: 3, source: 'cloud', appKey: APP_KEY, appSecret: APP_SECRET, extra: {},
+    };
+    await store.add(held);
+    const dir = dataDirFor(undefined, 'tk-rel-unreadable-');
+    await createCacheFile(join(dir, 'saxo_token_cache.json')).write(held);
+    const a = startCliAs(['agent'], {
+      ...STANDALONE,
+      TOKEN_KEEPER_DATA_DIR: dir,
+      GOOGLE_CLOUD_PROJECT: PROJECT,
+      TOKEN_SECRET_ID: SECRET_ID,
+      TOKEN_TOPIC_ID: topic,
+      TOKEN_SUBSCRIPTION_ID: sub,
+      SECRET_MANAGER_EMULATOR_HOST: sm.server.host,
+      PUBSUB_EMULATOR_HOST: ps.emulator.host,
+      SAXO_AUTH_BASE_URL: saxo.url,
+      SAXO_APP_KEY: APP_KEY,
+      SAXO_APP_SECRET: APP_SECRET,
+      CHECK_INTERVAL_SECONDS: '1',
+      // Due 8 s after it was issued: after the announcement, long before a lifetime has passed.
+      REFRESH_THRESHOLD_SECONDS: '52',
+      CLOUD_REFRESH_THRESHOLD_SECONDS: '55',
+      BOT_REFRESH_THRESHOLD_SECONDS: '1',
+      TOKEN_EXPIRY_MARGIN_SECONDS: '1',
+      REFRESH_TOKEN_ALERT_SECONDS: '0',
+      TOKEN_KEEPER_HOLDER_ID: 'agent:rel-unreadable',
+    });
+    procs.push(a);
+    await a.waitForEvent('subscribed', 30_000);
+    const presentedBefore = saxo.stats().presentations;
+
+    // Generation 4 is announced; nobody can read it.
+    sm.server.inject({ code: grpcStatus.PERMISSION_DENIED, methods: ['AccessSecretVersion'], times: Infinity, message: 'injected: version unreadable' });
+    const bus = createEventBus({ gcp: { projectId: PROJECT, topicId: topic, pubsubEmulatorHost: ps.emulator.host } });
+    try {
+      await bus.publish({ type: 'TOKEN_ROTATED', version: `${store.name}/versions/42`, generation: 4, accessExpiresAt: new Date(now + 2 * LIFE_MS).toISOString(), source: 'cloud', publishedAt: new Date().toISOString() });
+    } finally {
+      await bus.close();
+    }
+    const noted = await a.waitFor((l) => l.event === 'event_handler_failed', 20_000, 'the unreadable announcement noted (nacked)');
+
+    // While the lifetime runs the held (announced as consumed) token is not presented.
+    const refused = await a.waitForEvent('superseded_token', 20_000);
+    expect(refused.severity).toBe('WARNING');
+    const unreadable = await a.waitForEvent('announcement_unreadable', LIFE_MS + 20_000);
+    const refreshed = await a.waitFor((l) => l.event === 'token_refreshed', 10_000, 'the agent refreshing itself');
+    expect(at(refreshed)).toBeGreaterThanOrEqual(at(unreadable));
+    const stalled = at(refreshed) - at(noted);
+    console.log(`[measure] announced-but-unreadable: own refresh resumed ${stalled} ms after the announcement (token lifetime ${LIFE_MS} ms)`);
+    expect(stalled).toBeGreaterThan(LIFE_MS - 5_000);
+    expect(stalled).toBeLessThan(LIFE_MS + 5_000);
+    expect(a.logs.filter((l) => l.event === 'superseded_token').length).toBeGreaterThanOrEqual(2);
+
+    const stats = saxo.stats();
+    expect(stats.presentations - presentedBefore).toBe(1);
+    expect(stats.reusedPresentations).toBe(0);
+    const cache = await createCacheFile(join(dir, 'saxo_token_cache.json')).read();
+    expect(cache.kind === 'ok' && cache.token.refreshToken !== held.refreshToken).toBe(true);
+    const next = cache.kind === 'ok' ? cache.token : undefined;
+
+    // Readable again: the pair made meanwhile reaches the secret.
+    sm.server.clearFaults();
+    await waitFor(async () => (await store.latest())?.token?.refreshToken === next?.refreshToken, 15_000, 'the secret catching up');
+    expect((await a.stop()).code).toBe(0);
+    expectNoSecrets([a], [held.accessToken, held.refreshToken, next?.accessToken, next?.refreshToken, APP_SECRET]);
+  }, LIFE_MS + 60_000);
+});

@@ -1,0 +1,163 @@
+/**
+ * Issue 9, item 12 (standalone half) — the bots as they really are, against the real agent:
+ * - after an auth failure (invalid_grant) a bot deletes the cache file; the agent's watcher puts
+ *   it back within a second;
+ * - a starting bot waits at most 5 s for the flock and then writes the pair it loaded from the
+ *   secret WITHOUT the lock: an older, consumed pair lands in the cache while someone holds the
+ *   flock; the agent undoes it (I2) within a second of the flock coming free, and never presents it.
+ * The python model (test/helpers/python_bot.py) writes through the fleet's fixed tmp name without
+ * fsync, exactly as the fleet does.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
+import { createCacheFile } from '../../agent/cache-file.js';
+import { parseFlat } from '../../core/codec.js';
+import type { TokenSet } from '../../core/token.js';
+import type { CliProcess } from '../helpers/agent-process.js';
+import { until } from '../helpers/agent-process.js';
+import { spawnPythonBot, type PythonBot } from '../helpers/python.js';
+import { dataDirFor, expectNoSecrets, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+
+const APP_KEY = 'rel-bots-app';
+const APP_SECRET = 'rel-bots-app-secret-0123456789abcdef';
+const LIFE = 30;
+
+let saxo: SaxoStandin;
+const procs: CliProcess[] = [];
+const bots: PythonBot[] = [];
+const seen = new Set<string>([APP_SECRET]);
+
+beforeAll(async () => {
+  saxo = await startSaxoStandin({ accessLifetimeSec: LIFE, refreshLifetimeSec: 600, clients: { [APP_KEY]: APP_SECRET } });
+});
+afterAll(async () => {
+  await saxo.close();
+});
+afterEach(async () => {
+  saxo.clearFaults();
+  for (const b of bots.splice(0)) b.kill('SIGKILL');
+  for (const p of procs.splice(0)) await p.stop('SIGKILL');
+});
+
+const cachePath = (dir: string) => join(dir, 'saxo_token_cache.json');
+
+function readCache(dir: string): TokenSet | undefined {
+  try {
+    const p = parseFlat(readFileSync(cachePath(dir), 'utf8'));
+    if (!p.ok) return undefined;
+    seen.add(p.token.accessToken).add(p.token.refreshToken);
+    return p.token;
+  } catch {
+    return undefined;
+  }
+}
+
+async function seed(dir: string, leftSec: number): Promise<TokenSet> {
+  const p = saxo.issue(APP_KEY);
+  seen.add(p.access_token).add(p.refresh_token);
+  const now = Date.now();
+  const t: TokenSet = {
+    accessToken: p.access_token, refreshToken: p.refresh_token, accessExpiresAt: now + leftSec * 1000, refreshExpiresAt: now + 600_000,
+    issuedAt: now - (LIFE - leftSec) * 1000, generation: 3, source: 'cloud', appKey: APP_KEY, appSecret: APP_SECRET, extra: {},
+  };
+  await createCacheFile(cachePath(dir)).write(t);
+  return t;
+}
+
+function agent(dir: string): CliProcess {
+  const p = startCliAs(['agent'], {
+    ...STANDALONE,
+    TOKEN_KEEPER_DATA_DIR: dir,
+    SAXO_AUTH_BASE_URL: saxo.url,
+    SAXO_APP_KEY: APP_KEY,
+    SAXO_APP_SECRET: APP_SECRET,
+    CHECK_INTERVAL_SECONDS: '0.5',
+    REFRESH_THRESHOLD_SECONDS: '4',
+    BOT_REFRESH_THRESHOLD_SECONDS: '1',
+    TOKEN_EXPIRY_MARGIN_SECONDS: '1',
+    REFRESH_TOKEN_ALERT_SECONDS: '0',
+    LOCK_TIMEOUT_SECONDS: '30',
+    TOKEN_KEEPER_HOLDER_ID: 'agent:rel-bots',
+  });
+  procs.push(p);
+  return p;
+}
+
+function bot(args: string[]): PythonBot {
+  const b = spawnPythonBot(args, { env: { SAXO_APP_KEY: APP_KEY, SAXO_APP_SECRET: APP_SECRET } });
+  bots.push(b);
+  return b;
+}
+
+describe('the bots as they really are (item 12)', () => {
+  it('a bot that gets invalid_grant deletes the cache; the agent restores it within a second', async () => {
+    const dir = dataDirFor(undefined, 'tk-rel-clear-');
+    const held = await seed(dir, LIFE - 2);
+    const a = agent(dir);
+    await a.waitForEvent('agent_ready', 20_000);
+    const before = saxo.stats();
+    saxo.inject({ kind: 'invalid_grant' });
+    // A bot whose buffer says "refresh now" (its check came first), and Saxo says invalid_grant.
+    const b = bot(['--mode', 'refresh', '--data-dir', dir, '--buffer', '1000', '--margin', '1', '--token-url', `${saxo.url}/token`]);
+    const from = a.logs.length;
+    await b.waitForLine('CLEARED', 10_000);
+    const cleared = Date.now();
+    await until(() => readCache(dir)?.refreshToken === held.refreshToken, 3_000, 'the cache restored');
+    const restoredMs = Date.now() - cleared;
+    console.log(`[measure] cache deleted by a bot after invalid_grant: restored by the agent in ${restoredMs} ms`);
+    expect(restoredMs).toBeLessThan(1_000);
+    const written = await a.waitFor((l) => a.logs.indexOf(l) >= from && l.event === 'cache_written', 2_000, 'cache_written');
+    expect(written.reason).toBe('missing');
+    expect((await b.exited).code).toBe(1);
+    const after = saxo.stats();
+    expect(after.presentations).toBe(before.presentations); // the injected refusal came before any grant
+    expect(after.reusedPresentations).toBe(0);
+    expect((await a.stop()).code).toBe(0);
+    expectNoSecrets([a], seen);
+  }, 30_000);
+
+  it('a starting bot writes an older pair without the lock while the flock is held; the agent undoes it within a second of the flock coming free and never presents it', async () => {
+    const dir = dataDirFor(undefined, 'tk-rel-startup-');
+    const old = await seed(dir, 2); // due: the agent consumes it at startup
+    const a = agent(dir);
+    await a.waitForEvent('token_refreshed', 20_000);
+    await a.waitForEvent('agent_ready', 20_000);
+    const current = readCache(dir)!;
+    expect(current.refreshToken).not.toBe(old.refreshToken);
+    const presented = saxo.stats().presentations;
+
+    // What the starting bot "loaded from the secret": an older version (the consumed pair).
+    const payload = join(dir, 'loaded-from-secret.json');
+    writeFileSync(payload, JSON.stringify({
+      access_token: old.accessToken, refresh_token: old.refreshToken, token_expiry: new Date(old.accessExpiresAt).toISOString(),
+      app_key: APP_KEY, app_secret: APP_SECRET, generation: '3',
+    }));
+    const holder = bot(['--mode', 'hold-lock', '--data-dir', dir, '--hold', '7']);
+    await holder.waitForLine('LOCKED', 5_000);
+    const from = a.logs.length;
+    const starting = bot(['--mode', 'startup', '--data-dir', dir, '--from', payload]);
+    await starting.waitForLine('UNLOCKED_WRITE', 10_000);
+    const wrote = Date.now();
+    expect(readCache(dir)?.refreshToken, 'the lockless write landed').toBe(old.refreshToken);
+    await holder.waitForLine('RELEASED', 10_000);
+    const released = Date.now();
+    expect(released).toBeGreaterThan(wrote); // the agent could not take the flock before this
+    await until(() => readCache(dir)?.refreshToken === current.refreshToken, 3_000, 'the stale write undone');
+    const undoneMs = Date.now() - released;
+    console.log(`[measure] lockless stale write by a starting bot: undone ${Date.now() - wrote} ms after the write, ${undoneMs} ms after the flock came free`);
+    expect(undoneMs).toBeLessThan(1_000);
+    expect(a.logs.slice(from).some((l) => l.event === 'input_problem' && /stale writer undone/.test(l.message))).toBe(true);
+    expect(existsSync(join(dir, 'saxo_token_cache.tmp')), 'the fleet\'s tmp file was renamed').toBe(false);
+
+    // A few more checks: the consumed pair is never presented, nothing is presented twice.
+    const t = Date.now();
+    await a.waitFor((l) => l.event === 'token_status' && Date.parse(String(l.time)) > t + 1_500, 10_000, 'later checks');
+    expect(saxo.stats().presentations).toBe(presented);
+    expect(saxo.stats().reusedPresentations).toBe(0);
+    expect(readCache(dir)?.refreshToken).toBe(current.refreshToken);
+    expect((await a.stop()).code).toBe(0);
+    expectNoSecrets([a], seen);
+  }, 40_000);
+});

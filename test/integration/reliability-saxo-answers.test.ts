@@ -1,0 +1,117 @@
+/**
+ * Issue 9, item 3 — absurd lifetimes from the token endpoint. A scripted HTTP endpoint on
+ * 127.0.0.1 answers 200 with expires_in 1e9, 1e12, 1e300 and then refresh_token_expires_in 1e300.
+ * The real agent stores every pair (cache and state), logs a lifetime_clamped WARNING, writes
+ * expiries real python3 parses with datetime.fromisoformat, bounded to an hour (access) and a day
+ * (refresh). The agent's threshold is set to 3597 s, so a stored expiry of at most now + 3600 − 1 s
+ * must bring the next refresh within seconds: the chain keeps moving instead of waiting for 1e9 s.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { copyFileSync, mkdtempSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCacheFile } from '../../agent/cache-file.js';
+import { createStateFile } from '../../agent/state-file.js';
+import type { CliProcess } from '../helpers/agent-process.js';
+import { PYTHON } from '../helpers/python.js';
+import { expectNoSecrets, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { startScriptedTokenEndpoint, type ScriptedTokenEndpoint } from '../helpers/reliability-servers.js';
+
+const APP_KEY = 'rel-answers-app';
+const APP_SECRET = 'rel-answers-app-secret-0123456789abcdef';
+const HOUR = 3600;
+const DAY = 24 * HOUR;
+
+// n-th refresh → the lifetimes the endpoint claims.
+const SCRIPT: { expires_in: number; refresh_token_expires_in: number; clamped: RegExp }[] = [
+  { expires_in: 1e9, refresh_token_expires_in: HOUR, clamped: /expires_in=1000000000 → 3600/ },
+  { expires_in: 1e12, refresh_token_expires_in: HOUR, clamped: /expires_in=1000000000000 → 3600/ },
+  { expires_in: 1e300, refresh_token_expires_in: HOUR, clamped: /expires_in=1e\+300 → 3600/ },
+  { expires_in: 1e9, refresh_token_expires_in: 1e300, clamped: /refresh_token_expires_in=1e\+300 → 86400/ },
+];
+
+let endpoint: ScriptedTokenEndpoint;
+const procs: CliProcess[] = [];
+
+beforeAll(async () => {
+  endpoint = await startScriptedTokenEndpoint((n) => {
+    const s = SCRIPT[n];
+    return { body: s ? { expires_in: s.expires_in, refresh_token_expires_in: s.refresh_token_expires_in } : { expires_in: HOUR, refresh_token_expires_in: HOUR } };
+  });
+});
+afterAll(async () => {
+  await endpoint.close();
+});
+afterEach(async () => {
+  for (const p of procs.splice(0)) await p.stop('SIGKILL');
+});
+
+/** Real python3 reads the expiries as the bots would. */
+function pythonExpiries(file: string): { token_expiry: number; refresh_token_expiry?: number } {
+  const code = [
+    'import json, sys',
+    'from datetime import datetime',
+    'd = json.load(open(sys.argv[1]))',
+    "print(json.dumps({k: datetime.fromisoformat(d[k]).timestamp() for k in ('token_expiry', 'refresh_token_expiry') if k in d}))",
+  ].join('\n');
+  const r = spawnSync(PYTHON, ['-c', code, file], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`python could not parse the cache: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { token_expiry: number; refresh_token_expiry?: number };
+}
+
+describe('absurd lifetimes from the token endpoint (item 3)', () => {
+  it('expires_in 1e9 / 1e12 / 1e300 and refresh_token_expires_in 1e300: stored bounded (≤ 1 h / ≤ 24 h), WARNING logged, python parses the cache, the next refresh comes within the hour', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tk-rel-answers-'));
+    const seed = endpoint.issue();
+    const now = Date.now();
+    await createCacheFile(join(dir, 'saxo_token_cache.json')).write({
+      accessToken: seed.access_token, refreshToken: seed.refresh_token, accessExpiresAt: now + 1000, refreshExpiresAt: now + HOUR * 1000,
+      issuedAt: now - (HOUR - 2) * 1000, generation: 1, source: 'seed', appKey: APP_KEY, appSecret: APP_SECRET, extra: {},
+    });
+    const a = startCliAs(['agent'], {
+      ...STANDALONE,
+      TOKEN_KEEPER_DATA_DIR: dir,
+      SAXO_AUTH_BASE_URL: endpoint.url,
+      SAXO_APP_KEY: APP_KEY,
+      SAXO_APP_SECRET: APP_SECRET,
+      CHECK_INTERVAL_SECONDS: '0.5',
+      // A pair stored with at most an hour (− 1 s margin) left is due 2 s after it was issued.
+      REFRESH_THRESHOLD_SECONDS: String(HOUR - 3),
+      BOT_REFRESH_THRESHOLD_SECONDS: '120',
+      TOKEN_EXPIRY_MARGIN_SECONDS: '1',
+      REFRESH_TOKEN_ALERT_SECONDS: '0',
+      TOKEN_KEEPER_HOLDER_ID: 'agent:rel-answers',
+    });
+    procs.push(a);
+
+    for (let n = 0; n < SCRIPT.length; n++) {
+      const generation = n + 2;
+      const ev = await a.waitFor((l) => l.event === 'token_refreshed' && l.generation === generation, 20_000, `refresh ${n}`);
+      const refreshedAt = Date.parse(String(ev.time));
+      const snap = join(dir, `snapshot-${n}.json`);
+      copyFileSync(join(dir, 'saxo_token_cache.json'), snap);
+      const warn = a.logs.find((l) => l.event === 'lifetime_clamped' && SCRIPT[n]!.clamped.test(l.message));
+      expect(warn, `lifetime_clamped for answer ${n}: ${a.logs.filter((l) => l.event === 'lifetime_clamped').map((l) => l.message).join(' | ')}`).toBeDefined();
+      expect(warn!.severity).toBe('WARNING');
+
+      const py = pythonExpiries(snap);
+      expect(py.token_expiry * 1000).toBeLessThanOrEqual(refreshedAt + HOUR * 1000);
+      expect(py.token_expiry * 1000).toBeGreaterThan(refreshedAt + (HOUR - 10) * 1000);
+      expect(py.refresh_token_expiry).toBeDefined();
+      expect(py.refresh_token_expiry! * 1000).toBeLessThanOrEqual(refreshedAt + (n === 3 ? DAY : HOUR) * 1000);
+      if (n === 3) expect(py.refresh_token_expiry! * 1000).toBeGreaterThan(refreshedAt + (DAY - 10) * 1000);
+      expect(Date.parse(String(ev.expiresAt))).toBeLessThanOrEqual(refreshedAt + HOUR * 1000);
+    }
+    // …and the chain moved on within seconds of each bounded pair (not after 1e9 s).
+    const next = await a.waitFor((l) => l.event === 'token_refreshed' && l.generation === SCRIPT.length + 2, 20_000, 'the refresh after the last absurd answer');
+    expect(next).toBeDefined();
+    const state = await createStateFile(join(dir, '.token-keeper-state.json')).read();
+    expect(state?.token?.generation).toBeGreaterThanOrEqual(SCRIPT.length + 2);
+    expect(endpoint.invalidPresentations()).toBe(0);
+    expect(new Set(endpoint.presented).size).toBe(endpoint.presented.length);
+    expect(a.logs.filter((l) => l.event === 'refresh_failed' || l.event === 'reconcile_error')).toEqual([]);
+    expect((await a.stop()).code).toBe(0);
+    expectNoSecrets([a], [...endpoint.issued, APP_SECRET]);
+  }, 60_000);
+});
