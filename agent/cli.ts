@@ -52,7 +52,10 @@ async function runAgent(): Promise<number> {
   process.on('SIGINT', () => stop('SIGINT'));
   const handle = await startAgent(config, logger, ctl.signal, (r) => (reconciler = r));
   await handle.done;
-  return 0;
+  // Everything durable is written and every client closed; a library handle that lingers (a gRPC
+  // channel's timer) must not hold the process until the stop watchdog. stdout is synchronous on
+  // Linux pipes and files, so no log line is lost.
+  process.exit(0);
 }
 
 async function runStatus(opts: { json?: boolean }): Promise<number> {

@@ -60,6 +60,20 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
   };
   const writeCall = { timeout, retry: null };
 
+  // The generated client's methods re-throw a failed initialise (no credentials, a metadata-server
+  // hiccup) from a detached promise as well as to the caller: an unhandled rejection that would
+  // kill the agent. Initialising first, here, turns that into one ordinary error (memoised once it
+  // succeeds; the REST and in-process transports have nothing to initialise).
+  const ready = async (op: string): Promise<void> => {
+    const init = (client as { initialize?: () => Promise<unknown> }).initialize;
+    if (!init) return;
+    try {
+      await init.call(client);
+    } catch (e) {
+      throw toStoreError(e, `${op} (client initialisation)`);
+    }
+  };
+
   const versionName = (ref: string | number): string => {
     if (typeof ref === 'number') return `${secretName}/versions/${ref}`;
     return ref.includes('/') ? ref : `${secretName}/versions/${ref}`;
@@ -67,6 +81,7 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
 
   async function access(name: string): Promise<SecretRead | undefined> {
     let res: protos.google.cloud.secretmanager.v1.IAccessSecretVersionResponse;
+    await ready('AccessSecretVersion');
     try {
       [res] = await client.accessSecretVersion({ name }, readCall);
     } catch (e) {
@@ -96,6 +111,7 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
   }
 
   async function getSecret(): Promise<Secret> {
+    await ready('GetSecret');
     try {
       const [secret] = await client.getSecret({ name: secretName }, readCall);
       if (!secret.etag) throw new SecretStoreError('other', `Secret ${secretName} has no etag; compare-and-swap impossible`);
@@ -107,6 +123,7 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
 
   /** UpdateSecret(annotations) guarded by `etag`. Returns false on a CAS conflict. */
   async function casAnnotations(etag: string, annotations: Record<string, string>): Promise<boolean> {
+    await ready('UpdateSecret');
     try {
       await client.updateSecret(
         { secret: { name: secretName, etag, annotations }, updateMask: { paths: ['annotations'] } },
@@ -132,6 +149,7 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
   }
 
   async function listLive(): Promise<{ name: string; version: number }[]> {
+    await ready('ListSecretVersions');
     try {
       const [versions] = await client.listSecretVersions(
         { parent: secretName, filter: 'state:ENABLED OR state:DISABLED' },
@@ -156,6 +174,7 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
     async add(token: TokenSet) {
       logger?.addSecret(...secretsOf(token));
       const data = Buffer.from(serializeFlat(token), 'utf8');
+      await ready('AddSecretVersion');
       try {
         const [v] = await client.addSecretVersion(
           { parent: secretName, payload: { data, dataCrc32c: crc32c(data) } },

@@ -250,3 +250,26 @@ describe('Secret Manager stand-in: API semantics', () => {
     expect(await exited).toBe(0);
   });
 });
+
+it('a client that cannot get credentials fails the call with a SecretStoreError — and leaves no unhandled rejection (which would kill the agent)', async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', onUnhandled);
+  const saved = process.env.GOOGLE_APPLICATION_CREDENTIALS;
+  process.env.GOOGLE_APPLICATION_CREDENTIALS = '/nonexistent/credentials.json';
+  const { SecretManagerServiceClient } = await import('@google-cloud/secret-manager');
+  // TLS towards a loopback port nobody serves: the failure is the credentials, found before any connection.
+  const client = new SecretManagerServiceClient({ projectId: 'p', apiEndpoint: '127.0.0.1', port: 9 });
+  try {
+    const store = createSecretStore({ client, projectId: 'p', secretId: 's', timeoutMs: 1000 });
+    await expect(store.latest()).rejects.toMatchObject({ name: 'SecretStoreError' });
+    await expect(store.meta()).rejects.toMatchObject({ name: 'SecretStoreError' });
+    await new Promise((r) => setImmediate(r));
+    expect(unhandled).toEqual([]);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+    if (saved === undefined) delete process.env.GOOGLE_APPLICATION_CREDENTIALS;
+    else process.env.GOOGLE_APPLICATION_CREDENTIALS = saved;
+    await client.close().catch(() => undefined);
+  }
+});
