@@ -36,7 +36,7 @@ export function createLocalSide(d: LocalSideDeps): AgentLocalSide {
     deps: d,
     lock: (signal) => d.lock(signal),
     read: async () => ({ cache: await d.cache.read(), known: d.known() }),
-    persist: async (next) => {
+    persist: async (next, counted) => {
       d.adopt(next);
       let failure: Error | undefined;
       try {
@@ -45,6 +45,7 @@ export function createLocalSide(d: LocalSideDeps): AgentLocalSide {
         failure = err instanceof Error ? err : new Error(String(err));
         d.logger.error('cache_write_failed', `Could not write the cache ${d.cache.path}: ${errorText(err)}; the new token is kept in the agent's state file`);
       }
+      counted(failure);
       return (await d.saveState()) ?? failure;
     },
   };

@@ -21,7 +21,6 @@ export async function storeUpstream(
   o: SessionOptions,
   secret: SecretView,
   next: TokenSet,
-  persistError: Error | undefined,
   lifetimeSec: number,
   start: number,
 ): Promise<SessionResult> {
@@ -48,8 +47,9 @@ export async function storeUpstream(
     failures.failed('secret_write_failed');
     return { kind: 'failed', reason: 'secret_write_failed' };
   }
-  if (persistError) failures.failed('cache_write_failed', persistError.message);
-  else failures.recovered();
+  // The agent's outcome was counted with its cache write (LocalSide.persist); a secret write it
+  // could not make is a pending push, not a failure. The function's is counted here.
+  if (!p.local) failures.recovered();
   logger.notice('token_refreshed', `Token refreshed successfully (${describeLifetime(lifetimeSec)})`, {
     by: s.refresher,
     version,

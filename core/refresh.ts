@@ -26,8 +26,11 @@ export interface LocalSide {
   lock(signal?: AbortSignal): Promise<Held>;
   /** The local sources, re-read under the lock. */
   read(): Promise<{ cache: CacheRead; known?: TokenSet | undefined }>;
-  /** Make `next` durable here (cache, then the private state). Resolves with what failed, if anything. */
-  persist(next: TokenSet): Promise<Error | undefined>;
+  /**
+   * Make `next` durable here: the cache, then `counted` with the cache's outcome (so the state
+   * records the count), then the private state. Resolves with what failed, if anything.
+   */
+  persist(next: TokenSet, counted: (cacheError: Error | undefined) => void): Promise<Error | undefined>;
 }
 
 /** Where the session is, for a clean stop: an answer that arrived must reach the disk first. */
@@ -148,7 +151,6 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
   for (let attempt = 1; ; attempt++) {
     let held: Held | undefined;
     let next: TokenSet;
-    let persistError: Error | undefined;
     let lifetimeSec: number;
     try {
       if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented };
@@ -233,10 +235,11 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
       next = withNextGeneration(fromResponse(res, clock.now(), best, s.source, s.expiryMarginMs), best, secretToken, view.known);
       logger.addSecret(...secretsOf(next));
       // I3: durable locally first (cache fsync + rename, then the private state), under the flock.
-      persistError = local ? await local.persist(next) : undefined;
+      // The outcome is counted as soon as the cache write is known, before the state records it.
+      await local?.persist(next, (e) => (e ? failures.failed('cache_write_failed', e.message) : failures.recovered()));
     } finally {
       await held?.release();
     }
-    return await storeUpstream(p, s, o, secret, next, persistError, lifetimeSec, start);
+    return await storeUpstream(p, s, o, secret, next, lifetimeSec, start);
   }
 }
