@@ -30,13 +30,19 @@ export interface CliProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
 }
 
-export function startCli(args: string[], env: Record<string, string | undefined>, opts: { viaNpx?: boolean } = {}): CliProcess {
+/** `as`: run as another uid/gid (root only; libuv also drops the supplementary groups). */
+export function startCli(
+  args: string[],
+  env: Record<string, string | undefined>,
+  opts: { viaNpx?: boolean; as?: { uid: number; gid: number } | undefined } = {},
+): CliProcess {
   const cmd = opts.viaNpx ? 'npx' : process.execPath;
   const argv = opts.viaNpx ? ['token-keeper', ...args] : [CLI, ...args];
   const proc = spawn(cmd, argv, {
     cwd: REPO_ROOT,
     env: { ...process.env, METADATA_SERVER_DETECTION: 'none', LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.as ? { uid: opts.as.uid, gid: opts.as.gid } : {}),
   });
   const raw: string[] = [];
   const logs: LogLine[] = [];
@@ -67,8 +73,9 @@ export function startCli(args: string[], env: Record<string, string | undefined>
     }
   });
   proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+  // 'close', not 'exit': every line of stdout has been delivered by then.
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.on('exit', (code, signal) => resolve({ code, signal })),
+    proc.on('close', (code, signal) => resolve({ code, signal })),
   );
   const waitFor = (pred: (l: LogLine) => boolean, timeoutMs = 30_000, what = 'log line') =>
     new Promise<LogLine>((resolve, reject) => {

@@ -4,12 +4,11 @@
  * spawn's uid/gid. As root the tests run the agent as nobody (65534), so that file permissions bite
  * as they do for the bots' user; as a non-root user they fall back to chmod on the user's own files.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { CLI, REPO_ROOT, type CliProcess, type LogLine } from './agent-process.js';
+import { startCli, type CliProcess } from './agent-process.js';
 
 export const NOBODY = 65534;
 export const isRoot = (): boolean => process.getuid?.() === 0;
@@ -41,71 +40,9 @@ export const STANDALONE: Record<string, undefined> = {
   SECRET_MANAGER_EMULATOR_HOST: undefined,
 };
 
-/** startCli with an optional uid/gid (libuv also drops the supplementary groups). */
+/** startCli with an optional uid/gid. */
 export function startCliAs(args: string[], env: Record<string, string | undefined>, as?: RunAs): CliProcess {
-  const proc = spawn(process.execPath, [CLI, ...args], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, METADATA_SERVER_DETECTION: 'none', LOG_FORMAT: 'json', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ...(as ? { uid: as.uid, gid: as.gid } : {}),
-  });
-  return wrap(proc);
-}
-
-function wrap(proc: ChildProcess): CliProcess {
-  const raw: string[] = [];
-  const logs: LogLine[] = [];
-  let err = '';
-  let buf = '';
-  let waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
-  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    buf += chunk;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      raw.push(line);
-      let parsed: LogLine;
-      try {
-        parsed = JSON.parse(line) as LogLine;
-      } catch {
-        continue;
-      }
-      logs.push(parsed);
-      waiters = waiters.filter((w) => (w.pred(parsed) ? (w.resolve(parsed), false) : true));
-    }
-  });
-  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
-  // 'close', not 'exit': every line of stdout has been delivered by then.
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.on('close', (code, signal) => resolve({ code, signal })),
-  );
-  const waitFor = (pred: (l: LogLine) => boolean, timeoutMs = 30_000, what = 'log line') =>
-    new Promise<LogLine>((resolve, reject) => {
-      const hit = logs.find(pred);
-      if (hit) return resolve(hit);
-      const t = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; stderr: ${err.slice(-500)}`)), timeoutMs);
-      waiters.push({ pred, resolve: (l) => (clearTimeout(t), resolve(l)) });
-      void exited.then(() => {
-        clearTimeout(t);
-        reject(new Error(`process exited while waiting for ${what}; stderr: ${err.slice(-800)}`));
-      });
-    });
-  return {
-    proc,
-    raw,
-    logs,
-    stderr: () => err,
-    waitFor,
-    waitForEvent: (event, timeoutMs) => waitFor((l) => l.event === event, timeoutMs, `event ${event}`),
-    exited,
-    stop: async (signal = 'SIGTERM') => {
-      const t0 = Date.now();
-      if (proc.exitCode === null && proc.signalCode === null && proc.pid) proc.kill(signal);
-      const r = await exited;
-      return { code: r.code, ms: Date.now() - t0 };
-    },
-  };
+  return startCli(args, env, { as });
 }
 
 /** Run to completion. */

@@ -14,7 +14,8 @@ import { ensureSecret } from '../../core/gcp/provision.js';
 import { createLogger, type Logger } from '../../core/log.js';
 import type { SecretStore } from '../../core/ports.js';
 import { startSecretManagerFixture, type SecretManagerFixture } from '../helpers/gcp.js';
-import { secretStoreContract, token } from '../helpers/secret-store-contract.js';
+import { secretStoreContract, token, type SecretStoreTarget } from '../helpers/secret-store-contract.js';
+import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 
 const T0 = Date.UTC(2025, 0, 15, 12, 0, 0);
 
@@ -52,51 +53,36 @@ afterEach(() => {
 
 const nameOf = (v: number) => `projects/proj-1/secrets/${secretId}/versions/${v}`;
 
-secretStoreContract('the adapter over the gRPC stand-in', {
-  async fresh(lg) {
-    const id = `tok-c${++secretSeq}`;
-    await ensureSecret(fx.client, fx.projectId, id);
-    const parent = `projects/${fx.projectId}/secrets/${id}`;
-    return {
-      store: createSecretStore({ client: fx.client, projectId: fx.projectId, secretId: id, logger: lg, timeoutMs: 1000 }),
-      raw: {
-        addRaw: async (data) => void (await fx.client.addSecretVersion({ parent, payload: { data: Buffer.from(data) } })),
-        setState: async (v, state) =>
-          void (state === 'DESTROYED'
-            ? await fx.client.destroySecretVersion({ name: `${parent}/versions/${v}` })
-            : await fx.client.disableSecretVersion({ name: `${parent}/versions/${v}` })),
-        setAnnotations: async (annotations) => void (await fx.client.updateSecret({ secret: { name: parent, annotations }, updateMask: { paths: ['annotations'] } })),
-        outage: (on) => fx.server.setUnavailable(on),
-        states: () => fx.server.versionStates(id),
-      },
-    };
-  },
-  missing: async (lg) => createSecretStore({ client: fx.client, projectId: fx.projectId, secretId: 'nope', logger: lg, timeoutMs: 1000 }),
-});
+/** The contract's target over one transport to the stand-in (the raw side always goes through gRPC). */
+function overTransport(client: () => SecretManagerServiceClient): SecretStoreTarget {
+  return {
+    async fresh(lg) {
+      const id = `tok-c${++secretSeq}`;
+      await ensureSecret(fx.client, fx.projectId, id);
+      const parent = `projects/${fx.projectId}/secrets/${id}`;
+      return {
+        store: createSecretStore({ client: client(), projectId: fx.projectId, secretId: id, logger: lg, timeoutMs: 1000 }),
+        raw: {
+          addRaw: async (data) => void (await fx.client.addSecretVersion({ parent, payload: { data: Buffer.from(data) } })),
+          setState: async (v, state) =>
+            void (state === 'DESTROYED'
+              ? await fx.client.destroySecretVersion({ name: `${parent}/versions/${v}` })
+              : await fx.client.disableSecretVersion({ name: `${parent}/versions/${v}` })),
+          setAnnotations: async (annotations) => void (await fx.client.updateSecret({ secret: { name: parent, annotations }, updateMask: { paths: ['annotations'] } })),
+          outage: (on) => fx.server.setUnavailable(on),
+          states: () => fx.server.versionStates(id),
+        },
+      };
+    },
+    missing: async (lg) => createSecretStore({ client: client(), projectId: fx.projectId, secretId: 'nope', logger: lg, timeoutMs: 1000 }),
+  };
+}
 
-const restClient = () => createRestSecretManagerClient({ baseUrl: `http://${fx.server.restHost}` });
-
-secretStoreContract('the adapter over the REST transport (the function\'s) to the stand-in\'s REST front', {
-  async fresh(lg) {
-    const id = `tok-c${++secretSeq}`;
-    await ensureSecret(fx.client, fx.projectId, id);
-    const parent = `projects/${fx.projectId}/secrets/${id}`;
-    return {
-      store: createSecretStore({ client: restClient(), projectId: fx.projectId, secretId: id, logger: lg, timeoutMs: 1000 }),
-      raw: {
-        addRaw: async (data) => void (await fx.client.addSecretVersion({ parent, payload: { data: Buffer.from(data) } })),
-        setState: async (v, state) =>
-          void (state === 'DESTROYED'
-            ? await fx.client.destroySecretVersion({ name: `${parent}/versions/${v}` })
-            : await fx.client.disableSecretVersion({ name: `${parent}/versions/${v}` })),
-        setAnnotations: async (annotations) => void (await fx.client.updateSecret({ secret: { name: parent, annotations }, updateMask: { paths: ['annotations'] } })),
-        outage: (on) => fx.server.setUnavailable(on),
-        states: () => fx.server.versionStates(id),
-      },
-    };
-  },
-  missing: async (lg) => createSecretStore({ client: restClient(), projectId: fx.projectId, secretId: 'nope', logger: lg, timeoutMs: 1000 }),
-});
+secretStoreContract('the adapter over the gRPC stand-in (the agent\'s transport)', overTransport(() => fx.client));
+secretStoreContract(
+  'the adapter over the REST transport (the function\'s) to the stand-in\'s REST front',
+  overTransport(() => createRestSecretManagerClient({ baseUrl: `http://${fx.server.restHost}` })),
+);
 
 describe('SecretStore over gRPC: what only the transport does', () => {
   it('detects payload corruption in transit with the crc32c checksum', async () => {

@@ -5,59 +5,11 @@
  * role holding exactly the Secret Manager permissions of the calls the code makes.
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parse } from '@cdktf/hcl2json';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { allResources, loadTerraform, one, ROOT, sub, TF_DIR, type Block, type Tf } from '../helpers/terraform.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const TF_DIR = join(ROOT, 'infra', 'terraform');
 
-type Block = Record<string, unknown>;
-interface Tf {
-  resource: Record<string, Record<string, Block[]>>;
-  data: Record<string, Record<string, Block[]>>;
-  module: Record<string, Block[]>;
-  output: Record<string, Block[]>;
-  variable: Record<string, Block[]>;
-  locals: Block;
-}
-
-/** Every .tf file of a directory merged into one view (hcl2json keeps `${...}` expressions as text). */
-async function loadTerraform(dir: string): Promise<Tf> {
-  const tf: Tf = { resource: {}, data: {}, module: {}, output: {}, variable: {}, locals: {} };
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.tf')).sort()) {
-    const parsed = (await parse(f, readFileSync(join(dir, f), 'utf8'))) as Partial<Tf>;
-    for (const kind of ['resource', 'data'] as const) {
-      for (const [type, byName] of Object.entries(parsed[kind] ?? {})) tf[kind][type] = { ...(tf[kind][type] ?? {}), ...byName };
-    }
-    Object.assign(tf.module, parsed.module ?? {});
-    Object.assign(tf.output, parsed.output ?? {});
-    Object.assign(tf.variable, parsed.variable ?? {});
-    for (const l of (parsed.locals ?? []) as unknown as Block[]) Object.assign(tf.locals, l);
-  }
-  return tf;
-}
-
-/** All resources as [type, name, body]. */
-function allResources(tf: Tf): Array<[string, string, Block]> {
-  return Object.entries(tf.resource).flatMap(([type, byName]) =>
-    Object.entries(byName).map(([name, blocks]) => [type, name, blocks[0] ?? {}] as [string, string, Block]),
-  );
-}
-
-function one(tf: Tf, type: string, name: string): Block {
-  const b = tf.resource[type]?.[name]?.[0];
-  if (!b) throw new Error(`missing resource ${type}.${name}`);
-  return b;
-}
-
-function sub(block: Block, key: string): Block {
-  const v = block[key];
-  const b = Array.isArray(v) ? (v[0] as Block | undefined) : undefined;
-  if (!b) throw new Error(`missing block ${key}`);
-  return b;
-}
 
 // --- what the code needs ----------------------------------------------------------------------
 
