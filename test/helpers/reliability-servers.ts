@@ -14,6 +14,11 @@ export interface ScriptedAnswer {
   status?: number;
   /** Merged over a fresh pair {access_token, refresh_token, token_type}. */
   body: Record<string, unknown>;
+  /**
+   * Refuse before the grant, as a proxy or an overloaded Saxo does: this status, headers and text,
+   * and the refresh token stays live (it was never consumed).
+   */
+  refuse?: { status: number; headers: Record<string, string>; text: string };
 }
 
 export interface ScriptedTokenEndpoint {
@@ -55,12 +60,16 @@ export async function startScriptedTokenEndpoint(script: (n: number) => Scripted
       }
       const n = presented.length;
       presented.push(rt);
+      const a = script(n);
+      if (a.refuse && live.has(rt)) {
+        res.writeHead(a.refuse.status, a.refuse.headers).end(a.refuse.text);
+        return;
+      }
       if (!live.delete(rt)) {
         invalid++;
         res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'invalid_grant' }));
         return;
       }
-      const a = script(n);
       // The body is built as text so that 1e300 reaches the client as the number 1e300.
       const body = { ...mint(), token_type: 'Bearer', ...a.body };
       const text = '{' + Object.entries(body).map(([k, v]) => `${JSON.stringify(k)}:${typeof v === 'number' ? numberText(v) : JSON.stringify(v)}`).join(',') + '}';

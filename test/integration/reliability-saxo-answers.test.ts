@@ -5,6 +5,10 @@
  * expiries real python3 parses with datetime.fromisoformat, bounded to an hour (access) and a day
  * (refresh). The agent's threshold is set to 3597 s, so a stored expiry of at most now + 3600 − 1 s
  * must bring the next refresh within seconds: the chain keeps moving instead of waiting for 1e9 s.
+ *
+ * Issue 9, item 4 (the retry sleep) — a proxy answers 503 with `Retry-After: 3` before the grant. The
+ * agent waits the 3 s the server asked for with the bots' flock free (a real python probe takes it
+ * every 50 ms), then presents the same, still live, refresh token once more and stores the pair.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { copyFileSync, mkdtempSync } from 'node:fs';
@@ -14,7 +18,7 @@ import { join } from 'node:path';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createStateFile } from '../../agent/state-file.js';
 import type { CliProcess } from '../helpers/agent-process.js';
-import { PYTHON } from '../helpers/python.js';
+import { PYTHON, spawnPythonBot, type PythonBot } from '../helpers/python.js';
 import { expectNoSecrets, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
 import { startScriptedTokenEndpoint, type ScriptedTokenEndpoint } from '../helpers/reliability-servers.js';
 
@@ -33,6 +37,7 @@ const SCRIPT: { expires_in: number; refresh_token_expires_in: number; clamped: R
 
 let endpoint: ScriptedTokenEndpoint;
 const procs: CliProcess[] = [];
+const bots: PythonBot[] = [];
 
 beforeAll(async () => {
   endpoint = await startScriptedTokenEndpoint((n) => {
@@ -44,6 +49,7 @@ afterAll(async () => {
   await endpoint.close();
 });
 afterEach(async () => {
+  for (const b of bots.splice(0)) b.kill('SIGKILL');
   for (const p of procs.splice(0)) await p.stop('SIGKILL');
 });
 
@@ -113,5 +119,58 @@ describe('absurd lifetimes from the token endpoint (item 3)', () => {
     expect(a.logs.filter((l) => l.event === 'refresh_failed' || l.event === 'reconcile_error')).toEqual([]);
     expect((await a.stop()).code).toBe(0);
     expectNoSecrets([a], [...endpoint.issued, APP_SECRET]);
+  }, 60_000);
+});
+
+describe('a 503 with Retry-After before the grant (item 4: no sleep under the bots\' lock)', () => {
+  it('the agent sleeps the 3 s asked for with the flock free (python probe), then presents the live token again and stores the pair', async () => {
+    const RETRY_AFTER = 3;
+    const proxy = await startScriptedTokenEndpoint((n) =>
+      n === 0
+        ? { body: {}, refuse: { status: 503, headers: { 'content-type': 'text/html', 'retry-after': String(RETRY_AFTER) }, text: '<html><body>503 Service Unavailable</body></html>' } }
+        : { body: { expires_in: 1200, refresh_token_expires_in: HOUR } },
+    );
+    try {
+      const dir = mkdtempSync(join(tmpdir(), 'tk-rel-retry-after-'));
+      const seed = proxy.issue();
+      const now = Date.now();
+      await createCacheFile(join(dir, 'saxo_token_cache.json')).write({
+        accessToken: seed.access_token, refreshToken: seed.refresh_token, accessExpiresAt: now + 600_000, refreshExpiresAt: now + HOUR * 1000,
+        issuedAt: now - 600_000, generation: 1, source: 'seed', appKey: APP_KEY, appSecret: APP_SECRET, extra: {},
+      });
+      const probe = spawnPythonBot(['--mode', 'probe-lock', '--data-dir', dir, '--interval', '0.05', '--duration', '60']);
+      bots.push(probe);
+      await probe.waitForLine('READY');
+      const a = startCliAs(['agent'], {
+        ...STANDALONE,
+        TOKEN_KEEPER_DATA_DIR: dir,
+        SAXO_AUTH_BASE_URL: proxy.url,
+        SAXO_APP_KEY: APP_KEY,
+        SAXO_APP_SECRET: APP_SECRET,
+        CHECK_INTERVAL_SECONDS: '60',
+        REFRESH_THRESHOLD_SECONDS: '900', // 600 s left: due at once
+        BOT_REFRESH_THRESHOLD_SECONDS: '120',
+        TOKEN_KEEPER_HOLDER_ID: 'agent:rel-retry-after',
+      });
+      procs.push(a);
+      const started = Date.parse(String((await a.waitForEvent('refresh_started', 20_000)).time));
+      const refreshed = Date.parse(String((await a.waitForEvent('token_refreshed', 20_000)).time));
+
+      probe.kill('SIGTERM');
+      const result = JSON.parse((await probe.waitForLine(/^PROBE /, 5_000)).slice(6)) as { attempts: number; stretches: [number, number][] };
+      const during = result.stretches.map(([s, e]) => ({ s: s * 1000, e: e * 1000 })).filter((x) => x.e >= started - 200 && x.s <= refreshed + 200);
+      const longest = Math.max(0, ...during.map((x) => x.e - x.s));
+      console.log(`[measure] Retry-After ${RETRY_AFTER} s: refresh took ${refreshed - started} ms; ${result.attempts} probe attempts; longest flock-busy stretch ${Math.round(longest)} ms`);
+      expect(refreshed - started).toBeGreaterThanOrEqual(RETRY_AFTER * 1000 - 100); // the server's wait was honoured…
+      expect(longest).toBeLessThan(1_000); // …without the bots' lock
+      expect(proxy.presented).toEqual([seed.refresh_token, seed.refresh_token]); // refused, then granted: never consumed twice
+      expect(proxy.invalidPresentations()).toBe(0);
+      const cache = await createCacheFile(join(dir, 'saxo_token_cache.json')).read();
+      expect(cache.kind === 'ok' && cache.token.generation).toBe(2);
+      expect((await a.stop()).code).toBe(0);
+      expectNoSecrets([a], [...proxy.issued, APP_SECRET]);
+    } finally {
+      await proxy.close();
+    }
   }, 60_000);
 });
