@@ -2,7 +2,7 @@
  * The flat JSON format shared by the bots' cache file and the Secret Manager payload
  * (docs/DESIGN.md "The bots' cache").
  * Bots' keys: access_token, refresh_token, token_expiry, app_key, app_secret (all strings).
- * Ours: refresh_token_expiry, issued_at (ISO), generation (decimal string), source, pair_id, parent_id.
+ * Ours: refresh_token_expiry, issued_at, chain_started (ISO), generation (decimal string), source, pair_id, parent_id.
  * Unknown keys travel in TokenSet.extra and are written back verbatim.
  * Failure reasons name keys and problems only, never values (I5).
  *
@@ -33,6 +33,7 @@ const KNOWN_KEYS = [
   'source',
   'pair_id',
   'parent_id',
+  'chain_started',
 ] as const;
 
 export { pairId };
@@ -53,6 +54,7 @@ const flatSchema = z
     source: optString,
     pair_id: optString,
     parent_id: optString,
+    chain_started: optString,
   })
   .passthrough();
 
@@ -124,7 +126,7 @@ export function decodeFlat(input: unknown): DecodeResult {
 
   const accessExpiresAt = parseTimestamp(v.token_expiry);
   if (accessExpiresAt === undefined) return { ok: false, reason: 'token_expiry is not an ISO 8601 timestamp' };
-  const optTime = (key: 'refresh_token_expiry' | 'issued_at'): number | undefined | null => {
+  const optTime = (key: 'refresh_token_expiry' | 'issued_at' | 'chain_started'): number | undefined | null => {
     const raw = v[key];
     if (raw === undefined) return undefined;
     return parseTimestamp(raw) ?? null;
@@ -133,6 +135,8 @@ export function decodeFlat(input: unknown): DecodeResult {
   if (refreshExpiresAt === null) return { ok: false, reason: 'refresh_token_expiry is not an ISO 8601 timestamp' };
   const issuedAt = optTime('issued_at');
   if (issuedAt === null) return { ok: false, reason: 'issued_at is not an ISO 8601 timestamp' };
+  // An unreadable chain start is only lost information, never a reason to refuse the pair.
+  const chainStartedAt = optTime('chain_started') ?? undefined;
 
   const extra: Record<string, unknown> = {};
   for (const [k, val] of Object.entries(input as Record<string, unknown>)) {
@@ -151,6 +155,8 @@ export function decodeFlat(input: unknown): DecodeResult {
       generation: copied ? undefined : generation,
       inheritedGeneration: copied ? generation : undefined,
       parentId: copied ? undefined : v.parent_id,
+      // Kept when copied: a bot's save continues the chain it read (bots cannot log in).
+      chainStartedAt,
       source: copied ? undefined : v.source,
       appKey: v.app_key,
       appSecret: v.app_secret,
@@ -187,6 +193,7 @@ export function encodeFlat(token: TokenSet): FlatToken {
   if (token.generation !== undefined) out.generation = String(token.generation);
   if (token.source !== undefined) out.source = token.source;
   if (token.parentId !== undefined) out.parent_id = token.parentId;
+  if (token.chainStartedAt !== undefined) out.chain_started = formatTimestamp(token.chainStartedAt);
   if (out.generation !== undefined || out.refresh_token_expiry !== undefined || out.issued_at !== undefined || out.source !== undefined || out.parent_id !== undefined) {
     out.pair_id = pairId(token.refreshToken);
   }

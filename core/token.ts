@@ -27,6 +27,11 @@ export interface TokenSet {
    * their numbers say.
    */
   parentId?: string | undefined;
+  /**
+   * When the chain this pair belongs to began: the browser login every later pair descends from.
+   * Tells an operator how long the chain has lived (doctor); orders nothing.
+   */
+  chainStartedAt?: number | undefined;
   /** Who obtained the pair: "cloud", "agent:<host>", "bot", "login", … */
   source?: string | undefined;
   appKey?: string | undefined;
@@ -78,6 +83,16 @@ export function withNextGeneration(token: TokenSet, ...others: (TokenSet | undef
   const max = Math.max(0, ...others.map((o) => (o && o.refreshToken !== token.refreshToken ? numberOf(o) : 0)));
   if (token.generation !== undefined && token.generation > max) return token;
   return { ...token, generation: max + 1 };
+}
+
+/**
+ * `token` with its chain's start when it has none: a bot's refresh writes the cache without our keys,
+ * and a bot cannot log in, so its pair continues the newest chain start we know of.
+ */
+export function inChain(token: TokenSet, ...others: (TokenSet | undefined)[]): TokenSet {
+  if (token.chainStartedAt !== undefined) return token;
+  const starts = others.map((o) => o?.chainStartedAt).filter((c): c is number => c !== undefined);
+  return starts.length ? { ...token, chainStartedAt: Math.max(...starts) } : token;
 }
 
 // Saxo documents ~1200 s access / ~3600 s refresh lifetimes. A proxy or a misconfigured server can
@@ -138,6 +153,7 @@ export function fromResponse(
     // have seen (withNextGeneration).
     generation: prev === undefined ? 1 : prev.generation !== undefined ? prev.generation + 1 : undefined,
     parentId: prev !== undefined ? pairId(prev.refreshToken) : undefined,
+    chainStartedAt: prev === undefined ? now : prev.chainStartedAt,
     source,
     appKey: prev?.appKey,
     appSecret: prev?.appSecret,

@@ -19,6 +19,7 @@ export function token(over: Partial<TokenSet> = {}): TokenSet {
     accessExpiresAt: NOW + 1_000_000,
     refreshExpiresAt: NOW + 3_400_000,
     issuedAt: NOW - 140_000,
+    chainStartedAt: NOW - 3 * 86_400_000 - 5 * 3_600_000, // logged in 3 days 5 hours ago
     generation: 7,
     source: 'cloud:rev:ab',
     appKey: 'key',

@@ -170,6 +170,31 @@ describe('login (standalone, cache target)', () => {
     assertNothingSecret(p, [t.accessToken, t.refreshToken, loc.searchParams.get('code') ?? undefined]);
   }, 30_000);
 
+  it('the login starts the chain: a forced refresh carries its start, and doctor reports the chain\'s age', async () => {
+    const dir = tempDir();
+    const env = baseEnv(dir, await freePort());
+    const p = startLogin(['--timeout', '30', '--target', 'cache'], env);
+    await fetch(await signIn(await authorizeUrl(p)));
+    expect((await p.exited).code).toBe(0);
+    const login = readCache(dir)!;
+    expect(login.chainStartedAt).toBe(login.issuedAt);
+    const r = startCli(['refresh', '--force'], env);
+    procs.push(r);
+    expect((await r.exited).code).toBe(0);
+    const next = readCache(dir)!;
+    expect(next.refreshToken).not.toBe(login.refreshToken);
+    expect(next.chainStartedAt).toBe(login.chainStartedAt);
+    const d = startCli(['doctor', '--json'], env);
+    procs.push(d);
+    await d.exited;
+    const report = JSON.parse(d.raw.join('\n')) as { checks: { id: string; summary: string; details?: { chainStartedAt?: string; chainAgeSeconds?: number } }[] };
+    const token = report.checks.find((c) => c.id === 'token')!;
+    expect(token.details?.chainStartedAt).toBe(new Date(login.chainStartedAt!).toISOString());
+    expect(token.details?.chainAgeSeconds).toBeLessThan(60);
+    expect(token.summary).toMatch(/chain started \d+ s ago \(login\)/);
+    assertNothingSecret(d, [login.refreshToken, next.accessToken, next.refreshToken, APP_SECRET]);
+  }, 30_000);
+
   it('times out with a non-zero exit, frees the loopback port, and stores nothing', async () => {
     const dir = tempDir();
     const port = await freePort();

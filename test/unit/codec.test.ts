@@ -244,6 +244,19 @@ describe('pair_id: our keys belong to the pair they were written with', () => {
     expect(r.token.appSecret).toBe('s3cr3t-app');
   });
 
+  it("chain_started round-trips, survives a bot's copy (the bot continues the chain it read), and an unreadable one is dropped, not fatal", () => {
+    const started = Date.UTC(2025, 11, 28, 9, 15);
+    const flat = encodeFlat({ ...ours, chainStartedAt: started });
+    expect(typeof flat.chain_started).toBe('string');
+    const back = decodeFlat(flat);
+    expect(back.ok && back.token.chainStartedAt).toBe(started);
+    const copied = decodeFlat({ ...flat, access_token: 'AT-bot-0123456789', refresh_token: 'RT-bot-0123456789' });
+    expect(copied.ok && copied.token.chainStartedAt).toBe(started);
+    const garbled = decodeFlat({ ...flat, chain_started: 'yesterday' });
+    expect(garbled.ok && garbled.token).toMatchObject({ chainStartedAt: undefined, generation: 57 });
+    expect(encodeFlat(ours)).not.toHaveProperty('chain_started');
+  });
+
   it('a version written before pair_id existed keeps its keys (cannot tell; one rotation later every version has one)', () => {
     const { pair_id: _, ...legacy } = encodeFlat(ours);
     const r = decodeFlat(legacy);

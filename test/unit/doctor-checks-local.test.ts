@@ -128,8 +128,11 @@ describe('doctor: lock, token, agent', () => {
   it('token: the healthy summary names every source and never the token text', () => {
     const c = tokenCheck(facts());
     expect(c.summary).toBe(
-      'newest: gen 7 from the cache (cache gen 7, state gen 7, secret gen 7); access 16m 40s left; refresh 56m 40s left; obtained by cloud:rev:ab 2m 20s ago; last refresh 2m 20s ago by cloud:rev:ab; chain start not recorded',
+      'newest: gen 7 from the cache (cache gen 7, state gen 7, secret gen 7); access 16m 40s left; refresh 56m 40s left; obtained by cloud:rev:ab 2m 20s ago; last refresh 2m 20s ago by cloud:rev:ab; chain started 77h 00m ago (login)',
     );
+    expect(c.details).toMatchObject({ chainAgeSeconds: 77 * 3600 });
+    const unknown = tokenCheck(facts({ cache: ok({ kind: 'ok', token: token({ chainStartedAt: undefined }) }) }));
+    expect(unknown.summary).toMatch(/; chain start unknown \(logged in before token-keeper recorded it, or not by token-keeper\)$/);
     expect(JSON.stringify(c)).not.toMatch(/sa_unit|sr_unit|unit-app-secret/);
   });
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   compareFreshness,
   fromResponse,
+  inChain,
   type TokenResponse,
   type TokenSet,
 } from '../../core/token.js';
@@ -156,6 +157,21 @@ describe('compareFreshness', () => {
   );
 });
 
+describe('chain start', () => {
+  it('a login starts the chain; every successor carries its start; a bot-written pair continues the newest start known', () => {
+    const login = fromResponse(res('a'), T0, undefined, 'login');
+    const g2 = fromResponse(res('b'), T0 + 15 * MIN, login, 'cloud');
+    expect([login.chainStartedAt, g2.chainStartedAt]).toEqual([T0, T0]);
+    const botPair = bot(T0 + 40 * MIN); // five keys: the chain start is gone with the rest of ours
+    const successor = fromResponse(res('c'), T0 + 45 * MIN, botPair, 'agent:vm');
+    expect(successor.chainStartedAt).toBeUndefined();
+    const older = { ...g2, chainStartedAt: T0 - 86_400_000 }; // a chain before the last login
+    expect(inChain(successor, botPair, older, g2).chainStartedAt).toBe(T0);
+    expect(inChain(successor, botPair)).toBe(successor); // nothing known: stays unknown
+    expect(inChain(g2, older).chainStartedAt).toBe(T0); // its own start wins
+  });
+});
+
 describe('isNewer / newest', () => {
   const a = keeper(1, T0);
   const b = keeper(2, T0 + 15 * MIN);
@@ -227,6 +243,7 @@ describe('fromResponse', () => {
       accessExpiresAt: T0 + 1200_000 - 60_000,
       refreshExpiresAt: T0 + 3600_000,
       issuedAt: T0,
+      chainStartedAt: T0, // no predecessor: this pair starts a chain (a login)
       generation: 1,
       source: 'cloud',
       appKey: undefined,

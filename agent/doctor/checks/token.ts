@@ -60,7 +60,7 @@ export function tokenCheck(f: Facts): CheckResult {
     `refresh ${refresh !== undefined ? `${human(refresh)} left` : 'expiry unknown (a bot wrote it)'}`,
     `obtained by ${b.source ?? 'unknown'}${b.issuedAt !== undefined ? ` ${human(f.now - b.issuedAt)} ago` : ''}`,
     last ? `last refresh ${human(f.now - last.at)} ago by ${last.by}` : 'no refresh recorded',
-    'chain start not recorded',
+    b.chainStartedAt !== undefined ? `chain started ${human(f.now - b.chainStartedAt)} ago (login)` : 'chain start unknown (logged in before token-keeper recorded it, or not by token-keeper)',
   ];
   const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
   return fold('token', `${parts[0]} ${parts[1]}; ${parts.slice(2).join('; ')}`, findings, {
@@ -73,6 +73,8 @@ export function tokenCheck(f: Facts): CheckResult {
     refreshExpiresAt: iso(b.refreshExpiresAt),
     refreshLeftSeconds: refresh !== undefined ? Math.round(refresh / 1000) : undefined,
     issuedAt: iso(b.issuedAt),
+    chainStartedAt: iso(b.chainStartedAt),
+    chainAgeSeconds: b.chainStartedAt !== undefined ? Math.round((f.now - b.chainStartedAt) / 1000) : undefined,
     lastRefresh: last ? { at: iso(last.at), by: last.by } : undefined,
     sources: { cache: sources.cache?.generation ?? null, state: sources.state?.generation ?? null, secret: sources.secret?.generation ?? null },
   });
