@@ -58,6 +58,15 @@ async function runAgent(): Promise<number> {
   process.exit(0);
 }
 
+const CHAIN_HELP = 'one chain of token-keeper@.service: its env file /etc/token-keeper/NAME.env and data dir /var/lib/token-keeper/NAME';
+
+/** `--chain NAME`: this command sees what the chain's unit gives its agent (agent/deployment.ts). */
+async function useChain(chain: string | undefined): Promise<void> {
+  if (chain === undefined) return;
+  const { deployment, deploymentEnv } = await import('./deployment.js');
+  Object.assign(process.env, await deploymentEnv(deployment(chain), process.env));
+}
+
 async function runStatus(opts: { json?: boolean }): Promise<number> {
   const config = loadConfig();
   const { collectStatus, formatStatus } = await import('./status.js');
@@ -98,14 +107,18 @@ export async function main(argv: string[]): Promise<number> {
     .command('status')
     .description('token state from cache, agent state and secret; exit 0 healthy, 1 degraded/overdue, 2 expired/missing/login required')
     .option('--json', 'machine-readable output')
-    .action(async (o: { json?: boolean }) => {
+    .option('--chain <name>', CHAIN_HELP)
+    .action(async (o: { json?: boolean; chain?: string }) => {
+      await useChain(o.chain);
       code = await runStatus(o);
     });
   program
     .command('refresh')
     .description('one check now under the same locks; refreshes if due (--force: even if not due)')
     .option('--force', 'refresh even when the token is not yet due')
-    .action(async (o: { force?: boolean }) => {
+    .option('--chain <name>', CHAIN_HELP)
+    .action(async (o: { force?: boolean; chain?: string }) => {
+      await useChain(o.chain);
       code = await runRefresh(o);
     });
   program
@@ -116,7 +129,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('--timeout <seconds>', 'give up after this long', '300')
     .option('--target <where>', 'where to store: auto | secret | cache | both', 'auto')
     .option('--import <file>', 'store a pair a failed login saved to a file (no browser)')
-    .action(async (o: { force?: boolean; open: boolean; timeout: string; target: string; import?: string }) => {
+    .option('--chain <name>', CHAIN_HELP)
+    .action(async (o: { force?: boolean; open: boolean; timeout: string; target: string; import?: string; chain?: string }) => {
+      await useChain(o.chain);
       const { runLogin } = await import('./login.js');
       code = await runLogin(o);
     });
@@ -125,8 +140,9 @@ export async function main(argv: string[]): Promise<number> {
     .description('checks the deployment (config, data dir, lock, token, IAM, Pub/Sub, clock, Saxo, agent, cloud path); exit 0 ok, 1 warnings, 2 failures')
     .option('--json', 'one JSON object with every check')
     .option('--bots-user <user>', "judge the data dir for this user (default: the unit's User=, else the current user)")
-    .option('--unit <path>', 'the installed systemd unit to read User=/Group=/ReadWritePaths= from (default /etc/systemd/system/token-keeper.service)')
-    .action(async (o: { json?: boolean; botsUser?: string; unit?: string }) => {
+    .option('--chain <name>', CHAIN_HELP + ', unit token-keeper@.service')
+    .option('--unit <path>', 'the installed systemd unit to read User=/Group=/ReadWritePaths=/StateDirectory= from (default /etc/systemd/system/token-keeper.service, or token-keeper@.service with --chain)')
+    .action(async (o: { json?: boolean; botsUser?: string; unit?: string; chain?: string }) => {
       const { runDoctor } = await import('./doctor/command.js');
       code = await runDoctor(o);
     });

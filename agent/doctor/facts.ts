@@ -6,6 +6,7 @@
  */
 import type { Config } from '../../core/config.js';
 import type { CacheRead, SecretMeta, SecretRead } from '../../core/ports.js';
+import type { Deployment } from '../deployment.js';
 import type { AgentState } from '../state-file.js';
 
 /** One IO attempt: its value, or why it failed (`code`: a gRPC status name or errno), and how long it took. */
@@ -39,6 +40,8 @@ export interface UnitInfo {
   user?: string | undefined;
   group?: string | undefined;
   readWritePaths: string[];
+  /** StateDirectory= entries as absolute paths (writable for the service, like ReadWritePaths=). */
+  stateDirectories: string[];
 }
 
 export interface LockHolder {
@@ -134,6 +137,8 @@ export interface DataDirFacts {
 export interface Facts {
   now: number;
   config: Config;
+  /** Which installed agent this is about: names the unit and env file in every fix. */
+  deployment: Deployment;
   /** GCP variables that are set while the mode stayed standalone (half a configuration). */
   partialGcp: string[];
   botsUser: Probe<BotsUser>;

@@ -9,6 +9,7 @@ import type { Config } from '../../core/config.js';
 import { createCacheFile } from '../cache-file.js';
 import { INSTANCE_LOCK_FILE } from '../instance-lock.js';
 import { createStateFile } from '../state-file.js';
+import type { Deployment } from '../deployment.js';
 import type { Facts } from './facts.js';
 import { attempt } from './probes/attempt.js';
 import { dataDirFacts, statNoFollow } from './probes/files.js';
@@ -19,7 +20,7 @@ import { botsUser, nameMaps, readUnit } from './probes/users.js';
 
 export interface GatherOptions {
   botsUser?: string | undefined;
-  unitPath: string;
+  deployment: Deployment;
   env: Record<string, string | undefined>;
   /** Deadline of each network call (default 2.5 s); local file IO gets the same. */
   timeoutMs?: number | undefined;
@@ -31,9 +32,9 @@ export async function gather(config: Config, opts: GatherOptions): Promise<Facts
   const now = Date.now();
   const t = opts.timeoutMs ?? 2500;
   const gcp = config.gcp;
-  const [unit, names] = await Promise.all([readUnit(opts.unitPath), nameMaps()]);
+  const [unit, names] = await Promise.all([readUnit(opts.deployment), nameMaps()]);
   const [user, dataDir, cache, state, instanceFile, secret, pubsub, clock, saxo, id] = await Promise.all([
-    attempt(() => botsUser({ flag: opts.botsUser, unit, unitPath: opts.unitPath }, names.groupIds), t),
+    attempt(() => botsUser({ flag: opts.botsUser, unit, unitPath: opts.deployment.unitPath }, names.groupIds), t),
     dataDirFacts(config, now, t),
     attempt(() => createCacheFile(config.cachePath).read(), t),
     attempt(() => createStateFile(config.statePath).read(), t),
@@ -51,6 +52,7 @@ export async function gather(config: Config, opts: GatherOptions): Promise<Facts
   return {
     now,
     config,
+    deployment: opts.deployment,
     partialGcp: gcp ? [] : GCP_VARS.filter((k) => opts.env[k]),
     botsUser: user,
     unit,

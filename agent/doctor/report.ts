@@ -44,18 +44,18 @@ export function judge(f: Facts): CheckResult[] {
 }
 
 /** The configuration does not parse: that is the finding, and nothing else can be judged. */
-export function configErrorChecks(message: string): CheckResult[] {
+export function configErrorChecks(message: string, envFile: string): CheckResult[] {
   return CHECK_IDS.map((id) =>
     id === 'config'
-      ? { id, status: 'fail', summary: `configuration error: ${message}`, fix: 'correct that variable in /etc/token-keeper/token-keeper.env (README "Configuration")' }
+      ? { id, status: 'fail', summary: `configuration error: ${message}`, fix: `correct that variable in ${envFile} (README "Configuration")` }
       : skip(id, 'the configuration does not parse'),
   );
 }
 
-export function buildReport(checks: CheckResult[], mode: DoctorReport['mode'], startedAt: number): DoctorReport {
+export function buildReport(checks: CheckResult[], mode: DoctorReport['mode'], unit: string, startedAt: number): DoctorReport {
   const counts: Record<CheckStatus, number> = { ok: 0, warn: 0, fail: 0, skip: 0 };
   for (const c of checks) counts[c.status]++;
-  return { exitCode: exitCodeOf(checks), mode, now: new Date(startedAt).toISOString(), durationMs: Date.now() - startedAt, counts, checks };
+  return { exitCode: exitCodeOf(checks), mode, unit, now: new Date(startedAt).toISOString(), durationMs: Date.now() - startedAt, counts, checks };
 }
 
 /** One line a check: status, id, what was found, and the fix. */
@@ -63,7 +63,7 @@ export function formatText(r: DoctorReport): string {
   const width = Math.max(...r.checks.map((c) => c.id.length));
   const lines = r.checks.map((c) => `${c.status.padEnd(4)}  ${c.id.padEnd(width)}  ${c.summary}${c.fix ? ` — fix: ${c.fix}` : ''}`);
   const n = r.counts;
-  lines.push(`doctor: ${n.ok} ok, ${n.warn} warn, ${n.fail} fail, ${n.skip} skipped in ${r.durationMs} ms (${r.mode}) — exit ${r.exitCode}`);
+  lines.push(`doctor: ${n.ok} ok, ${n.warn} warn, ${n.fail} fail, ${n.skip} skipped in ${r.durationMs} ms (${r.unit}, ${r.mode}) — exit ${r.exitCode}`);
   return lines.join('\n');
 }
 

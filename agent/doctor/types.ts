@@ -20,6 +20,8 @@ export interface CheckResult {
 export interface DoctorReport {
   exitCode: 0 | 1 | 2;
   mode: 'standalone' | 'cloud-connected' | 'unknown';
+  /** The systemd unit judged: token-keeper, or token-keeper@<chain>. */
+  unit: string;
   now: string;
   durationMs: number;
   counts: Record<CheckStatus, number>;

@@ -1,4 +1,5 @@
 /** Hand-built doctor Facts for unit tests of the pure checks: a healthy cloud-connected VM by default. */
+import { deployment } from '../../agent/deployment.js';
 import { loadConfig } from '../../core/config.js';
 import type { TokenSet } from '../../core/token.js';
 import type { Facts, FileInfo, Probe } from '../../agent/doctor/facts.js';
@@ -46,9 +47,10 @@ export function facts(over: Partial<Facts> = {}, env: Record<string, string | un
   return {
     now: NOW,
     config,
+    deployment: deployment(),
     partialGcp: [],
     botsUser: ok({ name: 'calypso', uid: 1000, gid: 1000, groups: [1000], basis: 'User= in /etc/systemd/system/token-keeper.service' }),
-    unit: { path: '/etc/systemd/system/token-keeper.service', user: 'calypso', group: 'calypso', readWritePaths: ['/opt/calypso/data'] },
+    unit: { path: '/etc/systemd/system/token-keeper.service', user: 'calypso', group: 'calypso', readWritePaths: ['/opt/calypso/data'], stateDirectories: [] },
     names: { users: { 0: 'root', 1000: 'calypso', 65534: 'nobody' }, groups: { 0: 'root', 1000: 'calypso', 65534: 'nogroup' } },
     dataDir: {
       dir: ok(file({ kind: 'dir', mode: 0o750 })),

@@ -5,15 +5,18 @@
  * configuration that does not parse. Saxo is the plain-HTTP stand-in on loopback.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createStateFile } from '../../agent/state-file.js';
+import { doctorReport } from '../../agent/doctor/command.js';
 import { CHECK_IDS } from '../../agent/doctor/report.js';
 import type { TokenSet } from '../../core/token.js';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { APP_KEY, APP_SECRET, pair, runDoctor } from '../helpers/doctor-rig.js';
+
+const REPO = join(import.meta.dirname, '../..');
 
 describe('doctor (standalone)', () => {
   let tmp: string;
@@ -97,9 +100,45 @@ describe('doctor (standalone)', () => {
     const r = await runDoctor(env(dir), ['--unit', unit]);
     const c = r.check('data-dir');
     expect(c.status).toBe('fail');
-    expect(c.summary).toBe(`the unit's ReadWritePaths= (/opt/calypso/data) does not include ${dir}: under ProtectSystem=strict the agent cannot write there`);
+    expect(c.summary).toBe(`the unit's ReadWritePaths=/StateDirectory= (/opt/calypso/data) do not include ${dir}: under ProtectSystem=strict the agent cannot write there`);
     expect(c.fix).toBe(`sudo systemctl edit token-keeper  # [Service] ReadWritePaths=${dir}`);
     expect(c.details?.botsUser).toMatchObject({ name: 'root', basis: `User= in ${unit}` });
+  });
+
+  it('--chain live: judged as token-keeper@live runs it (the repo\'s template unit, live.env over the caller\'s env, its StateDirectory as the data dir); every fix names that chain', async () => {
+    // The installed layout under a temporary root: the template unit as shipped, an instance drop-in
+    // for this machine's user, the chain's env file (with a data dir copied from the main unit's env,
+    // which the unit ignores), and the dir systemd's StateDirectory= would create.
+    const root = join(tmp, 'installed');
+    const roots = { unitDir: join(root, 'units'), etcDir: join(root, 'etc'), stateDir: join(root, 'state') };
+    mkdirSync(join(roots.unitDir, 'token-keeper@live.service.d'), { recursive: true });
+    copyFileSync(join(REPO, 'infra/systemd/token-keeper@.service'), join(roots.unitDir, 'token-keeper@.service'));
+    const me = userInfo();
+    writeFileSync(join(roots.unitDir, 'token-keeper@live.service.d/10-user.conf'), `[Service]\nUser=${me.uid}\nGroup=${me.gid}\n`);
+    mkdirSync(roots.etcDir);
+    const live = join(roots.stateDir, 'token-keeper/live');
+    mkdirSync(live, { recursive: true, mode: 0o750 });
+    const dead = pair({ accessLeftSec: -1500, refreshLeftSec: -10 });
+    await createCacheFile(join(live, 'saxo_token_cache.json')).write(dead);
+    const fileEnv = [`SAXO_AUTH_BASE_URL="${saxo.url}"`, `SAXO_APP_KEY=${APP_KEY}`, `SAXO_APP_SECRET='${APP_SECRET}'`, '# copied from the main unit:', 'TOKEN_KEEPER_DATA_DIR=/opt/calypso/data'];
+    writeFileSync(join(roots.etcDir, 'live.env'), fileEnv.join('\n') + '\n', { mode: 0o640 });
+    // The caller's shell points elsewhere: the chain's file and unit win.
+    const caller = env(join(tmp, 'not-this-one'), { SAXO_APP_KEY: 'the-shell-key' });
+
+    const { report } = await doctorReport({ chain: 'live' }, caller, roots);
+    const check = (id: string) => report.checks.find((c) => c.id === id)!;
+    expect(report.unit).toBe('token-keeper@live');
+    expect(check('data-dir')).toMatchObject({ status: 'ok', details: { path: live } }); // StateDirectory= counts as writable
+    expect(check('token')).toMatchObject({ status: 'fail', fix: 'npx token-keeper login --chain live' });
+    expect(check('agent').fix).toBe('sudo systemctl enable --now token-keeper@live; journalctl -u token-keeper@live -n 50');
+    expect(JSON.stringify(report)).not.toMatch(new RegExp([dead.accessToken, dead.refreshToken, APP_SECRET].join('|')));
+    expect(saxo.stats().presentations).toBe(0);
+
+    // Without --chain the same tree is the main unit's: not installed there, so no unit to judge.
+    const main = await doctorReport({}, env(live), roots);
+    expect(main.report.unit).toBe('token-keeper');
+    await expect(doctorReport({ chain: 'Live!' }, caller, roots)).rejects.toThrow(/--chain must be a chain name/);
+    await expect(doctorReport({ chain: 'sim' }, caller, roots)).rejects.toThrow(/cannot read .*sim\.env for chain sim \(ENOENT\)/);
   });
 
   it('stale tmp files and a world-readable cache are named with their fixes', async () => {

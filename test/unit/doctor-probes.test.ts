@@ -101,8 +101,14 @@ describe('doctor probes', () => {
       '[Unit]\nUser=nope\n[Service]\nUser=calypso\nGroup=calypso\nReadWritePaths=/opt/calypso/data\n# ReadWritePaths=/x\n',
       '[Service]\nReadWritePaths=-/var/extra /srv/more\n',
     ]);
-    expect(u).toEqual({ path: '/u', user: 'calypso', group: 'calypso', readWritePaths: ['/opt/calypso/data', '/var/extra', '/srv/more'] });
+    expect(u).toEqual({ path: '/u', user: 'calypso', group: 'calypso', readWritePaths: ['/opt/calypso/data', '/var/extra', '/srv/more'], stateDirectories: [] });
     expect(parseUnit('/u', ['[Service]\nReadWritePaths=/a\n', '[Service]\nReadWritePaths=\nUser=bots\n'])).toMatchObject({ user: 'bots', readWritePaths: [] });
+  });
+
+  it('parseUnit: a template\'s StateDirectory= (with %i) is writable for the instance, under the state root', () => {
+    const text = '[Service]\nUser=calypso\nStateDirectory=token-keeper/%i\nReadWritePaths=-/srv/%i\n';
+    expect(parseUnit('/t@.service', [text], 'live')).toMatchObject({ readWritePaths: ['/srv/live'], stateDirectories: ['/var/lib/token-keeper/live'] });
+    expect(parseUnit('/t@.service', [text, '[Service]\nStateDirectory=\nStateDirectory=a b:c\n'], 'live', '/tmp/x').stateDirectories).toEqual(['/tmp/x/a', '/tmp/x/b']);
   });
 
   it('tmp names: the bots\' fixed one and atomic-write\'s unique ones, nothing else', () => {
@@ -142,13 +148,14 @@ describe('doctor report', () => {
         { id: 'lock', status: 'warn', summary: 'held by pid 9 (python3 bot.py --token sr_secret_value_1)', fix: 'ps -p 9' },
       ],
       'standalone',
+      'token-keeper@live',
       Date.now(),
     );
     const text = formatText(r);
     expect(text.split('\n')).toEqual([
       'ok    config  fine',
       'warn  lock    held by pid 9 (python3 bot.py --token sr_secret_value_1) — fix: ps -p 9',
-      expect.stringMatching(/^doctor: 1 ok, 1 warn, 0 fail, 0 skipped in \d+ ms \(standalone\) — exit 1$/),
+      expect.stringMatching(/^doctor: 1 ok, 1 warn, 0 fail, 0 skipped in \d+ ms \(token-keeper@live, standalone\) — exit 1$/),
     ]);
     expect(redact(text, ['sr_secret_value_1', undefined, 'short'])).toContain('--token [REDACTED])');
   });

@@ -49,7 +49,12 @@ describe('docs/OPERATIONS.md', () => {
     const cli = [...allCommands.matchAll(/token-keeper(?:\.js)? ([a-z][a-z-]*)((?: --?[a-z-]+)*)/g)];
     expect(cli.length).toBeGreaterThan(3);
     const allowed: Record<string, string[]> = {
-      agent: [], status: ['--json'], refresh: ['--force'], login: ['--force', '--no-open', '--timeout', '--target'], demo: ['--duration'], doctor: ['--json'],
+      agent: [],
+      status: ['--json', '--chain'],
+      refresh: ['--force', '--chain'],
+      login: ['--force', '--no-open', '--timeout', '--target', '--import', '--chain'],
+      demo: ['--duration'],
+      doctor: ['--json', '--chain', '--bots-user', '--unit'],
     };
     for (const [, verb, flags] of cli) {
       expect(Object.keys(allowed), `unknown subcommand: ${verb}`).toContain(verb);
@@ -94,7 +99,7 @@ describe('docs/OPERATIONS.md', () => {
     at(commands, /CHAINS='sim live' OPS_AGENT=yes \/opt\/token-keeper\/infra\/systemd\/install\.sh/);
     at(commands, /systemctl enable --now token-keeper@sim token-keeper@live/);
     at(commands, /BindPaths=\/var\/lib\/token-keeper\/live:\/opt\/calypso\/data/);
-    at(commands, /\/etc\/token-keeper\/live\.env && TOKEN_KEEPER_DATA_DIR=\/var\/lib\/token-keeper\/live && exec node \S+ status/);
+    at(commands, /npx token-keeper doctor --chain live && npx token-keeper status --chain live/);
   });
 
   it('walks an upgrade: code, package, terraform, units, restart, doctor', () => {

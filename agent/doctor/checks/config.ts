@@ -5,8 +5,6 @@ import { isLoopbackHost } from '../probes/network.js';
 import { fold, human, type CheckResult, type Finding } from '../types.js';
 import { tokenView } from './token-view.js';
 
-const ENV_FILE = '/etc/token-keeper/token-keeper.env';
-
 export function configCheck(f: Facts): CheckResult {
   const c = f.config;
   const url = new URL(c.authBaseUrl);
@@ -15,7 +13,7 @@ export function configCheck(f: Facts): CheckResult {
     findings.push({
       status: 'fail',
       text: `SAXO_AUTH_BASE_URL ${url.origin} is plain HTTP to a non-loopback host: tokens would cross the network unencrypted`,
-      fix: `remove SAXO_AUTH_BASE_URL from ${ENV_FILE} (SAXO_ENVIRONMENT picks https://{sim,live}.logonvalidation.net)`,
+      fix: `remove SAXO_AUTH_BASE_URL from ${f.deployment.envFile} (SAXO_ENVIRONMENT picks https://{sim,live}.logonvalidation.net)`,
     });
   }
   const other = c.environment === 'SIM' ? 'live' : 'sim';
@@ -23,21 +21,21 @@ export function configCheck(f: Facts): CheckResult {
     findings.push({
       status: 'warn',
       text: `SAXO_ENVIRONMENT=${c.environment} but SAXO_AUTH_BASE_URL points at ${url.hostname}`,
-      fix: `make SAXO_ENVIRONMENT and SAXO_AUTH_BASE_URL agree in ${ENV_FILE}`,
+      fix: `make SAXO_ENVIRONMENT and SAXO_AUTH_BASE_URL agree in ${f.deployment.envFile}`,
     });
   }
   if (f.partialGcp.length) {
     findings.push({
       status: 'warn',
       text: `${f.partialGcp.join(', ')} set, but cloud-connected mode needs both GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID: running standalone`,
-      fix: `set both in ${ENV_FILE} (terraform output -json agent_env), or remove the GCP lines`,
+      fix: `set both in ${f.deployment.envFile} (terraform output -json agent_env), or remove the GCP lines`,
     });
   }
   if (c.gcp && !c.gcp.subscriptionId) {
     findings.push({
       status: 'warn',
       text: 'no TOKEN_SUBSCRIPTION_ID: the agent does not hear TOKEN_ROTATED and copies a cloud refresh into the cache only at its own threshold',
-      fix: `set TOKEN_SUBSCRIPTION_ID in ${ENV_FILE} (terraform output -json agent_env)`,
+      fix: `set TOKEN_SUBSCRIPTION_ID in ${f.deployment.envFile} (terraform output -json agent_env)`,
     });
   }
   const mode = c.gcp
@@ -67,7 +65,7 @@ export function tiersCheck(f: Facts): CheckResult {
   const view = tokenView(f);
   const tiers = configuredTiers(c);
   const problems = tierProblems(tiers, view.accessLifeMs);
-  const findings: Finding[] = problems.map((p) => ({ status: 'fail', text: p.message, fix: `${p.fix} in ${ENV_FILE}` }));
+  const findings: Finding[] = problems.map((p) => ({ status: 'fail', text: p.message, fix: `${p.fix} in ${f.deployment.envFile}` }));
   const window = c.cloudRefreshThresholdMs - c.refreshThresholdMs;
   if (c.gcp && window > 0 && c.cloudSchedulePeriodMs > window) {
     findings.push({

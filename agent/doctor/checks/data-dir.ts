@@ -19,7 +19,7 @@ function dirMissing(f: Facts): string | undefined {
 export function dataDirCheck(f: Facts): CheckResult {
   const dir = f.config.dataDir;
   if (!f.botsUser.ok) {
-    return { id: 'data-dir', status: 'fail', summary: `cannot tell who the bots run as: ${f.botsUser.error}`, fix: 'npx token-keeper doctor --bots-user <the bots\' user>' };
+    return { id: 'data-dir', status: 'fail', summary: `cannot tell who the bots run as: ${f.botsUser.error}`, fix: `npx token-keeper doctor${f.deployment.cliFlags} --bots-user <the bots' user>` };
   }
   const u = f.botsUser.value;
   const { user, group } = userName(u, f.names);
@@ -44,12 +44,12 @@ export function dataDirCheck(f: Facts): CheckResult {
   if ((info.mode & 0o002) !== 0 && (info.mode & 0o1000) === 0) {
     findings.push({ status: 'warn', text: `${dir} is writable by every user (mode ${octal(info.mode)}): anyone can replace the cache`, fix: `sudo chmod o-w ${sh(dir)}` });
   }
-  const rw = f.unit?.readWritePaths ?? [];
+  const rw = [...(f.unit?.readWritePaths ?? []), ...(f.unit?.stateDirectories ?? [])];
   if (f.unit && !rw.some((p) => dir === p || dir.startsWith(p.endsWith('/') ? p : `${p}/`))) {
     findings.push({
       status: 'fail',
-      text: `the unit's ReadWritePaths= (${rw.join(' ') || 'none'}) does not include ${dir}: under ProtectSystem=strict the agent cannot write there`,
-      fix: `sudo systemctl edit token-keeper  # [Service] ReadWritePaths=${dir}`,
+      text: `the unit's ReadWritePaths=/StateDirectory= (${rw.join(' ') || 'none'}) do not include ${dir}: under ProtectSystem=strict the agent cannot write there`,
+      fix: `sudo systemctl edit ${f.deployment.unit}  # [Service] ReadWritePaths=${dir}`,
     });
   }
   return fold('data-dir', `${dir} (owner ${owner(info, f.names)}, mode ${octal(info.mode)}) fits the bots' user ${user}: ${u.basis}`, findings, {

@@ -31,7 +31,7 @@ export function lockCheck(f: Facts): CheckResult {
         id: 'lock',
         status: 'warn',
         summary: `cannot try the lock on ${path}: ${l.error}`,
-        fix: 'run doctor as the bots\' user or root: sudo -u <bots user> npx token-keeper doctor',
+        fix: `run doctor as the bots' user or root: sudo -u <bots user> npx token-keeper doctor${f.deployment.cliFlags}`,
       };
   }
 }
@@ -43,7 +43,8 @@ export function agentCheck(f: Facts): CheckResult {
   const seenAgo = state?.agentSeenAt !== undefined ? f.now - state.agentSeenAt : undefined;
   const seen = seenAgo !== undefined ? `last seen ${human(seenAgo)} ago` : 'never seen (no state file)';
   const fresh = seenAgo !== undefined && seenAgo <= 3 * c.checkIntervalMs;
-  const start = 'sudo systemctl enable --now token-keeper; journalctl -u token-keeper -n 50';
+  const u = f.deployment.unit; // a validated name: safe to paste
+  const start = `sudo systemctl enable --now ${u}; journalctl -u ${u} -n 50`;
   const i = f.instance;
   let running = '';
   if (i.state === 'held') {
@@ -52,7 +53,7 @@ export function agentCheck(f: Facts): CheckResult {
       findings.push({
         status: 'warn',
         text: `running but ${seen} (expected every ${human(c.checkIntervalMs)}): its check loop may be stuck`,
-        fix: 'journalctl -u token-keeper -n 50; sudo systemctl restart token-keeper',
+        fix: `journalctl -u ${u} -n 50; sudo systemctl restart ${u}`,
       });
     }
   } else if (i.state === 'unknown') {
@@ -67,7 +68,7 @@ export function agentCheck(f: Facts): CheckResult {
     findings.push({
       status: failures >= c.maxRefreshFailures ? 'fail' : 'warn',
       text: `${failures} consecutive refresh failure(s) (ALERT at ${c.maxRefreshFailures})`,
-      fix: 'journalctl -u token-keeper -n 100 -o cat | grep -E \'"(refresh_api_failed|secret_unavailable|login_required)"\'',
+      fix: `journalctl -u ${u} -n 100 -o cat | grep -E '"(refresh_api_failed|secret_unavailable|login_required)"'`,
     });
   }
   return fold('agent', `${running}; ${seen}; 0 consecutive failures`, findings, {

@@ -4,7 +4,6 @@ import type { Facts } from '../facts.js';
 import { fold, human, type CheckResult, type Finding } from '../types.js';
 import { tokenView } from './token-view.js';
 
-const LOGIN = 'npx token-keeper login';
 const ORIGIN_NAME = { cache: 'cache', known: 'agent state', secret: 'secret' } as const;
 
 function describe(t: TokenSet | undefined, best: TokenSet): string {
@@ -21,6 +20,9 @@ function lastRefresh(f: Facts): { at: number; by: string } | undefined {
 }
 
 export function tokenCheck(f: Facts): CheckResult {
+  const cli = (cmd: string) => `npx token-keeper ${cmd}${f.deployment.cliFlags}`;
+  const journal = `journalctl -u ${f.deployment.unit} -n 50`;
+  const LOGIN = cli('login');
   const { plan, sources } = tokenView(f);
   const b = plan.best;
   if (!b) {
@@ -38,19 +40,19 @@ export function tokenCheck(f: Facts): CheckResult {
   } else if (state?.loginRequired && plan.origin !== 'secret') {
     findings.push({ status: 'fail', text: 'the agent recorded that Saxo rejected the newest refresh token (login required)', fix: LOGIN });
   } else if (plan.health === 'expired') {
-    findings.push({ status: 'fail', text: `the access token expired ${human(-access)} ago and nobody refreshed it`, fix: 'npx token-keeper refresh; journalctl -u token-keeper -n 50' });
+    findings.push({ status: 'fail', text: `the access token expired ${human(-access)} ago and nobody refreshed it`, fix: `${cli('refresh')}; ${journal}` });
   } else if (plan.health === 'due') {
     const why = f.config.gcp ? 'the cloud missed its window' : 'the agent refreshes now if it runs';
-    findings.push({ status: 'warn', text: `only ${human(access)} left: inside the agent's threshold, ${why}`, fix: 'npx token-keeper status; journalctl -u token-keeper -n 50' });
+    findings.push({ status: 'warn', text: `only ${human(access)} left: inside the agent's threshold, ${why}`, fix: `${cli('status')}; ${journal}` });
   }
   if (plan.refreshTokenExpiring) {
-    findings.push({ status: 'warn', text: `the refresh token dies in ${human(refresh ?? 0)} and no refresh is due before`, fix: 'npx token-keeper refresh --force' });
+    findings.push({ status: 'warn', text: `the refresh token dies in ${human(refresh ?? 0)} and no refresh is due before`, fix: cli('refresh --force') });
   }
   if (sources.cache && plan.writeCache) findings.push({ status: 'warn', text: 'the cache holds an older pair than the newest (the running agent rewrites it within seconds)' });
   if (!sources.cache && f.cache.ok && f.cache.value.kind === 'corrupt') findings.push({ status: 'warn', text: `the cache is unusable: ${f.cache.value.reason}` });
   if (plan.pushSecret) findings.push({ status: 'warn', text: 'the secret holds an older pair than the newest (the running agent pushes it)' });
   if (!(f.config.appKey ?? b.appKey)) {
-    findings.push({ status: 'fail', text: 'no app key (SAXO_APP_KEY, or app_key in the cache / secret payload): no refresh is possible', fix: 'SAXO_APP_KEY=… in /etc/token-keeper/token-keeper.env' });
+    findings.push({ status: 'fail', text: 'no app key (SAXO_APP_KEY, or app_key in the cache / secret payload): no refresh is possible', fix: `SAXO_APP_KEY=… in ${f.deployment.envFile}` });
   }
   const last = lastRefresh(f);
   const parts = [

@@ -6,18 +6,19 @@ import { execFile } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { promisify } from 'node:util';
+import type { Deployment } from '../../deployment.js';
 import type { BotsUser, UnitInfo } from '../facts.js';
 
 const run = promisify(execFile);
 
-export const DEFAULT_UNIT_PATH = '/etc/systemd/system/token-keeper.service';
-
 /**
- * Parse a unit file and its drop-ins (later files win; `ReadWritePaths=` accumulates and an empty
- * assignment resets it, as systemd does). Only the keys doctor reasons about.
+ * Parse a unit file and its drop-ins (later files win; `ReadWritePaths=` and `StateDirectory=`
+ * accumulate and an empty assignment resets them, as systemd does). Only the keys doctor reasons
+ * about. A template's `%i` becomes the instance; `StateDirectory=` entries live under `stateRoot`.
  */
-export function parseUnit(path: string, texts: string[]): UnitInfo {
-  const unit: UnitInfo = { path, readWritePaths: [] };
+export function parseUnit(path: string, texts: string[], instance?: string, stateRoot = '/var/lib'): UnitInfo {
+  const unit: UnitInfo = { path, readWritePaths: [], stateDirectories: [] };
+  const paths = (value: string) => value.replace(/%i/g, instance ?? '%i').split(/\s+/).map((p) => p.replace(/^[-+]/, ''));
   for (const text of texts) {
     let section = '';
     for (const raw of text.split('\n')) {
@@ -36,25 +37,31 @@ export function parseUnit(path: string, texts: string[]): UnitInfo {
       else if (key === 'Group') unit.group = value || undefined;
       else if (key === 'ReadWritePaths') {
         if (!value) unit.readWritePaths = [];
-        else unit.readWritePaths.push(...value.split(/\s+/).map((p) => p.replace(/^[-+]/, '')));
+        else unit.readWritePaths.push(...paths(value));
+      } else if (key === 'StateDirectory') {
+        // systemd creates these, owned by User=, and makes them writable under ProtectSystem=strict.
+        if (!value) unit.stateDirectories = [];
+        else unit.stateDirectories.push(...paths(value).map((d) => `${stateRoot}/${d.split(':')[0]!}`));
       }
     }
   }
   return unit;
 }
 
-/** The unit and its `<unit>.d/*.conf` drop-ins; undefined when the unit is not installed. */
-export async function readUnit(path: string): Promise<UnitInfo | undefined> {
+/** The deployment's unit and its drop-ins (`*.conf` in each dir, in order); undefined when not installed. */
+export async function readUnit(d: Deployment): Promise<UnitInfo | undefined> {
   let main: string;
   try {
-    main = await readFile(path, 'utf8');
+    main = await readFile(d.unitPath, 'utf8');
   } catch {
     return undefined;
   }
-  const dropDir = `${path}.d`;
-  const drops = (await readdir(dropDir).catch(() => [] as string[])).filter((f) => f.endsWith('.conf')).sort();
-  const texts = [main, ...(await Promise.all(drops.map((f) => readFile(`${dropDir}/${f}`, 'utf8').catch(() => ''))))];
-  return parseUnit(path, texts);
+  const texts = [main];
+  for (const dir of d.dropInDirs) {
+    const drops = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.conf')).sort();
+    texts.push(...(await Promise.all(drops.map((f) => readFile(`${dir}/${f}`, 'utf8').catch(() => '')))));
+  }
+  return parseUnit(d.unitPath, texts, d.instance, d.stateDir);
 }
 
 async function idNumbers(args: string[]): Promise<number[]> {
