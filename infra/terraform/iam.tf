@@ -109,6 +109,25 @@ resource "google_pubsub_subscription_iam_member" "vm_subscriber" {
   member       = "serviceAccount:${each.value}"
 }
 
+# `token-keeper doctor` on the VM reads which topic the subscription is attached to, its ack
+# deadline and retention, and that the topic exists (subscriptions.get / topics.get): neither the
+# subscriber nor the publisher role includes *.get. Pub/Sub Viewer on those two resources only.
+resource "google_pubsub_subscription_iam_member" "vm_viewer" {
+  for_each     = local.vm_sa_email
+  project      = var.project_id
+  subscription = google_pubsub_subscription.vm[each.key].name
+  role         = "roles/pubsub.viewer"
+  member       = "serviceAccount:${each.value}"
+}
+
+resource "google_pubsub_topic_iam_member" "vm_viewer" {
+  for_each = local.vm_sa_email
+  project  = var.project_id
+  topic    = google_pubsub_topic.token_rotated.name
+  role     = "roles/pubsub.viewer"
+  member   = "serviceAccount:${each.value}"
+}
+
 # The Ops Agent on each VM writes the agent's journald lines (its ALERT events) and host metrics
 # with the VM's account; without these the alert policy can never fire for the VM side. Logging
 # and Monitoring have no narrower resource to bind on than the project.

@@ -119,10 +119,14 @@ describe('infra/terraform IAM', () => {
   it('binds everything that touches tokens on one resource: the secret, the topic, each VM its subscription', () => {
     const byType = (t: string) => bindings.filter(([type]) => type === t).map(([, , b]) => b);
     for (const b of byType('google_secret_manager_secret_iam_member')) expect(b.secret_id).toMatch(/^\$\{google_secret_manager_secret\.\w+(\[0\])?\.secret_id\}$/);
-    for (const b of byType('google_pubsub_topic_iam_member')) expect(b).toMatchObject({ topic: '${google_pubsub_topic.token_rotated.name}', role: 'roles/pubsub.publisher' });
+    const topicRoles = byType('google_pubsub_topic_iam_member');
+    for (const b of topicRoles) expect(b.topic).toBe('${google_pubsub_topic.token_rotated.name}');
+    expect(topicRoles.map((b) => b.role).sort()).toEqual(['roles/pubsub.publisher', 'roles/pubsub.viewer']);
     const subs = byType('google_pubsub_subscription_iam_member');
-    expect(subs).toHaveLength(1);
-    expect(subs[0]).toMatchObject({ subscription: '${google_pubsub_subscription.vm[each.key].name}', role: 'roles/pubsub.subscriber' });
+    for (const b of subs) expect(b).toMatchObject({ subscription: '${google_pubsub_subscription.vm[each.key].name}', member: 'serviceAccount:${each.value}' });
+    // Consume, and (for doctor) read the subscription's configuration; nothing else, nowhere else.
+    expect(subs.map((b) => b.role).sort()).toEqual(['roles/pubsub.subscriber', 'roles/pubsub.viewer']);
+    expect(one(tf, 'google_pubsub_topic_iam_member', 'vm_viewer')).toMatchObject({ for_each: '${local.vm_sa_email}', member: 'serviceAccount:${each.value}' });
     const token = one(tf, 'google_secret_manager_secret_iam_member', 'token');
     expect(token).toMatchObject({ role: '${google_project_iam_custom_role.token_secret.name}', secret_id: '${google_secret_manager_secret.token.secret_id}' });
     expect(one(tf, 'google_secret_manager_secret_iam_member', 'app_secret_function')).toMatchObject({ role: 'roles/secretmanager.secretAccessor', member: 'serviceAccount:${google_service_account.function.email}' });
