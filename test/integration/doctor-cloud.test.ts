@@ -129,7 +129,7 @@ describeWithPubSub('doctor (cloud-connected: Secret Manager stand-in, Pub/Sub em
     expect(p.raw.filter(Boolean)).toHaveLength(18);
     expect(p.raw[0]).toMatch(/^ok {4}config {15}SIM via https:\/\/127\.0\.0\.1:\d+; cloud-connected \(project tk-doctor-cloud/);
     expect(p.raw[0]).toContain('this VM is the primary');
-    expect(p.raw[17]).toMatch(/^doctor: 16 ok, 0 warn, 0 fail, 1 skipped in \d+ ms \(cloud-connected\) — exit 0$/);
+    expect(p.raw[17]).toMatch(/^doctor: 16 ok, 0 warn, 0 fail, 1 skipped in \d+ ms \(token-keeper, cloud-connected\) — exit 0$/);
     expect(p.raw.join('\n')).not.toContain(APP_SECRET);
   });
 
