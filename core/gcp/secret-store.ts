@@ -137,11 +137,14 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
   }
 
   /** Read–modify–CAS with a bounded number of attempts; `mutate` returns false to skip the write. */
-  async function updateAnnotations(op: string, mutate: (a: Record<string, string>) => boolean): Promise<void> {
+  /** Read-modify-CAS; a change that changes nothing writes nothing (a clear with nothing pending is one read). */
+  async function updateAnnotations(op: string, mutate: (a: Record<string, string>) => void): Promise<void> {
     for (let attempt = 1; attempt <= CAS_ATTEMPTS; attempt++) {
       const secret = await getSecret();
-      const a: Record<string, string> = { ...(secret.annotations ?? {}) };
-      if (!mutate(a)) return;
+      const before: Record<string, string> = secret.annotations ?? {};
+      const a: Record<string, string> = { ...before };
+      mutate(a);
+      if (sameAnnotations(a, before)) return;
       if (await casAnnotations(secret.etag!, a)) return;
       logger?.debug('secret_cas_retry', `${op}: etag changed, retrying`, { attempt });
     }
@@ -225,22 +228,21 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
 
     async releaseLease(holder, record) {
       await updateAnnotations('releaseLease', (a) => {
-        const ours = a[ANNOTATION.leaseHolder] === holder;
-        if (!ours && !record) return false;
-        if (ours) {
+        if (a[ANNOTATION.leaseHolder] === holder) {
           delete a[ANNOTATION.leaseHolder];
           delete a[ANNOTATION.leaseExpires];
         }
         applyRecord(a, record);
-        return true;
       });
     },
 
     async record(record) {
-      await updateAnnotations('record', (a) => {
-        applyRecord(a, record);
-        return true;
-      });
+      await updateAnnotations('record', (a) => applyRecord(a, record));
     },
   };
+}
+
+function sameAnnotations(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => b[k] === a[k]);
 }

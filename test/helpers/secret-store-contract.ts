@@ -166,8 +166,14 @@ export function secretStoreContract(label: string, target: SecretStoreTarget): v
     it('remembers an announcement still owed, and forgets it', async () => {
       await store.record({ announcePending: nameOf(4) });
       expect((await store.meta()).announcePending).toBe(nameOf(4));
-      await store.record({ announcePending: null });
-      expect((await store.meta()).announcePending).toBeUndefined();
+      await store.record({ announcePending: null, failures: 2 });
+      const cleared = await store.meta();
+      expect(cleared).toMatchObject({ announcePending: undefined, failures: 2 });
+      // Every successful publish clears the mark: with nothing owed (and the same failure count)
+      // that is a read, never a write.
+      await store.record({ announcePending: null, failures: 2 });
+      await store.releaseLease('nobody', { failures: 2 });
+      expect((await store.meta()).etag).toBe(cleared.etag);
     });
 
     it('keeps bookkeeping written concurrently (compare-and-swap retried); a lease that lost the race says so', async () => {
