@@ -155,8 +155,7 @@ export function decodeFlat(input: unknown): DecodeResult {
       generation: copied ? undefined : generation,
       inheritedGeneration: copied ? generation : undefined,
       parentId: copied ? undefined : v.parent_id,
-      // Kept when copied: a bot's save continues the chain it read (bots cannot log in).
-      chainStartedAt,
+      chainStartedAt: copied ? undefined : chainStartedAt,
       source: copied ? undefined : v.source,
       appKey: v.app_key,
       appSecret: v.app_secret,

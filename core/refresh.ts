@@ -18,7 +18,7 @@ import { recover, release, retryDelay, sessionDeadline, storeUpstream } from './
 import type { FailureCounter } from './failures.js';
 import type { Logger } from './log.js';
 import type { CacheRead, EventBus, Held, SecretStore, TokenEndpoint } from './ports.js';
-import { compareFreshness, fromResponse, requestCredentials, saneLifetimes, secretsOf, withNextGeneration, inChain, type Credentials, type TokenSet } from './token.js';
+import { compareFreshness, fromResponse, requestCredentials, saneLifetimes, secretsOf, withNextGeneration, type Credentials, type TokenSet } from './token.js';
 
 /** The refresher's own side: the agent's flock, cache and state file. The function has none. */
 export interface LocalSide {
@@ -232,8 +232,7 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
       }
       lifetimeSec = life.expiresIn;
       const secretToken = secret.kind === 'read' ? secret.read?.token : undefined;
-      const seen = [best, secretToken, view.known];
-      next = inChain(withNextGeneration(fromResponse(res, clock.now(), best, s.source, s.expiryMarginMs), ...seen), ...seen);
+      next = withNextGeneration(fromResponse(res, clock.now(), best, s.source, s.expiryMarginMs), best, secretToken, view.known);
       logger.addSecret(...secretsOf(next));
       // I3: durable locally first (cache fsync + rename, then the private state), under the flock.
       // The outcome is counted as soon as the cache write is known, before the state records it.

@@ -28,8 +28,9 @@ export interface TokenSet {
    */
   parentId?: string | undefined;
   /**
-   * When the chain this pair belongs to began: the browser login every later pair descends from.
-   * Tells an operator how long the chain has lived (doctor); orders nothing.
+   * When the chain this pair belongs to began: the browser login every later pair descends from,
+   * carried only along our own parent links (a bot's pair may come from its own login, so a pair
+   * a bot wrote starts an unknown one). Tells an operator how long the chain has lived; orders nothing.
    */
   chainStartedAt?: number | undefined;
   /** Who obtained the pair: "cloud", "agent:<host>", "bot", "login", … */
@@ -83,16 +84,6 @@ export function withNextGeneration(token: TokenSet, ...others: (TokenSet | undef
   const max = Math.max(0, ...others.map((o) => (o && o.refreshToken !== token.refreshToken ? numberOf(o) : 0)));
   if (token.generation !== undefined && token.generation > max) return token;
   return { ...token, generation: max + 1 };
-}
-
-/**
- * `token` with its chain's start when it has none: a bot's refresh writes the cache without our keys,
- * and a bot cannot log in, so its pair continues the newest chain start we know of.
- */
-export function inChain(token: TokenSet, ...others: (TokenSet | undefined)[]): TokenSet {
-  if (token.chainStartedAt !== undefined) return token;
-  const starts = others.map((o) => o?.chainStartedAt).filter((c): c is number => c !== undefined);
-  return starts.length ? { ...token, chainStartedAt: Math.max(...starts) } : token;
 }
 
 // Saxo documents ~1200 s access / ~3600 s refresh lifetimes. A proxy or a misconfigured server can

@@ -132,7 +132,7 @@ describe('doctor: lock, token, agent', () => {
     );
     expect(c.details).toMatchObject({ chainAgeSeconds: 77 * 3600 });
     const unknown = tokenCheck(facts({ cache: ok({ kind: 'ok', token: token({ chainStartedAt: undefined }) }) }));
-    expect(unknown.summary).toMatch(/; chain start unknown \(logged in before token-keeper recorded it, or not by token-keeper\)$/);
+    expect(unknown.summary).toMatch(/; chain start unknown \(a bot wrote a pair of this chain, or the login predates token-keeper\)$/);
     expect(JSON.stringify(c)).not.toMatch(/sa_unit|sr_unit|unit-app-secret/);
   });
 

@@ -62,7 +62,7 @@ export function tokenCheck(f: Facts): CheckResult {
     `refresh ${refresh !== undefined ? `${human(refresh)} left` : 'expiry unknown (a bot wrote it)'}`,
     `obtained by ${b.source ?? 'unknown'}${b.issuedAt !== undefined ? ` ${human(f.now - b.issuedAt)} ago` : ''}`,
     last ? `last refresh ${human(f.now - last.at)} ago by ${last.by}` : 'no refresh recorded',
-    b.chainStartedAt !== undefined ? `chain started ${human(f.now - b.chainStartedAt)} ago (login)` : 'chain start unknown (logged in before token-keeper recorded it, or not by token-keeper)',
+    b.chainStartedAt !== undefined ? `chain started ${human(f.now - b.chainStartedAt)} ago (login)` : 'chain start unknown (a bot wrote a pair of this chain, or the login predates token-keeper)',
   ];
   const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
   return fold('token', `${parts[0]} ${parts[1]}; ${parts.slice(2).join('; ')}`, findings, {
