@@ -12,7 +12,7 @@ import { compareFreshness, withCredentials, type Credentials, type TokenSet } fr
 export interface LocalSideDeps {
   lock: (signal?: AbortSignal) => Promise<Held>;
   cache: TokenCache;
-  /** Configured credentials: the bots' cache carries them (they need them for their own fallback). */
+  /** Configured credentials: the bots' cache carries them, winning over the pair's (the bots' own fallback uses them). */
   credentials: Credentials;
   logger: Logger;
   known: () => TokenSet | undefined;
@@ -20,11 +20,6 @@ export interface LocalSideDeps {
   adopt: (next: TokenSet) => void;
   /** Write the private state file; resolves with the error when it could not. */
   saveState: () => Promise<Error | undefined>;
-}
-
-/** The cache as the bots read it: the configured app credentials win. */
-export function asCached(t: TokenSet, credentials: Credentials): TokenSet {
-  return withCredentials(t, credentials);
 }
 
 export interface AgentLocalSide extends LocalSide {
@@ -40,7 +35,7 @@ export function createLocalSide(d: LocalSideDeps): AgentLocalSide {
       d.adopt(next);
       let failure: Error | undefined;
       try {
-        await d.cache.write(asCached(next, d.credentials));
+        await d.cache.write(withCredentials(next, d.credentials));
       } catch (err) {
         failure = err instanceof Error ? err : new Error(String(err));
         d.logger.error('cache_write_failed', `Could not write the cache ${d.cache.path}: ${errorText(err)}; the new token is kept in the agent's state file`);
@@ -68,7 +63,7 @@ export async function writeCacheIfNewer(side: AgentLocalSide, token: TokenSet, s
     if (now.kind === 'ok' && compareFreshness(now.token, token) >= 0) {
       return compareFreshness(now.token, token) > 0 ? { kind: 'newer', token: now.token } : { kind: 'current' };
     }
-    await d.cache.write(asCached(token, d.credentials));
+    await d.cache.write(withCredentials(token, d.credentials));
     d.logger.info('cache_written', 'Cache updated with the newest token', { generation: token.generation, reason: now.kind === 'ok' ? 'older' : now.kind });
     return { kind: 'written' };
   } catch (err) {
