@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants as C, promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { handOver } from './file-owner.js';
 
 export type WriteStage = 'opened' | 'written' | 'synced' | 'renamed';
 
@@ -47,6 +48,7 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array, o
   try {
     await opts.onStage?.('opened', tmp);
     await fh.chmod(mode); // the umask may have narrowed it; make the final mode exact
+    await handOver(fh, path);
     await fh.writeFile(data);
     await opts.onStage?.('written', tmp);
     await fh.sync();

@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { systemClock, type Clock } from '../core/clock.js';
 import { LockTimeoutError } from '../core/errors.js';
 import type { Held } from '../core/ports.js';
+import { handOverFd } from './file-owner.js';
 
 interface FsExt {
   flockSync(fd: number, flags: 'exnb' | 'un'): void;
@@ -41,6 +42,7 @@ export async function acquireFlock(path: string, opts: FlockOptions = {}): Promi
   const fd = openSync(path, C.O_CREAT | C.O_RDWR, 0o600);
   const start = clock.now();
   try {
+    handOverFd(fd, path);
     for (;;) {
       opts.signal?.throwIfAborted();
       try {

@@ -58,7 +58,17 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
   };
 
   const read = async (): Promise<AgentState | undefined> => {
-    const raw = await readFileNoFollow(path);
+    let raw;
+    try {
+      raw = await readFileNoFollow(path);
+    } catch (e) {
+      // A state file another user left (a root run of an older version): unreadable, yet the agent
+      // must still start and refresh — the cache and the secret hold the pair, and the next state
+      // write replaces this file (the rename needs only the directory).
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EACCES' && code !== 'EPERM') throw e;
+      return corrupt(`cannot read it (${code}); it will be replaced`);
+    }
     if (raw.kind === 'missing') return undefined;
     if (raw.kind === 'unusable') return corrupt(raw.reason);
     let json: unknown;
