@@ -38,6 +38,16 @@ say() { echo "install.sh: $*"; }
 [[ "$NODE_BIN" =~ ^/[A-Za-z0-9._/+-]+$ ]] || die "NODE_BIN is not a plain absolute path: $NODE_BIN"
 [[ -x "$NODE_BIN" ]] || die "NODE_BIN is not executable: $NODE_BIN"
 node_version="$("$NODE_BIN" -p 'process.versions.node' 2>/dev/null)" || die "NODE_BIN does not run: $NODE_BIN"
+# The units set ProtectHome=yes: the agent cannot see /home, /root or /run/user (a node from nvm,
+# a clone in a home dir) and would fail with 203/EXEC. Refused for a real install; a staged one
+# (DESTDIR, tests and packaging) only warns, since its paths are not the VM's.
+for p in "$APP_DIR" "$(readlink -f "$NODE_BIN")"; do
+  case "$p/" in
+    /home/* | /root/* | /run/user/*)
+      if [[ -z "$DESTDIR" ]]; then die "$p is under /home, /root or /run/user, hidden from the unit (ProtectHome=yes): install node and the app elsewhere (e.g. /usr/local/bin/node, /opt/token-keeper)"; fi
+      say "warning: $p is under /home, /root or /run/user, hidden from the unit (ProtectHome=yes) on a real install" ;;
+  esac
+done
 IFS=. read -r node_major node_minor _ <<<"$node_version"
 (( node_major > 20 || (node_major == 20 && node_minor >= 19) )) || die "node $node_version at $NODE_BIN is older than 20.19"
 [[ "$RUN_USER" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "RUN_USER is not a user name: $RUN_USER"
@@ -128,6 +138,9 @@ data_dir="$(sed -n 's/^TOKEN_KEEPER_DATA_DIR=//p' "$env_dir/token-keeper.env" | 
 data_dir="${data_dir:-/opt/calypso/data}"
 [[ -d "$data_dir" ]] || say "warning: $data_dir does not exist; the agent refuses to start until it exists (the bots' data dir; never created here)"
 
+# The units are complete on disk: load them before the optional step below, which may fail.
+if [[ -z "$DESTDIR" ]]; then systemctl daemon-reload; fi
+
 # --- the Ops Agent's configuration (ships the agent's logs with their severity) ---------------------
 ops_src="$(cd "$here/../ops-agent" && pwd)/config.yaml"
 install_ops=false
@@ -144,11 +157,17 @@ if $install_ops; then
     say "$ops_file already has a configuration: not replaced. Merge $ops_src into it (docs/OPERATIONS.md)"
   else
     install -d -m 0755 "$(dirname "$ops_file")"
-    [[ ! -f "$ops_file" ]] || cp -p "$ops_file" "$ops_file.bak.$(date +%Y%m%d%H%M%S)"
+    backup=""
+    if [[ -f "$ops_file" ]]; then backup="$ops_file.bak.$(date +%Y%m%d%H%M%S)"; cp -p "$ops_file" "$backup"; fi
     put "$ops_src" "$ops_file" 0644
     say "installed $ops_file"
     if [[ -z "$DESTDIR" ]] && systemctl list-unit-files google-cloud-ops-agent.service >/dev/null 2>&1; then
-      systemctl restart google-cloud-ops-agent
+      # A config the Ops Agent rejects must not leave the VM without its logging: put the old one back.
+      if ! systemctl restart google-cloud-ops-agent; then
+        if [[ -n "$backup" ]]; then cp -p "$backup" "$ops_file"; else rm -f "$ops_file"; fi
+        systemctl restart google-cloud-ops-agent || true
+        say "warning: the Ops Agent did not restart with $ops_file; the previous configuration is back (journalctl -u google-cloud-ops-agent)"
+      fi
     elif [[ -z "$DESTDIR" ]]; then
       say "the Ops Agent is not installed: see docs/OPERATIONS.md (Ops Agent) to install it"
     fi
@@ -157,7 +176,4 @@ elif [[ "$OPS_AGENT" == no ]]; then
   say "Ops Agent configuration not installed (OPS_AGENT=yes installs $ops_src)"
 fi
 
-if [[ -z "$DESTDIR" ]]; then
-  systemctl daemon-reload
-  say "installed; next: sudo systemctl enable --now token-keeper (or token-keeper@<chain> for each of: ${CHAINS:-none})"
-fi
+if [[ -z "$DESTDIR" ]]; then say "installed; next: sudo systemctl enable --now token-keeper (or token-keeper@<chain> for each of: ${CHAINS:-none})"; fi

@@ -15,6 +15,10 @@ resource "google_secret_manager_secret" "token" {
   lifecycle {
     # The cross-host lease and failure counters live in the annotations; an apply must not wipe them.
     ignore_changes = [annotations]
+    # Deleting the secret deletes every token version: the chain dies and a person must log in again.
+    # A plan that would replace it (an imported secret with another replication policy, a renamed
+    # token_secret_id) fails here instead; see docs/OPERATIONS.md, first deployment, step 3.
+    prevent_destroy = true
   }
 
   depends_on = [google_project_service.api]

@@ -45,6 +45,8 @@ describe('infra/terraform', () => {
     const secret = one(tf, 'google_secret_manager_secret', 'token');
     // The lease lives in the annotations: an apply must not reset it.
     expect(sub(secret, 'lifecycle').ignore_changes).toEqual(['${annotations}']);
+    // Deleting it deletes every token version (the chain): a plan that would replace it must fail.
+    expect(sub(secret, 'lifecycle').prevent_destroy).toBe(true);
     const subscription = one(tf, 'google_pubsub_subscription', 'vm');
     expect(subscription.for_each).toBe('${toset(var.vm_names)}');
     expect(subscription.topic).toBe('${google_pubsub_topic.token_rotated.id}');

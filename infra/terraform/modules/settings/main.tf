@@ -160,7 +160,6 @@ locals {
       CLOUD_SCHEDULE_SECONDS          = tostring(local.schedule_seconds)
       KEEP_SECRET_VERSIONS            = tostring(var.keep_secret_versions)
       MAX_REFRESH_FAILURES            = tostring(var.max_refresh_failures)
-      TOKEN_KEEPER_HOLDER_ID          = "function:${local.p}"
       LOG_FORMAT                      = "json"
     },
     var.saxo_app_key == "" ? {} : { SAXO_APP_KEY = var.saxo_app_key },
@@ -199,6 +198,8 @@ locals {
       "CLOUD_REFRESH_THRESHOLD_SECONDS=${var.cloud_refresh_threshold_seconds}",
       "REFRESH_THRESHOLD_SECONDS=${var.refresh_threshold_seconds}",
       "BOT_REFRESH_THRESHOLD_SECONDS=${var.bot_refresh_threshold_seconds}",
+      # The agent's doctor judges the cloud path's silence against the Scheduler's period.
+      "CLOUD_SCHEDULE_SECONDS=${local.schedule_seconds}",
       "KEEP_SECRET_VERSIONS=${var.keep_secret_versions}",
       "MAX_REFRESH_FAILURES=${var.max_refresh_failures}",
       "",
