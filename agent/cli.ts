@@ -40,8 +40,14 @@ async function runAgent(): Promise<number> {
       logger.info('signal', `Received ${sig}, stopping`);
       ctl.abort();
       const t0 = Date.now();
-      // Idle but stuck (a slow Secret Manager call): exit. An exchange in flight: wait for its answer and writes.
-      exitWhen(() => (Date.now() - t0 > IDLE_STOP_MS && phase() === 'idle') || Date.now() - t0 > hardStopMs, 0, 'Stop took too long; exiting (no exchange with Saxo in flight)');
+      // Idle but stuck (a slow Secret Manager call): exit. An exchange in flight: wait for its answer
+      // and writes, up to the hard bound — and even then never while Saxo's answer is being stored.
+      const waited = () => Date.now() - t0;
+      exitWhen(
+        () => (waited() > IDLE_STOP_MS && phase() === 'idle') || (waited() > hardStopMs && phase() !== 'persisting'),
+        0,
+        'Stop took too long; exiting (no answer from Saxo is left unstored)',
+      );
       return;
     }
     // A second signal forces the exit — but never between Saxo's answer and the disk.
