@@ -26,6 +26,12 @@ export function tmpPathFor(path: string, suffix: string): string {
   return join(dirname(path), `.${basename(path)}.${suffix}.tmp`);
 }
 
+/** Whether `name` (a directory entry) is one of this module's tmp files for `path` (default suffixes). */
+export function isTmpNameOf(path: string, name: string): boolean {
+  const base = basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^\\.${base}\\.[0-9a-f]{12}\\.tmp$`).test(name);
+}
+
 export async function atomicWriteFile(path: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): Promise<void> {
   const mode = opts.mode ?? 0o600;
   const suffix = opts.tmpSuffix ?? (() => randomBytes(6).toString('hex'));
@@ -75,14 +81,13 @@ export async function removeStaleTmpFiles(paths: string[]): Promise<string[]> {
   const removed: string[] = [];
   for (const path of paths) {
     const dir = dirname(path);
-    const re = new RegExp(`^\\.${basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.[0-9a-f]{12}\\.tmp$`);
     let names: string[] = [];
     try {
       names = await fsp.readdir(dir);
     } catch {
       continue;
     }
-    for (const n of names.filter((x) => re.test(x))) {
+    for (const n of names.filter((x) => isTmpNameOf(path, x))) {
       await fsp.unlink(join(dir, n)).then(() => removed.push(join(dir, n)), () => undefined);
     }
   }

@@ -4,7 +4,7 @@
  * 2 expired / missing / login required. Prints no token material, ever.
  */
 import type { Config } from '../core/config.js';
-import { decide, type SecretView } from '../core/decide.js';
+import { decide, type Plan, type SecretView } from '../core/decide.js';
 import { silentLogger } from '../core/log.js';
 import type { SecretMeta } from '../core/ports.js';
 import type { TokenSet } from '../core/token.js';
@@ -44,6 +44,24 @@ export interface StatusReport {
     awaiting?: { reason: string; since: string } | undefined;
   };
   problems: string[];
+}
+
+/** The token's health from the one decision, before anything degrades it (`status` and doctor's token check). */
+export type TokenHealth = Exclude<StatusReport['health'], 'degraded'>;
+
+export function tokenHealth(plan: Pick<Plan, 'best' | 'health' | 'origin'>, loginRequired: boolean): TokenHealth {
+  if (!plan.best) return 'missing';
+  // The agent's record that Saxo rejected the newest refresh token stands unless the secret holds
+  // the newest pair (a login elsewhere since).
+  if (plan.health === 'login_required' || (loginRequired && plan.origin !== 'secret')) return 'login_required';
+  if (plan.health === 'expired') return 'expired';
+  if (plan.health === 'due') return 'refresh_overdue';
+  return 'healthy';
+}
+
+/** The agent stamps its state file every check: not seen for more than 3 check intervals, its loop may be stuck. */
+export function agentSeenRecently(seenAgoMs: number | undefined, checkIntervalMs: number): boolean {
+  return seenAgoMs !== undefined && seenAgoMs <= 3 * checkIntervalMs;
 }
 
 export async function collectStatus(config: Config, now = Date.now()): Promise<StatusReport> {
@@ -88,12 +106,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
   const lastSeenAgo = state?.agentSeenAt !== undefined ? (now - state.agentSeenAt) / 1000 : undefined;
   const loginRequired = state?.loginRequired === true;
 
-  let health: StatusReport['health'];
-  if (!plan.best) health = 'missing';
-  else if (plan.health === 'login_required' || (loginRequired && plan.origin !== 'secret')) health = 'login_required';
-  else if (plan.health === 'expired') health = 'expired';
-  else if (plan.health === 'due') health = 'refresh_overdue';
-  else health = 'healthy';
+  let health: StatusReport['health'] = tokenHealth(plan, loginRequired);
   if (health === 'healthy') {
     // Each condition that makes a live token "degraded", with what status says about it.
     const degraded: [boolean, string][] = [
@@ -103,7 +116,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       [state?.awaiting !== undefined, `the agent is holding back: ${state?.awaiting?.reason ?? ''}`],
       [plan.pushSecret, 'the secret is behind the newest token'],
       [secret.kind === 'unavailable', 'cannot reach Secret Manager'],
-      [lastSeenAgo !== undefined && lastSeenAgo * 1000 > 3 * config.checkIntervalMs, `agent last seen ${Math.round(lastSeenAgo ?? 0)} s ago`],
+      [lastSeenAgo !== undefined && !agentSeenRecently(lastSeenAgo * 1000, config.checkIntervalMs), `agent last seen ${Math.round(lastSeenAgo ?? 0)} s ago`],
       [plan.refreshTokenExpiring, 'the refresh token expires soon'],
     ];
     for (const [on, text] of degraded) if (on) problems.push(text);

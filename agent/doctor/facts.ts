@@ -8,8 +8,15 @@ import type { Config } from '../../core/config.js';
 import type { CacheRead, SecretMeta, SecretRead } from '../../core/ports.js';
 import type { Deployment } from '../deployment.js';
 import type { AgentState } from '../state-file.js';
+import type { TokenView } from './checks/token-view.js';
 
-/** One IO attempt: its value, or why it failed (`code`: a gRPC status name or errno), and how long it took. */
+/** `Probe.code` of a Google client that could not initialise: no usable credentials (ADC, key file, metadata server). */
+export const CREDENTIALS = 'CREDENTIALS';
+
+/**
+ * One IO attempt: its value, or why it failed (`code`: a gRPC status name, an errno, or
+ * CREDENTIALS), and how long it took.
+ */
 export type Probe<T> = { ok: true; value: T; ms: number } | { ok: false; error: string; code?: string | undefined; ms: number };
 
 export interface FileInfo {
@@ -18,7 +25,6 @@ export interface FileInfo {
   gid: number;
   /** Permission bits only (0o7777). */
   mode: number;
-  size: number;
   mtimeMs: number;
   ino: number;
   dev: number;
@@ -42,6 +48,8 @@ export interface UnitInfo {
   readWritePaths: string[];
   /** StateDirectory= entries as absolute paths (writable for the service, like ReadWritePaths=). */
   stateDirectories: string[];
+  /** ProtectSystem=: `no` (unset), `yes`, `full` or `strict` (which paths are read-only for the service). */
+  protectSystem: 'no' | 'yes' | 'full' | 'strict';
 }
 
 export interface LockHolder {
@@ -71,9 +79,11 @@ export interface TmpFile {
   ageMs: number;
 }
 
-export interface Space {
+interface Space {
   freeBytes: number;
   freeInodes: number;
+  /** The filesystem's inode count; 0 where inodes are allocated on demand (btrfs): no inode limit. */
+  files: number;
 }
 
 export interface SecretFacts {
@@ -152,8 +162,12 @@ export interface Facts {
   state: Probe<AgentState | undefined>;
   /** The service account doctor runs as, when known (for `gcloud … --member=` fixes). */
   identity?: string | undefined;
+  /** GOOGLE_APPLICATION_CREDENTIALS, when set (named in the fix of a credential failure). */
+  credentialsFile?: string | undefined;
   secret?: SecretFacts | undefined;
   pubsub?: PubSubFacts | undefined;
   clock?: ClockFacts | undefined;
   saxo: SaxoFacts;
+  /** The one decision over cache, agent state and secret (checks/token-view.ts), made once per report. */
+  view: TokenView;
 }

@@ -11,6 +11,7 @@ import { INSTANCE_LOCK_FILE } from '../instance-lock.js';
 import { createStateFile } from '../state-file.js';
 import type { Deployment } from '../deployment.js';
 import type { Facts } from './facts.js';
+import { tokenView } from './checks/token-view.js';
 import { attempt } from './probes/attempt.js';
 import { dataDirFacts, statNoFollow } from './probes/files.js';
 import { identity, pubsubFacts, secretFacts } from './probes/gcp.js';
@@ -18,7 +19,7 @@ import { probeFlock, probeHeld } from './probes/locks.js';
 import { clockFacts, saxoFacts } from './probes/network.js';
 import { botsUser, nameMaps, readUnit } from './probes/users.js';
 
-export interface GatherOptions {
+interface GatherOptions {
   botsUser?: string | undefined;
   deployment: Deployment;
   env: Record<string, string | undefined>;
@@ -49,7 +50,7 @@ export async function gather(config: Config, opts: GatherOptions): Promise<Facts
     dataDir.lock.ok ? probeFlock(config.lockPath, dataDir.lock.value) : Promise.resolve({ state: 'error' as const, error: dataDir.lock.error }),
     instanceFile.ok ? probeHeld(instanceFile.value) : Promise.resolve({ state: 'unknown' as const, reason: instanceFile.error }),
   ]);
-  return {
+  const facts: Omit<Facts, 'view'> = {
     now,
     config,
     deployment: opts.deployment,
@@ -63,9 +64,11 @@ export async function gather(config: Config, opts: GatherOptions): Promise<Facts
     cache,
     state,
     identity: id?.ok ? id.value : undefined,
+    credentialsFile: opts.env.GOOGLE_APPLICATION_CREDENTIALS || undefined,
     secret,
     pubsub,
     clock,
     saxo,
   };
+  return { ...facts, view: tokenView(facts) };
 }

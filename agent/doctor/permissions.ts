@@ -1,7 +1,8 @@
 /**
  * The IAM permissions the runtime needs, in one place: doctor asks TestIamPermissions for exactly
- * these, and test/unit/doctor-permissions.test.ts proves the Secret Manager list equals the literal
- * `client.<method>(` calls of core/gcp/secret-store.ts and the custom role in infra/terraform/iam.tf.
+ * these, and test/unit/doctor-probes.test.ts ("doctor permissions") proves the Secret Manager list
+ * equals the literal `client.<method>(` calls of core/gcp/secret-store.ts and the custom role in
+ * infra/terraform/iam.tf.
  * (TestIamPermissions itself needs no permission.)
  */
 import { sh } from './types.js';
@@ -24,7 +25,7 @@ export const SUBSCRIPTION_PERMISSIONS: readonly string[] = ['pubsub.subscription
 export const TOPIC_PERMISSIONS: readonly string[] = ['pubsub.topics.publish'];
 
 /** The custom role infra/terraform/iam.tf defines for the token secret. */
-export const SECRET_ROLE_ID = 'tokenKeeperSecretRotator';
+const SECRET_ROLE_ID = 'tokenKeeperSecretRotator';
 
 const member = (identity: string | undefined) => `--member=${identity ? `serviceAccount:${identity}` : "'serviceAccount:<this VM's service account>'"}`;
 

@@ -43,13 +43,9 @@ export function judge(f: Facts): CheckResult[] {
   });
 }
 
-/** The configuration does not parse: that is the finding, and nothing else can be judged. */
-export function configErrorChecks(message: string, envFile: string): CheckResult[] {
-  return CHECK_IDS.map((id) =>
-    id === 'config'
-      ? { id, status: 'fail', summary: `configuration error: ${message}`, fix: `correct that variable in ${envFile} (README "Configuration")` }
-      : skip(id, 'the configuration does not parse'),
-  );
+/** The configuration does not parse (or cannot be read): that is the finding, and nothing else can be judged. */
+export function configErrorChecks(message: string, fix: string): CheckResult[] {
+  return CHECK_IDS.map((id) => (id === 'config' ? { id, status: 'fail', summary: `configuration error: ${message}`, fix } : skip(id, 'the configuration does not parse')));
 }
 
 export function buildReport(checks: CheckResult[], mode: DoctorReport['mode'], unit: string, startedAt: number): DoctorReport {

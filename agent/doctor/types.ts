@@ -31,7 +31,7 @@ export interface DoctorReport {
 const RANK: Record<CheckStatus, number> = { skip: 0, ok: 1, warn: 2, fail: 3 };
 
 /** The worse of two statuses (skip < ok < warn < fail). */
-export function worse(a: CheckStatus, b: CheckStatus): CheckStatus {
+function worse(a: CheckStatus, b: CheckStatus): CheckStatus {
   return RANK[a] >= RANK[b] ? a : b;
 }
 

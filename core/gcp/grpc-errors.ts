@@ -21,6 +21,11 @@ const CODE_NAMES: Record<number, string> = {
   16: 'UNAUTHENTICATED',
 };
 
+/** A numeric gRPC status's name (`14` → `UNAVAILABLE`); undefined for a code gRPC does not define. */
+export function grpcCodeName(code: number): string | undefined {
+  return CODE_NAMES[code];
+}
+
 export const Status = {
   DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
@@ -45,7 +50,7 @@ export function isConflict(e: unknown): boolean {
 export function toStoreError(e: unknown, op: string): SecretStoreError {
   if (e instanceof SecretStoreError) return e;
   const code = grpcCode(e);
-  const name = code === undefined ? 'error' : (CODE_NAMES[code] ?? `code ${code}`);
+  const name = code === undefined ? 'error' : (grpcCodeName(code) ?? `code ${code}`);
   // Status details from Secret Manager name resources and reasons, not payloads; still bounded.
   const details =
     e && typeof e === 'object' && 'details' in e && typeof (e as { details: unknown }).details === 'string'

@@ -2,6 +2,7 @@
 import { deployment } from '../../agent/deployment.js';
 import { loadConfig } from '../../core/config.js';
 import type { TokenSet } from '../../core/token.js';
+import { tokenView } from '../../agent/doctor/checks/token-view.js';
 import type { Facts, FileInfo, Probe } from '../../agent/doctor/facts.js';
 
 export const NOW = Date.parse('2026-03-02T10:00:00Z');
@@ -10,7 +11,7 @@ export const ok = <T>(value: T, ms = 5): Probe<T> => ({ ok: true, value, ms });
 export const failed = (code: string, error = `${code}: injected`, ms = 5): Probe<never> => ({ ok: false, code, error, ms });
 
 export function file(over: Partial<FileInfo> = {}): FileInfo {
-  return { kind: 'file', uid: 1000, gid: 1000, mode: 0o600, size: 300, mtimeMs: NOW - 10_000, ino: 42, dev: 65024, ...over };
+  return { kind: 'file', uid: 1000, gid: 1000, mode: 0o600, mtimeMs: NOW - 10_000, ino: 42, dev: 65024, ...over };
 }
 
 export function token(over: Partial<TokenSet> = {}): TokenSet {
@@ -38,27 +39,30 @@ const GCP_ENV = {
   TOKEN_SUBSCRIPTION_ID: 'token-rotated-vm1',
 };
 
-/** Healthy facts; `env` replaces the configuration's environment, `over` any fact. */
+/**
+ * Healthy facts; `env` replaces the configuration's environment, `over` any fact. The token view
+ * is computed from the result (as gather does) unless `over.view` gives one.
+ */
 export function facts(over: Partial<Facts> = {}, env: Record<string, string | undefined> = GCP_ENV): Facts {
   const config = loadConfig(env, '/');
   const t = token();
   const cloud = Boolean(config.gcp);
   const secretName = 'projects/p1/secrets/saxo-token';
-  return {
+  const f: Omit<Facts, 'view'> & { view?: Facts['view'] } = {
     now: NOW,
     config,
     deployment: deployment(),
     partialGcp: [],
     botsUser: ok({ name: 'calypso', uid: 1000, gid: 1000, groups: [1000], basis: 'User= in /etc/systemd/system/token-keeper.service' }),
-    unit: { path: '/etc/systemd/system/token-keeper.service', user: 'calypso', group: 'calypso', readWritePaths: ['/opt/calypso/data'], stateDirectories: [] },
+    unit: { path: '/etc/systemd/system/token-keeper.service', user: 'calypso', group: 'calypso', readWritePaths: ['/opt/calypso/data'], stateDirectories: [], protectSystem: 'strict' },
     names: { users: { 0: 'root', 1000: 'calypso', 65534: 'nobody' }, groups: { 0: 'root', 1000: 'calypso', 65534: 'nogroup' } },
     dataDir: {
       dir: ok(file({ kind: 'dir', mode: 0o750 })),
       cache: ok(file()),
-      lock: ok(file({ size: 0 })),
+      lock: ok(file()),
       state: ok(file()),
       tmpFiles: ok([]),
-      space: ok({ freeBytes: 10 * 1024 ** 3, freeInodes: 100_000 }),
+      space: ok({ freeBytes: 10 * 1024 ** 3, freeInodes: 100_000, files: 1_000_000 }),
     },
     lock: { state: 'free', ms: 0 },
     instance: { state: 'held', holders: [{ pid: 4242, type: 'FLOCK', command: 'node /opt/token-keeper/bin/token-keeper.js agent' }] },
@@ -97,6 +101,7 @@ export function facts(over: Partial<Facts> = {}, env: Record<string, string | un
     },
     ...over,
   };
+  return { ...f, view: f.view ?? tokenView(f) };
 }
 
 export const STANDALONE_ENV = { TOKEN_KEEPER_DATA_DIR: '/opt/calypso/data' };

@@ -94,7 +94,7 @@ describe('doctor (standalone)', () => {
   it("the installed unit decides the bots' user and must let the agent write the data dir", async () => {
     const dir = await dataDir(pair({ accessLeftSec: 900 }), { lock: true });
     const unit = join(tmp, 'token-keeper.service');
-    writeFileSync(unit, '[Unit]\nDescription=x\n[Service]\nUser=daemon\nGroup=daemon\nReadWritePaths=/opt/calypso/data\n');
+    writeFileSync(unit, '[Unit]\nDescription=x\n[Service]\nUser=daemon\nGroup=daemon\nProtectSystem=strict\nReadWritePaths=/opt/calypso/data\n');
     mkdirSync(`${unit}.d`);
     writeFileSync(`${unit}.d/20-local.conf`, '[Service]\nUser=root\nGroup=root\n');
     const r = await runDoctor(env(dir), ['--unit', unit]);
@@ -103,6 +103,10 @@ describe('doctor (standalone)', () => {
     expect(c.summary).toBe(`the unit's ReadWritePaths=/StateDirectory= (/opt/calypso/data) do not include ${dir}: under ProtectSystem=strict the agent cannot write there`);
     expect(c.fix).toBe(`sudo systemctl edit token-keeper  # [Service] ReadWritePaths=${dir}`);
     expect(c.details?.botsUser).toMatchObject({ name: 'root', basis: `User= in ${unit}` });
+    // Without ProtectSystem= the service may write anywhere its user may: nothing to add.
+    writeFileSync(`${unit}.d/30-unprotected.conf`, '[Service]\nProtectSystem=\n');
+    const open = await runDoctor(env(dir), ['--unit', unit]);
+    expect(open.check('data-dir')).toMatchObject({ status: 'ok', details: { botsUser: { name: 'root' } } });
   });
 
   it('--chain live: judged as token-keeper@live runs it (the repo\'s template unit, live.env over the caller\'s env, its StateDirectory as the data dir); every fix names that chain', async () => {
@@ -137,8 +141,26 @@ describe('doctor (standalone)', () => {
     // Without --chain the same tree is the main unit's: not installed there, so no unit to judge.
     const main = await doctorReport({}, env(live), roots);
     expect(main.report.unit).toBe('token-keeper');
-    await expect(doctorReport({ chain: 'Live!' }, caller, roots)).rejects.toThrow(/--chain must be a chain name/);
-    await expect(doctorReport({ chain: 'sim' }, caller, roots)).rejects.toThrow(/cannot read .*sim\.env for chain sim \(ENOENT\)/);
+    // A bad chain name or an unreadable NAME.env is the config finding of a report, not a throw.
+    const bad = await doctorReport({ chain: 'Live!' }, caller, roots);
+    expect(bad.report).toMatchObject({ exitCode: 2, mode: 'unknown' });
+    expect(bad.report.checks.map((c) => c.id)).toEqual(CHECK_IDS);
+    expect(bad.report.checks[0]).toMatchObject({ id: 'config', status: 'fail', fix: `ls ${roots.etcDir}  # the installed chains are the NAME of each NAME.env there` });
+    expect(bad.report.checks[0]!.summary).toMatch(/^configuration error: --chain must be a chain name/);
+    const sim = await doctorReport({ chain: 'sim' }, caller, roots);
+    expect(sim.report.unit).toBe('token-keeper@sim');
+    expect(sim.report.checks[0]).toMatchObject({ id: 'config', status: 'fail' });
+    expect(sim.report.checks[0]!.summary).toMatch(/^configuration error: cannot read .*sim\.env for chain sim \(ENOENT\)/);
+    expect(sim.report.checks[0]!.fix).toContain(`sudo ls -l ${join(roots.etcDir, 'sim.env')}`);
+    expect(sim.report.checks.slice(1).every((c) => c.status === 'skip')).toBe(true);
+  });
+
+  it('--json with a bad --chain still prints the JSON report (exit 2), not an error line', async () => {
+    const r = await runDoctor(env(tmp), ['--chain', 'Live!']);
+    expect(r.code).toBe(2);
+    expect(r.check('config')).toMatchObject({ status: 'fail' });
+    expect(r.check('config').summary).toMatch(/^configuration error: --chain must be a chain name/);
+    expect(r.report.checks.map((c) => c.id)).toEqual(CHECK_IDS);
   });
 
   it('stale tmp files and a world-readable cache are named with their fixes', async () => {

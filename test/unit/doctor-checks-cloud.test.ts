@@ -76,6 +76,24 @@ describe('doctor: Pub/Sub', () => {
     expect(denied.status).toBe('warn');
     expect(denied.fix).toContain('--role=roles/pubsub.viewer');
     expect(topicCheck(withPubSub({ topic: failed('NOT_FOUND') })).fix).toContain('gcloud pubsub topics create token-rotated --project=p1');
+    // Terraform grants the VM's account roles/pubsub.viewer on both: that is the fix, not "another account".
+    const topicDenied = topicCheck(withPubSub({ topic: failed('PERMISSION_DENIED') }));
+    expect(topicDenied.status).toBe('warn');
+    expect(topicDenied.fix).toBe(
+      "terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the topic), or: gcloud pubsub topics add-iam-policy-binding token-rotated --project=p1 --member='serviceAccount:<this VM's service account>' --role=roles/pubsub.viewer",
+    );
+    expect(denied.fix).toMatch(/^terraform apply in infra\/terraform \(it grants the VM's account roles\/pubsub\.viewer on the subscription\), or: gcloud pubsub subscriptions add-iam-policy-binding token-rotated-vm1 /);
+  });
+
+  it('IAM: when neither the topic nor the subscription exists there is nothing verified: a skip with the reason, never "granted"', () => {
+    const nf = failed('NOT_FOUND');
+    const none = pubsubIamCheck(withPubSub({ topicIam: nf, subscriptionIam: nf }));
+    expect(none).toMatchObject({
+      status: 'skip',
+      summary: 'projects/p1/topics/token-rotated and projects/p1/subscriptions/token-rotated-vm1 do not exist (see pubsub.topic, pubsub.subscription): no permission to check',
+    });
+    const one = pubsubIamCheck(withPubSub({ topicIam: nf }));
+    expect(one).toMatchObject({ status: 'ok', summary: 'granted: pubsub.subscriptions.consume on projects/p1/subscriptions/token-rotated-vm1; not checked: projects/p1/topics/token-rotated (does not exist)' });
   });
 
   it('IAM: missing publish or consume fails with the binding; UNIMPLEMENTED skips only against an emulator', () => {
@@ -85,6 +103,36 @@ describe('doctor: Pub/Sub', () => {
     const u = failed('UNIMPLEMENTED');
     expect(pubsubIamCheck(withPubSub({ emulator: true, topicIam: u, subscriptionIam: u })).status).toBe('skip');
     expect(pubsubIamCheck(withPubSub({ emulator: false, topicIam: u, subscriptionIam: u })).status).toBe('warn');
+  });
+});
+
+describe('doctor: Google credentials that cannot be loaded', () => {
+  const creds = failed('CREDENTIALS', "cannot load Google credentials: The file at /nonexistent does not exist, or it is not a file. ENOENT: no such file or directory, lstat '/nonexistent'");
+  const all = { meta: creds, latest: creds, versions: creds, iam: creds };
+  const ADC = "gcloud auth application-default login (or GOOGLE_APPLICATION_CREDENTIALS=<a service account key file>); on a GCE VM, check that it runs with a service account";
+  const KEY = "check GOOGLE_APPLICATION_CREDENTIALS=/nonexistent: the key file must exist and be readable by this user (ls -l /nonexistent), or unset it to use the VM's service account";
+
+  it('Secret Manager: a failed probe with the credentials fix (naming the key file when one is set), never "check egress"', () => {
+    const sm = secretManagerCheck(withSecret(all, { credentialsFile: '/nonexistent' }));
+    expect(sm).toMatchObject({ status: 'fail', fix: KEY });
+    expect(sm.summary).toMatch(/^Secret Manager GetSecret failed: cannot load Google credentials: The file at \/nonexistent/);
+    expect(secretIamCheck(withSecret(all))).toMatchObject({ status: 'skip', summary: 'no usable Google credentials: nothing could be asked (see secret-manager)' });
+    expect(cloudPathCheck(withSecret(all)).status).toBe('skip');
+  });
+
+  it('UNAUTHENTICATED and ADC\'s "Could not load the default credentials" get the credentials fix too', () => {
+    expect(secretManagerCheck(withSecret({ meta: failed('UNAUTHENTICATED', 'UNAUTHENTICATED: Request had invalid authentication credentials.') })).fix).toBe(ADC);
+    const adc = { ok: false as const, ms: 5, error: 'Error: Could not load the default credentials. Browse to https://cloud.google.com/docs/authentication/getting-started for more information.' };
+    expect(secretManagerCheck(withSecret({ meta: adc })).fix).toBe(ADC);
+    expect(topicCheck(withPubSub({ topic: failed('UNAUTHENTICATED') })).fix).toBe(ADC);
+    expect(subscriptionCheck(withPubSub({ subscription: adc })).fix).toBe(ADC);
+  });
+
+  it('Pub/Sub: topic and subscription fail with the credentials fix; IAM is a skip (nothing was asked)', () => {
+    const f = facts({ credentialsFile: '/nonexistent', pubsub: { ...facts().pubsub!, topic: creds, subscription: creds, topicIam: creds, subscriptionIam: creds } });
+    expect(topicCheck(f)).toMatchObject({ status: 'fail', fix: KEY });
+    expect(subscriptionCheck(f)).toMatchObject({ status: 'fail', fix: KEY });
+    expect(pubsubIamCheck(f)).toMatchObject({ status: 'skip', summary: 'no usable Google credentials: nothing could be asked (see pubsub.topic)' });
   });
 });
 

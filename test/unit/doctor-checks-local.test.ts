@@ -6,6 +6,7 @@ import { dataDirCheck, filesCheck, spaceCheck, tmpCheck } from '../../agent/doct
 import { agentCheck, lockCheck } from '../../agent/doctor/checks/locks.js';
 import { tokenCheck } from '../../agent/doctor/checks/token.js';
 import { judge } from '../../agent/doctor/report.js';
+import { tokenView } from '../../agent/doctor/checks/token-view.js';
 import { facts, failed, file, NOW, ok, STANDALONE_ENV, token } from '../helpers/doctor-facts.js';
 
 const GCP = { TOKEN_KEEPER_DATA_DIR: '/opt/calypso/data', GOOGLE_CLOUD_PROJECT: 'p1', TOKEN_SECRET_ID: 's' };
@@ -95,8 +96,39 @@ describe('doctor: data dir, judged for the bots\' user', () => {
       status: 'warn',
       fix: 'rm -f /opt/calypso/data/saxo_token_cache.tmp',
     });
-    expect(spaceCheck(facts({ dataDir: { ...d, space: ok({ freeBytes: 10 * 1024 ** 2, freeInodes: 9 }) } })).status).toBe('warn');
-    expect(spaceCheck(facts({ dataDir: { ...d, space: ok({ freeBytes: 10 * 1024 ** 3, freeInodes: 0 }) } })).status).toBe('fail');
+    expect(spaceCheck(facts({ dataDir: { ...d, space: ok({ freeBytes: 10 * 1024 ** 2, freeInodes: 9, files: 1000 }) } })).status).toBe('warn');
+    expect(spaceCheck(facts({ dataDir: { ...d, space: ok({ freeBytes: 10 * 1024 ** 3, freeInodes: 0, files: 1000 }) } })).status).toBe('fail');
+  });
+
+  it('space: a filesystem that allocates inodes on demand (btrfs: 0 total, 0 free) is not out of inodes', () => {
+    const d = facts().dataDir;
+    const btrfs = spaceCheck(facts({ dataDir: { ...d, space: ok({ freeBytes: 10 * 1024 ** 3, freeInodes: 0, files: 0 }) } }));
+    expect(btrfs).toMatchObject({ status: 'ok', summary: '10240 MiB free (inodes allocated on demand)' });
+    expect(spaceCheck(facts({ dataDir: { ...d, space: ok({ freeBytes: 1000, freeInodes: 0, files: 0 }) } })).status).toBe('fail');
+  });
+
+  it('a data dir doctor may not stat (EACCES on a parent) is not "missing": run doctor as the bots\' user or root', () => {
+    const denied = facts({ dataDir: { ...facts().dataDir, dir: failed('EACCES', "EACCES: permission denied, lstat '/opt/calypso/data'") } });
+    const c = dataDirCheck(denied);
+    expect(c.status).toBe('warn');
+    expect(c.summary).toBe('cannot stat /opt/calypso/data as this user (EACCES): a parent directory is closed to it, so doctor cannot judge the data dir');
+    expect(c.fix).toMatch(/^run doctor as the bots' user or root: sudo -u calypso npx token-keeper doctor /);
+    expect(c.fix).not.toContain('install -d');
+    expect(filesCheck(denied)).toMatchObject({ status: 'skip' });
+    expect(filesCheck(denied).summary).toMatch(/^cannot stat the data dir: EACCES/);
+  });
+
+  it('ReadWritePaths=/StateDirectory= matter only where ProtectSystem= makes the data dir read-only', () => {
+    const unit = (protectSystem: 'no' | 'yes' | 'full' | 'strict', readWritePaths: string[] = []) => ({ path: '/u', readWritePaths, stateDirectories: [], protectSystem });
+    expect(dataDirCheck(facts({ unit: unit('no') })).status).toBe('ok');
+    expect(dataDirCheck(facts({ unit: unit('full') })).status).toBe('ok'); // /opt stays writable under full
+    const strict = dataDirCheck(facts({ unit: unit('strict') }));
+    expect(strict).toMatchObject({ status: 'fail', fix: 'sudo systemctl edit token-keeper  # [Service] ReadWritePaths=/opt/calypso/data' });
+    expect(strict.summary).toBe("the unit's ReadWritePaths=/StateDirectory= (none) do not include /opt/calypso/data: under ProtectSystem=strict the agent cannot write there");
+    expect(dataDirCheck(facts({ unit: unit('strict', ['/opt/calypso']) })).status).toBe('ok');
+    const etc = { ...STANDALONE_ENV, TOKEN_KEEPER_DATA_DIR: '/etc/calypso' };
+    expect(dataDirCheck(facts({ unit: unit('full') }, etc)).summary).toContain('under ProtectSystem=full the agent cannot write there');
+    expect(dataDirCheck(facts({ unit: unit('yes') }, etc)).status).toBe('ok');
   });
 });
 
@@ -112,9 +144,11 @@ describe('doctor: lock, token, agent', () => {
     expect(none).toMatchObject({ status: 'fail', summary: 'no token in the cache, the agent state or the secret', fix: 'npx token-keeper login' });
     const exp = token({ accessExpiresAt: NOW - 30_000, generation: 8, accessToken: 'a2', refreshToken: 'r2' });
     expect(tokenCheck(facts({ cache: ok({ kind: 'ok', token: exp }) })).summary).toMatch(/^the access token expired 30 s ago and nobody refreshed it/);
-    const flagged = facts();
-    flagged.state = ok({ ...(flagged.state as { ok: true; value: { failures: number } }).value, failures: 1, loginRequired: true });
-    flagged.secret!.latest = ok(undefined);
+    const healthy = facts();
+    const flagged = facts({
+      state: ok({ ...(healthy.state as { ok: true; value: { failures: number } }).value, failures: 1, loginRequired: true }),
+      secret: { ...healthy.secret!, latest: ok(undefined) },
+    });
     expect(tokenCheck(flagged)).toMatchObject({ status: 'fail', fix: 'npx token-keeper login' });
     expect(tokenCheck(flagged).summary).toMatch(/^the agent recorded that Saxo rejected the newest refresh token \(login required\); the secret holds an older pair/);
     const older = token({ generation: 6, refreshToken: 'r-old' });
@@ -123,6 +157,43 @@ describe('doctor: lock, token, agent', () => {
     expect(stale.summary).toContain('the cache holds an older pair than the newest');
     const keyless = token({ appKey: undefined });
     expect(tokenCheck(facts({ cache: ok({ kind: 'ok', token: keyless }), state: ok(undefined), secret: undefined }, STANDALONE_ENV)).summary).toMatch(/^no app key/);
+  });
+
+  it('token: an unreadable cache (EACCES) is named with its errno and the access fix, never "login" or "none"', () => {
+    const eacces = ok({ kind: 'unreadable' as const, code: 'EACCES', reason: 'EACCES reading /opt/calypso/data/saxo_token_cache.json' });
+    const chown = 'sudo chown calypso:calypso /opt/calypso/data/saxo_token_cache.json && sudo chmod 0600 /opt/calypso/data/saxo_token_cache.json';
+    // With a good agent state: the pair is known, but what the bots see is not.
+    const withState = tokenCheck(facts({ cache: eacces }));
+    expect(withState.status).toBe('warn');
+    expect(withState.summary).toMatch(/^cannot read the cache \/opt\/calypso\/data\/saxo_token_cache\.json \(EACCES\): doctor cannot tell what the bots see/);
+    expect(withState.details).toMatchObject({ sources: { cache: null, state: 7, secret: 7 } });
+    expect(withState.fix).toBe(`run doctor as the bots' user or root (sudo -u calypso npx token-keeper doctor); if the bots cannot read it either, give the file back: ${chown}`);
+    // With an unreadable state too, in standalone: nothing was read, so no login is proposed.
+    const neither = tokenCheck(facts({ cache: eacces, state: failed('EACCES', 'EACCES: permission denied'), secret: undefined }, STANDALONE_ENV));
+    expect(neither.status).toBe('warn');
+    expect(neither.summary).toMatch(/^no token in what doctor could read \(cannot read the cache .* \(EACCES\); cannot read the agent state file .*\(EACCES\)\)/);
+    expect(neither.fix).toContain(chown);
+    expect(neither.fix).not.toContain('login');
+    // An unreadable agent state alone: the cache and the secret answer for the token (agent warns).
+    const state = tokenCheck(facts({ state: failed('EACCES', 'EACCES: permission denied') }));
+    expect(state).toMatchObject({ status: 'ok' });
+    expect(state.summary).toContain('(cache gen 7, state unreadable (EACCES), secret gen 7)');
+  });
+
+  it('token: login is proposed only when every source was read — not when the secret did not answer', () => {
+    const empty = { cache: ok({ kind: 'missing' as const }), state: ok(undefined) };
+    const down = tokenCheck(facts({ ...empty, secret: { ...facts().secret!, latest: failed('UNAVAILABLE') } }));
+    expect(down).toMatchObject({ status: 'fail', fix: 'see secret-manager' });
+    expect(down.summary).toBe('no token in what doctor could read (the secret did not answer): the newest pair may be there, so no login is proposed yet');
+    const read = tokenCheck(facts({ ...empty, secret: { ...facts().secret!, latest: ok(undefined) } }));
+    expect(read).toMatchObject({ status: 'fail', fix: 'npx token-keeper login' });
+  });
+
+  it('the checks read the one token view of the facts (computed once, by gather)', () => {
+    const f = facts();
+    const older = token({ generation: 3, accessExpiresAt: NOW + 100_000 });
+    const view = tokenView({ ...f, cache: ok({ kind: 'ok', token: older }), state: ok(undefined), secret: undefined });
+    expect(tokenCheck({ ...f, view }).summary).toMatch(/^only 100 s left: inside the agent's threshold/);
   });
 
   it('token: the healthy summary names every source and never the token text', () => {

@@ -4,6 +4,7 @@
  * Also: the permission list doctor asks for is the one the code needs (one place, checked here).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { basename } from 'node:path';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -15,7 +16,9 @@ import { isTmpName } from '../../agent/doctor/probes/files.js';
 import { devParts, locksOn, parseProcLocks, probeFlock, probeHeld } from '../../agent/doctor/probes/locks.js';
 import { fileInfo } from '../../agent/doctor/probes/files.js';
 import { clockTarget, isLoopbackHost } from '../../agent/doctor/probes/network.js';
-import { identity } from '../../agent/doctor/probes/gcp.js';
+import { identity, pubsubFacts, secretFacts, type PubSubClients } from '../../agent/doctor/probes/gcp.js';
+import { attempt } from '../../agent/doctor/probes/attempt.js';
+import { isTmpNameOf, tmpPathFor } from '../../agent/atomic-write.js';
 import { parseUnit } from '../../agent/doctor/probes/users.js';
 import { buildReport, formatText, redact } from '../../agent/doctor/report.js';
 import { exitCodeOf, fold, human, sh } from '../../agent/doctor/types.js';
@@ -101,8 +104,17 @@ describe('doctor probes', () => {
       '[Unit]\nUser=nope\n[Service]\nUser=calypso\nGroup=calypso\nReadWritePaths=/opt/calypso/data\n# ReadWritePaths=/x\n',
       '[Service]\nReadWritePaths=-/var/extra /srv/more\n',
     ]);
-    expect(u).toEqual({ path: '/u', user: 'calypso', group: 'calypso', readWritePaths: ['/opt/calypso/data', '/var/extra', '/srv/more'], stateDirectories: [] });
+    expect(u).toEqual({ path: '/u', user: 'calypso', group: 'calypso', readWritePaths: ['/opt/calypso/data', '/var/extra', '/srv/more'], stateDirectories: [], protectSystem: 'no' });
     expect(parseUnit('/u', ['[Service]\nReadWritePaths=/a\n', '[Service]\nReadWritePaths=\nUser=bots\n'])).toMatchObject({ user: 'bots', readWritePaths: [] });
+  });
+
+  it('parseUnit: ProtectSystem= (booleans, full, strict; later files win, empty resets)', () => {
+    expect(parseUnit('/u', ['[Service]\nProtectSystem=strict\n']).protectSystem).toBe('strict');
+    expect(parseUnit('/u', ['[Service]\nProtectSystem=full\n']).protectSystem).toBe('full');
+    expect(parseUnit('/u', ['[Service]\nProtectSystem=true\n']).protectSystem).toBe('yes');
+    expect(parseUnit('/u', ['[Service]\nProtectSystem=strict\n', '[Service]\nProtectSystem=\n']).protectSystem).toBe('no');
+    expect(parseUnit('/u', ['[Service]\nProtectSystem=no\n', '[Service]\nProtectSystem=strict\n']).protectSystem).toBe('strict');
+    expect(parseUnit('/u', ['[Unit]\nProtectSystem=strict\n']).protectSystem).toBe('no');
   });
 
   it('parseUnit: a template\'s StateDirectory= (with %i) is writable for the instance, under the state root', () => {
@@ -112,11 +124,19 @@ describe('doctor probes', () => {
   });
 
   it('tmp names: the bots\' fixed one and atomic-write\'s unique ones, nothing else', () => {
-    expect(isTmpName('saxo_token_cache.tmp')).toBe(true);
-    expect(isTmpName('.saxo_token_cache.json.0a1b2c3d4e5f.tmp')).toBe(true);
-    expect(isTmpName('..token-keeper-state.json.abcdef012345.tmp')).toBe(true);
-    expect(isTmpName('saxo_token_cache.json')).toBe(false);
-    expect(isTmpName('notes.tmp')).toBe(false);
+    const paths = { cachePath: '/d/saxo_token_cache.json', statePath: '/d/.token-keeper-state.json' };
+    expect(isTmpName('saxo_token_cache.tmp', paths)).toBe(true);
+    expect(isTmpName('.saxo_token_cache.json.0a1b2c3d4e5f.tmp', paths)).toBe(true);
+    expect(isTmpName('..token-keeper-state.json.abcdef012345.tmp', paths)).toBe(true);
+    expect(isTmpName('saxo_token_cache.json', paths)).toBe(false);
+    expect(isTmpName('notes.tmp', paths)).toBe(false);
+    // The rule is atomic-write's own: whatever name it picks for a file, doctor recognises.
+    for (const path of Object.values(paths)) {
+      const tmp = basename(tmpPathFor(path, '0123456789ab'));
+      expect(isTmpNameOf(path, tmp)).toBe(true);
+      expect(isTmpName(tmp, paths)).toBe(true);
+    }
+    expect(isTmpNameOf(paths.cachePath, '..token-keeper-state.json.0123456789ab.tmp')).toBe(false);
   });
 
   it('loopback detection and the clock\'s target (never a non-loopback host with an emulator configured)', () => {
@@ -180,5 +200,81 @@ describe('doctor identity (for the --member of a fix)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('doctor GCP probes: clients are initialised inside the deadline, before any call', () => {
+  // Loopback hosts only: nothing here may reach a real Google endpoint.
+  const gcp = { projectId: 'p1', secretId: 's', topicId: 't', subscriptionId: 'sub', secretManagerEmulatorHost: '127.0.0.1:1', pubsubEmulatorHost: '127.0.0.1:1' };
+  const noCredentials = () => new Error('Could not load the default credentials. Browse to https://cloud.google.com/docs/authentication/getting-started for more information.');
+
+  /** A generated client whose initialise fails; like gax, a method called anyway re-throws it from a detached promise. */
+  function fakeClient(calls: string[]) {
+    return new Proxy(
+      {},
+      {
+        get: (_, prop: string) => {
+          if (prop === 'then') return undefined;
+          if (prop === 'initialize') return () => Promise.reject(noCredentials());
+          if (prop === 'close') return () => Promise.resolve();
+          return () => {
+            calls.push(prop);
+            void Promise.reject(noCredentials()); // what gax does: an unhandled rejection
+            return Promise.reject(noCredentials());
+          };
+        },
+      },
+    );
+  }
+
+  it('Secret Manager: no credentials is a failed probe (CREDENTIALS) and no RPC is attempted', async () => {
+    const calls: string[] = [];
+    const s = await secretFacts(gcp, 1000, async () => fakeClient(calls) as never);
+    expect(calls).toEqual([]);
+    for (const p of [s.meta, s.latest, s.versions, s.iam]) {
+      expect(p).toMatchObject({ ok: false, code: 'CREDENTIALS' });
+      expect(!p.ok && p.error).toMatch(/^cannot load Google credentials: Could not load the default credentials/);
+    }
+  });
+
+  it('Pub/Sub: no credentials is a failed probe (CREDENTIALS) for the topic, the subscription and IAM; no RPC is attempted', async () => {
+    const calls: string[] = [];
+    const clients = async (): Promise<PubSubClients> => ({ publisher: fakeClient(calls), subscriber: fakeClient(calls) }) as never;
+    const p = await pubsubFacts(gcp, 1000, clients);
+    expect(calls).toEqual([]);
+    for (const probe of [p.topic, p.topicIam, p.subscription, p.subscriptionIam]) expect(probe).toMatchObject({ ok: false, code: 'CREDENTIALS' });
+  });
+
+  it('a failure to create the client (not to initialise it) keeps its own code', async () => {
+    const s = await secretFacts(gcp, 1000, () => Promise.reject(Object.assign(new Error('boom'), { code: 'EMFILE' })));
+    expect(s.meta).toMatchObject({ ok: false, code: 'EMFILE' });
+  });
+
+  it('gRPC status names come from core/gcp/grpc-errors.ts (every code, not a subset)', async () => {
+    const fail = (code: number) => attempt(() => Promise.reject(Object.assign(new Error('x'), { code, details: 'd' })), 1000);
+    expect(await fail(8)).toMatchObject({ ok: false, code: 'RESOURCE_EXHAUSTED', error: 'RESOURCE_EXHAUSTED: d' });
+    expect(await fail(14)).toMatchObject({ code: 'UNAVAILABLE' });
+    expect(await fail(99)).toMatchObject({ code: 'grpc 99' });
+  });
+});
+
+describe('doctor exports: nothing is exported that no other file uses', () => {
+  it('every export of agent/doctor/** is imported by another file (runtime or tests)', () => {
+    const files = (dir: string) =>
+      readdirSync(join(ROOT, dir), { recursive: true, withFileTypes: true })
+        .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
+        .map((e) => join(e.parentPath, e.name));
+    const doctor = files('agent/doctor');
+    const all = ['agent', 'core', 'functions', 'standins', 'tools', 'test'].flatMap((d) => (existsSync(join(ROOT, d)) ? files(d) : []));
+    const text = new Map(all.map((f) => [f, readFileSync(f, 'utf8')]));
+    const dead: string[] = [];
+    for (const file of doctor) {
+      for (const m of text.get(file)!.matchAll(/^export (?:async )?(?:function|const|class|interface|type) (\w+)/gm)) {
+        const name = m[1]!;
+        const re = new RegExp(`\\b${name}\\b`);
+        if (![...text].some(([other, src]) => other !== file && re.test(src))) dead.push(`${file.slice(ROOT.length + 1)}: ${name}`);
+      }
+    }
+    expect(dead).toEqual([]);
   });
 });

@@ -15,7 +15,7 @@ export function can(f: Pick<FileInfo, 'uid' | 'gid' | 'mode' | 'kind'>, u: Pick<
 
 export const octal = (mode: number) => `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
 
-export interface Names {
+interface Names {
   users: Record<number, string>;
   groups: Record<number, string>;
 }

@@ -2,20 +2,19 @@
 import { DEFAULT_ACCESS_LIFE_MS } from '../../../core/tiers.js';
 import type { Facts } from '../facts.js';
 import { human, sh, skip, type CheckResult } from '../types.js';
-import { tokenView } from './token-view.js';
 
 /** The function names itself `cloud:<revision>:<random>` in the lease and the annotations (functions/index.ts). */
-export const isCloudHolder = (by: string) => by.startsWith('cloud');
+const isCloudHolder = (by: string) => by.startsWith('cloud');
 
 export function cloudPathCheck(f: Facts): CheckResult {
   const g = f.config.gcp;
   if (!g || !f.secret) return skip('cloud-path', 'standalone: no cloud path');
-  if (!f.secret.meta.ok) return skip('cloud-path', 'Secret Manager did not answer (see secret-manager)');
+  if (!f.secret.meta.ok) return skip('cloud-path', 'Secret Manager could not be read (see secret-manager)');
   const c = f.config;
   const meta = f.secret.meta.value;
   const period = c.cloudSchedulePeriodMs;
   // The cloud refreshes once the token is within its threshold, at the next Scheduler run.
-  const life = tokenView(f).accessLifeMs ?? DEFAULT_ACCESS_LIFE_MS;
+  const life = f.view.accessLifeMs ?? DEFAULT_ACCESS_LIFE_MS;
   const expected = Math.max(period, life - c.cloudRefreshThresholdMs) + period;
   const logs = `gcloud scheduler jobs list --project=${sh(g.projectId)}; gcloud logging read 'resource.type="cloud_run_revision" AND severity>=WARNING' --project=${sh(g.projectId)} --freshness=1h --limit=20`;
   const details = {

@@ -1,9 +1,8 @@
 /** Check 1: the configuration parses and makes sense; the refresh tiers are in order. */
-import { configuredTiers, tierProblems } from '../../../core/tiers.js';
+import { configuredTiers, DEFAULT_ACCESS_LIFE_MS, tierProblems } from '../../../core/tiers.js';
 import type { Facts } from '../facts.js';
 import { isLoopbackHost } from '../probes/network.js';
 import { fold, human, type CheckResult, type Finding } from '../types.js';
-import { tokenView } from './token-view.js';
 
 export function configCheck(f: Facts): CheckResult {
   const c = f.config;
@@ -62,7 +61,7 @@ const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 
 export function tiersCheck(f: Facts): CheckResult {
   const c = f.config;
-  const view = tokenView(f);
+  const view = f.view;
   const tiers = configuredTiers(c);
   const problems = tierProblems(tiers, view.accessLifeMs);
   const findings: Finding[] = problems.map((p) => ({ status: 'fail', text: p.message, fix: `${p.fix} in ${f.deployment.envFile}` }));
@@ -74,7 +73,7 @@ export function tiersCheck(f: Facts): CheckResult {
       fix: `a Scheduler period ≤ ${Math.floor(window / 1000)} s (var.schedule in infra/terraform), then CLOUD_SCHEDULE_SECONDS to match`,
     });
   }
-  const life = view.accessLifeMs !== undefined ? `${human(view.accessLifeMs)} (the newest pair's)` : `${human(1_140_000)} (Saxo's documented)`;
+  const life = view.accessLifeMs !== undefined ? `${human(view.accessLifeMs)} (the newest pair's)` : `${human(DEFAULT_ACCESS_LIFE_MS)} (Saxo's documented)`;
   const order = tiers.cloudThresholdMs !== undefined ? `cloud ${secs(tiers.cloudThresholdMs)} > agent ${secs(tiers.agentThresholdMs)}` : `agent ${secs(tiers.agentThresholdMs)}`;
   return fold('config.tiers', `${order} > bots ${secs(tiers.botThresholdMs)}, all inside the token's usable life ${life}`, findings, {
     cloudThresholdSeconds: tiers.cloudThresholdMs !== undefined ? tiers.cloudThresholdMs / 1000 : undefined,

@@ -1,14 +1,20 @@
 /** Check 2: the data dir, its files, leftover tmp files and free space, judged for the bots' user. */
 import { basename } from 'node:path';
-import type { BotsUser, Facts, FileInfo, Probe } from '../facts.js';
+import type { BotsUser, Facts, FileInfo, Probe, UnitInfo } from '../facts.js';
 import { fold, human, sh, skip, type CheckResult, type Finding } from '../types.js';
 import { can, chownFix, octal, owner, userName } from './access.js';
 
 /** A tmp file older than this is not a write in progress (writes take milliseconds). */
-export const STALE_TMP_MS = 60_000;
+const STALE_TMP_MS = 60_000;
 const MIB = 1024 * 1024;
 
-function dirMissing(f: Facts): string | undefined {
+/** What ProtectSystem= makes read-only for the service (systemd.exec(5)). */
+const READ_ONLY: Record<UnitInfo['protectSystem'], string[]> = { no: [], yes: ['/usr', '/boot', '/efi'], full: ['/usr', '/boot', '/efi', '/etc'], strict: ['/'] };
+
+const under = (path: string, root: string) => root === '/' || path === root || path.startsWith(root.endsWith('/') ? root : `${root}/`);
+
+/** Whether the data dir is unusable for the checks that look inside it (and why). */
+export function dirMissing(f: Facts): string | undefined {
   const d = f.dataDir.dir;
   if (!d.ok) return `cannot stat the data dir: ${d.error}`;
   if (!d.value) return `data dir ${f.config.dataDir} does not exist`;
@@ -24,6 +30,16 @@ export function dataDirCheck(f: Facts): CheckResult {
   const u = f.botsUser.value;
   const { user, group } = userName(u, f.names);
   const missing = dirMissing(f);
+  const d = f.dataDir.dir;
+  if (!d.ok && (d.code === 'EACCES' || d.code === 'EPERM')) {
+    // The dir may well exist: a parent is closed to whoever runs doctor, which says nothing about the bots.
+    return {
+      id: 'data-dir',
+      status: 'warn',
+      summary: `cannot stat ${dir} as this user (${d.code}): a parent directory is closed to it, so doctor cannot judge the data dir`,
+      fix: `run doctor as the bots' user or root: sudo -u ${sh(user)} npx token-keeper doctor${f.deployment.cliFlags}  (or sudo npx token-keeper doctor${f.deployment.cliFlags}); namei -l ${sh(dir)} shows which parent`,
+    };
+  }
   if (missing) {
     return {
       id: 'data-dir',
@@ -45,10 +61,11 @@ export function dataDirCheck(f: Facts): CheckResult {
     findings.push({ status: 'warn', text: `${dir} is writable by every user (mode ${octal(info.mode)}): anyone can replace the cache`, fix: `sudo chmod o-w ${sh(dir)}` });
   }
   const rw = [...(f.unit?.readWritePaths ?? []), ...(f.unit?.stateDirectories ?? [])];
-  if (f.unit && !rw.some((p) => dir === p || dir.startsWith(p.endsWith('/') ? p : `${p}/`))) {
+  const protect = f.unit?.protectSystem ?? 'no';
+  if (f.unit && READ_ONLY[protect].some((root) => under(dir, root)) && !rw.some((p) => under(dir, p))) {
     findings.push({
       status: 'fail',
-      text: `the unit's ReadWritePaths=/StateDirectory= (${rw.join(' ') || 'none'}) do not include ${dir}: under ProtectSystem=strict the agent cannot write there`,
+      text: `the unit's ReadWritePaths=/StateDirectory= (${rw.join(' ') || 'none'}) do not include ${dir}: under ProtectSystem=${protect} the agent cannot write there`,
       fix: `sudo systemctl edit ${f.deployment.unit}  # [Service] ReadWritePaths=${dir}`,
     });
   }
@@ -98,7 +115,8 @@ function fileFindings(r: FileRule, u: BotsUser, f: Facts): Finding[] {
 }
 
 export function filesCheck(f: Facts): CheckResult {
-  if (dirMissing(f)) return skip('data-dir.files', 'no data dir');
+  const missing = dirMissing(f);
+  if (missing) return skip('data-dir.files', `${missing} (see data-dir)`);
   if (!f.botsUser.ok) return skip('data-dir.files', 'the bots\' user is unknown (see data-dir)');
   const u = f.botsUser.value;
   const c = f.config;
@@ -118,7 +136,8 @@ export function filesCheck(f: Facts): CheckResult {
 }
 
 export function tmpCheck(f: Facts): CheckResult {
-  if (dirMissing(f)) return skip('data-dir.tmp', 'no data dir');
+  const missing = dirMissing(f);
+  if (missing) return skip('data-dir.tmp', `${missing} (see data-dir)`);
   const p = f.dataDir.tmpFiles;
   if (!p.ok) return { id: 'data-dir.tmp', status: 'warn', summary: `cannot list ${f.config.dataDir}: ${p.error}` };
   const stale = p.value.filter((t) => t.ageMs > STALE_TMP_MS);
@@ -134,13 +153,16 @@ export function tmpCheck(f: Facts): CheckResult {
 }
 
 export function spaceCheck(f: Facts): CheckResult {
-  if (dirMissing(f)) return skip('data-dir.space', 'no data dir');
+  const missing = dirMissing(f);
+  if (missing) return skip('data-dir.space', `${missing} (see data-dir)`);
   const p = f.dataDir.space;
   if (!p.ok) return { id: 'data-dir.space', status: 'warn', summary: `cannot read free space: ${p.error}` };
-  const { freeBytes, freeInodes } = p.value;
-  const free = `${Math.floor(freeBytes / MIB)} MiB and ${freeInodes} inodes free`;
+  const { freeBytes, freeInodes, files } = p.value;
+  // A filesystem that allocates inodes on demand (btrfs) reports 0 total and 0 free: no inode limit.
+  const inodes = files > 0;
+  const free = inodes ? `${Math.floor(freeBytes / MIB)} MiB and ${freeInodes} inodes free` : `${Math.floor(freeBytes / MIB)} MiB free (inodes allocated on demand)`;
   const fix = `df -h ${sh(f.config.dataDir)}; free space on that filesystem`;
-  if (freeBytes < MIB || freeInodes === 0) return { id: 'data-dir.space', status: 'fail', summary: `${free}: the next cache write fails`, fix, details: { ...p.value } };
+  if (freeBytes < MIB || (inodes && freeInodes === 0)) return { id: 'data-dir.space', status: 'fail', summary: `${free}: the next cache write fails`, fix, details: { ...p.value } };
   if (freeBytes < 50 * MIB) return { id: 'data-dir.space', status: 'warn', summary: `only ${free}`, fix, details: { ...p.value } };
   return { id: 'data-dir.space', status: 'ok', summary: free, details: { ...p.value } };
 }

@@ -1,8 +1,10 @@
 /** Check 3 (the bots' flock) and check 9 (the agent: instance lock, state file, failures). */
 import type { Facts, LockHolder } from '../facts.js';
+import { agentSeenRecently } from '../../status.js';
 import { fold, human, skip, type CheckResult, type Finding } from '../types.js';
+import { dirMissing } from './data-dir.js';
 
-export function describeHolders(holders: LockHolder[]): string {
+function describeHolders(holders: LockHolder[]): string {
   if (!holders.length) return 'a process this doctor cannot see (another pid namespace?)';
   return holders.map((h) => (h.pid > 0 ? `pid ${h.pid}${h.command ? ` (${h.command})` : ''}` : 'a process in another pid namespace')).join(', ');
 }
@@ -10,7 +12,8 @@ export function describeHolders(holders: LockHolder[]): string {
 export function lockCheck(f: Facts): CheckResult {
   const l = f.lock;
   const path = f.config.lockPath;
-  if (!f.dataDir.dir.ok || f.dataDir.dir.value?.kind !== 'dir') return skip('lock', 'no data dir');
+  const missing = dirMissing(f);
+  if (missing) return skip('lock', `${missing} (see data-dir)`);
   switch (l.state) {
     case 'missing':
       return skip('lock', `${path} does not exist yet: the first bot or agent to lock creates it (doctor does not)`);
@@ -42,7 +45,7 @@ export function agentCheck(f: Facts): CheckResult {
   const state = f.state.ok ? f.state.value : undefined;
   const seenAgo = state?.agentSeenAt !== undefined ? f.now - state.agentSeenAt : undefined;
   const seen = seenAgo !== undefined ? `last seen ${human(seenAgo)} ago` : 'never seen (no state file)';
-  const fresh = seenAgo !== undefined && seenAgo <= 3 * c.checkIntervalMs;
+  const fresh = agentSeenRecently(seenAgo, c.checkIntervalMs);
   const u = f.deployment.unit; // a validated name: safe to paste
   const start = `sudo systemctl enable --now ${u}; journalctl -u ${u} -n 50`;
   const i = f.instance;

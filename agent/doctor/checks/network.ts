@@ -2,8 +2,8 @@
 import type { Facts } from '../facts.js';
 import { skip, type CheckResult } from '../types.js';
 
-export const SKEW_WARN_MS = 5_000;
-export const SKEW_FAIL_MS = 60_000;
+const SKEW_WARN_MS = 5_000;
+const SKEW_FAIL_MS = 60_000;
 
 /**
  * Local minus server time, from a Date header (whole seconds) read between `sentAt` and

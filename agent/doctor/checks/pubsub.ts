@@ -2,7 +2,7 @@
 import type { Facts, Probe } from '../facts.js';
 import { pubsubGrantFix, SUBSCRIPTION_PERMISSIONS, TOPIC_PERMISSIONS } from '../permissions.js';
 import { fold, human, sh, skip, type CheckResult, type Finding } from '../types.js';
-import { tokenView } from './token-view.js';
+import { credentialsFix, isCredentialFailure } from './credentials.js';
 
 const STANDALONE = 'standalone: no Pub/Sub';
 /** Saxo's documented refresh-token life, when the newest pair does not say. */
@@ -13,7 +13,7 @@ function failed(f: Facts, p: Extract<Probe<unknown>, { ok: false }>, what: strin
   return {
     status: 'fail',
     text: `${what}: ${p.error} (after ${p.ms} ms)`,
-    fix: host ? `is the Pub/Sub emulator at ${host} running?` : 'check egress from this host to pubsub.googleapis.com:443',
+    fix: isCredentialFailure(p) ? credentialsFix(f) : host ? `is the Pub/Sub emulator at ${host} running?` : 'check egress from this host to pubsub.googleapis.com:443',
   };
 }
 
@@ -26,7 +26,12 @@ export function topicCheck(f: Facts): CheckResult {
     return { id: 'pubsub.topic', status: 'fail', summary: `topic ${p.topicName} does not exist: nobody hears TOKEN_ROTATED`, fix: `terraform apply in infra/terraform (or: gcloud pubsub topics create ${sh(g.topicId)} --project=${sh(g.projectId)})` };
   }
   if (p.topic.code === 'PERMISSION_DENIED') {
-    return { id: 'pubsub.topic', status: 'warn', summary: `cannot read ${p.topicName} as this identity (roles/pubsub.publisher does not include pubsub.topics.get); publish is checked in pubsub.iam`, fix: 'run doctor with an account that has roles/pubsub.viewer to check it' };
+    return {
+      id: 'pubsub.topic',
+      status: 'warn',
+      summary: `cannot read ${p.topicName} as this identity (roles/pubsub.publisher does not include pubsub.topics.get); publish is checked in pubsub.iam`,
+      fix: `terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the topic), or: ${pubsubGrantFix('topics', g.projectId, g.topicId, f.identity).replace('roles/pubsub.publisher', 'roles/pubsub.viewer')}`,
+    };
   }
   return fold('pubsub.topic', '', [failed(f, p.topic, 'GetTopic failed')]);
 }
@@ -47,7 +52,7 @@ export function subscriptionCheck(f: Facts): CheckResult {
         id: 'pubsub.subscription',
         status: 'warn',
         summary: `cannot read ${p.subscriptionName}'s configuration as this identity (roles/pubsub.subscriber does not include pubsub.subscriptions.get): its topic is unchecked`,
-        fix: `${pubsubGrantFix('subscriptions', g.projectId, sub, f.identity).replace('roles/pubsub.subscriber', 'roles/pubsub.viewer')}  # or run doctor as an operator`,
+        fix: `terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the subscription), or: ${pubsubGrantFix('subscriptions', g.projectId, sub, f.identity).replace('roles/pubsub.subscriber', 'roles/pubsub.viewer')}`,
       };
     }
     return fold('pubsub.subscription', '', [failed(f, s, 'GetSubscription failed')]);
@@ -65,7 +70,7 @@ export function subscriptionCheck(f: Facts): CheckResult {
   }
   if (v.detached) findings.push({ status: 'fail', text: `${sub} is detached from its topic: it receives nothing`, fix: `gcloud pubsub subscriptions delete ${sh(sub)} ${scope} && ${create}` });
   if (v.filter) findings.push({ status: 'warn', text: `${sub} has a filter (${v.filter}): events it excludes never arrive`, fix: `gcloud pubsub subscriptions delete ${sh(sub)} ${scope} && ${create}` });
-  const life = tokenView(f).refreshLifeMs ?? REFRESH_LIFE_MS;
+  const life = f.view.refreshLifeMs ?? REFRESH_LIFE_MS;
   if (v.retentionSeconds !== undefined && v.retentionSeconds * 1000 < life) {
     findings.push({
       status: 'warn',
@@ -82,7 +87,7 @@ export function subscriptionCheck(f: Facts): CheckResult {
   }
   const retention = v.retentionSeconds !== undefined ? human(v.retentionSeconds * 1000) : 'default';
   // The agent's streaming pull sets its own 60 s ack deadline and extends it while it handles an
-  // event (core/gcp/lean-event-bus.ts), so the subscription's default never cuts a handler short.
+  // event (core/gcp/event-bus.ts), so the subscription's default never cuts a handler short.
   const ok = `${p.subscriptionName} → ${v.topic}; ack deadline ${v.ackDeadlineSeconds} s (the agent's stream sets its own 60 s and extends it); retention ${retention}; ${v.expirationTtlSeconds ? `expires after ${human(v.expirationTtlSeconds * 1000)} idle` : 'never expires'}`;
   return fold('pubsub.subscription', ok, findings, { ...v });
 }
@@ -100,11 +105,20 @@ export function pubsubIamCheck(f: Facts): CheckResult {
   if (p.emulator && unimplemented.length === asked.length) {
     return skip('pubsub.iam', `the Pub/Sub emulator at ${g.pubsubEmulatorHost} does not implement TestIamPermissions (UNIMPLEMENTED): IAM cannot be checked against an emulator`);
   }
+  const failures = asked.flatMap(([, probe]) => (probe && !probe.ok ? [probe] : []));
+  if (failures.length === asked.length && failures.every(isCredentialFailure)) {
+    return skip('pubsub.iam', 'no usable Google credentials: nothing could be asked (see pubsub.topic)');
+  }
+  // TestIamPermissions on a resource that does not exist answers NOT_FOUND: nothing to verify there.
+  const absent = asked.filter(([, probe]) => probe && !probe.ok && probe.code === 'NOT_FOUND').map(([resource]) => resource);
+  if (absent.length === asked.length) {
+    return skip('pubsub.iam', `${absent.join(' and ')} ${absent.length > 1 ? 'do' : 'does'} not exist (see pubsub.topic, pubsub.subscription): no permission to check`);
+  }
   const findings: Finding[] = [];
   const granted: string[] = [];
   for (const [resource, probe, perms, kind, id] of asked) {
     if (!probe!.ok) {
-      if (probe!.code !== 'NOT_FOUND') findings.push({ status: 'warn', text: `TestIamPermissions on ${resource} failed: ${probe!.error}` });
+      if (probe!.code !== 'NOT_FOUND') findings.push({ status: 'warn', text: `TestIamPermissions on ${resource} failed: ${probe!.error}`, fix: isCredentialFailure(probe!) ? credentialsFix(f) : undefined });
       continue;
     }
     const have = new Set(probe!.value);
@@ -114,5 +128,6 @@ export function pubsubIamCheck(f: Facts): CheckResult {
       findings.push({ status: 'fail', text: `missing ${missing.join(', ')} on ${resource}${f.identity ? ` for ${f.identity}` : ''}`, fix: pubsubGrantFix(kind, g.projectId, id, f.identity) });
     }
   }
-  return fold('pubsub.iam', `granted: ${granted.join('; ') || 'nothing to check'}`, findings);
+  const unchecked = absent.length ? `; not checked: ${absent.join(', ')} (does not exist)` : '';
+  return fold('pubsub.iam', `granted: ${granted.join('; ')}${unchecked}`, findings);
 }

@@ -2,11 +2,12 @@
 import type { Facts, Probe } from '../facts.js';
 import { SECRET_MANAGER_CALLS, SECRET_MANAGER_PERMISSIONS, secretGrantFix } from '../permissions.js';
 import { fold, human, sh, skip, type CheckResult, type Finding } from '../types.js';
+import { credentialsFix, isCredentialFailure } from './credentials.js';
 
 const STANDALONE = 'standalone (no GOOGLE_CLOUD_PROJECT + TOKEN_SECRET_ID): no Secret Manager';
 
 /** A failed Secret Manager probe as a finding with the fix that fits its cause. */
-export function unreachable(f: Facts, p: Extract<Probe<unknown>, { ok: false }>, what: string): Finding {
+function unreachable(f: Facts, p: Extract<Probe<unknown>, { ok: false }>, what: string): Finding {
   const g = f.config.gcp!;
   if (p.code === 'NOT_FOUND') {
     return {
@@ -16,6 +17,7 @@ export function unreachable(f: Facts, p: Extract<Probe<unknown>, { ok: false }>,
     };
   }
   if (p.code === 'PERMISSION_DENIED') return { status: 'fail', text: `${what}: ${p.error}`, fix: 'see secret-manager.iam' };
+  if (isCredentialFailure(p)) return { status: 'fail', text: `${what}: ${p.error}`, fix: credentialsFix(f) };
   const where = g.secretManagerEmulatorHost ? `the stand-in at ${g.secretManagerEmulatorHost}` : 'secretmanager.googleapis.com:443';
   return {
     status: 'fail',
@@ -86,6 +88,7 @@ export function secretIamCheck(f: Facts): CheckResult {
     if (s.iam.code === 'NOT_FOUND') return skip('secret-manager.iam', `secret ${g.secretId} does not exist (see secret-manager)`);
     if (s.iam.code === 'UNIMPLEMENTED') return skip('secret-manager.iam', `the Secret Manager endpoint does not implement TestIamPermissions (${s.iam.error})`);
     if (s.iam.code === 'UNAVAILABLE' || s.iam.code === 'DEADLINE_EXCEEDED') return skip('secret-manager.iam', 'Secret Manager did not answer (see secret-manager)');
+    if (isCredentialFailure(s.iam)) return skip('secret-manager.iam', 'no usable Google credentials: nothing could be asked (see secret-manager)');
     return fold('secret-manager.iam', '', [{ ...unreachable(f, s.iam, 'TestIamPermissions failed'), fix: undefined }]);
   }
   const granted = new Set(s.iam.value);

@@ -1,6 +1,6 @@
 /**
  * The one decision over the sources doctor read (core/decide.ts, as the agent and `status` use
- * it), shared by the token, tiers and cloud-path checks.
+ * it), made once per report (Facts.view) and read by the token, tiers, subscription and cloud-path checks.
  */
 import { decide, type Plan, type SecretView } from '../../../core/decide.js';
 import type { TokenSet } from '../../../core/token.js';
@@ -16,13 +16,17 @@ export interface TokenView {
   refreshLifeMs?: number | undefined;
 }
 
-export function secretView(f: Facts): SecretView {
+/** The facts the view is computed from. */
+type Sources = Pick<Facts, 'now' | 'config' | 'cache' | 'state' | 'secret'>;
+
+function secretView(f: Sources): SecretView {
   if (!f.secret) return { kind: 'absent' };
   return f.secret.latest.ok ? { kind: 'read', read: f.secret.latest.value } : { kind: 'unavailable' };
 }
 
-export function tokenView(f: Facts): TokenView {
-  const cache = f.cache.ok ? f.cache.value : ({ kind: 'corrupt', reason: f.cache.error } as const);
+/** Computed once, by gather (Facts.view); checks read `f.view`. */
+export function tokenView(f: Sources): TokenView {
+  const cache = f.cache.ok ? f.cache.value : ({ kind: 'unreadable', code: f.cache.code ?? 'error', reason: f.cache.error } as const);
   const state = f.state.ok ? f.state.value : undefined;
   const secret = secretView(f);
   const plan = decide(

@@ -1,8 +1,10 @@
-/** Check 4: the token across the cache, the agent's state and the secret — never its text. */
+/** Check 4: the token across the cache, the agent state and the secret — never its text. */
 import { compareFreshness, type TokenSet } from '../../../core/token.js';
+import { tokenHealth } from '../../status.js';
 import type { Facts } from '../facts.js';
-import { fold, human, type CheckResult, type Finding } from '../types.js';
-import { tokenView } from './token-view.js';
+import { fold, human, sh, type CheckResult, type Finding } from '../types.js';
+import { chownFix } from './access.js';
+import { isCredentialFailure } from './credentials.js';
 
 const ORIGIN_NAME = { cache: 'cache', known: 'agent state', secret: 'secret' } as const;
 
@@ -19,29 +21,77 @@ function lastRefresh(f: Facts): { at: number; by: string } | undefined {
   return a ?? b;
 }
 
+/** A source doctor could not read: the newest pair may be there, so "login" is not the fix. */
+interface Unread {
+  source: 'cache' | 'state' | 'secret';
+  /** "unreadable (EACCES)", "did not answer" … */
+  how: string;
+  text: string;
+  fix: string;
+}
+
+/** The fix for a file doctor cannot read: run doctor as someone who can, or give the file back to the bots. */
+function fileFix(f: Facts, path: string, code: string | undefined): string {
+  if (code !== 'EACCES' && code !== 'EPERM') return `the file cannot be read (${code ?? 'error'}): check the filesystem (dmesg | tail; ls -l ${sh(path)})`;
+  const u = f.botsUser.ok ? f.botsUser.value : undefined;
+  const as = u ? `sudo -u ${sh(u.name)} npx token-keeper doctor${f.deployment.cliFlags}` : `sudo npx token-keeper doctor${f.deployment.cliFlags}`;
+  const back = u ? chownFix(path, u, f.names, '0600') : `sudo chown <the bots' user> ${sh(path)} && sudo chmod 0600 ${sh(path)}`;
+  return `run doctor as the bots' user or root (${as}); if the bots cannot read it either, give the file back: ${back}`;
+}
+
+function unreadSources(f: Facts): Unread[] {
+  const out: Unread[] = [];
+  const c = f.cache;
+  const cacheCode = !c.ok ? c.code : c.value.kind === 'unreadable' ? c.value.code : undefined;
+  if (!c.ok || c.value.kind === 'unreadable') {
+    const code = cacheCode ?? 'error';
+    out.push({ source: 'cache', how: `unreadable (${code})`, text: `cannot read the cache ${f.config.cachePath} (${code})`, fix: fileFix(f, f.config.cachePath, cacheCode) });
+  }
+  if (!f.state.ok) {
+    const code = f.state.code ?? 'error';
+    out.push({ source: 'state', how: `unreadable (${code})`, text: `cannot read the agent state file ${f.config.statePath} (${code})`, fix: fileFix(f, f.config.statePath, f.state.code) });
+  }
+  const latest = f.secret?.latest;
+  if (latest && !latest.ok) {
+    const creds = isCredentialFailure(latest);
+    out.push({ source: 'secret', how: 'unreachable', text: creds ? 'the secret could not be read (no usable Google credentials)' : 'the secret did not answer', fix: 'see secret-manager' });
+  }
+  return out;
+}
+
 export function tokenCheck(f: Facts): CheckResult {
   const cli = (cmd: string) => `npx token-keeper ${cmd}${f.deployment.cliFlags}`;
   const journal = `journalctl -u ${f.deployment.unit} -n 50`;
   const LOGIN = cli('login');
-  const { plan, sources } = tokenView(f);
+  const { plan, sources } = f.view;
   const b = plan.best;
+  const unread = unreadSources(f);
   if (!b) {
-    const why = [!f.cache.ok ? `cache unreadable: ${f.cache.error}` : undefined, f.secret && !f.secret.latest.ok ? 'the secret did not answer' : undefined]
-      .filter(Boolean)
-      .join('; ');
-    return { id: 'token', status: 'fail', summary: `no token in the cache, the agent state or the secret${why ? ` (${why})` : ''}`, fix: LOGIN };
+    // Propose a login only when every source was read and none holds a pair.
+    if (!unread.length) return { id: 'token', status: 'fail', summary: 'no token in the cache, the agent state or the secret', fix: LOGIN };
+    // The bots read the cache: when doctor read it and found nothing, they have nothing either.
+    const cacheRead = !unread.some((u) => u.source === 'cache');
+    return {
+      id: 'token',
+      status: cacheRead ? 'fail' : 'warn',
+      summary: `no token in what doctor could read (${unread.map((u) => u.text).join('; ')}): the newest pair may be there, so no login is proposed yet`,
+      fix: [...new Set(unread.map((u) => u.fix))].join(' ; '),
+    };
   }
   const findings: Finding[] = [];
   const access = plan.accessLeftMs ?? 0;
   const refresh = plan.refreshLeftMs;
   const state = f.state.ok ? f.state.value : undefined;
-  if (plan.health === 'login_required') {
-    findings.push({ status: 'fail', text: `the newest refresh token expired ${human(-(refresh ?? 0))} ago: the chain is dead`, fix: LOGIN });
-  } else if (state?.loginRequired && plan.origin !== 'secret') {
-    findings.push({ status: 'fail', text: 'the agent recorded that Saxo rejected the newest refresh token (login required)', fix: LOGIN });
-  } else if (plan.health === 'expired') {
+  const health = tokenHealth(plan, state?.loginRequired === true);
+  if (health === 'login_required') {
+    findings.push(
+      plan.health === 'login_required'
+        ? { status: 'fail', text: `the newest refresh token expired ${human(-(refresh ?? 0))} ago: the chain is dead`, fix: LOGIN }
+        : { status: 'fail', text: 'the agent recorded that Saxo rejected the newest refresh token (login required)', fix: LOGIN },
+    );
+  } else if (health === 'expired') {
     findings.push({ status: 'fail', text: `the access token expired ${human(-access)} ago and nobody refreshed it`, fix: `${cli('refresh')}; ${journal}` });
-  } else if (plan.health === 'due') {
+  } else if (health === 'refresh_overdue') {
     const why = f.config.gcp ? 'the cloud missed its window' : 'the agent refreshes now if it runs';
     findings.push({ status: 'warn', text: `only ${human(access)} left: inside the agent's threshold, ${why}`, fix: `${cli('status')}; ${journal}` });
   }
@@ -50,6 +100,8 @@ export function tokenCheck(f: Facts): CheckResult {
   }
   if (sources.cache && plan.writeCache) findings.push({ status: 'warn', text: 'the cache holds an older pair than the newest (the running agent rewrites it within seconds)' });
   if (!sources.cache && f.cache.ok && f.cache.value.kind === 'corrupt') findings.push({ status: 'warn', text: `the cache is unusable: ${f.cache.value.reason}` });
+  const unreadCache = unread.find((u) => u.source === 'cache');
+  if (unreadCache) findings.push({ status: 'warn', text: `${unreadCache.text}: doctor cannot tell what the bots see`, fix: unreadCache.fix });
   if (plan.pushSecret) findings.push({ status: 'warn', text: 'the secret holds an older pair than the newest (the running agent pushes it)' });
   if (!(f.config.appKey ?? b.appKey)) {
     findings.push({ status: 'fail', text: 'no app key (SAXO_APP_KEY, or app_key in the cache / secret payload): no refresh is possible', fix: `SAXO_APP_KEY=… in ${f.deployment.envFile}` });
@@ -57,7 +109,10 @@ export function tokenCheck(f: Facts): CheckResult {
   const last = lastRefresh(f);
   const parts = [
     `newest: ${b.generation !== undefined ? `gen ${b.generation}` : 'no generation'} from the ${ORIGIN_NAME[plan.origin ?? 'cache']}`,
-    `(cache ${describe(sources.cache, b)}, state ${describe(sources.state, b)}${f.secret ? `, secret ${f.secret.latest.ok ? describe(sources.secret, b) : 'unreachable'}` : ''})`,
+    `(${(['cache', 'state', 'secret'] as const)
+      .filter((s) => s !== 'secret' || f.secret)
+      .map((s) => `${s} ${unread.find((u) => u.source === s)?.how ?? describe(sources[s], b)}`)
+      .join(', ')})`,
     `access ${human(access)} left`,
     `refresh ${refresh !== undefined ? `${human(refresh)} left` : 'expiry unknown (a bot wrote it)'}`,
     `obtained by ${b.source ?? 'unknown'}${b.issuedAt !== undefined ? ` ${human(f.now - b.issuedAt)} ago` : ''}`,

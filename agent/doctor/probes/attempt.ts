@@ -1,19 +1,9 @@
 /** Run one IO attempt under a deadline and turn any outcome into a Probe (never throws). */
 import { errorText } from '../../../core/errors.js';
+import { grpcCodeName } from '../../../core/gcp/grpc-errors.js';
 import type { Probe } from '../facts.js';
 
-// Numeric gRPC status → name (the subset doctor reasons about); errno strings pass through.
-const GRPC: Record<number, string> = {
-  4: 'DEADLINE_EXCEEDED',
-  5: 'NOT_FOUND',
-  7: 'PERMISSION_DENIED',
-  9: 'FAILED_PRECONDITION',
-  12: 'UNIMPLEMENTED',
-  14: 'UNAVAILABLE',
-  16: 'UNAUTHENTICATED',
-};
-
-export class DeadlineError extends Error {
+class DeadlineError extends Error {
   override readonly name = 'DeadlineError';
   readonly code = 'DEADLINE_EXCEEDED';
   constructor(ms: number) {
@@ -21,9 +11,10 @@ export class DeadlineError extends Error {
   }
 }
 
-export function codeOf(e: unknown): string | undefined {
+/** A gRPC status name (numeric codes named by core/gcp/grpc-errors.ts), else the errno string. */
+function codeOf(e: unknown): string | undefined {
   const c = e && typeof e === 'object' && 'code' in e ? (e as { code: unknown }).code : undefined;
-  if (typeof c === 'number') return GRPC[c] ?? `grpc ${c}`;
+  if (typeof c === 'number') return grpcCodeName(c) ?? `grpc ${c}`;
   // SecretStoreError (core/gcp/grpc-errors.ts) keeps the gRPC status name in its message only.
   const named = e instanceof Error ? /failed: ([A-Z_]{5,})\b/.exec(e.message)?.[1] : undefined;
   return named ?? (typeof c === 'string' ? c : undefined);

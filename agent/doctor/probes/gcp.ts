@@ -4,27 +4,59 @@
  * secret, the topic and the subscription, and the subscription's configuration. Nothing is written.
  * The clients are named `sm`, `publisher`, `subscriber`: the permission test of infra-terraform
  * reads every `client.<method>(` as a runtime call, and TestIamPermissions needs no permission.
+ * Each client is initialised (credentials loaded) before its first call; `create` lets unit tests
+ * hand in clients whose initialise fails.
  */
 import { readFile } from 'node:fs/promises';
 import type { GcpConfig } from '../../../core/config.js';
 import { createPubSubGapicClient, createSecretManagerClient, type PublisherClient, type SubscriberClient } from '../../../core/gcp/clients.js';
 import { createSecretStore, parseMeta } from '../../../core/gcp/secret-store.js';
-import type { PubSubFacts, SecretFacts, SubscriptionInfo } from '../facts.js';
+import { CREDENTIALS, type Probe, type PubSubFacts, type SecretFacts, type SubscriptionInfo } from '../facts.js';
 import { SECRET_MANAGER_PERMISSIONS, SUBSCRIPTION_PERMISSIONS, TOPIC_PERMISSIONS } from '../permissions.js';
 import { attempt } from './attempt.js';
 
 /** Per-call deadline inside the probe's own deadline; no retries (doctor must answer fast). */
 const call = (timeoutMs: number) => ({ timeout: Math.max(100, timeoutMs - 250), retry: null });
 
-export async function secretFacts(gcp: GcpConfig, timeoutMs: number): Promise<SecretFacts> {
+interface Initialisable {
+  initialize(): Promise<unknown>;
+  close(): Promise<unknown>;
+}
+type Failed = Extract<Probe<never>, { ok: false }>;
+
+/**
+ * Create the clients and initialise them inside the deadline, before any call: a generated
+ * client's methods re-throw a failed initialise (no credentials) from a detached promise — an
+ * unhandled rejection that would kill doctor — so a failure here becomes a failed probe instead
+ * (as core/gcp/secret-store.ts `ready` and core/gcp/event-bus.ts do for the runtime).
+ */
+async function connect<C extends readonly Initialisable[]>(create: () => Promise<C>, timeoutMs: number): Promise<{ clients: C } | { failed: Failed }> {
+  const made: { clients?: C } = {};
+  const p = await attempt(async () => {
+    made.clients = await create();
+    await Promise.all(made.clients.map((c) => c.initialize()));
+  }, timeoutMs);
+  if (p.ok) return { clients: made.clients! };
+  // Not awaited: closing waits for an initialise that may still be running.
+  for (const c of made.clients ?? []) void c.close().catch(() => undefined);
+  if (!made.clients) return { failed: p };
+  return { failed: { ...p, code: CREDENTIALS, error: `cannot load Google credentials: ${p.error.replace(/^Error: /, '')}` } };
+}
+
+type SecretManagerClient = Awaited<ReturnType<typeof createSecretManagerClient>>;
+
+export async function secretFacts(
+  gcp: GcpConfig,
+  timeoutMs: number,
+  create: () => Promise<SecretManagerClient> = () => createSecretManagerClient(gcp),
+): Promise<SecretFacts> {
   const name = `projects/${gcp.projectId}/secrets/${gcp.secretId}`;
-  let sm: Awaited<ReturnType<typeof createSecretManagerClient>>;
-  try {
-    sm = await createSecretManagerClient(gcp);
-  } catch (e) {
-    const failed = await attempt<never>(() => Promise.reject(e), timeoutMs);
-    return { name, meta: failed, latest: failed, versions: failed, iam: failed };
+  const ready = await connect(async () => [await create()] as const, timeoutMs);
+  if ('failed' in ready) {
+    const f = ready.failed;
+    return { name, meta: f, latest: f, versions: f, iam: f };
   }
+  const [sm] = ready.clients;
   try {
     // GetSecret first, once and without retries: when Secret Manager is down, say so at once
     // instead of letting the adapter's read retries use up every deadline.
@@ -50,17 +82,32 @@ export async function secretFacts(gcp: GcpConfig, timeoutMs: number): Promise<Se
 const seconds = (d: { seconds?: unknown; nanos?: unknown } | null | undefined): number | undefined =>
   d && d.seconds !== undefined && d.seconds !== null ? Number(d.seconds) + Number(d.nanos ?? 0) / 1e9 : undefined;
 
-export async function pubsubFacts(gcp: GcpConfig, timeoutMs: number): Promise<PubSubFacts> {
+export interface PubSubClients {
+  publisher: PublisherClient;
+  subscriber: SubscriberClient;
+}
+
+export async function pubsubFacts(
+  gcp: GcpConfig,
+  timeoutMs: number,
+  create: () => Promise<PubSubClients> = async () => {
+    const [publisher, subscriber] = await Promise.all([createPubSubGapicClient('publisher', gcp), createPubSubGapicClient('subscriber', gcp)]);
+    return { publisher, subscriber };
+  },
+): Promise<PubSubFacts> {
   const topicName = `projects/${gcp.projectId}/topics/${gcp.topicId}`;
   const subscriptionName = gcp.subscriptionId ? `projects/${gcp.projectId}/subscriptions/${gcp.subscriptionId}` : undefined;
-  let publisher: PublisherClient;
-  let subscriber: SubscriberClient;
-  try {
-    [publisher, subscriber] = await Promise.all([createPubSubGapicClient('publisher', gcp), createPubSubGapicClient('subscriber', gcp)]);
-  } catch (e) {
-    const f = await attempt<never>(() => Promise.reject(e), timeoutMs);
-    return { emulator: Boolean(gcp.pubsubEmulatorHost), topicName, subscriptionName, topic: f, topicIam: f, subscription: subscriptionName ? f : undefined, subscriptionIam: subscriptionName ? f : undefined };
+  const emulator = Boolean(gcp.pubsubEmulatorHost);
+  // The IAM mixin (TestIamPermissions) initialises itself with the same, by then loaded, credentials.
+  const ready = await connect(async () => {
+    const c = await create();
+    return [c.publisher, c.subscriber] as const;
+  }, timeoutMs);
+  if ('failed' in ready) {
+    const f = ready.failed;
+    return { emulator, topicName, subscriptionName, topic: f, topicIam: f, subscription: subscriptionName ? f : undefined, subscriptionIam: subscriptionName ? f : undefined };
   }
+  const [publisher, subscriber] = ready.clients;
   try {
     const granted = async (p: Promise<[{ permissions?: string[] | null }, ...unknown[]]>) => ((await p)[0].permissions ?? []).map(String);
     // The IAM mixin is typed with the protobuf classes; a plain request object is what it sends.
@@ -86,7 +133,7 @@ export async function pubsubFacts(gcp: GcpConfig, timeoutMs: number): Promise<Pu
         ? attempt(() => granted(subscriber.testIamPermissions(iamRequest(subscriptionName, SUBSCRIPTION_PERMISSIONS), call(timeoutMs))), timeoutMs)
         : undefined,
     ]);
-    return { emulator: Boolean(gcp.pubsubEmulatorHost), topicName, subscriptionName, topic, topicIam, subscription, subscriptionIam };
+    return { emulator, topicName, subscriptionName, topic, topicIam, subscription, subscriptionIam };
   } finally {
     await Promise.allSettled([publisher.close(), subscriber.close()]);
   }

@@ -14,7 +14,7 @@ interface FsExt {
 }
 const fsExt = createRequire(import.meta.url)('fs-ext') as FsExt;
 
-export interface ProcLock {
+interface ProcLock {
   type: string;
   pid: number;
   major: number;
@@ -61,7 +61,7 @@ async function commandOf(pid: number): Promise<string | undefined> {
   }
 }
 
-export async function holdersOf(file: Pick<FileInfo, 'dev' | 'ino'>, procLocks = '/proc/locks'): Promise<LockHolder[]> {
+async function holdersOf(file: Pick<FileInfo, 'dev' | 'ino'>, procLocks = '/proc/locks'): Promise<LockHolder[]> {
   const locks = locksOn(parseProcLocks(await readFile(procLocks, 'utf8')), file);
   const seen = new Map<number, LockHolder>();
   for (const l of locks) if (!seen.has(l.pid)) seen.set(l.pid, { pid: l.pid, type: l.type, command: await commandOf(l.pid) });

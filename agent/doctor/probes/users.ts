@@ -11,13 +11,20 @@ import type { BotsUser, UnitInfo } from '../facts.js';
 
 const run = promisify(execFile);
 
+/** ProtectSystem= as systemd reads it: a boolean, `full` or `strict`; empty resets it to `no`. */
+function protectSystem(value: string): UnitInfo['protectSystem'] {
+  const v = value.toLowerCase();
+  if (v === 'full' || v === 'strict') return v;
+  return ['yes', 'true', 'on', '1'].includes(v) ? 'yes' : 'no';
+}
+
 /**
  * Parse a unit file and its drop-ins (later files win; `ReadWritePaths=` and `StateDirectory=`
  * accumulate and an empty assignment resets them, as systemd does). Only the keys doctor reasons
  * about. A template's `%i` becomes the instance; `StateDirectory=` entries live under `stateRoot`.
  */
 export function parseUnit(path: string, texts: string[], instance?: string, stateRoot = '/var/lib'): UnitInfo {
-  const unit: UnitInfo = { path, readWritePaths: [], stateDirectories: [] };
+  const unit: UnitInfo = { path, readWritePaths: [], stateDirectories: [], protectSystem: 'no' };
   const paths = (value: string) => value.replace(/%i/g, instance ?? '%i').split(/\s+/).map((p) => p.replace(/^[-+]/, ''));
   for (const text of texts) {
     let section = '';
@@ -35,6 +42,7 @@ export function parseUnit(path: string, texts: string[], instance?: string, stat
       const [, key, value] = kv as unknown as [string, string, string];
       if (key === 'User') unit.user = value || undefined;
       else if (key === 'Group') unit.group = value || undefined;
+      else if (key === 'ProtectSystem') unit.protectSystem = protectSystem(value);
       else if (key === 'ReadWritePaths') {
         if (!value) unit.readWritePaths = [];
         else unit.readWritePaths.push(...paths(value));
@@ -70,7 +78,7 @@ async function idNumbers(args: string[]): Promise<number[]> {
 }
 
 /** Resolve a user name or numeric uid (and an optional group override) with id(1). */
-export async function resolveUser(user: string, group: string | undefined, basis: string, groupIds: Record<string, number>): Promise<BotsUser> {
+async function resolveUser(user: string, group: string | undefined, basis: string, groupIds: Record<string, number>): Promise<BotsUser> {
   let uid: number, gid: number, groups: number[];
   try {
     uid = (await idNumbers(['-u', user]))[0] ?? NaN;
@@ -89,7 +97,7 @@ export async function resolveUser(user: string, group: string | undefined, basis
   return { name, uid, gid, groups, basis };
 }
 
-export interface BotsUserSource {
+interface BotsUserSource {
   flag?: string | undefined;
   unit?: UnitInfo | undefined;
   unitPath: string;
