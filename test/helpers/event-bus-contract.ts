@@ -9,6 +9,9 @@ import { ConfigError } from '../../core/errors.js';
 import { createLogger, type Logger } from '../../core/log.js';
 import type { EventBus, TokenRotatedEvent } from '../../core/ports.js';
 import { describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, waitFor, type PubSubFixture } from './gcp.js';
+import { rotatedEvent } from './event-bus-core-contract.js';
+
+export { rotatedEvent };
 
 /** What a factory gets: the shared emulator and this test's topic, subscription and logger. */
 export interface BusContext {
@@ -53,17 +56,6 @@ export interface ContractOptions {
   projectId: string;
   /** Registers implementation-specific tests inside the same suite (same emulator, hooks and log checks). */
   more?: (env: ContractEnv) => void;
-}
-
-export function rotatedEvent(projectId: string, generation: number): TokenRotatedEvent {
-  return {
-    type: 'TOKEN_ROTATED',
-    version: `projects/${projectId}/secrets/saxo-token/versions/${generation}`,
-    generation,
-    accessExpiresAt: new Date(Date.UTC(2025, 0, 1, 12, generation)).toISOString(),
-    source: 'cloud',
-    publishedAt: new Date(Date.UTC(2025, 0, 1, 11, 59)).toISOString(),
-  };
 }
 
 /** Log lines carrying `"event":"<ev>"`. */

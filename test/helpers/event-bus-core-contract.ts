@@ -14,14 +14,17 @@ export interface CoreBusUnderTest {
   close(): Promise<void>;
 }
 
-const event = (projectId: string, generation: number): TokenRotatedEvent => ({
-  type: 'TOKEN_ROTATED',
-  version: `projects/${projectId}/secrets/saxo-token/versions/${generation}`,
-  generation,
-  accessExpiresAt: new Date(Date.UTC(2025, 0, 1, 12, generation)).toISOString(),
-  source: 'cloud',
-  publishedAt: new Date(Date.UTC(2025, 0, 1, 11, 59)).toISOString(),
-});
+/** A well-formed TOKEN_ROTATED for generation `generation` of `projectId`'s saxo-token (fixed times). */
+export function rotatedEvent(projectId: string, generation: number): TokenRotatedEvent {
+  return {
+    type: 'TOKEN_ROTATED',
+    version: `projects/${projectId}/secrets/saxo-token/versions/${generation}`,
+    generation,
+    accessExpiresAt: new Date(Date.UTC(2025, 0, 1, 12, generation)).toISOString(),
+    source: 'cloud',
+    publishedAt: new Date(Date.UTC(2025, 0, 1, 11, 59)).toISOString(),
+  };
+}
 
 export function eventBusCoreContract(label: string, make: () => Promise<CoreBusUnderTest>): void {
   describe(`EventBus core contract: ${label}`, () => {
@@ -39,9 +42,9 @@ export function eventBusCoreContract(label: string, make: () => Promise<CoreBusU
     it('refuses to publish an event that breaks the schema (nothing goes out)', async () => {
       const got: TokenRotatedEvent[] = [];
       closers.push(await t.bus.subscribe(async (e) => void got.push(e)));
-      await expect(t.bus.publish({ ...event(project(), 1), version: 'not-a-version-name' })).rejects.toThrow();
-      await expect(t.bus.publish({ ...event(project(), 1), generation: -1 })).rejects.toThrow();
-      await t.bus.publish(event(project(), 2)); // a marker: everything before it was refused
+      await expect(t.bus.publish({ ...rotatedEvent(project(), 1), version: 'not-a-version-name' })).rejects.toThrow();
+      await expect(t.bus.publish({ ...rotatedEvent(project(), 1), generation: -1 })).rejects.toThrow();
+      await t.bus.publish(rotatedEvent(project(), 2)); // a marker: everything before it was refused
       await until(() => got.length >= 1);
       expect(got.map((e) => e.generation)).toEqual([2]);
     });
@@ -56,7 +59,7 @@ export function eventBusCoreContract(label: string, make: () => Promise<CoreBusU
           await gate; // a handler busy on the agent's serialized run
         }),
       );
-      const sent = event(project(), 3);
+      const sent = rotatedEvent(project(), 3);
       await t.bus.publish(sent); // resolves although the handler has not finished
       await until(() => got.length >= 1);
       expect(got[0]).toEqual(sent);

@@ -80,6 +80,21 @@ export async function startSecretManagerFixture(projectId = 'test-project', secr
   };
 }
 
+/**
+ * The cloud settings of an agent or CLI on `sm`'s secret: every key present, undefined where not
+ * given, so that nothing CI exports (PUBSUB_EMULATOR_HOST, TOKEN_TOPIC_ID, …) leaks in.
+ */
+export function cloudEnv(sm: SecretManagerFixture, o: { topic?: string; sub?: string; pubsubHost?: string }): Record<string, string | undefined> {
+  return {
+    GOOGLE_CLOUD_PROJECT: sm.projectId,
+    TOKEN_SECRET_ID: sm.secretId,
+    TOKEN_TOPIC_ID: o.topic,
+    TOKEN_SUBSCRIPTION_ID: o.sub,
+    SECRET_MANAGER_EMULATOR_HOST: sm.server.host,
+    PUBSUB_EMULATOR_HOST: o.pubsubHost,
+  };
+}
+
 export interface PubSubFixture {
   emulator: PubSubEmulator;
   pubsub: PubSub;

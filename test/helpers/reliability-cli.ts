@@ -4,10 +4,13 @@
  * spawn's uid/gid. As root the tests run the agent as nobody (65534), so that file permissions bite
  * as they do for the bots' user; as a non-root user they fall back to chmod on the user's own files.
  */
-import { chownSync, mkdtempSync } from 'node:fs';
+import { chownSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
+import type { SaxoStandin } from '../../standins/saxo/server.js';
+import { parseFlat } from '../../core/codec.js';
+import type { TokenSet } from '../../core/token.js';
 import { startCli, type CliProcess } from './agent-process.js';
 
 export const NOBODY = 65534;
@@ -70,4 +73,43 @@ export function expectNoSecrets(outputs: (CliProcess | string)[], secrets: Itera
 export function expectNoStack(text: string): void {
   expect(text).not.toMatch(/^\s+at .+\(.*:\d+:\d+\)$/m);
   expect(text).not.toMatch(/node:internal|\.js:\d+:\d+/);
+}
+
+/**
+ * A live pair the stand-in issued for `app.key`, as a TokenSet with `leftSec` of access left and
+ * `refreshLeftSec` (default 3600) of refresh left. Issued `lifeSec − leftSec` seconds ago when
+ * `lifeSec` is given (a pair that has lived part of its life), else now. Both tokens go into `seen`.
+ */
+export function issuedPair(
+  saxo: SaxoStandin,
+  app: { key: string; secret: string },
+  o: { leftSec: number; lifeSec?: number; refreshLeftSec?: number; generation?: number; source?: string; seen?: Set<string> },
+): TokenSet {
+  const p = saxo.issue(app.key);
+  o.seen?.add(p.access_token).add(p.refresh_token);
+  const now = Date.now();
+  return {
+    accessToken: p.access_token,
+    refreshToken: p.refresh_token,
+    accessExpiresAt: now + o.leftSec * 1000,
+    refreshExpiresAt: now + (o.refreshLeftSec ?? 3600) * 1000,
+    issuedAt: o.lifeSec === undefined ? now : now - (o.lifeSec - o.leftSec) * 1000,
+    generation: o.generation,
+    source: o.source ?? 'cloud',
+    appKey: app.key,
+    appSecret: app.secret,
+    extra: {},
+  };
+}
+
+/** The pair in `dir`/saxo_token_cache.json, or undefined when the file is missing or unusable; both tokens go into `seen`. */
+export function cachedPair(dir: string, seen?: Set<string>): TokenSet | undefined {
+  try {
+    const p = parseFlat(readFileSync(join(dir, 'saxo_token_cache.json'), 'utf8'));
+    if (!p.ok) return undefined;
+    seen?.add(p.token.accessToken).add(p.token.refreshToken);
+    return p.token;
+  } catch {
+    return undefined;
+  }
 }

@@ -7,19 +7,21 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
+import { freePort } from '../../standins/pubsub-emulator.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { silentLogger } from '../../core/log.js';
-import { parseFlat } from '../../core/codec.js';
 import type { TokenSet } from '../../core/token.js';
 import type { SecretStore } from '../../core/ports.js';
-import { startCli, until, type CliProcess } from '../helpers/agent-process.js';
+import { startCli, type CliProcess } from '../helpers/agent-process.js';
+import { authorizeUrl, signIn } from '../helpers/login.js';
+import { cachedPair, issuedPair } from '../helpers/reliability-cli.js';
 import {
+  cloudEnv,
   describeWithPubSub,
   ensureTopicAndSubscription,
   startPubSubFixture,
@@ -44,14 +46,6 @@ afterAll(async () => {
 afterEach(async () => {
   for (const p of procs.splice(0)) await p.stop('SIGKILL');
 });
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'tk-login-'));
@@ -79,48 +73,9 @@ function startLogin(args: string[], env: Record<string, string | undefined>): Cl
   return p;
 }
 
-/** The authorize URL the CLI prints on stderr. */
-async function authorizeUrl(p: CliProcess): Promise<string> {
-  let url: string | undefined;
-  await until(() => {
-    url = /(http:\/\/127\.0\.0\.1:\d+\/authorize\?\S+)/.exec(p.stderr())?.[1];
-    return url !== undefined || p.proc.exitCode !== null;
-  }, 20_000, 'the authorize URL on stderr');
-  if (!url) throw new Error(`login exited without printing a URL: ${p.stderr()}`);
-  return url;
-}
-
-/** Act as the browser: the stand-in signs the user in at once and redirects (302) to the loopback. */
-async function signIn(url: string): Promise<URL> {
-  const res = await fetch(url, { redirect: 'manual' });
-  expect(res.status).toBe(302);
-  return new URL(res.headers.get('location')!);
-}
-
-function readCache(dir: string): TokenSet | undefined {
-  try {
-    const p = parseFlat(readFileSync(join(dir, 'saxo_token_cache.json'), 'utf8'));
-    return p.ok ? p.token : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
+/** A live pair with `leftSec` of access left, issued a minute ago. */
 function seeded(leftSec: number, generation?: number): TokenSet {
-  const pair = standin.issue(APP_KEY);
-  const now = Date.now();
-  return {
-    accessToken: pair.access_token,
-    refreshToken: pair.refresh_token,
-    accessExpiresAt: now + leftSec * 1000,
-    refreshExpiresAt: now + 3600_000,
-    issuedAt: now - 60_000,
-    generation,
-    source: 'cloud',
-    appKey: APP_KEY,
-    appSecret: APP_SECRET,
-    extra: {},
-  };
+  return issuedPair(standin, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: leftSec + 60, refreshLeftSec: 3600, generation, source: 'cloud' });
 }
 
 function assertNothingSecret(p: CliProcess, secrets: (string | undefined)[]): void {
@@ -162,7 +117,7 @@ describe('login (standalone, cache target)', () => {
     expect(cb.status).toBe(200);
     expect((await p.exited).code).toBe(0);
     expect(standin.stats().codeExchanges).toBe(before + 1);
-    const t = readCache(dir)!;
+    const t = cachedPair(dir)!;
     expect(t.appKey).toBe(PUBLIC_APP);
     expect(t.appSecret).toBeUndefined();
     expect(standin.isValidAccessToken(t.accessToken)).toBe(true);
@@ -176,12 +131,12 @@ describe('login (standalone, cache target)', () => {
     const p = startLogin(['--timeout', '30', '--target', 'cache'], env);
     await fetch(await signIn(await authorizeUrl(p)));
     expect((await p.exited).code).toBe(0);
-    const login = readCache(dir)!;
+    const login = cachedPair(dir)!;
     expect(login.chainStartedAt).toBe(login.issuedAt);
     const r = startCli(['refresh', '--force'], env);
     procs.push(r);
     expect((await r.exited).code).toBe(0);
-    const next = readCache(dir)!;
+    const next = cachedPair(dir)!;
     expect(next.refreshToken).not.toBe(login.refreshToken);
     expect(next.chainStartedAt).toBe(login.chainStartedAt);
     const d = startCli(['doctor', '--json'], env);
@@ -206,7 +161,7 @@ describe('login (standalone, cache target)', () => {
     expect(exit.signal).toBeNull();
     expect(Date.now() - t0).toBeLessThan(15_000);
     expect(p.logs.some((l) => l.event === 'login_failed' && /No browser callback within 1 s/.test(l.message))).toBe(true);
-    expect(readCache(dir)).toBeUndefined();
+    expect(cachedPair(dir)).toBeUndefined();
     // The listener is gone with the process: the port can be bound again.
     const srv = createServer();
     await new Promise<void>((resolve, reject) => srv.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
@@ -244,7 +199,7 @@ describe('login (standalone, cache target)', () => {
     expect((await p.exited).code).toBe(1);
     const failed = p.logs.find((l) => l.event === 'login_store_failed');
     expect(failed?.message).toMatch(/newer token pair is already stored/);
-    expect(readCache(dir)!.refreshToken).toBe(newer.refreshToken);
+    expect(cachedPair(dir)!.refreshToken).toBe(newer.refreshToken);
     // The pair Saxo issued for the code is not lost: it waits in a 0600 file, and stderr says how to import it.
     const file = String(failed?.file);
     expect(statSync(file).mode & 0o777).toBe(0o600);
@@ -254,7 +209,7 @@ describe('login (standalone, cache target)', () => {
     procs.push(q);
     expect((await q.exited).code).toBe(0);
     expect(existsSync(file)).toBe(false);
-    const after = readCache(dir)!;
+    const after = cachedPair(dir)!;
     expect(after.refreshToken).not.toBe(newer.refreshToken);
     expect(after.source).toBe('login');
     expect(standin.isValidAccessToken(after.accessToken)).toBe(true);
@@ -283,13 +238,7 @@ describeWithPubSub('login (cloud: secret + event to a running agent)', () => {
   });
 
   it('rejects a wrong state, then stores the pair in the secret (newer generation) and the cache; the agent adopts it from TOKEN_ROTATED', async () => {
-    const cloudEnv = {
-      GOOGLE_CLOUD_PROJECT: PROJECT,
-      TOKEN_SECRET_ID: SECRET_ID,
-      TOKEN_TOPIC_ID: TOPIC,
-      SECRET_MANAGER_EMULATOR_HOST: sm.server.host,
-      PUBSUB_EMULATOR_HOST: ps.emulator.host,
-    };
+    const cloud = cloudEnv(sm, { topic: TOPIC, pubsubHost: ps.emulator.host });
     // The secret and the agent's cache hold generation 5, fresh enough that nobody refreshes.
     const presentedBefore = standin.stats().presentations; // earlier tests of this file refreshed
     const existing = seeded(1000, 5);
@@ -298,7 +247,7 @@ describeWithPubSub('login (cloud: secret + event to a running agent)', () => {
     await createCacheFile(join(agentDir, 'saxo_token_cache.json')).write(existing);
     const agent = startCli(['agent'], {
       ...baseEnv(agentDir, 1),
-      ...cloudEnv,
+      ...cloud,
       TOKEN_SUBSCRIPTION_ID: SUB,
       CHECK_INTERVAL_SECONDS: '60', // no periodic check during the test: only the event can bring the pair
       TOKEN_KEEPER_HOLDER_ID: 'agent:login-test',
@@ -310,7 +259,7 @@ describeWithPubSub('login (cloud: secret + event to a running agent)', () => {
     // The login runs elsewhere (its own data dir), as an operator would from another shell.
     const loginDir = tempDir();
     const port = await freePort();
-    const p = startLogin(['--timeout', '30'], { ...baseEnv(loginDir, port), ...cloudEnv });
+    const p = startLogin(['--timeout', '30'], { ...baseEnv(loginDir, port), ...cloud });
     const url = new URL(await authorizeUrl(p));
     expect(url.searchParams.get('code_challenge_method')).toBe('S256');
     expect(url.searchParams.get('code_challenge')).toMatch(/^[A-Za-z0-9_-]{43}$/);
@@ -344,13 +293,13 @@ describeWithPubSub('login (cloud: secret + event to a running agent)', () => {
     expect(standin.isValidAccessToken(latest.token!.accessToken)).toBe(true);
     expect(p.logs.some((l) => l.event === 'secret_version_added')).toBe(true);
     // Cache (the login's own data dir exists, so auto stores there too).
-    expect(readCache(loginDir)?.refreshToken).toBe(latest.token!.refreshToken);
+    expect(cachedPair(loginDir)?.refreshToken).toBe(latest.token!.refreshToken);
 
     // The agent learns about it from the event alone and rewrites its cache.
     const adopted = await agent.waitFor((l) => l.event === 'token_adopted' && l.generation === 6, 20_000, 'agent adopting generation 6');
     expect(adopted.from).toBe('secret');
     await agent.waitFor((l) => l.event === 'cache_written' && l.generation === 6, 10_000, 'agent cache write');
-    expect(readCache(agentDir)?.refreshToken).toBe(latest.token!.refreshToken);
+    expect(cachedPair(agentDir)?.refreshToken).toBe(latest.token!.refreshToken);
     expect(standin.stats().presentations).toBe(presentedBefore); // nobody refreshed: the pair came from the login
 
     const secrets = [existing.accessToken, existing.refreshToken, latest.token!.accessToken, latest.token!.refreshToken, code, APP_SECRET];

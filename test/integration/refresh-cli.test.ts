@@ -4,16 +4,16 @@
  * the bots' flock, and exits 2 (login required) when Saxo rejects the only pair there is.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createStateFile } from '../../agent/state-file.js';
-import { parseFlat } from '../../core/codec.js';
 import type { TokenSet } from '../../core/token.js';
 import { startCli, type CliProcess } from '../helpers/agent-process.js';
 import { spawnPythonBot, type PythonBot } from '../helpers/python.js';
+import { cachedPair, issuedPair } from '../helpers/reliability-cli.js';
 
 const APP_KEY = 'refresh-app-key';
 const APP_SECRET = 'refresh-app-secret-0123456789abcdef';
@@ -37,32 +37,16 @@ afterEach(async () => {
 const cacheOf = (dir: string) => join(dir, 'saxo_token_cache.json');
 
 function readCache(dir: string): TokenSet {
-  const p = parseFlat(readFileSync(cacheOf(dir), 'utf8'));
-  if (!p.ok) throw new Error(`cache unreadable: ${p.reason}`);
-  seen.add(p.token.accessToken);
-  seen.add(p.token.refreshToken);
-  return p.token;
+  const token = cachedPair(dir, seen);
+  if (!token) throw new Error(`cache missing or unreadable in ${dir}`);
+  return token;
 }
 
 /** A data dir whose cache holds a live pair with `leftSec` of access left. */
 async function seed(leftSec: number): Promise<{ dir: string; token: TokenSet }> {
   const dir = mkdtempSync(join(tmpdir(), 'tk-refresh-'));
-  const pair = standin.issue(APP_KEY);
-  const now = Date.now();
-  const token: TokenSet = {
-    accessToken: pair.access_token,
-    refreshToken: pair.refresh_token,
-    accessExpiresAt: now + leftSec * 1000,
-    refreshExpiresAt: now + 3000_000,
-    issuedAt: now - 60_000,
-    generation: 4,
-    source: 'agent:vm1',
-    appKey: APP_KEY,
-    appSecret: APP_SECRET,
-    extra: {},
-  };
-  seen.add(token.accessToken);
-  seen.add(token.refreshToken);
+  // Issued a minute ago, whatever is left.
+  const token = issuedPair(standin, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: leftSec + 60, refreshLeftSec: 3000, generation: 4, source: 'agent:vm1', seen });
   await createCacheFile(cacheOf(dir)).write(token);
   return { dir, token };
 }

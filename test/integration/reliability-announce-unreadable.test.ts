@@ -19,10 +19,9 @@ import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { createEventBus } from '../../core/gcp/event-bus.js';
 import { silentLogger } from '../../core/log.js';
 import type { SecretStore } from '../../core/ports.js';
-import type { TokenSet } from '../../core/token.js';
 import type { CliProcess, LogLine } from '../helpers/agent-process.js';
-import { describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, waitFor, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
-import { dataDirFor, expectNoSecrets, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { cloudEnv, describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, waitFor, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
+import { dataDirFor, expectNoSecrets, issuedPair, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
 
 const PROJECT = 'tk-rel-unreadable';
 const SECRET_ID = 'saxo-token';
@@ -60,24 +59,15 @@ describeWithPubSub('an announced version that cannot be read (item 5)', () => {
   });
 
   it('stalls the agent\'s own refresh for at most one token lifetime, then it refreshes (the held token presented once)', async () => {
-    const p = saxo.issue(APP_KEY);
+    const held = issuedPair(saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec: LIFE_MS / 1000, refreshLeftSec: 600, generation: 3 });
     const now = Date.now();
-    const held: TokenSet = {
-      accessToken: p.access_token, refreshToken: p.refresh_token, accessExpiresAt: now + LIFE_MS, refreshExpiresAt: now + 600_000,
-      issuedAt: now, generation: 3, source: 'cloud', appKey: APP_KEY, appSecret: APP_SECRET, extra: {},
-    };
     await store.add(held);
     const dir = dataDirFor(undefined, 'tk-rel-unreadable-');
     await createCacheFile(join(dir, 'saxo_token_cache.json')).write(held);
     const a = startCliAs(['agent'], {
       ...STANDALONE,
       TOKEN_KEEPER_DATA_DIR: dir,
-      GOOGLE_CLOUD_PROJECT: PROJECT,
-      TOKEN_SECRET_ID: SECRET_ID,
-      TOKEN_TOPIC_ID: topic,
-      TOKEN_SUBSCRIPTION_ID: sub,
-      SECRET_MANAGER_EMULATOR_HOST: sm.server.host,
-      PUBSUB_EMULATOR_HOST: ps.emulator.host,
+      ...cloudEnv(sm, { topic, sub, pubsubHost: ps.emulator.host }),
       SAXO_AUTH_BASE_URL: saxo.url,
       SAXO_APP_KEY: APP_KEY,
       SAXO_APP_SECRET: APP_SECRET,

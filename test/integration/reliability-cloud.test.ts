@@ -23,6 +23,7 @@ import { describeWithPubSub, waitFor } from '../helpers/gcp.js';
 import { APP_KEY, APP_SECRET, duplicates, startCloudRig, tempDir, type CloudRig, type FunctionServer } from '../helpers/cloud-rig.js';
 import { spawnPythonBot, type PythonBot } from '../helpers/python.js';
 import { fleetSaveToSecret } from '../helpers/reliability-fleet.js';
+import { cachedPair } from '../helpers/reliability-cli.js';
 
 const PROJECT = 'tk-rel-cloud';
 const L = 10; // s: cloud tier 5 s, agent 2.5 s, bots 1 s before token_expiry (= issue + 9 s)
@@ -67,14 +68,7 @@ describeWithPubSub('the function, the agent and the fleet sharing the secret (it
     return answers;
   }
 
-  function cache(dir: string): TokenSet | undefined {
-    try {
-      const p = parseFlat(readFileSync(join(dir, 'saxo_token_cache.json'), 'utf8'));
-      return p.ok ? p.token : undefined;
-    } catch {
-      return undefined;
-    }
-  }
+  const cache = (dir: string): TokenSet | undefined => cachedPair(dir, rig.seen);
 
   /** Cache, state and secret all hold one pair (the newest). */
   async function converged(dir: string, not: string): Promise<TokenSet> {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { startCli, type CliProcess } from '../helpers/agent-process.js';
-import { startSecretManagerFixture, type SecretManagerFixture } from '../helpers/gcp.js';
+import { cloudEnv, startSecretManagerFixture, type SecretManagerFixture } from '../helpers/gcp.js';
 import { expectNoSecrets, expectNoStack, runCliAs, STANDALONE } from '../helpers/reliability-cli.js';
 
 const APP_KEY = 'rel-config-app';
@@ -110,10 +110,7 @@ describe('configuration validated as a whole (item 8)', () => {
       const dir = tmp(); // no token: nothing is pushed or announced, the tiers are all this is about
       const a = agent({
         ...base(dir),
-        GOOGLE_CLOUD_PROJECT: 'tk-rel-config',
-        TOKEN_SECRET_ID: 'saxo-token',
-        SECRET_MANAGER_EMULATOR_HOST: sm.server.host,
-        PUBSUB_EMULATOR_HOST: '127.0.0.1:9',
+        ...cloudEnv(sm, { pubsubHost: '127.0.0.1:9' }),
         CLOUD_REFRESH_THRESHOLD_SECONDS: '200',
         REFRESH_THRESHOLD_SECONDS: '300',
       });

@@ -10,16 +10,15 @@
  *     refresh made meanwhile included); once the directory is gone the next check writes the cache.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { chmodSync, chownSync, mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createStateFile } from '../../agent/state-file.js';
-import { parseFlat } from '../../core/codec.js';
 import type { TokenSet } from '../../core/token.js';
 import type { CliProcess } from '../helpers/agent-process.js';
 import { until } from '../helpers/agent-process.js';
-import { agentUser, dataDirFor, expectNoSecrets, expectNoStack, runCliAs, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { agentUser, cachedPair, dataDirFor, expectNoSecrets, expectNoStack, issuedPair, runCliAs, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
 
 const APP_KEY = 'rel-disk-app';
 const APP_SECRET = 'rel-disk-app-secret-0123456789abcdef';
@@ -60,13 +59,7 @@ function env(dir: string, extra: Record<string, string> = {}): Record<string, st
 
 /** A pair with `leftSec` of access left, generation 2. */
 function pair(leftSec: number): TokenSet {
-  const p = saxo.issue(APP_KEY);
-  seen.add(p.access_token).add(p.refresh_token);
-  const now = Date.now();
-  return {
-    accessToken: p.access_token, refreshToken: p.refresh_token, accessExpiresAt: now + leftSec * 1000, refreshExpiresAt: now + 600_000,
-    issuedAt: now - (LIFE - leftSec) * 1000, generation: 2, source: 'agent:before', appKey: APP_KEY, appSecret: APP_SECRET, extra: {},
-  };
+  return issuedPair(saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: LIFE, refreshLeftSec: 600, generation: 2, source: 'agent:before', seen });
 }
 
 /** The agent's own record, as a previous run left it (owned by the agent's user). */
@@ -79,10 +72,9 @@ async function writeState(dir: string, token: TokenSet): Promise<void> {
 const readState = (dir: string) => createStateFile(join(dir, '.token-keeper-state.json')).read();
 
 function readCache(dir: string): TokenSet {
-  const p = parseFlat(readFileSync(join(dir, 'saxo_token_cache.json'), 'utf8'));
-  if (!p.ok) throw new Error(`cache unusable: ${p.reason}`);
-  seen.add(p.token.accessToken).add(p.token.refreshToken);
-  return p.token;
+  const token = cachedPair(dir, seen);
+  if (!token) throw new Error(`cache missing or unusable in ${dir}`);
+  return token;
 }
 
 function agent(dir: string, extra: Record<string, string> = {}): CliProcess {
@@ -98,7 +90,10 @@ describe(`a cache the agent cannot use (item 2; agent runs as ${as ? 'uid 65534'
     await writeState(dir, old);
     const cachePath = join(dir, 'saxo_token_cache.json');
     await createCacheFile(cachePath).write(old); // written by us: root 0600 (or ours, then chmod 000)
-    if (!as) chmodSync(cachePath, 0o000);
+    // A root token-keeper run hands the files it creates to the dir's owner (agent/file-owner.ts); a
+    // bot run with sudo does not: give it back to root.
+    if (as) chownSync(cachePath, 0, 0);
+    else chmodSync(cachePath, 0o000);
 
     const st = await runCliAs(['status'], env(dir), as);
     expect(st.code).not.toBe(0);

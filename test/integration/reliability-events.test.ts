@@ -14,10 +14,9 @@ import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { createEventBus } from '../../core/gcp/event-bus.js';
 import { createPubSubGapicClient } from '../../core/gcp/clients.js';
 import { silentLogger } from '../../core/log.js';
-import type { TokenSet } from '../../core/token.js';
 import type { CliProcess } from '../helpers/agent-process.js';
-import { describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
-import { dataDirFor, expectNoSecrets, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { cloudEnv, describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
+import { dataDirFor, expectNoSecrets, issuedPair, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
 
 const PROJECT = 'tk-rel-events';
 const SECRET_ID = 'saxo-token';
@@ -51,12 +50,8 @@ describeWithPubSub('events for another secret (item 5)', () => {
   });
 
   it('a valid TOKEN_ROTATED naming another project\'s or secret\'s version: event_foreign, never read, acked (not redelivered)', async () => {
-    const p = saxo.issue(APP_KEY);
+    const t = issuedPair(saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec: 590, refreshLeftSec: 3590, generation: 3 });
     const now = Date.now();
-    const t: TokenSet = {
-      accessToken: p.access_token, refreshToken: p.refresh_token, accessExpiresAt: now + 590_000, refreshExpiresAt: now + 3_590_000,
-      issuedAt: now, generation: 3, source: 'cloud', appKey: APP_KEY, appSecret: APP_SECRET, extra: {},
-    };
     await createSecretStore({ client: sm.client, projectId: PROJECT, secretId: SECRET_ID, logger: silentLogger }).add(t);
     const dir = dataDirFor(undefined, 'tk-rel-events-');
     await createCacheFile(join(dir, 'saxo_token_cache.json')).write(t);
@@ -64,12 +59,7 @@ describeWithPubSub('events for another secret (item 5)', () => {
     const a = startCliAs(['agent'], {
       ...STANDALONE,
       TOKEN_KEEPER_DATA_DIR: dir,
-      GOOGLE_CLOUD_PROJECT: PROJECT,
-      TOKEN_SECRET_ID: SECRET_ID,
-      TOKEN_TOPIC_ID: topic,
-      TOKEN_SUBSCRIPTION_ID: sub,
-      SECRET_MANAGER_EMULATOR_HOST: sm.server.host,
-      PUBSUB_EMULATOR_HOST: ps.emulator.host,
+      ...cloudEnv(sm, { topic, sub, pubsubHost: ps.emulator.host }),
       SAXO_AUTH_BASE_URL: saxo.url,
       SAXO_APP_KEY: APP_KEY,
       SAXO_APP_SECRET: APP_SECRET,

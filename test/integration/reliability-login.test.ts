@@ -7,16 +7,16 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { chmodSync, existsSync, readFileSync, statSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
+import { freePort } from '../../standins/pubsub-emulator.js';
 import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { parseFlat } from '../../core/codec.js';
 import { silentLogger } from '../../core/log.js';
 import type { CliProcess } from '../helpers/agent-process.js';
-import { until } from '../helpers/agent-process.js';
-import { describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
+import { cloudEnv, describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
 import { agentUser, dataDirFor, expectNoSecrets, expectNoStack, isRoot, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
 import { startBlackHole } from '../helpers/reliability-servers.js';
+import { authorizeUrl, signIn } from '../helpers/login.js';
 
 const PROJECT = 'tk-rel-login';
 const SECRET_ID = 'saxo-token';
@@ -37,14 +37,6 @@ afterEach(async () => {
   for (const p of procs.splice(0)) await p.stop('SIGKILL');
 });
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
 async function env(dir: string, extra: Record<string, string | undefined> = {}): Promise<Record<string, string | undefined>> {
   return {
     ...STANDALONE,
@@ -61,16 +53,6 @@ function login(args: string[], e: Record<string, string | undefined>, as = agent
   const p = startCliAs(['login', '--no-open', '--timeout', '30', ...args], e, as);
   procs.push(p);
   return p;
-}
-
-async function authorizeUrl(p: CliProcess): Promise<string> {
-  let url: string | undefined;
-  await until(() => {
-    url = /(http:\/\/127\.0\.0\.1:\d+\/authorize\?\S+)/.exec(p.stderr())?.[1];
-    return url !== undefined || p.proc.exitCode !== null;
-  }, 20_000, 'the authorize URL on stderr');
-  if (!url) throw new Error(`login exited without printing a URL: ${p.stderr()}`);
-  return url;
 }
 
 describe('login refuses before the browser (item 7)', () => {
@@ -125,16 +107,14 @@ describeWithPubSub('login when Secret Manager fails after the code exchange (ite
   it('keeps the pair in a 0600 rescue file; `login --import FILE` stores it once Secret Manager answers', async () => {
     const as = agentUser();
     const dir = dataDirFor(as, 'tk-rel-login-rescue-');
-    const cloud = { GOOGLE_CLOUD_PROJECT: PROJECT, TOKEN_SECRET_ID: SECRET_ID, TOKEN_TOPIC_ID: TOPIC, SECRET_MANAGER_EMULATOR_HOST: sm.server.host, PUBSUB_EMULATOR_HOST: ps.emulator.host };
+    const cloud = cloudEnv(sm, { topic: TOPIC, pubsubHost: ps.emulator.host });
     const p = login(['--target', 'secret'], await env(dir, cloud), as);
     const url = await authorizeUrl(p); // the preflight passed: Secret Manager answered
     const exchanges = saxo.stats().codeExchanges;
     sm.server.setUnavailable(true); // from here on: after the exchange, storing fails
     let code: string | null = null;
     try {
-      const res = await fetch(url, { redirect: 'manual' });
-      expect(res.status).toBe(302);
-      const loc = new URL(res.headers.get('location')!);
+      const loc = await signIn(url);
       code = loc.searchParams.get('code');
       expect((await fetch(loc)).status).toBe(200);
       expect((await p.exited).code).toBe(1);

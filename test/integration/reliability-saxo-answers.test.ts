@@ -91,10 +91,12 @@ describe('absurd lifetimes from the token endpoint (item 3)', () => {
     });
     procs.push(a);
 
+    let lastAbsurdAt = 0;
     for (let n = 0; n < SCRIPT.length; n++) {
       const generation = n + 2;
       const ev = await a.waitFor((l) => l.event === 'token_refreshed' && l.generation === generation, 20_000, `refresh ${n}`);
       const refreshedAt = Date.parse(String(ev.time));
+      lastAbsurdAt = refreshedAt;
       const snap = join(dir, `snapshot-${n}.json`);
       copyFileSync(join(dir, 'saxo_token_cache.json'), snap);
       const warn = a.logs.find((l) => l.event === 'lifetime_clamped' && SCRIPT[n]!.clamped.test(l.message));
@@ -111,7 +113,13 @@ describe('absurd lifetimes from the token endpoint (item 3)', () => {
     }
     // …and the chain moved on within seconds of each bounded pair (not after 1e9 s).
     const next = await a.waitFor((l) => l.event === 'token_refreshed' && l.generation === SCRIPT.length + 2, 20_000, 'the refresh after the last absurd answer');
-    expect(next).toBeDefined();
+    const nextAt = Date.parse(String(next.time));
+    expect(next.generation).toBe(SCRIPT.length + 2);
+    // Its own pair (the endpoint now answers a plain hour) is stored with at most that hour.
+    expect(Date.parse(String(next.expiresAt))).toBeLessThanOrEqual(nextAt + HOUR * 1000);
+    expect(Date.parse(String(next.expiresAt))).toBeGreaterThan(nextAt + (HOUR - 10) * 1000);
+    // Due 2 s after the last bounded pair was issued (threshold HOUR − 3): within seconds, not after 1e9 s.
+    expect(nextAt - lastAbsurdAt).toBeLessThan(10_000);
     const state = await createStateFile(join(dir, '.token-keeper-state.json')).read();
     expect(state?.token?.generation).toBeGreaterThanOrEqual(SCRIPT.length + 2);
     expect(endpoint.invalidPresentations()).toBe(0);

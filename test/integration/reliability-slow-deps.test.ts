@@ -21,8 +21,8 @@ import type { SecretStore, TokenRotatedEvent } from '../../core/ports.js';
 import type { TokenSet } from '../../core/token.js';
 import type { CliProcess, LogLine } from '../helpers/agent-process.js';
 import { spawnPythonBot, type PythonBot } from '../helpers/python.js';
-import { describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, waitFor, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
-import { dataDirFor, expectNoSecrets, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { cloudEnv, describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, waitFor, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
+import { cachedPair, dataDirFor, expectNoSecrets, issuedPair, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
 import { startBlackHole, type BlackHole } from '../helpers/reliability-servers.js';
 
 const PROJECT = 'tk-rel-slow';
@@ -58,13 +58,7 @@ afterEach(async () => {
 });
 
 function pair(leftSec: number, generation: number): TokenSet {
-  const p = saxo.issue(APP_KEY);
-  seen.add(p.access_token).add(p.refresh_token);
-  const now = Date.now();
-  return {
-    accessToken: p.access_token, refreshToken: p.refresh_token, accessExpiresAt: now + leftSec * 1000, refreshExpiresAt: now + 600_000,
-    issuedAt: now - (LIFE - leftSec) * 1000, generation, source: 'cloud', appKey: APP_KEY, appSecret: APP_SECRET, extra: {},
-  };
+  return issuedPair(saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: LIFE, refreshLeftSec: 600, generation, seen });
 }
 
 function agent(dir: string, extra: Record<string, string | undefined>): CliProcess {
@@ -86,13 +80,6 @@ function agent(dir: string, extra: Record<string, string | undefined>): CliProce
   return p;
 }
 
-const cloudEnv = (pubsub: string | undefined) => ({
-  GOOGLE_CLOUD_PROJECT: PROJECT,
-  TOKEN_SECRET_ID: 'saxo-token',
-  TOKEN_TOPIC_ID: topic,
-  SECRET_MANAGER_EMULATOR_HOST: sm.server.host,
-  PUBSUB_EMULATOR_HOST: pubsub,
-});
 const at = (l: LogLine) => Date.parse(String(l.time));
 const stateOf = (dir: string) => createStateFile(join(dir, '.token-keeper-state.json')).read();
 
@@ -124,7 +111,7 @@ describeWithPubSub('Pub/Sub hangs (item 4)', () => {
     bots.push(cal);
     await cal.waitForLine('RELEASED', 10_000);
 
-    const a = agent(dir, cloudEnv(hole.host));
+    const a = agent(dir, cloudEnv(sm, { topic, pubsubHost: hole.host }));
     const started = await a.waitForEvent('refresh_started', 20_000);
     const refreshed = await a.waitForEvent('token_refreshed', 20_000);
     const version = String(refreshed.version);
@@ -155,8 +142,7 @@ describeWithPubSub('Pub/Sub hangs (item 4)', () => {
     await waitFor(async () => (await stateOf(dir))?.announce === undefined, 10_000, 'announce cleared from the state file');
     expect(saxo.stats().reusedPresentations).toBe(0);
     expect((await a.stop()).code).toBe(0);
-    const cache = await createCacheFile(join(dir, 'saxo_token_cache.json')).read();
-    if (cache.kind === 'ok') seen.add(cache.token.accessToken).add(cache.token.refreshToken);
+    expect(cachedPair(dir, seen), 'the cache holds the pair (its tokens join the no-secrets check)').toBeDefined();
     expectNoSecrets([a, ...events.map((e) => JSON.stringify(e))], seen);
   }, 90_000);
 });
@@ -170,7 +156,7 @@ it('while Pub/Sub hangs, retrying the announcement does not starve the periodic 
     const old = pair(2, ((await store.latest())?.token?.generation ?? 0) + 1);
     await store.add(old);
     await createCacheFile(join(dir, 'saxo_token_cache.json')).write(old);
-    const a = agent(dir, { ...cloudEnv(hung.host), REFRESH_THRESHOLD_SECONDS: '8' });
+    const a = agent(dir, { ...cloudEnv(sm, { topic, pubsubHost: hung.host }), REFRESH_THRESHOLD_SECONDS: '8' });
     const first = await a.waitForEvent('token_refreshed', 20_000);
     await a.waitForEvent('publish_failed', 15_000); // from here on an announcement waits for its retry
     const expiresAt = Date.parse(String(first.expiresAt));
@@ -189,8 +175,7 @@ it('while Pub/Sub hangs, retrying the announcement does not starve the periodic 
     expect(Math.max(...gaps)).toBeLessThan(1_000 + 5_000 + 1_500);
     expect(saxo.stats().reusedPresentations).toBe(0);
     expect((await a.stop()).code).toBe(0);
-    const cache = await createCacheFile(join(dir, 'saxo_token_cache.json')).read();
-    if (cache.kind === 'ok') seen.add(cache.token.accessToken).add(cache.token.refreshToken);
+    expect(cachedPair(dir, seen), 'the cache holds the pair (its tokens join the no-secrets check)').toBeDefined();
     expectNoSecrets([a], seen);
   } finally {
     saxo.setLifetimes({ accessLifetimeSec: LIFE });
@@ -216,13 +201,13 @@ it('a Python bot holding the flock longer than LOCK_TIMEOUT_SECONDS: the due che
   await holder.waitForLine('RELEASED', 10_000);
   const released = Date.now();
   const ok = await a.waitForEvent('token_refreshed', 10_000);
-  expect(at(ok)).toBeGreaterThanOrEqual(released - 1500);
+  console.log(`[measure] refreshed ${at(ok) - released} ms after the test saw the bot release the flock`);
+  expect(at(ok), 'refreshed only once the bot had released the flock').toBeGreaterThanOrEqual(released - 200);
   expect(saxo.stats().presentations - before).toBe(1);
   expect(saxo.stats().reusedPresentations).toBe(0);
   expect((await stateOf(dir))?.failures).toBe(0);
   expect((await a.stop()).code).toBe(0);
-  const cache = await createCacheFile(join(dir, 'saxo_token_cache.json')).read();
-  if (cache.kind === 'ok') seen.add(cache.token.accessToken).add(cache.token.refreshToken);
+  expect(cachedPair(dir, seen), 'the cache holds the pair (its tokens join the no-secrets check)').toBeDefined();
   expectNoSecrets([a], seen);
 }, 40_000);
 
@@ -233,7 +218,7 @@ it('a Pub/Sub client that cannot get credentials is a failed publish (remembered
   // Only in the cache with a newer generation: the agent pushes it up and announces it.
   const newer = { ...pair(LIFE - 1, 0), generation: t.generation! + 1 };
   await createCacheFile(join(dir, 'saxo_token_cache.json')).write(newer);
-  const a = agent(dir, { ...cloudEnv(undefined), GOOGLE_APPLICATION_CREDENTIALS: undefined, METADATA_SERVER_DETECTION: 'none' });
+  const a = agent(dir, { ...cloudEnv(sm, { topic }), GOOGLE_APPLICATION_CREDENTIALS: undefined, METADATA_SERVER_DETECTION: 'none' });
   const first = await a.waitForEvent('publish_failed', 20_000);
   expect(String(first.error)).toMatch(/credentials/i);
   // Still alive, and retrying (every min(5 s, CHECK_INTERVAL)).

@@ -9,22 +9,13 @@ import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseFlat } from '../../core/codec.js';
 import { startCli, until, type CliProcess } from '../helpers/agent-process.js';
+import { cachedPair } from '../helpers/reliability-cli.js';
 import { describeWithPubSub } from '../helpers/gcp.js';
 import { startCloudRig, duplicates, tempDir, type CloudRig } from '../helpers/cloud-rig.js';
 
 const PROJECT = `tk-several-vms-${process.pid}`;
 const procs: CliProcess[] = [];
-
-const cached = (dir: string) => {
-  try {
-    const p = parseFlat(readFileSync(join(dir, 'saxo_token_cache.json'), 'utf8'));
-    return p.ok ? p.token : undefined;
-  } catch {
-    return undefined;
-  }
-};
 
 describeWithPubSub('several VMs, Secret Manager down: only the primary presents', () => {
   let rig: CloudRig;
@@ -49,8 +40,8 @@ describeWithPubSub('several VMs, Secret Manager down: only the primary presents'
     const b = startCli(['agent'], env(dirB, 'agent:vm-b', { TOKEN_KEEPER_PRIMARY: 'false' }));
     procs.push(a, b);
     await Promise.all([a.waitForEvent('agent_ready'), b.waitForEvent('agent_ready')]);
-    expect(cached(dirA)?.refreshToken).toBe(seed.refreshToken);
-    expect(cached(dirB)?.refreshToken).toBe(seed.refreshToken);
+    expect(cachedPair(dirA)?.refreshToken).toBe(seed.refreshToken);
+    expect(cachedPair(dirB)?.refreshToken).toBe(seed.refreshToken);
 
     rig.sm.server.setUnavailable(true);
     // Each call to an unreachable Secret Manager costs its 10 s deadline before the agent gives up on it.
@@ -78,7 +69,7 @@ describeWithPubSub('several VMs, Secret Manager down: only the primary presents'
     await a.waitFor((l) => l.event === 'secret_version_added', 20_000, 'the primary to push');
     await b.waitFor((l) => b.logs.indexOf(l) >= bFrom && l.event === 'token_adopted', 20_000, 'the other VM to adopt the pushed pair');
     await b.waitFor((l) => b.logs.indexOf(l) >= bFrom && l.event === 'cache_written', 20_000, 'the other VM to write it to its cache');
-    expect(cached(dirB)?.refreshToken).toBe(cached(dirA)?.refreshToken);
+    expect(cachedPair(dirB)?.refreshToken).toBe(cachedPair(dirA)?.refreshToken);
     if (duplicates(rig.presented) > 0 || process.env.DUMP) {
       console.log('A:', a.logs.map((l) => `${l.time as string} ${l.event} ${l.message}`).join('\n'));
       console.log('B:', b.logs.map((l) => `${l.time as string} ${l.event} ${l.message}`).join('\n'));

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { configEnvNames } from '../helpers/config-env.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const guide = readFileSync(join(ROOT, 'docs', 'OPERATIONS.md'), 'utf8');
@@ -27,14 +28,6 @@ function at(commands: string[], re: RegExp): number {
   const i = commands.findIndex((l) => re.test(l));
   expect(i, `a command matching ${re}`).toBeGreaterThanOrEqual(0);
   return i;
-}
-
-function configEnvNames(): Set<string> {
-  const src = readFileSync(join(ROOT, 'core', 'config.ts'), 'utf8');
-  const names = new Set<string>();
-  for (const m of src.matchAll(/env\.([A-Z][A-Z0-9_]+)/g)) names.add(m[1]!);
-  for (const m of src.matchAll(/env,\s*'([A-Z][A-Z0-9_]+)'/g)) names.add(m[1]!);
-  return names;
 }
 
 const allCommands = [...guide.matchAll(/```bash\n([\s\S]*?)```/g)].map((m) => m[1]!).join('\n');

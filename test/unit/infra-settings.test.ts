@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from '@cdktf/hcl2json';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configEnvNames } from '../helpers/config-env.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TF_DIR = join(ROOT, 'infra', 'terraform');
@@ -47,14 +48,6 @@ function evaluate(instances: Record<string, Json>): Record<string, Settings> {
   if (apply.status !== 0) throw new Error(apply.stderr.replace(/\s+/g, ' '));
   const out = JSON.parse(run(['output', '-json']).stdout) as { s: { value: Record<string, Settings> } };
   return out.s.value;
-}
-
-function configEnvNames(): Set<string> {
-  const src = readFileSync(join(ROOT, 'core', 'config.ts'), 'utf8');
-  const names = new Set<string>();
-  for (const m of src.matchAll(/env\.([A-Z][A-Z0-9_]+)/g)) names.add(m[1]!);
-  for (const m of src.matchAll(/env,\s*'([A-Z][A-Z0-9_]+)'/g)) names.add(m[1]!);
-  return names;
 }
 
 const envLines = (text: string) => Object.fromEntries(text.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));

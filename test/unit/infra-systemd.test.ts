@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { configEnvNames } from '../helpers/config-env.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -45,14 +46,6 @@ function parseUnit(text: string): Unit {
 }
 const values = (unit: Unit, section: string, key: string) => (unit.get(section) ?? []).filter(([k]) => k === key).map(([, v]) => v);
 const value = (unit: Unit, section: string, key: string) => values(unit, section, key).at(-1);
-
-function configEnvNames(): Set<string> {
-  const src = readFileSync(join(ROOT, 'core', 'config.ts'), 'utf8');
-  const names = new Set<string>();
-  for (const m of src.matchAll(/env\.([A-Z][A-Z0-9_]+)/g)) names.add(m[1]!);
-  for (const m of src.matchAll(/env,\s*'([A-Z][A-Z0-9_]+)'/g)) names.add(m[1]!);
-  return names;
-}
 
 /** The code's default for an env var read with seconds(env, 'NAME', default). */
 function codeDefaultSeconds(name: string): number {
