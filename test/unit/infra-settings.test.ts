@@ -129,6 +129,8 @@ describe.skipIf(!hasTerraform)(hasTerraform ? 'infra/terraform/modules/settings 
       expect(s.schedule.cron).toBe(`*/${n} * * * *`);
       expect(s.schedule.seconds).toBe(n * 60);
       expect(s.function_env.CLOUD_SCHEDULE_SECONDS).toBe(String(n * 60));
+      // The VM's doctor judges the cloud path's silence against the same period.
+      for (const text of Object.values(s.agent_env)) expect(envLines(text).CLOUD_SCHEDULE_SECONDS).toBe(String(n * 60));
     }
     expect(() => evaluate({ d: { schedule_every_minutes: 7 } })).toThrow(/must divide 60/);
     // Every 10 min with the default 600/300 window could skip the window entirely.
