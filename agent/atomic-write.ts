@@ -7,12 +7,19 @@ import { randomBytes } from 'node:crypto';
 import { constants as C, promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { handOver } from './file-owner.js';
+import { describeUnsafe, openRegularNoFollow, UnsafePathError } from './safe-open.js';
 
 export type WriteStage = 'opened' | 'written' | 'synced' | 'renamed';
 
 export interface AtomicWriteOptions {
   /** Final file mode (default 0o600). */
   mode?: number;
+  /**
+   * A symlink at `path` is refused (UnsafePathError) instead of replaced. The rename never follows
+   * it either way; refusing tells the operator who linked the bots' cache somewhere that it is not
+   * updated. A directory at `path` is always refused.
+   */
+  refuseSymlink?: boolean;
   /** Test seam: called after each stage; a throw simulates a failure (crash) at that point. */
   onStage?: (stage: WriteStage, tmpPath: string) => void | Promise<void>;
   /** Test seam: tmp-name suffix generator (default: 12 random hex chars). */
@@ -35,7 +42,7 @@ export function isTmpNameOf(path: string, name: string): boolean {
 export async function atomicWriteFile(path: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): Promise<void> {
   const mode = opts.mode ?? 0o600;
   const suffix = opts.tmpSuffix ?? (() => randomBytes(6).toString('hex'));
-  const flags = C.O_CREAT | C.O_EXCL | C.O_WRONLY | C.O_NOFOLLOW;
+  const flags = C.O_CREAT | C.O_EXCL | C.O_WRONLY; // safe-open adds O_NOFOLLOW
 
   let tmp = '';
   let fh: fsp.FileHandle | undefined;
@@ -43,7 +50,7 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array, o
   for (let i = 0; ; i++) {
     tmp = tmpPathFor(path, suffix());
     try {
-      fh = await fsp.open(tmp, flags, mode);
+      fh = await openRegularNoFollow(tmp, flags, mode);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || i + 1 >= TMP_ATTEMPTS) throw e;
@@ -61,7 +68,8 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array, o
     await opts.onStage?.('synced', tmp);
     await fh.close();
     fh = undefined;
-    await fsp.rename(tmp, path); // replaces a symlink at `path` itself, never its target
+    await refuseTarget(path, opts.refuseSymlink === true);
+    await fsp.rename(tmp, path); // replaces a name (a FIFO, an oversize file, a link) — never a link's target
     renamed = true;
     await opts.onStage?.('renamed', tmp);
     await fsyncDir(dirname(path));
@@ -94,6 +102,13 @@ export async function removeStaleTmpFiles(paths: string[]): Promise<string[]> {
   return removed;
 }
 
+/** What must not be renamed over: a directory (the rename would fail obscurely), a symlink when asked. */
+async function refuseTarget(path: string, refuseSymlink: boolean): Promise<void> {
+  const st = await fsp.lstat(path).catch(() => undefined);
+  if (st?.isDirectory()) throw new UnsafePathError(path, 'directory', describeUnsafe('directory'));
+  if (refuseSymlink && st?.isSymbolicLink()) throw new UnsafePathError(path, 'symlink', describeUnsafe('symlink'));
+}
+
 /** Make the rename itself durable. */
 async function fsyncDir(dir: string): Promise<void> {
   const dh = await fsp.open(dir, C.O_RDONLY | C.O_DIRECTORY);
@@ -101,34 +116,5 @@ async function fsyncDir(dir: string): Promise<void> {
     await dh.sync();
   } finally {
     await dh.close();
-  }
-}
-
-export type SafeRead =
-  | { kind: 'ok'; text: string }
-  | { kind: 'missing' }
-  | { kind: 'unusable'; reason: string };
-
-/**
- * Read a small regular file without following a symlink at `path`. Bad shapes (symlink, directory,
- * oversize) are reported, not thrown; other IO errors (EACCES, EIO) are thrown.
- */
-export async function readFileNoFollow(path: string, maxBytes = 1 << 20): Promise<SafeRead> {
-  let fh: fsp.FileHandle;
-  try {
-    fh = await fsp.open(path, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return { kind: 'missing' };
-    if (code === 'ELOOP') return { kind: 'unusable', reason: 'path is a symlink (not followed)' };
-    throw e;
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) return { kind: 'unusable', reason: 'not a regular file' };
-    if (st.size > maxBytes) return { kind: 'unusable', reason: `file too large (${st.size} bytes)` };
-    return { kind: 'ok', text: await fh.readFile({ encoding: 'utf8' }) };
-  } finally {
-    await fh.close();
   }
 }

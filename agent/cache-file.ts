@@ -3,7 +3,9 @@
  * Reads take no lock (as the bots do); bad content is reported as `corrupt` and a file that cannot
  * be read (EACCES after a `sudo` run, EIO) as `unreadable` with its path and errno — never thrown
  * (I6): the agent keeps refreshing into its state file and counts the failed writes.
- * Writes are crash-safe (atomic-write.ts) and 0600; the caller holds the flock.
+ * Writes are crash-safe (atomic-write.ts) and 0600; the caller holds the flock. A cache that is no
+ * regular file (FIFO, oversize, hard-linked) reads as `corrupt` with `unusable` naming it and is
+ * replaced by the next write; a symlink or directory there is refused by the write (never followed).
  *
  * Unknown keys: the file is rewritten from the TokenSet alone, so callers keep keys they do not know
  * by passing a TokenSet whose `extra` carries them (decodeFlat puts them there on read). The one
@@ -14,7 +16,11 @@ import { encodeFlat, parseFlat } from '../core/codec.js';
 import type { Logger } from '../core/log.js';
 import type { CacheRead, TokenCache } from '../core/ports.js';
 import { secretsOf, type TokenSet } from '../core/token.js';
-import { atomicWriteFile, readFileNoFollow, type AtomicWriteOptions } from './atomic-write.js';
+import { atomicWriteFile, type AtomicWriteOptions } from './atomic-write.js';
+import { readRegularNoFollow } from './safe-open.js';
+
+/** A real cache is under 2 KiB; anything above this is not a cache (docs/DESIGN.md "No planted link is followed"). */
+export const CACHE_MAX_BYTES = 64 * 1024;
 
 export interface CacheFileOptions {
   logger?: Logger;
@@ -26,13 +32,15 @@ export function createCacheFile(path: string, opts: CacheFileOptions = {}): Toke
   const read = async (): Promise<CacheRead> => {
     let raw;
     try {
-      raw = await readFileNoFollow(path);
+      raw = await readRegularNoFollow(path, CACHE_MAX_BYTES);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
       return { kind: 'unreadable', code, reason: `${code} reading ${path}` };
     }
     if (raw.kind === 'missing') return raw;
-    if (raw.kind === 'unusable') return { kind: 'corrupt', reason: raw.reason };
+    // A FIFO, an oversize file, a hard link: named, and repaired from the newest pair (the rename
+    // replaces the name). A symlink or a directory: named, and the write below refuses it.
+    if (raw.kind === 'unusable') return { kind: 'corrupt', reason: raw.reason, unusable: raw.unsafe };
     const decoded = parseFlat(raw.text);
     if (!decoded.ok) return { kind: 'corrupt', reason: decoded.reason };
     opts.logger?.addSecret(...secretsOf(decoded.token));
@@ -52,7 +60,7 @@ export function createCacheFile(path: string, opts: CacheFileOptions = {}): Toke
       }
     }
     opts.logger?.addSecret(...secretsOf(toWrite));
-    await atomicWriteFile(path, JSON.stringify(encodeFlat(toWrite), null, 2) + '\n', { mode: 0o600, ...opts.write });
+    await atomicWriteFile(path, JSON.stringify(encodeFlat(toWrite), null, 2) + '\n', { mode: 0o600, refuseSymlink: true, ...opts.write });
   };
 
   return { path, read, write };

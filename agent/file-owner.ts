@@ -3,6 +3,9 @@
  * dir's owner, not to root: the bots and the agent run as that user and must read, replace and
  * lock them. A root-owned 0600 cache or lock file would lock them out until someone notices.
  * Unprivileged runs do nothing here (they cannot give files away, and need not).
+ * Ownership changes only through the descriptor the caller opened with agent/safe-open.ts (fchown,
+ * never chown(path)): a link planted at the name can never redirect it to another file. `path` only
+ * names the data dir (a symlinked data dir is fine: only the last component is checked).
  */
 import { fchownSync, fstatSync, statSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';

@@ -5,12 +5,13 @@
  * owns that fd until release; two acquires in one process exclude each other like two processes.
  * libuv opens with O_CLOEXEC, so spawned children never inherit (and so never prolong) the lock.
  */
-import { constants as C, closeSync, openSync } from 'node:fs';
+import { constants as C, closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { systemClock, type Clock } from '../core/clock.js';
 import { LockTimeoutError } from '../core/errors.js';
 import type { Held } from '../core/ports.js';
 import { handOverFd } from './file-owner.js';
+import { openRegularNoFollowSync } from './safe-open.js';
 
 interface FsExt {
   flockSync(fd: number, flags: 'exnb' | 'un'): void;
@@ -38,8 +39,10 @@ export async function acquireFlock(path: string, opts: FlockOptions = {}): Promi
   const timeoutMs = opts.timeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
   const retryMs = opts.retryMs ?? DEFAULT_LOCK_RETRY_MS;
   const clock = opts.clock ?? systemClock;
-  // Like the bots: O_CREAT|O_RDWR, never deleted. Symlinks are followed so we lock what they lock.
-  const fd = openSync(path, C.O_CREAT | C.O_RDWR, 0o600);
+  // Like the bots: O_CREAT|O_RDWR, never deleted. But never through a planted link: a symlink (even a
+  // dangling one), a FIFO or a hard link at the name throws UnsafePathError (docs/DESIGN.md "No planted
+  // link is followed"); a root run would otherwise create or hand over a file outside the data dir.
+  const fd = openRegularNoFollowSync(path, C.O_CREAT | C.O_RDWR, 0o600);
   const start = clock.now();
   try {
     handOverFd(fd, path);

@@ -3,7 +3,7 @@
  * target before the browser opens, storing (the secret announced, the cache under the flock), and
  * — when storing fails after the exchange — a 0600 rescue file with the command that imports it.
  */
-import { constants, existsSync, readFileSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { access, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { addVersion, announce, pruneVersions, rotatedEvent } from '../core/announce.js';
@@ -16,6 +16,7 @@ import { compareFreshness, secretsOf, withNextGeneration, withPayloadCredentials
 import { atomicWriteFile } from './atomic-write.js';
 import { createCacheFile } from './cache-file.js';
 import { acquireFlock } from './flock.js';
+import { readRegularNoFollow } from './safe-open.js';
 import { createStateFile } from './state-file.js';
 import { connectCloud } from './wiring.js';
 
@@ -116,7 +117,13 @@ export async function rescue(config: Config, token: TokenSet): Promise<string> {
 
 /** `login --import FILE`: store a pair a failed login saved, then delete the file. */
 export async function importRescued(config: Config, file: string, target: LoginTarget, force: boolean, logger: Logger): Promise<number> {
-  const parsed = parseFlat(readFileSync(file, 'utf8'));
+  // The rescue file sits in the data dir, whose owner could swap it for a link: never followed.
+  const raw = await readRegularNoFollow(file, 64 * 1024);
+  if (raw.kind !== 'ok') {
+    process.stderr.write(`token-keeper login: cannot use ${file}: ${raw.kind === 'missing' ? 'no such file' : raw.reason}\n`);
+    return 2;
+  }
+  const parsed = parseFlat(raw.text);
   if (!parsed.ok) {
     process.stderr.write(`token-keeper login: ${file} holds no usable token (${parsed.reason})\n`);
     return 2;

@@ -11,7 +11,8 @@ import { tokenRotatedEventSchema } from '../core/gcp/event-schema.js';
 import type { Logger } from '../core/log.js';
 import type { TokenRotatedEvent } from '../core/ports.js';
 import { secretsOf, type TokenSet } from '../core/token.js';
-import { atomicWriteFile, readFileNoFollow, type AtomicWriteOptions } from './atomic-write.js';
+import { atomicWriteFile, type AtomicWriteOptions } from './atomic-write.js';
+import { readRegularNoFollow } from './safe-open.js';
 
 export interface AgentState {
   token?: TokenSet | undefined;
@@ -60,7 +61,7 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
   const read = async (): Promise<AgentState | undefined> => {
     let raw;
     try {
-      raw = await readFileNoFollow(path);
+      raw = await readRegularNoFollow(path, 1 << 20);
     } catch (e) {
       // A state file another user left (a root run of an older version): unreadable, yet the agent
       // must still start and refresh — the cache and the secret hold the pair, and the next state
@@ -70,7 +71,9 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       return corrupt(`cannot read it (${code}); it will be replaced`);
     }
     if (raw.kind === 'missing') return undefined;
-    if (raw.kind === 'unusable') return corrupt(raw.reason);
+    // A planted symlink (or FIFO, hard link…) is refused, never followed; the next write's rename
+    // replaces the name, not the link's target.
+    if (raw.kind === 'unusable') return corrupt(raw.unsafe === 'directory' ? raw.reason : `${raw.reason}; it will be replaced`);
     let json: unknown;
     try {
       json = JSON.parse(raw.text);

@@ -26,7 +26,8 @@ export interface StatusReport {
     refreshExpiresAt?: string | undefined;
     refreshLeftSeconds?: number | undefined;
   };
-  cache: { state: 'ok' | 'missing' | 'corrupt' | 'unreadable' | 'stale'; reason?: string | undefined };
+  /** `unusable`: no regular file at the cache path (fifo, oversize, symlink…); the agent replaces it from the newest pair. */
+  cache: { state: 'ok' | 'missing' | 'corrupt' | 'unusable' | 'unreadable' | 'stale'; reason?: string | undefined };
   secret?: {
     state: 'ok' | 'unavailable' | 'empty' | 'corrupt' | 'stale';
     latestVersion?: string | undefined;
@@ -144,7 +145,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
     now: new Date(now).toISOString(),
     token: plan.best ? tokenInfo(plan.best) : undefined,
     cache: {
-      state: cache.kind === 'ok' ? (plan.writeCache ? 'stale' : 'ok') : cache.kind,
+      state: cache.kind === 'ok' ? (plan.writeCache ? 'stale' : 'ok') : cache.kind === 'corrupt' && cache.unusable ? 'unusable' : cache.kind,
       reason: cache.kind === 'corrupt' || cache.kind === 'unreadable' ? cache.reason : undefined,
     },
     secret: config.gcp

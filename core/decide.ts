@@ -61,7 +61,7 @@ export function decide(view: View, policy: Policy): Plan {
   const notes: string[] = [];
   const candidates: Candidate[] = [];
   if (view.cache.kind === 'ok') candidates.push({ token: view.cache.token, origin: 'cache' });
-  else if (view.cache.kind === 'corrupt') notes.push(`cache corrupt: ${view.cache.reason}`);
+  else if (view.cache.kind === 'corrupt') notes.push(`cache ${view.cache.unusable ? 'unusable' : 'corrupt'}: ${view.cache.reason}`);
   else if (view.cache.kind === 'unreadable') notes.push(`cache unreadable: ${view.cache.reason}`);
   if (view.known) candidates.push({ token: view.known, origin: 'known' });
   const secretToken = view.secret.kind === 'read' ? view.secret.read?.token : undefined;

@@ -110,7 +110,8 @@ export interface EventBus {
 export type CacheRead =
   | { kind: 'ok'; token: TokenSet }
   | { kind: 'missing' }
-  | { kind: 'corrupt'; reason: string }
+  /** `unusable`: no regular file at all (fifo, oversize, symlink…, agent/safe-open.ts), named as such. */
+  | { kind: 'corrupt'; reason: string; unusable?: string | undefined }
   /** The file exists but cannot be read (EACCES after a `sudo` run, EIO): `reason` names path and errno. */
   | { kind: 'unreadable'; reason: string; code: string };
 

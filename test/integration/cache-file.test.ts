@@ -102,19 +102,19 @@ describe('createCacheFile', () => {
     expect(await createCacheFile(path).read()).toMatchObject({ kind: 'corrupt' });
   });
 
-  it('treats a symlink at the target as corrupt on read, and replaces (never follows) it on write', async () => {
+  it('treats a symlink at the target as unusable on read, and refuses (never follows nor replaces) it on write', async () => {
     const victim = join(dir, 'victim.json');
     writeFileSync(victim, JSON.stringify({ access_token: 'a-victim', refresh_token: 'r-victim', token_expiry: '2030-01-01T00:00:00Z' }));
     symlinkSync(victim, path);
     const cache = createCacheFile(path);
     const r = await cache.read();
-    expect(r).toMatchObject({ kind: 'corrupt' });
+    expect(r).toMatchObject({ kind: 'corrupt', unusable: 'symlink' });
     expect(r.kind === 'corrupt' && r.reason).toMatch(/symlink/);
 
-    await cache.write(token());
-    expect(lstatSync(path).isSymbolicLink()).toBe(false);
+    await expect(cache.write(token())).rejects.toThrow(/refusing .*saxo_token_cache\.json: symlink/);
+    expect(lstatSync(path).isSymbolicLink()).toBe(true);
     expect(readFileSync(victim, 'utf8')).toContain('r-victim');
-    expect((await cache.read()).kind).toBe('ok');
+    expect(strays()).toEqual([]);
   });
 
   it('never writes through a symlink planted at a tmp name (O_EXCL|O_NOFOLLOW), picks another name', async () => {
