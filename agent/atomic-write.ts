@@ -17,7 +17,7 @@ export interface AtomicWriteOptions {
   /**
    * A symlink at `path` is refused (UnsafePathError) instead of replaced. The rename never follows
    * it either way; refusing tells the operator who linked the bots' cache somewhere that it is not
-   * updated. A directory at `path` is always refused.
+   * updated. A directory at `path` fails the rename (EISDIR, named with the path).
    */
   refuseSymlink?: boolean;
   /** Test seam: called after each stage; a throw simulates a failure (crash) at that point. */
@@ -102,11 +102,11 @@ export async function removeStaleTmpFiles(paths: string[]): Promise<string[]> {
   return removed;
 }
 
-/** What must not be renamed over: a directory (the rename would fail obscurely), a symlink when asked. */
+/** A symlink at `path`, when asked, is not renamed over (a directory there fails the rename: EISDIR). */
 async function refuseTarget(path: string, refuseSymlink: boolean): Promise<void> {
+  if (!refuseSymlink) return;
   const st = await fsp.lstat(path).catch(() => undefined);
-  if (st?.isDirectory()) throw new UnsafePathError(path, 'directory', describeUnsafe('directory'));
-  if (refuseSymlink && st?.isSymbolicLink()) throw new UnsafePathError(path, 'symlink', describeUnsafe('symlink'));
+  if (st?.isSymbolicLink()) throw new UnsafePathError(path, 'symlink', describeUnsafe('symlink'));
 }
 
 /** Make the rename itself durable. */
