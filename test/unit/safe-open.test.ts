@@ -10,6 +10,8 @@ import { closeSync, constants as C, existsSync, fstatSync, linkSync, lstatSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { atomicWriteFile } from '../../agent/atomic-write.js';
+import { probeFlock } from '../../agent/doctor/probes/locks.js';
+import { fileInfo } from '../../agent/doctor/probes/files.js';
 import { acquireFlock } from '../../agent/flock.js';
 import { openRegularNoFollow, openRegularNoFollowSync, readRegularNoFollow, UnsafePathError, type UnsafeKind } from '../../agent/safe-open.js';
 
@@ -159,5 +161,16 @@ describe('writers built on it', () => {
     const held = await acquireFlock(lock, { timeoutMs: 0 });
     await held.release();
     expect(lstatSync(lock).isFile()).toBe(true);
+  });
+
+  it("doctor's lock probe does not open (nor flock) a symlinked lock file's target", async () => {
+    const lock = join(dir, 'saxo_token.lock');
+    symlinkSync(victim, lock);
+    const held = await acquireFlock(victim, { timeoutMs: 0 }); // were the link followed, the probe would see it held
+    try {
+      expect(await probeFlock(lock, fileInfo(lstatSync(lock)))).toEqual({ state: 'error', error: 'refused: symlink (a link is never followed)' });
+    } finally {
+      await held.release();
+    }
   });
 });

@@ -4,10 +4,11 @@
  * from /proc/locks (inode → pid) and /proc/<pid>/cmdline. The agent's instance lock is read from
  * /proc/locks alone: taking it, even for a moment, could turn away an agent starting right then.
  */
-import { constants as C, closeSync, openSync } from 'node:fs';
+import { constants as C, closeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { FileInfo, InstanceProbe, LockHolder, LockProbe } from '../facts.js';
+import { openRegularNoFollowSync, UnsafePathError } from '../../safe-open.js';
 
 interface FsExt {
   flockSync(fd: number, flags: 'exnb' | 'un'): void;
@@ -76,8 +77,9 @@ export async function probeFlock(path: string, info: FileInfo | undefined): Prom
   const start = Date.now();
   let fd: number;
   try {
-    fd = openSync(path, C.O_RDWR); // no O_CREAT: never create the bots' lock file
+    fd = openRegularNoFollowSync(path, C.O_RDWR); // no O_CREAT: never create the bots' lock file; never through a link
   } catch (e) {
+    if (e instanceof UnsafePathError) return { state: 'error', error: `refused: ${e.detail}` };
     return { state: 'error', error: `cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}` };
   }
   try {
