@@ -14,7 +14,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, lchownSync, lstatSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lchownSync, lstatSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -180,6 +180,36 @@ describe.skipIf(!isRoot())('no planted link is followed (skipped only when not r
     expectUntouched(victim);
     expect(saxo.stats().reusedPresentations).toBe(0);
     expectNoSecrets([r.p, a], seen);
+  }, 60_000);
+
+  it('a symlinked cache pointing at a root-owned file, the agent run as root: named, the write refused (counted, target untouched), status shows the state\'s pair; once the link is gone the next check writes the cache', async () => {
+    const dir = dataDirFor(OWNER, 'tk-rel-links-cache-');
+    const { victim } = rootOnly();
+    const cachePath = join(dir, 'saxo_token_cache.json');
+    const pair = issuedPair(saxo, APP, { leftSec: 50, lifeSec: LIFE, generation: 4, seen });
+    await createStateFile(join(dir, '.token-keeper-state.json')).write({ failures: 0, token: pair });
+    plant(victim, cachePath);
+
+    const st = await runCliAs(['status', '--json'], env(dir));
+    const report = JSON.parse(st.stdout) as { health: string; token?: { origin: string; generation: number }; cache: { state: string; reason?: string } };
+    expect(report).toMatchObject({ health: 'degraded', token: { origin: 'known', generation: 4 }, cache: { state: 'unusable', reason: 'symlink (a link is never followed)' } });
+
+    const a = startCliAs(['agent'], env(dir)); // as root
+    procs.push(a);
+    const failed = await a.waitForEvent('cache_write_failed', 20_000);
+    expect(failed.message).toContain(`refusing ${cachePath}: symlink (a link is never followed); remove it`);
+    await a.waitFor((l) => l.event === 'refresh_failed' && l.reason === 'cache_write_failed', 20_000, 'failure counted');
+    expectUntouched(victim);
+    expect(lstatSync(cachePath).isSymbolicLink()).toBe(true);
+
+    unlinkSync(cachePath); // the operator removes the link
+    const written = await a.waitForEvent('cache_written', 20_000);
+    expect(written).toMatchObject({ generation: 4, reason: 'missing' });
+    expect((await a.stop()).code).toBe(0);
+    expect(cachedPair(dir, seen)?.refreshToken).toBe(pair.refreshToken);
+    expect(statSync(cachePath).uid).toBe(NOBODY);
+    expectUntouched(victim);
+    expectNoSecrets([st.p, a], seen);
   }, 60_000);
 
   it.each([
