@@ -190,7 +190,7 @@ export function formatStatus(r: StatusReport): string {
   } else {
     lines.push('  no token in the cache, the agent state or the secret: run `npx token-keeper login`');
   }
-  lines.push(`  cache          ${r.cache.state}${r.cache.reason ? ` (${r.cache.reason})` : ''}`);
+  lines.push(`  cache          ${r.cache.state}${r.cache.reason ? (r.cache.state === 'unusable' ? `: ${r.cache.reason}` : ` (${r.cache.reason})`) : ''}`);
   if (r.secret) {
     lines.push(`  secret         ${r.secret.state}${r.secret.latestVersion ? `, latest ${r.secret.latestVersion}` : ''}${r.secret.activeVersions !== undefined ? `, ${r.secret.activeVersions} active version(s)` : ''}`);
     if (r.secret.lastRefresh) lines.push(`  last refresh   ${r.secret.lastRefresh.at} by ${r.secret.lastRefresh.by}${r.secret.lastRefresh.version ? ` (${r.secret.lastRefresh.version})` : ''}`);
