@@ -25,6 +25,7 @@ export const INSTANCE_LOCK_FILE = '.token-keeper-agent.lock';
 export async function acquireInstanceLock(dataDir: string): Promise<Held> {
   try {
     // One attempt: a live holder means another agent runs; a dead one has already been released.
+    // A link or other planted thing at the name is refused by flock.ts (UnsafePathError), not taken for an agent.
     return await acquireFlock(join(dataDir, INSTANCE_LOCK_FILE), { timeoutMs: 0 });
   } catch (e) {
     if (e instanceof LockTimeoutError) throw new InstanceLockedError(dataDir);

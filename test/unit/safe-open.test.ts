@@ -13,6 +13,7 @@ import { atomicWriteFile } from '../../agent/atomic-write.js';
 import { probeFlock } from '../../agent/doctor/probes/locks.js';
 import { fileInfo } from '../../agent/doctor/probes/files.js';
 import { acquireFlock } from '../../agent/flock.js';
+import { acquireInstanceLock, INSTANCE_LOCK_FILE } from '../../agent/instance-lock.js';
 import { openRegularNoFollow, openRegularNoFollowSync, readRegularNoFollow, UnsafePathError, type UnsafeKind } from '../../agent/safe-open.js';
 
 let dir: string;
@@ -172,5 +173,12 @@ describe('writers built on it', () => {
     } finally {
       await held.release();
     }
+  });
+
+  it('acquireInstanceLock: a symlinked instance lock is refused (not "another agent runs"), its target untouched', async () => {
+    const lock = join(dir, INSTANCE_LOCK_FILE);
+    symlinkSync(victim, lock);
+    await refusal(() => acquireInstanceLock(dir), lock, 'symlink');
+    expect(readFileSync(victim, 'utf8')).toBe('untouched');
   });
 });
