@@ -5,7 +5,7 @@
  * Python keeper's status line.
  */
 import type { Plan } from '../core/decide.js';
-import { FailureCounter } from '../core/failures.js';
+import { chainDeadlineAlert, FailureCounter } from '../core/failures.js';
 import type { Logger } from '../core/log.js';
 import type { TokenSet } from '../core/token.js';
 
@@ -62,11 +62,10 @@ export class Health {
 
   /** ALERT once per refresh token when it is close to dying and no refresh is due to save it. */
   watchRefreshExpiry(plan: Plan): void {
+    this.failures.chainDeadline = plan.best?.refreshExpiresAt;
     if (!plan.refreshTokenExpiring || !plan.best || this.alertedRefreshExpiry === plan.best.refreshToken) return;
     this.alertedRefreshExpiry = plan.best.refreshToken;
-    this.logger.alert('refresh_token_expiring', 'ALERT: refresh token expires soon and no refresh is due yet', {
-      refreshLeftSeconds: Math.round((plan.refreshLeftMs ?? 0) / 1000),
-    });
+    chainDeadlineAlert(this.logger, plan.best.refreshExpiresAt!, plan.refreshLeftMs ?? 0, 'no refresh is due before it');
   }
 
   /** The Python keeper's familiar line, once per check. */

@@ -17,6 +17,8 @@ export interface AgentSettings extends SessionSettings {
 export interface CloudSettings extends Omit<SessionSettings, 'holder'> {
   maxRefreshFailures: number;
   patience: Patience;
+  /** A failed run with less than this left on the refresh token logs the chain_deadline ALERT (0/absent: never). */
+  chainDeadlineAlertMs?: number;
 }
 
 export interface SettingsOverrides {
@@ -68,6 +70,7 @@ export function cloudSettings(c: Config, o: SettingsOverrides = {}): CloudSettin
     source: 'cloud',
     thresholdMs: c.cloudRefreshThresholdMs,
     refreshTokenAlertMs: 0,
+    chainDeadlineAlertMs: c.refreshTokenAlertMs,
     presentWithoutLease: false,
     // The secret is the function's only durable place: a pair Saxo issued must get there.
     secretWriteAttempts: 4,
