@@ -66,10 +66,10 @@ export const FAILURE_ACTION = 'run `npx token-keeper doctor` on the VM and fix w
 export const isoUtc = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 /** "The chain dies at 03:47 UTC (2026-12-07T03:47:00Z) unless a refresh succeeds." — or that it is already dead. */
-export function deadlineSentence(deadline: number | undefined, now = Date.now()): string {
+export function deadlineSentence(deadline: number | undefined, now?: number): string {
   if (deadline === undefined) return 'The refresh token\'s deadline is unknown.';
   const hhmm = new Date(deadline).toISOString().slice(11, 16);
-  return deadline <= now
+  return now !== undefined && deadline <= now
     ? `The refresh token died at ${hhmm} UTC (${isoUtc(deadline)}): the chain needs a login.`
     : `The chain dies at ${hhmm} UTC (${isoUtc(deadline)}) unless a refresh succeeds.`;
 }
@@ -79,7 +79,7 @@ export function deadlineSentence(deadline: number | undefined, now = Date.now())
  * and nothing has refreshed it. Agent and function say it the same way.
  */
 export function chainDeadlineAlert(logger: Logger, deadline: number, leftMs: number, why: string): void {
-  logger.alert('chain_deadline', `ALERT: the refresh token dies in ${Math.max(0, Math.round(leftMs / 60_000))} min and ${why}. ${deadlineSentence(deadline)} Action: ${FAILURE_ACTION}`, {
+  logger.alert('chain_deadline', `ALERT: the refresh token dies in ${Math.max(0, Math.round(leftMs / 60_000))} min and ${why}. ${deadlineSentence(deadline, deadline - leftMs)} Action: ${FAILURE_ACTION}`, {
     deadline: isoUtc(deadline),
     refreshLeftSeconds: Math.round(leftMs / 1000),
   });
