@@ -39,3 +39,19 @@ export async function runCheckins(o: CheckinOptions): Promise<void> {
     }
   }
 }
+
+/**
+ * When the human `token_status` line is worth a line: the health changed (fresh → due → expired …),
+ * or `everyMs` passed since the last one (default 15 min, STATUS_LOG_SECONDS; 0: every check).
+ * Paging does not depend on it: liveness is the check-in above.
+ */
+export class StatusLineGate {
+  private last: { health: string; at: number } | undefined;
+
+  due(health: string, now: number, everyMs: number): boolean {
+    const l = this.last;
+    if (l && l.health === health && everyMs > 0 && now - l.at < everyMs) return false;
+    this.last = { health, at: now };
+    return true;
+  }
+}

@@ -10,6 +10,8 @@ import { pushRetryMs, type Patience } from './tiers.js';
 
 export interface AgentSettings extends SessionSettings {
   maxRefreshFailures: number;
+  /** The human status line's period when nothing changes (agent/checkin.ts StatusLineGate); absent: every check. */
+  statusLogMs?: number;
   /** How often a pair (or an announcement) the secret has not seen yet is retried. */
   pushRetryMs: number;
 }
@@ -59,6 +61,7 @@ export function agentSettings(c: Config, o: SettingsOverrides = {}): AgentSettin
     // The agent keeps the pair on disk; a failed secret write becomes a pending push, retried.
     secretWriteAttempts: 1,
     pushRetryMs: pushRetryMs(c.checkIntervalMs),
+    statusLogMs: c.statusLogMs,
   };
 }
 
