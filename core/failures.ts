@@ -45,7 +45,7 @@ export class FailureCounter {
       this.logger.alert(
         'refresh_alert',
         `ALERT: Token refresh failed ${this.n} consecutive times! Manual intervention may be required.` +
-          (detail ? ` Last error: ${detail}` : ` Last error: ${reason}`) +
+          ` Last error: ${sentence(detail ?? reason)}` +
           ` ${deadlineSentence(this.chainDeadline)} Action: ${FAILURE_ACTION}`,
         { consecutiveFailures: this.n, reason, ...(this.chainDeadline !== undefined ? { deadline: isoUtc(this.chainDeadline) } : {}) },
       );
@@ -59,6 +59,8 @@ export class FailureCounter {
     this.n = 0;
   }
 }
+
+const sentence = (s: string): string => (/[.!?]$/.test(s) ? s : `${s}.`);
 
 /** What a person does about failing refreshes (docs/OPERATIONS.md "When the chain dies"). */
 export const FAILURE_ACTION = 'run `npx token-keeper doctor` on the VM and fix what it names; if the chain has died, log in again (the re-login link, or `npx token-keeper login`).';

@@ -4,8 +4,11 @@
 # this chain's function and systemd unit. Every policy notifies local.notification_channels
 # (notifications.tf).
 #
-# Five policies, each ALERT event paging through exactly one of them:
-#   login required  - login_required / relogin_link (log match; carries the re-login link)
+# Six policies, each ALERT event paging through exactly one of them:
+#   login required  - login_required (log match; this policy owns that page)
+#   re-login link   - relogin_link (log match; delivers the link). A policy of its own because the
+#                     rate limit is per policy: sharing one with login_required (logged seconds
+#                     before or after it) would drop whichever came second.
 #   chain deadline  - chain_deadline (log match; the refresh token dies soon, nothing refreshed it)
 #   refresh ALERT   - every other ALERT event, e.g. "Token refresh failed N consecutive times!" (log match)
 #   agent not checking in - per VM: no agent_checkin for agent_checkin_absent_minutes, or a crash loop
@@ -137,21 +140,17 @@ resource "google_monitoring_alert_policy" "login_required" {
   notification_channels = local.notification_channels
 
   conditions {
-    display_name = "login_required or relogin_link logged"
+    display_name = "login_required logged"
     condition_matched_log {
       filter = module.settings.log_filters.login
-      # Each combination of values is its own rule: a new link is a new notification, and the
-      # notification's text carries it (documentation below).
       label_extractors = {
-        event    = "EXTRACT(jsonPayload.event)"
-        link     = "EXTRACT(jsonPayload.link)"
         deadline = "EXTRACT(jsonPayload.deadline)"
       }
     }
   }
 
   alert_strategy {
-    # login_required repeats every 15 min: 4 an hour at most, the first at once.
+    # login_required repeats every 15 min while it lasts: 4 an hour at most, the first at once.
     notification_rate_limit {
       period = "300s"
     }
@@ -161,7 +160,42 @@ resource "google_monitoring_alert_policy" "login_required" {
   documentation {
     mime_type = "text/markdown"
     subject   = "token-keeper ${local.env}: login required (${var.name_prefix})"
-    content   = "**${local.env} chain ${var.name_prefix}: login required.** Nothing can refresh the Saxo token until a person signs in again; the bots stop when their access token ends. Deadline (UTC): $${log.extracted_label.deadline}.\n\n**Action:** open the re-login link (one use, 15 minutes): $${log.extracted_label.link} - if it is empty or used, run `npx token-keeper login --link` (any machine with gcloud) or `npx token-keeper login` on a laptop. See ${local.runbook}."
+    content   = "**${local.env} chain ${var.name_prefix}: login required.** Nothing can refresh the Saxo token until a person signs in again; the bots stop when their access token ends. Deadline (UTC): $${log.extracted_label.deadline}.\n\n**Action:** open the re-login link (it comes in its own notification, \"re-login link\"; one use, 15 minutes) on a phone. No link, or it is used: `npx token-keeper login --link` (any machine with gcloud) or `npx token-keeper login` on a laptop. See ${local.runbook}."
+  }
+
+  depends_on = [google_project_service.api]
+}
+
+resource "google_monitoring_alert_policy" "relogin_link" {
+  project               = var.project_id
+  display_name          = "${local.names.alert_policy_prefix} ${local.env} re-login link"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "relogin_link logged"
+    condition_matched_log {
+      filter = module.settings.log_filters.relogin
+      # Each link is a new value: its own notification, the link in its text.
+      label_extractors = {
+        link     = "EXTRACT(jsonPayload.link)"
+        deadline = "EXTRACT(jsonPayload.deadline)"
+      }
+    }
+  }
+
+  alert_strategy {
+    # One link per login needed (plus `login --link`, itself rate-limited): far below 20 a day.
+    notification_rate_limit {
+      period = "300s"
+    }
+    auto_close = "1800s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "token-keeper ${local.env}: re-login link (${var.name_prefix})"
+    content   = "**${local.env} chain ${var.name_prefix}: the chain needs a login.** Deadline (UTC): $${log.extracted_label.deadline}.\n\n**Action:** open $${log.extracted_label.link} on your phone (one use, valid 15 minutes), confirm, and sign in to Saxo ${local.env} with the chain's own account. Used or expired: the page offers a new link, or run `npx token-keeper login --link`. See ${local.runbook}."
   }
 
   depends_on = [google_project_service.api]

@@ -50,6 +50,7 @@ output "alert_policies" {
   description = "This chain's alert policies by purpose."
   value = {
     login_required        = google_monitoring_alert_policy.login_required.name
+    relogin_link          = google_monitoring_alert_policy.relogin_link.name
     chain_deadline        = google_monitoring_alert_policy.chain_deadline.name
     refresh_alert         = google_monitoring_alert_policy.refresh_alert.name
     agent_not_checking_in = google_monitoring_alert_policy.agent_not_checking_in.name

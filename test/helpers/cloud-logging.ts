@@ -153,9 +153,9 @@ export const journald = (line: string, unit: string, identifier = 'token-keeper'
 
 export interface SettingsOut {
   names: Record<string, string> & { function: string };
-  log_filters: Record<'alert' | 'refreshed' | 'login' | 'deadline' | 'checkin' | 'started', string>;
+  log_filters: Record<'alert' | 'refreshed' | 'login' | 'relogin' | 'deadline' | 'checkin' | 'started', string>;
   alert_events: string[];
-  own_alert_events: { login: string[]; deadline: string[] };
+  own_alert_events: { login: string[]; relogin: string[]; deadline: string[] };
 }
 
 /** modules/settings evaluated by the real terraform, offline, for two chains (sim, live) on units token-keeper@<chain>. */

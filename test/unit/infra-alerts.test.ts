@@ -18,7 +18,7 @@ import { alertEventsInCode, evaluateSettings, extract, journald, loadOpsAgent, m
 import { agentRig, cloudRig, settleWithClock } from '../helpers/memory-rig.js';
 import { loadTerraform, one, sub, TF_DIR, type Block, type Tf } from '../helpers/terraform.js';
 
-const POLICIES = ['login_required', 'chain_deadline', 'refresh_alert', 'agent_not_checking_in', 'refresh_absent'];
+const POLICIES = ['login_required', 'relogin_link', 'chain_deadline', 'refresh_alert', 'agent_not_checking_in', 'refresh_absent'];
 const filterOf = (p: Block) => sub(p, 'conditions') as Block;
 
 describe('alert policies and notification channels (parsed .tf)', () => {
@@ -42,7 +42,7 @@ describe('alert policies and notification channels (parsed .tf)', () => {
 
   it('log-match policies stay inside 1 notification / 5 min and 20 a day, and their text uses only extracted labels', () => {
     const perDay: Record<string, number> = {};
-    for (const p of ['login_required', 'chain_deadline', 'refresh_alert']) {
+    for (const p of ['login_required', 'relogin_link', 'chain_deadline', 'refresh_alert']) {
       const policy = one(tf, 'google_monitoring_alert_policy', p);
       const cond = sub(filterOf(policy), 'condition_matched_log');
       const period = Number(/^(\d+)s$/.exec(String(sub(sub(policy, 'alert_strategy'), 'notification_rate_limit').period))![1]);
@@ -58,8 +58,8 @@ describe('alert policies and notification channels (parsed .tf)', () => {
       expect(used, p).toContain('deadline');
       expect(text, p).toMatch(/\*\*Action:\*\*/);
     }
-    // The login page carries the link; the refresh ALERT repeats at most hourly (≤ 24 tries a day, 20 delivered).
-    expect(Object.keys(sub(filterOf(one(tf, 'google_monitoring_alert_policy', 'login_required')), 'condition_matched_log').label_extractors as object)).toContain('link');
+    // The link's notification carries it; the refresh ALERT repeats at most hourly (≤ 24 tries a day, 20 delivered).
+    expect(String(sub(one(tf, 'google_monitoring_alert_policy', 'relogin_link'), 'documentation').content)).toContain('$${log.extracted_label.link}');
     expect(perDay.refresh_alert).toBeLessThanOrEqual(24);
   });
 
@@ -98,8 +98,8 @@ describe.skipIf(!existsSync(TERRAFORM))('real log lines against the policies tha
   /** Which policies of the sim chain an entry reaches (live: must be none). */
   const owners = (e: Entry) => {
     const f = s.sim.log_filters;
-    const hit = (['login', 'deadline', 'alert'] as const).filter((k) => matches(f[k], e));
-    for (const k of ['login', 'deadline', 'alert'] as const) expect(matches(s.live.log_filters[k], e), `live ${k}`).toBe(false);
+    const hit = (['login', 'relogin', 'deadline', 'alert'] as const).filter((k) => matches(f[k], e));
+    for (const k of ['login', 'relogin', 'deadline', 'alert'] as const) expect(matches(s.live.log_filters[k], e), `live ${k}`).toBe(false);
     return hit;
   };
   const extractors = (policy: string) => sub(filterOf(one(tf, 'google_monitoring_alert_policy', policy)), 'condition_matched_log').label_extractors as Record<string, string>;
@@ -153,7 +153,7 @@ describe.skipIf(!existsSync(TERRAFORM))('real log lines against the policies tha
     for (const e of entries.filter((x) => !['chain_deadline', 'refresh_alert'].includes(String(x.jsonPayload.event)))) expect(owners(e), String(e.jsonPayload.event)).toEqual([]);
   });
 
-  it('login_required and the one relogin_link line page through the login policy, whose text gets the link', () => {
+  it('login_required pages through the login policy, the one relogin_link line through its own, whose text gets the link', () => {
     const lines: string[] = [];
     const log = createLogger({ component: 'function', chain: 'tk-sim-saxo-token', httpRequestKey: 'httpRequest', write: (l) => lines.push(l) });
     // The shapes NAME=silent and NAME=relogin log (ALERT; link, environment, deadline).
@@ -161,10 +161,9 @@ describe.skipIf(!existsSync(TERRAFORM))('real log lines against the policies tha
     log.alert('relogin_link', 'Re-login link (SIM)', { link: 'https://relogin.example/l/abc', environment: 'SIM', deadline: '2026-12-07T03:47:00Z' });
     const [login, link] = lines.map((l) => viaCloudRun(l, fnService()));
     expect(owners(login!)).toEqual(['login']);
-    expect(owners(link!)).toEqual(['login']);
-    const x = extractors('login_required');
-    expect(extract(x.link!, link!)).toBe('https://relogin.example/l/abc');
-    expect(extract(x.deadline!, login!)).toBe('2026-12-07T03:47:00Z');
+    expect(owners(link!)).toEqual(['relogin']);
+    expect(extract(extractors('relogin_link').link!, link!)).toBe('https://relogin.example/l/abc');
+    expect(extract(extractors('login_required').deadline!, login!)).toBe('2026-12-07T03:47:00Z');
     expect(owners(viaOpsAgent(ops, journald(lines[0]!, unit))!)).toEqual(['login']);
   });
 

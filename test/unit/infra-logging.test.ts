@@ -31,7 +31,7 @@ describe.skipIf(!hasTerraform)(hasTerraform ? 'logs: function and VM agent again
     dir = r.dir;
     const pick = (p: 'sim' | 'live') => ({ function: r.out[p].names.function, unit: `token-keeper@${p}.service`, ...r.out[p].log_filters });
     chains = { sim: pick('sim'), live: pick('live') };
-    ownEvents = [...r.out.sim.own_alert_events.login, ...r.out.sim.own_alert_events.deadline];
+    ownEvents = Object.values(r.out.sim.own_alert_events).flat();
     ops = loadOpsAgent();
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

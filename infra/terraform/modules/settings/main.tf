@@ -180,9 +180,10 @@ locals {
   # through exactly one policy. Every other ALERT event pages through the generic "refresh ALERT"
   # policy, so an ALERT added to the code later still reaches a person
   # (test/unit/infra-alerts.test.ts: every ALERT the code logs matches exactly one policy).
-  login_events    = ["login_required", "relogin_link"]
+  login_events    = ["login_required"]
+  relogin_events  = ["relogin_link"]
   deadline_events = ["chain_deadline"]
-  own_events      = concat(local.login_events, local.deadline_events)
+  own_events      = concat(local.login_events, local.relogin_events, local.deadline_events)
   # Known ALERT events of the generic policy (documentation only; the filter does not list them).
   alert_events = ["refresh_alert", "secret_write_lost"]
   vm_side      = "(resource.type=\"gce_instance\" AND jsonPayload._SYSTEMD_UNIT=\"${var.agent_systemd_unit}\")"
@@ -190,11 +191,12 @@ locals {
     "(resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.function_name}\")",
     local.vm_side,
   ])
-  any_of = { for k, events in { own = local.own_events, login = local.login_events, deadline = local.deadline_events } : k => join(" OR ", [for e in events : "jsonPayload.event=\"${e}\""]) }
+  any_of = { for k, events in { own = local.own_events, login = local.login_events, relogin = local.relogin_events, deadline = local.deadline_events } : k => join(" OR ", [for e in events : "jsonPayload.event=\"${e}\""]) }
   log_filters = {
     alert     = "severity=ALERT AND NOT (${local.any_of.own}) AND (${local.this_chain})"
     refreshed = "jsonPayload.event=\"token_refreshed\" AND (${local.this_chain})"
     login     = "severity=ALERT AND (${local.any_of.login}) AND (${local.this_chain})"
+    relogin   = "severity=ALERT AND (${local.any_of.relogin}) AND (${local.this_chain})"
     deadline  = "severity=ALERT AND (${local.any_of.deadline}) AND (${local.this_chain})"
     # The VM agent's liveness (agent/checkin.ts) and its starts (a crash loop restarts it).
     checkin = "jsonPayload.event=\"agent_checkin\" AND ${local.vm_side}"
@@ -277,8 +279,8 @@ output "alert_events" {
 }
 
 output "own_alert_events" {
-  description = "ALERT events with a policy of their own: login (login_required, relogin_link) and chain deadline."
-  value       = { login = local.login_events, deadline = local.deadline_events }
+  description = "ALERT events with a policy of their own: login required, the re-login link, the chain deadline."
+  value       = { login = local.login_events, relogin = local.relogin_events, deadline = local.deadline_events }
 }
 
 output "function_env" {
