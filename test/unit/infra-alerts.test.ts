@@ -13,6 +13,8 @@ import { runCheckins, CHECKIN_INTERVAL_MS } from '../../agent/checkin.js';
 import { createLogger } from '../../core/log.js';
 import { VirtualClock, flush } from '../../standins/virtual-clock.js';
 import { runCloudRefresh } from '../../functions/refresher.js';
+import { createRefreshHandler } from '../../functions/handler.js';
+import type { Request, Response } from '@google-cloud/functions-framework';
 import { startCli } from '../helpers/agent-process.js';
 import { alertEventsInCode, evaluateSettings, extract, journald, loadOpsAgent, matches, TERRAFORM, viaCloudRun, viaOpsAgent, type Entry, type OpsConfig, type SettingsOut } from '../helpers/cloud-logging.js';
 import { agentRig, cloudRig, settleWithClock } from '../helpers/memory-rig.js';
@@ -165,6 +167,34 @@ describe.skipIf(!existsSync(TERRAFORM))('real log lines against the policies tha
     expect(extract(extractors('relogin_link').link!, link!)).toBe('https://relogin.example/l/abc');
     expect(extract(extractors('login_required').deadline!, login!)).toBe('2026-12-07T03:47:00Z');
     expect(owners(viaOpsAgent(ops, journald(lines[0]!, unit))!)).toEqual(['login']);
+  });
+
+  it("the function handler's lines carry the Scheduler request's trace and span", async () => {
+    const r = cloudRig();
+    const t = r.login();
+    await r.store.add(t);
+    const before = process.env.GOOGLE_CLOUD_PROJECT;
+    process.env.GOOGLE_CLOUD_PROJECT = 'my-project-123';
+    try {
+      const handler = createRefreshHandler(() => Promise.resolve(r.deps), r.deps.logger);
+      let status = 0;
+      const res = { status: (n: number) => ((status = n), res), json: () => res } as unknown as Response;
+      const from = r.log.lines.length;
+      await handler({ headers: { 'x-cloud-trace-context': '105445aa7843bc8bf206b12000100000/11;o=1' }, body: {} } as unknown as Request, res);
+      expect(status).toBe(200);
+      const entries = r.log.lines.slice(from).map((l) => viaCloudRun(l, fnService()));
+      expect(entries.length).toBeGreaterThan(0);
+      for (const e of entries) {
+        expect(e.trace).toBe('projects/my-project-123/traces/105445aa7843bc8bf206b12000100000');
+        expect(e.spanId).toBe('000000000000000b');
+      }
+      // Outside a request, no trace.
+      r.deps.logger.info('x', 'outside');
+      expect(viaCloudRun(r.log.lines.at(-1)!, fnService()).trace).toBeUndefined();
+    } finally {
+      if (before === undefined) delete process.env.GOOGLE_CLOUD_PROJECT;
+      else process.env.GOOGLE_CLOUD_PROJECT = before;
+    }
   });
 
   it('every ALERT event the code logs pages through exactly one policy', () => {
