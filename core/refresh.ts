@@ -152,6 +152,7 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
     let held: Held | undefined;
     let next: TokenSet;
     let lifetimeSec: number;
+    let saxoHttp: Record<string, unknown> | undefined;
     try {
       if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented };
       try {
@@ -237,6 +238,9 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
         continue;
       }
       o.onPhase?.('persisting');
+      // The status when the endpoint reports it (a raw answer does); never guessed.
+      const answered = (res as { status?: unknown }).status;
+      saxoHttp = httpRequestRecord({ status: typeof answered === 'number' ? answered : undefined, latencyMs: clock.now() - sentAt });
       const life = saneLifetimes(res);
       if (life.clamped.length) {
         logger.warn('lifetime_clamped', `Saxo answered an implausible token lifetime; stored a bounded one instead (${life.clamped.join(', ')})`, {
@@ -253,6 +257,6 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
     } finally {
       await held?.release();
     }
-    return await storeUpstream(p, s, o, secret, next, lifetimeSec, start);
+    return await storeUpstream(p, s, o, secret, next, lifetimeSec, start, saxoHttp);
   }
 }

@@ -147,10 +147,25 @@ describe.skipIf(!existsSync(TERRAFORM))('real log lines against the policies tha
     const deadlines = entries.filter((e) => e.jsonPayload.event === 'chain_deadline');
     expect(deadlines.length).toBeGreaterThan(0);
     for (const e of deadlines) expect(owners(e)).toEqual(['deadline']);
+    // Each Saxo attempt is one line with its HTTP record, never the URL or a token. (The rig's logger
+    // writes the Ops Agent's key, as the agent running this same session does; the function's entry
+    // passes Cloud Run's: infra-logging.test.ts.)
+    const viaVm = (l: string) => viaOpsAgent(ops, journald(l, unit))!;
+    const attempts = r.log.lines.map(viaVm).filter((e) => ['saxo_attempt_failed', 'refresh_api_failed'].includes(String(e.jsonPayload.event)));
+    // 5 runs × 4 attempts: 3 retried (saxo_attempt_failed) and the last (refresh_api_failed) per run.
+    const count = (ev: string) => attempts.filter((e) => e.jsonPayload.event === ev).length;
+    expect([count('saxo_attempt_failed'), count('refresh_api_failed')]).toEqual([15, 5]);
+    for (const e of attempts) expect(e.httpRequest).toMatchObject({ requestMethod: 'POST', status: 503, latency: expect.stringMatching(/^\d+\.\d{3}s$/) as unknown });
     const alert = entries.find((e) => e.jsonPayload.event === 'refresh_alert')!;
     expect(owners(alert)).toEqual(['alert']);
     expect(String(alert.jsonPayload.message)).toMatch(/^ALERT: Token refresh failed 5 consecutive times!.* The chain dies at \d\d:\d\d UTC \(\S+Z\) unless a refresh succeeds\. Action: run `npx token-keeper doctor`/);
     expect(extract(extractors('refresh_alert').deadline!, alert)).toBe(new Date(t.refreshExpiresAt!).toISOString().replace('.000Z', 'Z'));
+    // A success after the failures: token_refreshed carries the exchange's record, then `recovered`.
+    r.saxo.faults = [];
+    await settleWithClock(runCloudRefresh(r.deps), r.clock);
+    const after = r.log.lines.slice(entries.length).map(viaVm);
+    expect(after.find((e) => e.jsonPayload.event === 'token_refreshed')?.httpRequest).toMatchObject({ requestMethod: 'POST' });
+    expect(after.find((e) => e.jsonPayload.event === 'recovered')?.jsonPayload.message).toBe('Token refresh recovered after 5 consecutive failure(s)');
     // Nothing else the function logged pages anyone.
     for (const e of entries.filter((x) => !['chain_deadline', 'refresh_alert'].includes(String(x.jsonPayload.event)))) expect(owners(e), String(e.jsonPayload.event)).toEqual([]);
   });
