@@ -6,6 +6,7 @@
  */
 import { watch, type FSWatcher } from 'chokidar';
 import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { basename, dirname } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import type { Config } from '../core/config.js';
@@ -13,6 +14,7 @@ import { ConfigError, errorText } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { configuredTiers, tierProblems } from '../core/tiers.js';
 import { removeStaleTmpFiles } from './atomic-write.js';
+import { runCheckins } from './checkin.js';
 import { acquireInstanceLock } from './instance-lock.js';
 import { Reconciler, type Trigger } from './reconciler.js';
 import { connectCloud, reconcilerDeps } from './wiring.js';
@@ -38,6 +40,7 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
     primary: config.primary,
     dataDir: config.dataDir,
     holder: config.holderId,
+    host: hostname(), // the crash-loop metric's label (infra/terraform/monitoring.tf)
   });
   logger.info('agent_config', `Check interval: ${config.checkIntervalMs / 1000}s`, {
     refreshThresholdSeconds: config.refreshThresholdMs / 1000,
@@ -113,6 +116,9 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   // every few seconds: the cloud must learn of it before it presents the consumed refresh token.
   // One retry at a time: a publish that hangs takes its full deadline (5 s), and retries queued
   // every few seconds behind it would pile up in the serial queue ahead of the periodic check.
+  // Liveness for paging (agent/checkin.ts): from here on, until the stop.
+  const checkins = runCheckins({ logger, signal });
+
   let pushing = false;
   const pushRetry = setInterval(() => {
     if (pushing || !reconciler.hasPendingPush || signal.aborted) return;
@@ -128,6 +134,7 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
       await safeRun({ kind: 'tick' });
     }
     clearInterval(pushRetry);
+    await checkins;
     logger.info('agent_stopping', 'Token keeper stopping');
     // Triggers first (nothing new arrives), then let the run in progress finish its writes.
     await Promise.allSettled([watcher.close(), unsubscribe?.(), reconciler.stop()]);

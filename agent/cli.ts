@@ -5,12 +5,12 @@
 import { existsSync } from 'node:fs';
 import { loadConfig, type Config } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
-import { createLogger, type Logger } from '../core/log.js';
+import { chainName, createLogger, type Logger } from '../core/log.js';
 import { errorText } from '../core/errors.js';
 
 function setup(): { config: Config; logger: Logger } {
   const config = loadConfig();
-  const logger = createLogger({ format: config.logFormat, component: 'agent' });
+  const logger = createLogger({ format: config.logFormat, component: 'agent', chain: chainName(config) });
   logger.addSecret(config.appSecret);
   return { config, logger };
 }

@@ -5,8 +5,9 @@
  * Python keeper's status line.
  */
 import type { Plan } from '../core/decide.js';
-import { FailureCounter } from '../core/failures.js';
+import { chainDeadlineAlert, FailureCounter } from '../core/failures.js';
 import type { Logger } from '../core/log.js';
+import { StatusLineGate } from './checkin.js';
 import type { TokenSet } from '../core/token.js';
 
 export class Health {
@@ -15,6 +16,7 @@ export class Health {
   private rejected: string | undefined;
   private loginSaid = false;
   private alertedRefreshExpiry: string | undefined;
+  private readonly statusGate = new StatusLineGate();
 
   constructor(
     private readonly logger: Logger,
@@ -62,16 +64,16 @@ export class Health {
 
   /** ALERT once per refresh token when it is close to dying and no refresh is due to save it. */
   watchRefreshExpiry(plan: Plan): void {
+    this.failures.chainDeadline = plan.best?.refreshExpiresAt;
     if (!plan.refreshTokenExpiring || !plan.best || this.alertedRefreshExpiry === plan.best.refreshToken) return;
     this.alertedRefreshExpiry = plan.best.refreshToken;
-    this.logger.alert('refresh_token_expiring', 'ALERT: refresh token expires soon and no refresh is due yet', {
-      refreshLeftSeconds: Math.round((plan.refreshLeftMs ?? 0) / 1000),
-    });
+    chainDeadlineAlert(this.logger, plan.best.refreshExpiresAt!, plan.refreshLeftMs ?? 0, 'no refresh is due before it');
   }
 
-  /** The Python keeper's familiar line, once per check. */
-  logStatus(plan: Plan): void {
+  /** The Python keeper's familiar line: when the health changes, else every `everyMs` (agent/checkin.ts). */
+  logStatus(plan: Plan, now = 0, everyMs = 0): void {
     if (!plan.best || plan.accessLeftMs === undefined) return;
+    if (!this.statusGate.due(plan.health, now, everyMs)) return;
     const mins = Math.floor(plan.accessLeftMs / 60_000);
     this.logger.info('token_status', `Token status: ${plan.health === 'fresh' ? 'valid' : plan.health}, ${mins} minutes until expiry`, {
       health: plan.health,

@@ -122,7 +122,7 @@ export class Reconciler {
     else {
       // decide() never refreshes a dead refresh token: say "login required" (once) instead of idling.
       if (plan.health === 'login_required' && plan.best && outcome === 'idle') outcome = this.requireLogin(plan.health, plan.best);
-      if (trigger.kind === 'tick') this.health.logStatus(plan);
+      if (trigger.kind === 'tick') this.health.logStatus(plan, this.d.clock.now(), this.d.settings.statusLogMs);
       this.awaiting = undefined;
     }
     this.health.watchRefreshExpiry(plan);

@@ -42,6 +42,8 @@ export interface Config {
   keepSecretVersions: number;
   /** Alert when the refresh token itself has less than this left. */
   refreshTokenAlertMs: number;
+  /** The agent's human `token_status` line: on a change of health, else at most this often (0: every check). */
+  statusLogMs: number;
   /** flock wait, as the bots: 30 s, retried every 100 ms. */
   lockTimeoutMs: number;
   lockRetryMs: number;
@@ -169,6 +171,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     maxRefreshFailures: integer(env, 'MAX_REFRESH_FAILURES', 5),
     keepSecretVersions: integer(env, 'KEEP_SECRET_VERSIONS', 3),
     refreshTokenAlertMs: seconds(env, 'REFRESH_TOKEN_ALERT_SECONDS', 900),
+    statusLogMs: seconds(env, 'STATUS_LOG_SECONDS', 900),
     lockTimeoutMs: seconds(env, 'LOCK_TIMEOUT_SECONDS', 30, true),
     lockRetryMs: 100,
     leaseTtlMs,

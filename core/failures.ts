@@ -27,6 +27,9 @@ export class FailureCounter {
     return this.n;
   }
 
+  /** When the newest refresh token dies (epoch ms): the ALERT names it (set where the plan is known). */
+  chainDeadline: number | undefined;
+
   /**
    * One more failure. `detail` (a path and errno, a status) goes into the ALERT's message so the
    * page itself says what to fix; it must be secret-free (errors of this project are).
@@ -42,14 +45,44 @@ export class FailureCounter {
       this.logger.alert(
         'refresh_alert',
         `ALERT: Token refresh failed ${this.n} consecutive times! Manual intervention may be required.` +
-          (detail ? ` Last error: ${detail}` : ` Last error: ${reason}`),
-        { consecutiveFailures: this.n, reason },
+          ` Last error: ${sentence(detail ?? reason)}` +
+          ` ${deadlineSentence(this.chainDeadline)} Action: ${FAILURE_ACTION}`,
+        { consecutiveFailures: this.n, reason, ...(this.chainDeadline !== undefined ? { deadline: isoUtc(this.chainDeadline) } : {}) },
       );
     }
     return this.n;
   }
 
+  /** A refresh succeeded (or someone else's pair arrived): after failures, say so once. */
   recovered(): void {
+    if (this.n > 0) this.logger.notice('recovered', `Token refresh recovered after ${this.n} consecutive failure(s)`, { consecutiveFailures: this.n });
     this.n = 0;
   }
+}
+
+const sentence = (s: string): string => (/[.!?]$/.test(s) ? s : `${s}.`);
+
+/** What a person does about failing refreshes (docs/OPERATIONS.md "When the chain dies"). */
+export const FAILURE_ACTION = 'run `npx token-keeper doctor` on the VM and fix what it names; if the chain has died, log in again (the re-login link, or `npx token-keeper login`).';
+
+export const isoUtc = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** "The chain dies at 03:47 UTC (2026-12-07T03:47:00Z) unless a refresh succeeds." — or that it is already dead. */
+export function deadlineSentence(deadline: number | undefined, now?: number): string {
+  if (deadline === undefined) return 'The refresh token\'s deadline is unknown.';
+  const hhmm = new Date(deadline).toISOString().slice(11, 16);
+  return now !== undefined && deadline <= now
+    ? `The refresh token died at ${hhmm} UTC (${isoUtc(deadline)}): the chain needs a login.`
+    : `The chain dies at ${hhmm} UTC (${isoUtc(deadline)}) unless a refresh succeeds.`;
+}
+
+/**
+ * The `chain_deadline` ALERT (its own alert policy): the refresh token dies within the alert window
+ * and nothing has refreshed it. Agent and function say it the same way.
+ */
+export function chainDeadlineAlert(logger: Logger, deadline: number, leftMs: number, why: string): void {
+  logger.alert('chain_deadline', `ALERT: the refresh token dies in ${Math.max(0, Math.round(leftMs / 60_000))} min and ${why}. ${deadlineSentence(deadline, deadline - leftMs)} Action: ${FAILURE_ACTION}`, {
+    deadline: isoUtc(deadline),
+    refreshLeftSeconds: Math.round(leftMs / 1000),
+  });
 }

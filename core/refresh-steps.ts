@@ -23,6 +23,8 @@ export async function storeUpstream(
   next: TokenSet,
   lifetimeSec: number,
   start: number,
+  /** The successful Saxo exchange (LogEntry.httpRequest: status, latency), carried by token_refreshed. */
+  httpRequest?: Record<string, unknown>,
 ): Promise<SessionResult> {
   const { clock, logger, store, failures } = p;
   let version: string | undefined;
@@ -56,6 +58,7 @@ export async function storeUpstream(
     generation: next.generation,
     expiresAt: new Date(next.accessExpiresAt).toISOString(),
     durationMs: now - start,
+    httpRequest,
   });
   return { kind: 'refreshed', token: next, version, lastRefresh: { at: now, by: s.refresher, version: version ?? '' }, stored: version ? 'secret' : 'local' };
 }

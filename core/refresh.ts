@@ -16,7 +16,7 @@ import { decide, type Origin, type SecretView } from './decide.js';
 import { errorText, LockTimeoutError, SaxoError, SecretStoreError } from './errors.js';
 import { recover, release, retryDelay, sessionDeadline, storeUpstream } from './refresh-steps.js';
 import type { FailureCounter } from './failures.js';
-import type { Logger } from './log.js';
+import { httpRequestRecord, type Logger } from './log.js';
 import type { CacheRead, EventBus, Held, SecretStore, TokenEndpoint } from './ports.js';
 import { compareFreshness, fromResponse, requestCredentials, saneLifetimes, secretsOf, withNextGeneration, type Credentials, type TokenSet } from './token.js';
 
@@ -152,6 +152,7 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
     let held: Held | undefined;
     let next: TokenSet;
     let lifetimeSec: number;
+    let saxoHttp: Record<string, unknown> | undefined;
     try {
       if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented };
       try {
@@ -197,24 +198,37 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
       if (attempt === 1) logger.info('refresh_started', 'Token needs refresh: threshold reached', { generation: best.generation });
       o.onPhase?.('presenting');
       let res;
+      const sentAt = clock.now();
       try {
         res = await p.saxo.refresh(best.refreshToken, { deadline, appKey: creds.appKey, appSecret: creds.appSecret });
       } catch (err) {
         o.onPhase?.('idle');
         if (!(err instanceof SaxoError)) throw err;
-        logger.warn('refresh_api_failed', `Token refresh API failed: ${err.status ?? err.code} - ${err.code}`, {
-          code: err.code,
-          status: err.status,
-          retryable: err.retryable,
-          attempt,
-        });
+        // One line per attempt (docs/DESIGN.md "Logs for people and for Cloud Logging"): a retried
+        // attempt says saxo_attempt_failed, the last one refresh_api_failed; both carry the HTTP record.
+        const httpRequest = httpRequestRecord({ status: err.status, latencyMs: clock.now() - sentAt });
+        const delay = err.code !== 'invalid_grant' && err.retryable && !o.stop?.aborted ? retryDelay(s, attempt, clock.now(), deadline, err) : undefined;
+        if (delay === undefined) {
+          logger.warn('refresh_api_failed', `Token refresh API failed: ${err.status ?? err.code} - ${err.code}`, {
+            code: err.code,
+            status: err.status,
+            retryable: err.retryable,
+            attempt,
+            httpRequest,
+          });
+        }
         if (err.code === 'invalid_grant') return await recover(p, s, secret, view, best);
-        const delay = err.retryable && !o.stop?.aborted ? retryDelay(s, attempt, clock.now(), deadline, err) : undefined;
         if (delay === undefined) {
           failures.failed(err.code, err.message);
           return { kind: 'failed', reason: err.code, newest: best };
         }
-        logger.warn('saxo_attempt_failed', `Saxo refresh attempt ${attempt} failed; retrying in ${delay} ms`, { attempt, delayMs: delay, code: err.code });
+        logger.warn('saxo_attempt_failed', `Saxo refresh attempt ${attempt} failed (${err.status ?? err.code} - ${err.code}); retrying in ${delay} ms`, {
+          attempt,
+          delayMs: delay,
+          code: err.code,
+          status: err.status,
+          httpRequest,
+        });
         presented = best;
         await held?.release();
         held = undefined;
@@ -224,6 +238,9 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
         continue;
       }
       o.onPhase?.('persisting');
+      // The status when the endpoint reports it (a raw answer does); never guessed.
+      const answered = (res as { status?: unknown }).status;
+      saxoHttp = httpRequestRecord({ status: typeof answered === 'number' ? answered : undefined, latencyMs: clock.now() - sentAt });
       const life = saneLifetimes(res);
       if (life.clamped.length) {
         logger.warn('lifetime_clamped', `Saxo answered an implausible token lifetime; stored a bounded one instead (${life.clamped.join(', ')})`, {
@@ -240,6 +257,6 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
     } finally {
       await held?.release();
     }
-    return await storeUpstream(p, s, o, secret, next, lifetimeSec, start);
+    return await storeUpstream(p, s, o, secret, next, lifetimeSec, start, saxoHttp);
   }
 }

@@ -10,6 +10,8 @@ import { pushRetryMs, type Patience } from './tiers.js';
 
 export interface AgentSettings extends SessionSettings {
   maxRefreshFailures: number;
+  /** The human status line's period when nothing changes (agent/checkin.ts StatusLineGate); absent: every check. */
+  statusLogMs?: number;
   /** How often a pair (or an announcement) the secret has not seen yet is retried. */
   pushRetryMs: number;
 }
@@ -17,6 +19,8 @@ export interface AgentSettings extends SessionSettings {
 export interface CloudSettings extends Omit<SessionSettings, 'holder'> {
   maxRefreshFailures: number;
   patience: Patience;
+  /** A failed run with less than this left on the refresh token logs the chain_deadline ALERT (0/absent: never). */
+  chainDeadlineAlertMs?: number;
 }
 
 export interface SettingsOverrides {
@@ -57,6 +61,7 @@ export function agentSettings(c: Config, o: SettingsOverrides = {}): AgentSettin
     // The agent keeps the pair on disk; a failed secret write becomes a pending push, retried.
     secretWriteAttempts: 1,
     pushRetryMs: pushRetryMs(c.checkIntervalMs),
+    statusLogMs: c.statusLogMs,
   };
 }
 
@@ -68,6 +73,7 @@ export function cloudSettings(c: Config, o: SettingsOverrides = {}): CloudSettin
     source: 'cloud',
     thresholdMs: c.cloudRefreshThresholdMs,
     refreshTokenAlertMs: 0,
+    chainDeadlineAlertMs: c.refreshTokenAlertMs,
     presentWithoutLease: false,
     // The secret is the function's only durable place: a pair Saxo issued must get there.
     secretWriteAttempts: 4,

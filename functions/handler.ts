@@ -7,7 +7,7 @@
  */
 import type { Request, Response } from '@google-cloud/functions-framework';
 import { errorText } from '../core/errors.js';
-import type { Logger } from '../core/log.js';
+import { traceFields, withLogContext, type Logger } from '../core/log.js';
 import { runCloudRefresh, type CloudDeps, type CloudResult } from './refresher.js';
 
 export function httpStatus(r: CloudResult): number {
@@ -24,7 +24,18 @@ export function httpStatus(r: CloudResult): number {
   }
 }
 
+/**
+ * Every line of one invocation carries its trace and span (from `traceparent` or
+ * `X-Cloud-Trace-Context`), so Cloud Logging groups them with the request; the execution id is
+ * added by the Functions Framework itself (LOG_EXECUTION_ID=true, set by Terraform).
+ */
 export function createRefreshHandler(getDeps: () => Promise<CloudDeps>, fallbackLogger: Logger) {
+  const handle = refreshHandler(getDeps, fallbackLogger);
+  return (req: Request, res: Response): Promise<void> =>
+    withLogContext(traceFields(req.headers, process.env.GOOGLE_CLOUD_PROJECT), () => handle(req, res));
+}
+
+function refreshHandler(getDeps: () => Promise<CloudDeps>, fallbackLogger: Logger) {
   return async (req: Request, res: Response): Promise<void> => {
     let logger = fallbackLogger;
     try {

@@ -10,7 +10,7 @@ import { announce, rotatedEvent, type AnnounceMark } from '../core/announce.js';
 import type { Clock } from '../core/clock.js';
 import { decideCloud } from '../core/decide.js';
 import { errorText } from '../core/errors.js';
-import { FailureCounter } from '../core/failures.js';
+import { chainDeadlineAlert, FailureCounter } from '../core/failures.js';
 import type { Logger } from '../core/log.js';
 import type { EventBus, SecretMeta, SecretRead, SecretStore, TokenEndpoint } from '../core/ports.js';
 import { runRefreshSession, type SessionResult } from '../core/refresh.js';
@@ -94,6 +94,7 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
   }
 
   const failures = new FailureCounter(logger, settings.maxRefreshFailures, meta.failures);
+  failures.chainDeadline = plan.best.refreshExpiresAt;
   const r = await runRefreshSession(
     { clock, saxo: d.saxo, store, bus: d.bus, logger, failures, announceMark: cloudMark(store) },
     // One lease holder per invocation, not per instance: acquireLease lets a holder re-take its own
@@ -101,6 +102,7 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     { ...settings, holder: `${settings.refresher}:${randomBytes(4).toString('hex')}` },
     { force: opts.force },
   );
+  if (r.kind === 'failed' || r.kind === 'deferred') watchChainDeadline(d, plan.best.refreshExpiresAt);
   switch (r.kind) {
     case 'refreshed':
       return { outcome: r.kind, version: r.version, generation: r.token.generation, expiresAt: new Date(r.token.accessExpiresAt).toISOString() };
@@ -116,6 +118,13 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     case 'failed':
       return { outcome: r.kind, reason: r.reason };
   }
+}
+
+/** The run did not save the chain and its refresh token dies within the alert window: page (chain_deadline). */
+function watchChainDeadline(d: CloudDeps, deadline: number | undefined): void {
+  const left = deadline !== undefined ? deadline - d.clock.now() : undefined;
+  if (left === undefined || left <= 0 || left > (d.settings.chainDeadlineAlertMs ?? 0)) return;
+  chainDeadlineAlert(d.logger, deadline!, left, 'the cloud refresh did not succeed');
 }
 
 /** The function's announce mark: an annotation, retried at the start of its next run. */

@@ -40,3 +40,20 @@ output "agent_env" {
   description = "Per VM: the GCP and tier lines of the agent's env file (/etc/token-keeper/token-keeper.env, or /etc/token-keeper/<chain>.env for token-keeper@<chain>.service). The first VM of vm_names is the primary."
   value       = module.settings.agent_env
 }
+
+output "notification_channels" {
+  description = "Every notification channel this chain's alert policies use (created here and passed in). An SMS channel sends nothing until verified."
+  value       = local.notification_channels
+}
+
+output "alert_policies" {
+  description = "This chain's alert policies by purpose."
+  value = {
+    login_required        = google_monitoring_alert_policy.login_required.name
+    relogin_link          = google_monitoring_alert_policy.relogin_link.name
+    chain_deadline        = google_monitoring_alert_policy.chain_deadline.name
+    refresh_alert         = google_monitoring_alert_policy.refresh_alert.name
+    agent_not_checking_in = google_monitoring_alert_policy.agent_not_checking_in.name
+    refresh_absent        = google_monitoring_alert_policy.refresh_absent.name
+  }
+}

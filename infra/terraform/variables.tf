@@ -127,9 +127,73 @@ variable "function_source_dir" {
 }
 
 variable "notification_channels" {
-  description = "Monitoring notification channel ids (projects/P/notificationChannels/N) for the alert policies."
+  description = "Existing Monitoring notification channel ids (projects/P/notificationChannels/N), used by every alert policy besides the channels created from alert_emails and alert_channels."
   type        = list(string)
   default     = []
+}
+
+variable "alert_emails" {
+  description = "E-mail addresses that receive every alert of this chain: one notification channel each (notifications.tf). E-mail carries the alert's documentation text (environment, deadline, action, re-login link)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", e))])
+    error_message = "alert_emails: e-mail addresses."
+  }
+}
+
+variable "alert_channels" {
+  description = <<-EOT
+    Other notification channels of this chain, one object each: type = "sms" (address: +E.164 phone
+    number; stays unverified - and silent - until a person verifies it in the console), "slack"
+    (address: #channel; token: the Slack app's OAuth token), "webhook_tokenauth" (address: the HTTPS
+    URL) or "pagerduty" (token: the integration's service key; address unused). The token is looked
+    up in alert_channel_tokens by the channel's name. docs/OPERATIONS.md "Alerts" says what each type carries.
+  EOT
+  type = list(object({
+    name    = string
+    type    = string
+    address = optional(string, "")
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for c in var.alert_channels : contains(["sms", "slack", "webhook_tokenauth", "pagerduty"], c.type)])
+    error_message = "alert_channels: type must be sms, slack, webhook_tokenauth or pagerduty (e-mail: alert_emails)."
+  }
+  validation {
+    condition     = length(distinct([for c in var.alert_channels : c.name])) == length(var.alert_channels) && alltrue([for c in var.alert_channels : can(regex("^[a-z0-9-]{1,30}$", c.name))])
+    error_message = "alert_channels: each name unique, 1-30 lowercase letters, digits or dashes."
+  }
+  validation {
+    condition     = alltrue([for c in var.alert_channels : c.type == "pagerduty" || c.address != ""])
+    error_message = "alert_channels: sms, slack and webhook_tokenauth need an address."
+  }
+}
+
+variable "alert_channel_tokens" {
+  description = "Secrets of alert_channels by channel name: the Slack OAuth token or the PagerDuty service key (kept out of plans and outputs)."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+}
+
+variable "agent_checkin_absent_minutes" {
+  description = "Page when a VM's agent has not checked in (agent_checkin, every 2 min) for this long. With the metric's ingestion delay the page arrives within about 10 minutes of the agent stopping."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.agent_checkin_absent_minutes >= 3 && var.agent_checkin_absent_minutes <= 8
+    error_message = "agent_checkin_absent_minutes: 3-8 (more than one check-in interval, and a page within 10 minutes)."
+  }
+}
+
+variable "agent_crash_loop_starts" {
+  description = "Page when a VM's agent starts more than this many times in 10 minutes (crash loop)."
+  type        = number
+  default     = 3
 }
 
 variable "refresh_absent_minutes" {

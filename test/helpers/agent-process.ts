@@ -40,7 +40,8 @@ export function startCli(
   const argv = opts.viaNpx ? ['token-keeper', ...args] : [CLI, ...args];
   const proc = spawn(cmd, argv, {
     cwd: REPO_ROOT,
-    env: { ...process.env, METADATA_SERVER_DETECTION: 'none', LOG_FORMAT: 'json', ...env },
+    // STATUS_LOG_SECONDS=0: the status line on every check, the tests' marker of a check.
+    env: { ...process.env, METADATA_SERVER_DETECTION: 'none', LOG_FORMAT: 'json', STATUS_LOG_SECONDS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(opts.as ? { uid: opts.as.uid, gid: opts.as.gid } : {}),
   });

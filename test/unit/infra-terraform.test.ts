@@ -98,11 +98,12 @@ describe('infra/terraform', () => {
     expect(one(tf, 'google_logging_metric', 'refresh_alert').filter).toBe('${module.settings.log_filters.alert}');
     expect(one(tf, 'google_logging_metric', 'token_refreshed').filter).toBe('${module.settings.log_filters.refreshed}');
     const wait = one(tf, 'time_sleep', 'metrics_visible');
-    expect(wait.depends_on).toEqual(['${google_logging_metric.refresh_alert}', '${google_logging_metric.token_refreshed}']);
-    for (const p of ['refresh_alert', 'refresh_absent']) {
+    expect(wait.depends_on).toEqual(['${google_logging_metric.refresh_alert}', '${google_logging_metric.token_refreshed}', '${google_logging_metric.agent_checkin}', '${google_logging_metric.agent_started}']);
+    // Metric policies wait for their metrics; log-match policies need none (test/unit/infra-alerts.test.ts).
+    for (const p of ['agent_not_checking_in', 'refresh_absent']) {
       const policy = one(tf, 'google_monitoring_alert_policy', p);
       expect(policy.depends_on).toEqual(['${time_sleep.metrics_visible}']);
-      expect(policy.notification_channels).toBe('${var.notification_channels}');
+      expect(policy.notification_channels).toBe('${local.notification_channels}');
     }
   });
 

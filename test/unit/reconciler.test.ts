@@ -200,7 +200,7 @@ describe('Reconciler, standalone', () => {
       expect(await tick(r)).toBe('idle');
       await r.clock.advance(1 * MIN);
     }
-    const alerts = r.log.events('refresh_token_expiring');
+    const alerts = r.log.events('chain_deadline');
     expect(alerts).toHaveLength(1);
     expect(alerts[0]).toMatchObject({ severity: 'ALERT', refreshLeftSeconds: 600 });
     expect(r.saxo.stats.presentations).toBe(0);

@@ -161,7 +161,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       ` (+ lost to Saxo: ${w.ledger.lostToSaxo} pairs, ${w.ledger.lostRepresentations} forced re-presentations; bots on a stale-writer pair: ${w.ledger.botStaleRepresentations}; VM cut off from Secret Manager after a cloud refresh: ${w.ledger.partitionRepresentations})`,
     `  refreshes per token lifetime in healthy periods: ${perLifetime.toFixed(2)} (${fmtDur(m.healthyMs)} healthy)`,
     `  peak non-destroyed secret versions: ${w.peakVersions} (keep ${w.cloudSettings.keepSecretVersions})`,
-    `  alerts raised: ${w.alerts} (refresh_alert ${ev('refresh_alert')}, refresh_token_expiring ${ev('refresh_token_expiring')}, secret_write_lost ${ev('secret_write_lost')});` +
+    `  alerts raised: ${w.alerts} (refresh_alert ${ev('refresh_alert')}, chain_deadline ${ev('chain_deadline')}, secret_write_lost ${ev('secret_write_lost')});` +
       ` expected: ≥1 per Saxo outage (${m.saxoOutages}); login_required after ${m.chainDeaths - m.silentDeaths}/${m.chainDeaths} chain losses`,
     `  faults: ${faults.length} injected, ${w.crashes.length} agent deaths, ${w.repairs} stale/corrupt cache writes undone,` +
       ` events dropped ${w.eventsDropped} / duplicated ${w.eventsDuplicated}, bot uses ${botStats.uses} (rejected ${botStats.rejectedUses})`,

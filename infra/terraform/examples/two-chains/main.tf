@@ -27,8 +27,15 @@ variable "vm_name" {
 }
 
 variable "notification_channels" {
-  type    = list(string)
-  default = []
+  description = "Existing channel ids both chains notify (besides their own e-mail channels)."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_emails" {
+  description = "Per chain: who is paged. Each chain creates its own channels (display names carry its prefix and environment)."
+  type        = object({ sim = list(string), live = list(string) })
+  default     = { sim = [], live = [] }
 }
 
 module "sim" {
@@ -41,6 +48,7 @@ module "sim" {
   vm_names              = [var.vm_name]
   agent_systemd_unit    = "token-keeper@sim.service"
   notification_channels = var.notification_channels
+  alert_emails          = var.alert_emails.sim
 }
 
 module "live" {
@@ -57,6 +65,7 @@ module "live" {
   existing_vm_service_accounts = { (var.vm_name) = module.sim.vm_service_accounts[var.vm_name] }
   grant_vm_ops_agent_roles     = false
   notification_channels        = var.notification_channels
+  alert_emails                 = var.alert_emails.live
 }
 
 output "vm_service_account" {

@@ -161,6 +161,8 @@ locals {
       KEEP_SECRET_VERSIONS            = tostring(var.keep_secret_versions)
       MAX_REFRESH_FAILURES            = tostring(var.max_refresh_failures)
       LOG_FORMAT                      = "json"
+      # The Functions Framework adds an execution_id label to every line of an invocation.
+      LOG_EXECUTION_ID = "true"
     },
     var.saxo_app_key == "" ? {} : { SAXO_APP_KEY = var.saxo_app_key },
   )
@@ -174,15 +176,31 @@ locals {
   #   jsonPayload.severity into LogEntry.severity.
   # So the filters read `severity` and `jsonPayload.event`, never jsonPayload.severity, and tell the
   # chains apart by the function's Cloud Run service and the agent's systemd unit.
-  # alert_events: every event the code logs at ALERT (test/unit/infra-logging.test.ts keeps it equal).
-  alert_events = ["refresh_alert", "refresh_token_expiring", "secret_write_lost"]
+  # ALERT events with an alert policy of their own (infra/terraform/monitoring.tf): each pages
+  # through exactly one policy. Every other ALERT event pages through the generic "refresh ALERT"
+  # policy, so an ALERT added to the code later still reaches a person
+  # (test/unit/infra-alerts.test.ts: every ALERT the code logs matches exactly one policy).
+  login_events    = ["login_required"]
+  relogin_events  = ["relogin_link"]
+  deadline_events = ["chain_deadline"]
+  own_events      = concat(local.login_events, local.relogin_events, local.deadline_events)
+  # Known ALERT events of the generic policy (documentation only; the filter does not list them).
+  alert_events = ["refresh_alert", "secret_write_lost"]
+  vm_side      = "(resource.type=\"gce_instance\" AND jsonPayload._SYSTEMD_UNIT=\"${var.agent_systemd_unit}\")"
   this_chain = join(" OR ", [
     "(resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.function_name}\")",
-    "(resource.type=\"gce_instance\" AND jsonPayload._SYSTEMD_UNIT=\"${var.agent_systemd_unit}\")",
+    local.vm_side,
   ])
+  any_of = { for k, events in { own = local.own_events, login = local.login_events, relogin = local.relogin_events, deadline = local.deadline_events } : k => join(" OR ", [for e in events : "jsonPayload.event=\"${e}\""]) }
   log_filters = {
-    alert     = "severity=ALERT AND (${join(" OR ", [for e in local.alert_events : "jsonPayload.event=\"${e}\""])}) AND (${local.this_chain})"
+    alert     = "severity=ALERT AND NOT (${local.any_of.own}) AND (${local.this_chain})"
     refreshed = "jsonPayload.event=\"token_refreshed\" AND (${local.this_chain})"
+    login     = "severity=ALERT AND (${local.any_of.login}) AND (${local.this_chain})"
+    relogin   = "severity=ALERT AND (${local.any_of.relogin}) AND (${local.this_chain})"
+    deadline  = "severity=ALERT AND (${local.any_of.deadline}) AND (${local.this_chain})"
+    # The VM agent's liveness (agent/checkin.ts) and its starts (a crash loop restarts it).
+    checkin = "jsonPayload.event=\"agent_checkin\" AND ${local.vm_side}"
+    started = "jsonPayload.event=\"agent_starting\" AND ${local.vm_side}"
   }
 
   # The first VM of vm_names is the primary: the only agent that may present a refresh token
@@ -224,6 +242,8 @@ output "names" {
     subscriptions          = { for v in var.vm_names : v => "${local.topic_id}-${v}" }
     metric_refresh_alert   = "${local.p}-refresh-alert"
     metric_token_refreshed = "${local.p}-token-refreshed"
+    metric_agent_checkin   = "${local.p}-agent-checkin"
+    metric_agent_started   = "${local.p}-agent-started"
     alert_policy_prefix    = "${local.p}:"
     function_source_zip    = "${local.p}-function-source.zip"
   }
@@ -254,7 +274,13 @@ output "log_filters" {
 }
 
 output "alert_events" {
-  value = local.alert_events
+  description = "ALERT events paged by the generic refresh ALERT policy (documentation; the filter takes every ALERT but own_alert_events)."
+  value       = local.alert_events
+}
+
+output "own_alert_events" {
+  description = "ALERT events with a policy of their own: login required, the re-login link, the chain deadline."
+  value       = { login = local.login_events, relogin = local.relogin_events, deadline = local.deadline_events }
 }
 
 output "function_env" {
