@@ -5,7 +5,7 @@
  * shared protocol (core/refresh.ts) with the agent's LocalSide: the bots' flock, the cache, the
  * private state file. The secret side lives in upstream.ts, failures and alerts in health.ts.
  */
-import { decide, type Plan, type SecretView } from '../core/decide.js';
+import { decide, expiryMovedText, type Plan, type SecretView } from '../core/decide.js';
 import { errorText, SecretStoreError } from '../core/errors.js';
 import { runRefreshSession, type Phase } from '../core/refresh.js';
 import { pushGraceMs } from '../core/tiers.js';
@@ -115,6 +115,7 @@ export class Reconciler {
       plan = decide(viewOf(secret), this.policy());
     }
     for (const n of plan.notes) logger.warn('input_problem', n);
+    if (plan.expiryMoved?.length) logger.warn('expiry_moved', expiryMovedText(plan.expiryMoved));
 
     let outcome = await this.apply(plan, secret);
     const force = trigger.kind === 'refresh' && trigger.force;
