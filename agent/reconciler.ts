@@ -23,6 +23,7 @@ export class Reconciler {
   private known: TokenSet | undefined;
   private lastRefresh: AgentState['lastRefresh'];
   private awaiting: AgentState['awaiting'];
+  private clockSkew: AgentState['clockSkew'];
   private readonly serial = new Serial<Outcome>('ignored');
   private phaseNow: Phase = 'idle';
   private readonly up: Upstream;
@@ -53,6 +54,7 @@ export class Reconciler {
     this.known = s?.token;
     this.lastRefresh = s?.lastRefresh;
     this.awaiting = s?.awaiting;
+    this.clockSkew = s?.clockSkew;
     this.up.restore(s?.announce);
     this.health = new Health(this.d.logger, this.d.settings.maxRefreshFailures, { failures: s?.failures, loginRequired: s?.loginRequired, known: s?.token });
     this.d.logger.addSecret(...secretsOf(this.known));
@@ -201,6 +203,10 @@ export class Reconciler {
     switch (r.kind) {
       case 'refreshed':
         this.lastRefresh = r.lastRefresh;
+        if (r.clockSkew) {
+          this.clockSkew = r.clockSkew;
+          this.d.clockWatch?.measured(r.clockSkew);
+        }
         if (r.stored === 'local') this.up.markPending();
         return 'refreshed';
       case 'superseded':
@@ -245,6 +251,7 @@ export class Reconciler {
         loginRequired: this.health.loginRequired,
         announce: this.up.pendingAnnouncement,
         awaiting: this.awaiting,
+        clockSkew: this.d.clockWatch?.skew ?? this.clockSkew,
       });
       return undefined;
     } catch (err) {
