@@ -107,7 +107,13 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
     refreshTokenAlertMs: config.refreshTokenAlertMs,
   });
   problems.push(...plan.notes);
+  // Said whatever the health: an expiry the state file knows to be wrong, a clock the agent measured off.
   if (plan.expiryMoved?.length) problems.push(expiryMovedText(plan.expiryMoved));
+  if (skewMatters) {
+    problems.push(
+      `${describeSkew(skew.ms)} (measured ${new Date(skew.at).toISOString()}): expiries are kept in Saxo's time, but the bots read token_expiry by this clock and may misjudge it (sudo timedatectl set-ntp true)`,
+    );
+  }
 
   const agentFailures = state?.failures ?? 0;
   const failures = Math.max(agentFailures, meta?.failures ?? 0);
@@ -126,13 +132,10 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       [secret.kind === 'unavailable', 'cannot reach Secret Manager'],
       [lastSeenAgo !== undefined && !agentSeenRecently(lastSeenAgo * 1000, config.checkIntervalMs), `agent last seen ${Math.round(lastSeenAgo ?? 0)} s ago`],
       [plan.refreshTokenExpiring, 'the refresh token expires soon'],
-      [(plan.expiryMoved?.length ?? 0) > 0, 'an expiry was moved later without a new refresh token (not believed)'],
-      [
-        skewMatters,
-        `${describeSkew(skew?.ms ?? 0)} (measured ${new Date(skew?.at ?? 0).toISOString()}): expiries are kept in Saxo's time, but the bots read token_expiry by this clock and may misjudge it (sudo timedatectl set-ntp true)`,
-      ],
+      [(plan.expiryMoved?.length ?? 0) > 0, ''],
+      [skewMatters, ''],
     ];
-    for (const [on, text] of degraded) if (on) problems.push(text);
+    for (const [on, text] of degraded) if (on && text) problems.push(text);
     if (degraded.some(([on]) => on)) health = 'degraded';
   }
   const exitCode: 0 | 1 | 2 = health === 'healthy' ? 0 : health === 'degraded' || health === 'refresh_overdue' ? 1 : 2;
