@@ -5,7 +5,8 @@
  *   readings) is seen on the next reading — every `now()` is one, and a 1 s timer makes one when
  *   the agent is idle: WARNING `clock_jump` with its size, the known skew moves with it, Saxo's
  *   time is asked again (one unauthenticated request, no token) and the agent re-evaluates at once.
- * - A skew measured at an exchange (core/refresh.ts) or by that probe replaces the estimate.
+ * - A skew measured at an exchange (core/refresh.ts) or by that probe replaces the estimate; one
+ *   guessed from a jump is asked again every 10 s until Saxo answers.
  * Every decision of the agent reads `clock.now()`: with the clock hours off, tiers, expiries and the
  * lease keep Saxo's time. The bots cannot be corrected; the WARNING says so.
  */
@@ -114,8 +115,14 @@ export class ClockWatch {
   }
 
   /** Read the clocks every `everyMs` so a jump is seen while the agent idles; returns the stop. */
-  start(everyMs = 1000): () => void {
-    const t = setInterval(() => this.check(), everyMs);
+  start(everyMs = 1000, reprobeEvery = 10): () => void {
+    let ticks = 0;
+    const t = setInterval(() => {
+      this.check();
+      // A skew guessed from a jump is provisional (a host suspend also moves the wall clock past the
+      // monotonic one, and then the wall clock is right): ask Saxo until it answers.
+      if (this.estimate?.by === 'jump' && ++ticks % reprobeEvery === 0) void this.probeNow();
+    }, everyMs);
     t.unref();
     return () => clearInterval(t);
   }

@@ -108,4 +108,36 @@ describe('ClockWatch: jumps of the wall clock against the monotonic clock', () =
     expect(skewWarn?.message).toMatch(/bots .* may misjudge/);
     expect(Math.abs(r.watch.clock.now() - r.mono.now())).toBeLessThanOrEqual(1000);
   });
+
+  it('a skew guessed from a jump is asked again until Saxo answers (a host suspend looks like a jump, and then the wall clock is right)', async () => {
+    const mono = new VirtualClock();
+    let step = 0;
+    let answers = 0;
+    const logger = createLogger({ write: () => undefined });
+    const watch = new ClockWatch({
+      logger,
+      wallNow: () => mono.now() + step,
+      monoNow: () => mono.now(),
+      // Unreachable for the first two asks (the network is not back yet), then the true time.
+      probe: () => (++answers <= 2 ? Promise.reject(new Error('ENETUNREACH')) : Promise.resolve({ sentAt: mono.now() + step, receivedAt: mono.now() + step, date: new Date(mono.now() + step).toUTCString() })),
+    });
+    step = HOUR; // suspended an hour: the wall clock moved, the monotonic one did not — and the wall clock is right
+    watch.check();
+    expect(watch.skew).toMatchObject({ ms: HOUR, by: 'jump' });
+    const stop = watch.start(2, 2);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const t0 = Date.now();
+        const poll = setInterval(() => {
+          if (watch.skew?.by === 'saxo') return clearInterval(poll), resolve();
+          if (Date.now() - t0 > 5000) return clearInterval(poll), reject(new Error(`still ${JSON.stringify(watch.skew)} after ${answers} asks`));
+        }, 5);
+      });
+    } finally {
+      stop();
+    }
+    expect(answers).toBeGreaterThanOrEqual(3);
+    expect(Math.abs(watch.skew!.ms)).toBeLessThanOrEqual(1000);
+    expect(watch.appliedSkewMs()).toBe(0);
+  });
 });
