@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { issueTime, parseServerDate, serverTimeNote, skewOf, SKEW_WARN_MS } from '../../core/server-time.js';
 import { fromResponse, type TokenResponse } from '../../core/token.js';
+import { startSaxoStandin } from '../../standins/saxo/server.js';
 
 const SEC = 1000;
 const HOUR = 3600 * SEC;
@@ -130,3 +131,20 @@ describe('serverTimeNote: WARNING above 30 s, never on the Date header\'s own ro
 function res(): TokenResponse {
   return { accessToken: 'a', refreshToken: 'r', tokenType: 'Bearer', expiresIn: 1200, refreshExpiresIn: 3600 };
 }
+
+describe('the Saxo stand-in stamps its own clock', () => {
+  it('every answer\'s Date header is the stand-in\'s clock (injected), not the caller\'s', async () => {
+    const standinNow = Date.UTC(2031, 4, 6, 7, 8, 9) + 700;
+    const saxo = await startSaxoStandin({ now: () => standinNow });
+    try {
+      for (const [method, path] of [['HEAD', '/'], ['POST', '/token'], ['GET', '/_admin/stats']] as const) {
+        const r = await fetch(saxo.url + path, { method });
+        await r.arrayBuffer();
+        expect(r.headers.get('date'), `${method} ${path}`).toBe('Tue, 06 May 2031 07:08:09 GMT');
+        expect(parseServerDate(r.headers.get('date'))).toEqual({ ok: true, ms: floorSec(standinNow) });
+      }
+    } finally {
+      await saxo.close();
+    }
+  });
+});
