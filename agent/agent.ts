@@ -13,7 +13,7 @@ import { ConfigError, errorText } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { configuredTiers, tierProblems } from '../core/tiers.js';
 import { removeStaleTmpFiles } from './atomic-write.js';
-import { ClockWatch, saxoTimeProbe } from './clock-watch.js';
+import { startAgentClock } from './clock-watch.js';
 import { acquireInstanceLock } from './instance-lock.js';
 import { Reconciler, type Trigger } from './reconciler.js';
 import { connectCloud, reconcilerDeps } from './wiring.js';
@@ -59,9 +59,8 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   }
   // The agent's clock: watched for jumps, corrected by the skew to Saxo's (docs/DESIGN.md "Server time").
   let onJump: () => void = () => undefined;
-  const clockWatch = new ClockWatch({ logger, probe: saxoTimeProbe(config.authBaseUrl, Math.min(2000, config.httpTimeoutMs)), onJump: () => onJump() });
+  const clockWatch = await startAgentClock(config, logger, () => onJump());
   const stopClockWatch = clockWatch.start();
-  await clockWatch.probeNow();
   const deps = { ...reconcilerDeps(config, logger, cloud, clockWatch.clock), clockWatch };
   const reconciler = new Reconciler(deps);
   onReconciler?.(reconciler);

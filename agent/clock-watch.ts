@@ -13,6 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import { systemClock, type Clock } from '../core/clock.js';
 import { errorText } from '../core/errors.js';
+import type { Config } from '../core/config.js';
 import type { Logger } from '../core/log.js';
 import { describeSkew, parseServerDate, serverTimeNote, skewOf, SKEW_WARN_MS, type ClockSkew } from '../core/server-time.js';
 
@@ -140,4 +141,14 @@ export function saxoTimeProbe(authBaseUrl: string, timeoutMs: number, wallNow: (
     await res.arrayBuffer().catch(() => undefined);
     return { sentAt, receivedAt, date: res.headers.get('date') };
   };
+}
+
+/**
+ * The clock the agent and the one-shot `refresh` decide by: watched for jumps, with Saxo's time
+ * read first (at most 2 s), so a clock already wrong is corrected before the first decision.
+ */
+export async function startAgentClock(config: Pick<Config, 'authBaseUrl' | 'httpTimeoutMs'>, logger: Logger, onJump?: (jumpMs: number) => void): Promise<ClockWatch> {
+  const watch = new ClockWatch({ logger, probe: saxoTimeProbe(config.authBaseUrl, Math.min(2000, config.httpTimeoutMs)), onJump });
+  await watch.probeNow();
+  return watch;
 }

@@ -8,6 +8,8 @@
  * kept there for a refresh, stepped back, then −2 h. Every pair the cache holds must expire no
  * later than Saxo granted (true time), refreshes must keep their rhythm (no storm at +2 h, no
  * two-hour silence at −2 h), and the stand-in must see no re-presentation.
+ * A one-shot `refresh --force` at +2 h reads Saxo's time before deciding (without it the pair looks
+ * dead by the local clock and the attempt has no time left).
  * Also: a hand-edited 2099 `token_expiry` for the same pair is not adopted, and `status` does not
  * say HEALTHY on an expiry the state file knows to be wrong, nor with a recorded skew.
  */
@@ -166,6 +168,41 @@ describe('the wall clock stepped ±2 h (libfaketime, monotonic clock untouched)'
     seen.add(fresh.access_token).add(fresh.refresh_token);
     expectNoSecrets([a], [...seen, APP.secret]);
   }, 150_000);
+});
+
+describe('a one-shot run with the clock 2 h ahead (an operator\'s refresh on a VM just resumed)', () => {
+  it('refresh --force at +2 h reads Saxo\'s time first: it presents (not "no time left"), stores token_expiry in Saxo\'s time, records the skew and warns', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tk-rel-clock-oneshot-'));
+    const stepFile = join(dir, '..', `tk-rel-clock-oneshot-faketime-${process.pid}`);
+    writeFileSync(stepFile, '+2h\n');
+    await seed(dir, THRESHOLD + 3);
+    const before = saxo.stats();
+    const r = await runCliAs(['refresh', '--force'], {
+      ...agentEnv(dir),
+      LD_PRELOAD: FAKETIME_LIB,
+      FAKETIME_TIMESTAMP_FILE: stepFile,
+      FAKETIME_DONT_FAKE_MONOTONIC: '1',
+      FAKETIME_NO_CACHE: '1',
+      NO_FAKE_STAT: '1',
+    });
+    const seenAt = Date.now();
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    // The process really ran 2 h ahead: its own log lines carry the faked time.
+    const refreshed = r.p.logs.find((l) => l.event === 'token_refreshed');
+    expect(Date.parse(String(refreshed?.time)) - seenAt).toBeGreaterThan(2 * HOUR - 60_000);
+    const pair = cachedPair(dir, seen)!;
+    expect(pair.generation).toBe(2);
+    expectWithinGrant({ seenAt, pair }, 'one-shot at +2 h');
+    const warn = r.p.logs.find((l) => l.event === 'clock_skew');
+    expect(warn?.severity).toBe('WARNING');
+    expect(warn?.message).toMatch(/720\d s ahead of Saxo/);
+    const state = await createStateFile(join(dir, '.token-keeper-state.json')).read();
+    expect(state?.clockSkew?.by).toBe('saxo');
+    expect(Math.abs(state!.clockSkew!.ms - 2 * HOUR)).toBeLessThan(5000);
+    expect(saxo.stats().reusedPresentations - before.reusedPresentations).toBe(0);
+    expect(saxo.isValidAccessToken(pair.accessToken)).toBe(true);
+    expectNoSecrets([r.p], [...seen, APP.secret]);
+  }, 60_000);
 });
 
 describe('a hand-edited future token_expiry for the same pair', () => {
