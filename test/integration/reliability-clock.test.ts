@@ -149,6 +149,22 @@ describe('the wall clock stepped ±2 h (libfaketime, monotonic clock untouched)'
     expect(state?.clockSkew?.by).toBe('saxo');
     expect(Math.abs(state!.clockSkew!.ms + 2 * HOUR)).toBeLessThan(5000);
     expect(a.logs.filter((l) => ['refresh_failed', 'reconcile_error', 'login_required'].includes(l.event))).toEqual([]);
+
+    // `status` on this host (still 2 h behind): judged on Saxo's time, and not HEALTHY while the clock is off.
+    const st = await runCliAs(['status', '--json'], {
+      ...agentEnv(dir),
+      LD_PRELOAD: FAKETIME_LIB,
+      FAKETIME_TIMESTAMP_FILE: stepFile,
+      FAKETIME_DONT_FAKE_MONOTONIC: '1',
+      FAKETIME_NO_CACHE: '1',
+      NO_FAKE_STAT: '1',
+    });
+    const report = JSON.parse(st.stdout) as { health: string; token: { accessLeftSeconds: number }; problems: string[]; agent: { clockSkew?: { seconds: number } } };
+    expect(report.health).not.toBe('healthy');
+    expect(report.token.accessLeftSeconds).toBeLessThanOrEqual(LIFE);
+    expect(report.token.accessLeftSeconds).toBeGreaterThan(-5);
+    expect(Math.abs((report.agent.clockSkew?.seconds ?? 0) + 7200)).toBeLessThan(5);
+    expect(report.problems.join('\n')).toMatch(/7200 s behind Saxo/);
     expect((await a.stop()).code).toBe(0);
 
     // Saxo saw every refresh token once, and the cache holds a pair Saxo accepts.
