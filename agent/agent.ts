@@ -15,6 +15,7 @@ import type { Logger } from '../core/log.js';
 import { configuredTiers, tierProblems } from '../core/tiers.js';
 import { removeStaleTmpFiles } from './atomic-write.js';
 import { runCheckins } from './checkin.js';
+import { startAgentClock } from './clock-watch.js';
 import { acquireInstanceLock } from './instance-lock.js';
 import { Reconciler, type Trigger } from './reconciler.js';
 import { connectCloud, reconcilerDeps } from './wiring.js';
@@ -59,7 +60,11 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
     await instance.release();
     throw err;
   }
-  const deps = reconcilerDeps(config, logger, cloud);
+  // The agent's clock: watched for jumps, corrected by the skew to Saxo's (docs/DESIGN.md "Server time").
+  let onJump: () => void = () => undefined;
+  const clockWatch = await startAgentClock(config, logger, () => onJump());
+  const stopClockWatch = clockWatch.start();
+  const deps = { ...reconcilerDeps(config, logger, cloud, clockWatch.clock), clockWatch };
   const reconciler = new Reconciler(deps);
   onReconciler?.(reconciler);
   // The run in progress (the startup run, a timer check) must learn of the stop at once, not when
@@ -79,6 +84,7 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
     });
 
   await safeRun({ kind: 'startup' });
+  onJump = () => void (signal.aborted ? undefined : safeRun({ kind: 'tick' }));
 
   // Cache watcher: watch the directory (the file is replaced by rename) and filter on the name.
   const cacheName = basename(config.cachePath);
@@ -135,6 +141,7 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
     }
     clearInterval(pushRetry);
     await checkins;
+    stopClockWatch();
     logger.info('agent_stopping', 'Token keeper stopping');
     // Triggers first (nothing new arrives), then let the run in progress finish its writes.
     await Promise.allSettled([watcher.close(), unsubscribe?.(), reconciler.stop()]);

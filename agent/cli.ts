@@ -87,7 +87,9 @@ async function runRefresh(opts: { force?: boolean }): Promise<number> {
   if (!existsSync(config.dataDir)) throw new ConfigError(`data dir ${config.dataDir} does not exist (TOKEN_KEEPER_DATA_DIR)`);
   const cloud = await connectCloud(config, logger);
   try {
-    const r = new Reconciler(reconcilerDeps(config, logger, cloud));
+    // The agent's clock (docs/DESIGN.md "Server time"): a manual refresh on a host whose clock is off decides on Saxo's time.
+    const clockWatch = await (await import('./clock-watch.js')).startAgentClock(config, logger);
+    const r = new Reconciler({ ...reconcilerDeps(config, logger, cloud, clockWatch.clock), clockWatch });
     await r.load();
     const out = await r.run({ kind: 'refresh', force: opts.force === true });
     logger.info('refresh_command', `refresh: ${out}`, { outcome: out });

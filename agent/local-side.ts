@@ -6,6 +6,7 @@
 import { errorText, LockTimeoutError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Held, TokenCache } from '../core/ports.js';
+import { believedExpiry } from '../core/decide.js';
 import type { LocalSide } from '../core/refresh.js';
 import { compareFreshness, withCredentials, type Credentials, type TokenSet } from '../core/token.js';
 
@@ -60,7 +61,8 @@ export async function writeCacheIfNewer(side: AgentLocalSide, token: TokenSet, s
   try {
     held = await d.lock(signal);
     const now = await d.cache.read();
-    if (now.kind === 'ok' && compareFreshness(now.token, token) >= 0) {
+    // The same pair with an expiry moved later (docs/DESIGN.md "Server time") is rewritten, not kept.
+    if (now.kind === 'ok' && compareFreshness(now.token, token) >= 0 && !believedExpiry(now.token, token).moved) {
       return compareFreshness(now.token, token) > 0 ? { kind: 'newer', token: now.token } : { kind: 'current' };
     }
     await d.cache.write(withCredentials(token, d.credentials));

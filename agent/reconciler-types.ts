@@ -4,6 +4,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
+import type { ClockSkew } from '../core/server-time.js';
 import type { EventBus, Held, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
 import type { AgentSettings } from '../core/settings.js';
 import type { AgentState } from './state-file.js';
@@ -25,6 +26,8 @@ export interface ReconcilerDeps {
   bus?: EventBus | undefined;
   logger: Logger;
   settings: AgentSettings;
+  /** The agent's clock watch (agent/clock-watch.ts): learns the skew each exchange measured. */
+  clockWatch?: { readonly skew: ClockSkew | undefined; measured(s: ClockSkew): void } | undefined;
 }
 
 export type Trigger =

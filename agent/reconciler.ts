@@ -5,7 +5,7 @@
  * shared protocol (core/refresh.ts) with the agent's LocalSide: the bots' flock, the cache, the
  * private state file. The secret side lives in upstream.ts, failures and alerts in health.ts.
  */
-import { decide, type Plan, type SecretView } from '../core/decide.js';
+import { decide, expiryMovedText, type Plan, type SecretView } from '../core/decide.js';
 import { errorText, SecretStoreError } from '../core/errors.js';
 import { runRefreshSession, type Phase } from '../core/refresh.js';
 import { pushGraceMs } from '../core/tiers.js';
@@ -23,6 +23,7 @@ export class Reconciler {
   private known: TokenSet | undefined;
   private lastRefresh: AgentState['lastRefresh'];
   private awaiting: AgentState['awaiting'];
+  private clockSkew: AgentState['clockSkew'];
   private readonly serial = new Serial<Outcome>('ignored');
   private phaseNow: Phase = 'idle';
   private readonly up: Upstream;
@@ -53,6 +54,7 @@ export class Reconciler {
     this.known = s?.token;
     this.lastRefresh = s?.lastRefresh;
     this.awaiting = s?.awaiting;
+    this.clockSkew = s?.clockSkew;
     this.up.restore(s?.announce);
     this.health = new Health(this.d.logger, this.d.settings.maxRefreshFailures, { failures: s?.failures, loginRequired: s?.loginRequired, known: s?.token });
     this.d.logger.addSecret(...secretsOf(this.known));
@@ -115,6 +117,7 @@ export class Reconciler {
       plan = decide(viewOf(secret), this.policy());
     }
     for (const n of plan.notes) logger.warn('input_problem', n);
+    if (plan.expiryMoved?.length) logger.warn('expiry_moved', expiryMovedText(plan.expiryMoved));
 
     let outcome = await this.apply(plan, secret);
     const force = trigger.kind === 'refresh' && trigger.force;
@@ -200,6 +203,10 @@ export class Reconciler {
     switch (r.kind) {
       case 'refreshed':
         this.lastRefresh = r.lastRefresh;
+        if (r.clockSkew) {
+          this.clockSkew = r.clockSkew;
+          this.d.clockWatch?.measured(r.clockSkew);
+        }
         if (r.stored === 'local') this.up.markPending();
         return 'refreshed';
       case 'superseded':
@@ -244,6 +251,7 @@ export class Reconciler {
         loginRequired: this.health.loginRequired,
         announce: this.up.pendingAnnouncement,
         awaiting: this.awaiting,
+        clockSkew: this.d.clockWatch?.skew ?? this.clockSkew,
       });
       return undefined;
     } catch (err) {

@@ -10,6 +10,7 @@ import { decodeFlat, describeIssues, encodeFlat } from '../core/codec.js';
 import { tokenRotatedEventSchema } from '../core/gcp/event-schema.js';
 import type { Logger } from '../core/log.js';
 import type { TokenRotatedEvent } from '../core/ports.js';
+import type { ClockSkew } from '../core/server-time.js';
 import { secretsOf, type TokenSet } from '../core/token.js';
 import { atomicWriteFile, type AtomicWriteOptions } from './atomic-write.js';
 import { readRegularNoFollow } from './safe-open.js';
@@ -25,6 +26,8 @@ export interface AgentState {
   announce?: TokenRotatedEvent | undefined;
   /** Why the agent is not refreshing although the token is due (e.g. not the primary VM). */
   awaiting?: { reason: string; since: number } | undefined;
+  /** This host's clock against Saxo's (local − server, ms), when last measured (docs/DESIGN.md "Server time"). */
+  clockSkew?: ClockSkew | undefined;
 }
 
 export interface StateFile {
@@ -45,6 +48,7 @@ const stateSchema = z.object({
   loginRequired: z.boolean().optional(),
   announce: tokenRotatedEventSchema.optional(),
   awaiting: z.object({ reason: z.string().max(200), since: z.number().finite() }).optional(),
+  clockSkew: z.object({ ms: z.number().finite(), at: z.number().finite(), by: z.enum(['saxo', 'jump']) }).optional(),
 });
 
 export interface StateFileOptions {
@@ -90,8 +94,8 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       token = d.token;
       opts.logger?.addSecret(...secretsOf(token));
     }
-    const { failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting } = s;
-    return { token, failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting };
+    const { failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, clockSkew } = s;
+    return { token, failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, clockSkew };
   };
 
   const write = async (state: AgentState): Promise<void> => {
@@ -104,6 +108,7 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       ...(state.loginRequired ? { loginRequired: true } : {}),
       ...(state.announce ? { announce: state.announce } : {}),
       ...(state.awaiting ? { awaiting: state.awaiting } : {}),
+      ...(state.clockSkew ? { clockSkew: state.clockSkew } : {}),
     };
     await atomicWriteFile(path, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, ...opts.write });
   };

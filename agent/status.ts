@@ -4,7 +4,8 @@
  * 2 expired / missing / login required. Prints no token material, ever.
  */
 import type { Config } from '../core/config.js';
-import { decide, type Plan, type SecretView } from '../core/decide.js';
+import { decide, expiryMovedText, type Plan, type SecretView } from '../core/decide.js';
+import { describeSkew, SKEW_WARN_MS } from '../core/server-time.js';
 import { silentLogger } from '../core/log.js';
 import type { SecretMeta } from '../core/ports.js';
 import type { TokenSet } from '../core/token.js';
@@ -43,6 +44,8 @@ export interface StatusReport {
     loginRequired: boolean;
     /** Why the agent holds back although the token is due (e.g. not the primary VM). */
     awaiting?: { reason: string; since: string } | undefined;
+    /** This host's clock against Saxo's as the agent last measured it (docs/DESIGN.md "Server time"). */
+    clockSkew?: { seconds: number; measuredAt: string; by: 'saxo' | 'jump' } | undefined;
   };
   problems: string[];
 }
@@ -96,11 +99,22 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       await cloud?.close();
     }
   }
+  // Judge expiries on Saxo's time as the agent does: a skew it recorded beyond 30 s is corrected for.
+  const skew = state?.clockSkew;
+  const skewMatters = skew !== undefined && Math.abs(skew.ms) > SKEW_WARN_MS;
+  if (skewMatters) now -= skew.ms;
   const plan = decide({ now, cache, known: state?.token, secret }, {
     refreshThresholdMs: config.refreshThresholdMs,
     refreshTokenAlertMs: config.refreshTokenAlertMs,
   });
   problems.push(...plan.notes);
+  // Said whatever the health: an expiry the state file knows to be wrong, a clock the agent measured off.
+  if (plan.expiryMoved?.length) problems.push(expiryMovedText(plan.expiryMoved));
+  if (skewMatters) {
+    problems.push(
+      `${describeSkew(skew.ms)} (measured ${new Date(skew.at).toISOString()}): expiries are kept in Saxo's time, but the bots read token_expiry by this clock and may misjudge it (sudo timedatectl set-ntp true)`,
+    );
+  }
 
   const agentFailures = state?.failures ?? 0;
   const failures = Math.max(agentFailures, meta?.failures ?? 0);
@@ -119,8 +133,10 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       [secret.kind === 'unavailable', 'cannot reach Secret Manager'],
       [lastSeenAgo !== undefined && !agentSeenRecently(lastSeenAgo * 1000, config.checkIntervalMs), `agent last seen ${Math.round(lastSeenAgo ?? 0)} s ago`],
       [plan.refreshTokenExpiring, 'the refresh token expires soon'],
+      [(plan.expiryMoved?.length ?? 0) > 0, ''],
+      [skewMatters, ''],
     ];
-    for (const [on, text] of degraded) if (on) problems.push(text);
+    for (const [on, text] of degraded) if (on && text) problems.push(text);
     if (degraded.some(([on]) => on)) health = 'degraded';
   }
   const exitCode: 0 | 1 | 2 = health === 'healthy' ? 0 : health === 'degraded' || health === 'refresh_overdue' ? 1 : 2;
@@ -168,6 +184,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       lastRefresh: lr(state?.lastRefresh),
       loginRequired,
       awaiting: state?.awaiting ? { reason: state.awaiting.reason, since: new Date(state.awaiting.since).toISOString() } : undefined,
+      clockSkew: skew ? { seconds: Math.round(skew.ms / 1000), measuredAt: new Date(skew.at).toISOString(), by: skew.by } : undefined,
     },
     problems,
   };
@@ -198,6 +215,7 @@ export function formatStatus(r: StatusReport): string {
   if (r.agent.lastRefresh) lines.push(`  agent refresh  ${r.agent.lastRefresh.at} by ${r.agent.lastRefresh.by}${r.agent.lastRefresh.version ? ` (${r.agent.lastRefresh.version})` : ''}`);
   lines.push(`  failures       ${r.agent.consecutiveFailures} (agent)${r.secret?.consecutiveFailures !== undefined ? `, ${r.secret.consecutiveFailures} (cloud)` : ''}`);
   lines.push(`  agent seen     ${r.agent.lastSeen ? `${r.agent.lastSeen} (${r.agent.lastSeenSecondsAgo} s ago)` : 'never'}`);
+  if (r.agent.clockSkew) lines.push(`  clock skew     ${r.agent.clockSkew.seconds} s (this host − Saxo, ${r.agent.clockSkew.by === 'saxo' ? 'measured' : 'adjusted for a clock jump'} ${r.agent.clockSkew.measuredAt})`);
   if (r.agent.awaiting) lines.push(`  agent waits    since ${r.agent.awaiting.since}: ${r.agent.awaiting.reason}`);
   for (const p of r.problems) lines.push(`  ! ${p}`);
   return lines.join('\n');

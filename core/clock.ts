@@ -3,6 +3,11 @@ export interface Clock {
   now(): number;
   /** Resolves after `ms`, or rejects with an AbortError when `signal` fires. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * How far the machine's wall clock is from what now() answers (local − now(), ms), for a clock
+   * that corrects a known skew (agent/clock-watch.ts); absent or 0 for the system clock.
+   */
+  localSkewMs?(): number;
 }
 
 export const systemClock: Clock = {

@@ -50,6 +50,12 @@ export interface Plan {
   refreshTokenExpiring: boolean;
   /** Problems worth a log line (corrupt inputs, stale writers). Never contain token text. */
   notes: string[];
+  /**
+   * Sources holding the known pair with a later expiry than recorded (a hand edit, a writer with a
+   * wrong clock): not believed, the earlier expiry stands and those sources are put right
+   * (WARNING `expiry_moved`; docs/DESIGN.md "Server time").
+   */
+  expiryMoved?: Origin[] | undefined;
 }
 
 interface Candidate {
@@ -60,7 +66,14 @@ interface Candidate {
 export function decide(view: View, policy: Policy): Plan {
   const notes: string[] = [];
   const candidates: Candidate[] = [];
-  if (view.cache.kind === 'ok') candidates.push({ token: view.cache.token, origin: 'cache' });
+  const expiryMoved: Origin[] = [];
+  const believed = (t: TokenSet, origin: Origin): TokenSet => {
+    const b = believedExpiry(t, view.known);
+    if (b.moved) expiryMoved.push(origin);
+    return b.token;
+  };
+  const cacheOk = view.cache.kind === 'ok' ? believed(view.cache.token, 'cache') : undefined;
+  if (cacheOk) candidates.push({ token: cacheOk, origin: 'cache' });
   else if (view.cache.kind === 'corrupt') notes.push(`cache ${view.cache.unusable ? 'unusable' : 'corrupt'}: ${view.cache.reason}`);
   else if (view.cache.kind === 'unreadable') notes.push(`cache unreadable: ${view.cache.reason}`);
   if (view.known) candidates.push({ token: view.known, origin: 'known' });
@@ -68,7 +81,8 @@ export function decide(view: View, policy: Policy): Plan {
   if (view.secret.kind === 'read' && view.secret.read && !view.secret.read.token) {
     notes.push(`secret version ${view.secret.read.version} unusable: ${view.secret.read.error ?? 'corrupt'}`);
   }
-  if (secretToken) candidates.push({ token: secretToken, origin: 'secret' });
+  const secretOk = secretToken ? believed(secretToken, 'secret') : undefined;
+  if (secretOk) candidates.push({ token: secretOk, origin: 'secret' });
 
   // Newest wins; on a tie prefer the source earlier in this order (no needless writes).
   let best: Candidate | undefined;
@@ -87,15 +101,15 @@ export function decide(view: View, policy: Policy): Plan {
   }
 
   const b = best.token;
-  const cacheToken = view.cache.kind === 'ok' ? view.cache.token : undefined;
-  const writeCache = !cacheToken || compareFreshness(b, cacheToken) > 0;
+  const cacheToken = cacheOk;
+  const writeCache = !cacheToken || compareFreshness(b, cacheToken) > 0 || expiryMoved.includes('cache');
   // Stale writer: the cache went behind what this process already knew. (Behind a newer secret
   // version is the normal hand-off from the cloud, not worth a warning.)
   if (cacheToken && writeCache && view.known && compareFreshness(view.known, cacheToken) > 0) {
     notes.push('cache holds an older pair than the newest known (stale writer undone)');
   }
   const updateKnown = !view.known || compareFreshness(b, view.known) > 0;
-  const pushSecret = view.secret.kind === 'read' && secretBehind(b, secretToken);
+  const pushSecret = view.secret.kind === 'read' && (secretBehind(b, secretOk) || expiryMoved.includes('secret'));
 
   const accessLeftMs = b.accessExpiresAt - view.now;
   const refreshLeftMs = b.refreshExpiresAt !== undefined ? b.refreshExpiresAt - view.now : undefined;
@@ -127,6 +141,32 @@ export function decide(view: View, policy: Policy): Plan {
     refreshLeftMs,
     refreshTokenExpiring,
     notes,
+    ...(expiryMoved.length ? { expiryMoved } : {}),
+  };
+}
+
+/** Slack for a rewrite of the same pair (a bot's naive local time keeps whole seconds). */
+const EXPIRY_MOVE_SLACK_MS = 1000;
+
+/**
+ * docs/DESIGN.md "Server time": an expiry only moves later with a new refresh token. `t` holding the
+ * `known` pair's refresh token with a later access or refresh expiry is not believed: the earlier
+ * (recorded) expiries stand. A hand edit to 2099 or a writer with a clock hours ahead otherwise
+ * stops every refresh while the real token dies.
+ */
+export function believedExpiry(t: TokenSet, known: TokenSet | undefined): { token: TokenSet; moved: boolean } {
+  if (!known || known.refreshToken !== t.refreshToken) return { token: t, moved: false };
+  const accessMoved = t.accessExpiresAt > known.accessExpiresAt + EXPIRY_MOVE_SLACK_MS;
+  const refreshMoved =
+    known.refreshExpiresAt !== undefined && t.refreshExpiresAt !== undefined && t.refreshExpiresAt > known.refreshExpiresAt + EXPIRY_MOVE_SLACK_MS;
+  if (!accessMoved && !refreshMoved) return { token: t, moved: false };
+  return {
+    token: {
+      ...t,
+      accessExpiresAt: Math.min(t.accessExpiresAt, known.accessExpiresAt),
+      refreshExpiresAt: refreshMoved ? known.refreshExpiresAt : t.refreshExpiresAt,
+    },
+    moved: true,
   };
 }
 
@@ -149,4 +189,9 @@ export function decideCloud(now: number, read: SecretRead | undefined, cloudThre
     { now, cache: { kind: 'missing' }, known: undefined, secret: { kind: 'read', read } },
     { refreshThresholdMs: cloudThresholdMs, refreshTokenAlertMs: 0 },
   );
+}
+
+/** The WARNING for `expiryMoved` (agent and `status` say the same). */
+export function expiryMovedText(where: Origin[]): string {
+  return `The ${where.join(' and ')} holds the known pair with a later expiry than it was issued with (no new refresh token): not believed, the earlier expiry stands and is written back`;
 }

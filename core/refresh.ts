@@ -18,6 +18,7 @@ import { recover, release, retryDelay, sessionDeadline, storeUpstream } from './
 import type { FailureCounter } from './failures.js';
 import { httpRequestRecord, type Logger } from './log.js';
 import type { CacheRead, EventBus, Held, SecretStore, TokenEndpoint } from './ports.js';
+import { issueTime, serverTimeNote, type ClockSkew } from './server-time.js';
 import { compareFreshness, fromResponse, requestCredentials, saneLifetimes, secretsOf, withNextGeneration, type Credentials, type TokenSet } from './token.js';
 
 /** The refresher's own side: the agent's flock, cache and state file. The function has none. */
@@ -89,7 +90,15 @@ export type DeferReason = 'lease_held' | 'secret_unavailable' | 'stopping' | 'su
 
 /** One result; `newest` is the newest pair seen under the locks, for the caller to adopt. */
 export type SessionResult =
-  | { kind: 'refreshed'; token: TokenSet; version?: string | undefined; lastRefresh: { at: number; by: string; version: string }; stored: 'secret' | 'local' }
+  | {
+      kind: 'refreshed';
+      token: TokenSet;
+      version?: string | undefined;
+      lastRefresh: { at: number; by: string; version: string };
+      stored: 'secret' | 'local';
+      /** This machine's clock against Saxo's Date header at this exchange (docs/DESIGN.md "Server time"). */
+      clockSkew?: ClockSkew | undefined;
+    }
   | { kind: 'superseded'; token: TokenSet; origin: Origin | undefined }
   | { kind: 'fresh'; token: TokenSet; origin: Origin | undefined }
   | { kind: 'deferred'; reason: DeferReason; newest?: TokenSet | undefined }
@@ -153,6 +162,7 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
     let next: TokenSet;
     let lifetimeSec: number;
     let saxoHttp: Record<string, unknown> | undefined;
+    let clockSkew: ClockSkew | undefined;
     try {
       if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented };
       try {
@@ -248,8 +258,14 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
         });
       }
       lifetimeSec = life.expiresIn;
+      // Expiries count from Saxo's clock, not ours (docs/DESIGN.md "Server time").
+      const issued = issueTime({ sentAt, receivedAt: clock.now(), serverDate: res.serverDate, notAfter: best.refreshExpiresAt, appliedSkewMs: clock.localSkewMs?.() });
+      const note = serverTimeNote(issued, clock.now());
+      clockSkew = note.skew;
+      if (note.warning) logger.warn('clock_skew', note.warning, { skewSeconds: Math.round((clockSkew?.ms ?? 0) / 1000) });
+      else if (note.info) logger.info('server_time_unknown', note.info);
       const secretToken = secret.kind === 'read' ? secret.read?.token : undefined;
-      next = withNextGeneration(fromResponse(res, clock.now(), best, s.source, s.expiryMarginMs), best, secretToken, view.known);
+      next = withNextGeneration(fromResponse(res, issued, best, s.source, s.expiryMarginMs), best, secretToken, view.known);
       logger.addSecret(...secretsOf(next));
       // I3: durable locally first (cache fsync + rename, then the private state), under the flock.
       // The outcome is counted as soon as the cache write is known, before the state records it.
@@ -257,6 +273,7 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
     } finally {
       await held?.release();
     }
-    return await storeUpstream(p, s, o, secret, next, lifetimeSec, start, saxoHttp);
+    const stored = await storeUpstream(p, s, o, secret, next, lifetimeSec, start, saxoHttp);
+    return stored.kind === 'refreshed' && clockSkew ? { ...stored, clockSkew } : stored;
   }
 }

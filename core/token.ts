@@ -48,6 +48,8 @@ export interface TokenResponse {
   tokenType: string;
   expiresIn: number; // seconds
   refreshExpiresIn?: number | undefined; // seconds
+  /** Saxo's HTTP `Date` header, when the answer had one (docs/DESIGN.md "Server time"). */
+  serverDate?: string | null | undefined;
 }
 
 export interface Credentials {
@@ -120,15 +122,17 @@ export function saneLifetimes(res: Pick<TokenResponse, 'expiresIn' | 'refreshExp
 
 /**
  * Build the stored pair from a Saxo answer (lifetimes bounded by saneLifetimes). `prev` lends
- * app credentials and unknown keys.
+ * app credentials and unknown keys. `timing` is when the pair was issued: core/server-time.ts
+ * `issueTime` (the server's clock, docs/DESIGN.md "Server time"), or a bare local instant.
  */
 export function fromResponse(
   res: TokenResponse,
-  now: number,
+  timing: number | { issuedAt: number },
   prev: TokenSet | undefined,
   source: string,
   marginMs = 60_000,
 ): TokenSet {
+  const now = typeof timing === 'number' ? timing : timing.issuedAt;
   const life = saneLifetimes(res);
   // token_expiry is written as the bots do: issue time + expires_in − margin (60 s). The margin is
   // clamped to half the lifetime so that scaled-down test lifetimes stay meaningful.

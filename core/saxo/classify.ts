@@ -12,6 +12,8 @@ export interface RawResponse {
   status: number;
   contentType: string;
   retryAfter: string | null;
+  /** The HTTP `Date` header: the server's clock, for expiries (docs/DESIGN.md "Server time"). */
+  date?: string | null | undefined;
   text: string;
 }
 
@@ -90,7 +92,7 @@ export function classifyResponse(raw: RawResponse, now: number, secrets: readonl
 
   if (raw.status === 200 || raw.status === 201) {
     const ok = isObject ? parseTokenBody(json) : undefined;
-    if (ok) return ok;
+    if (ok) return raw.date ? { ...ok, serverDate: raw.date } : ok;
     const what = isObject ? 'malformed token response (missing or invalid fields)' : `malformed token response: ${summarize(raw)}`;
     return new SaxoError('fatal', 'malformed_response', `Saxo ${raw.status}: ${what}`, raw.status);
   }

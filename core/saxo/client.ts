@@ -87,6 +87,7 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
           status: res.status,
           contentType: res.headers.get('content-type') ?? '',
           retryAfter: res.headers.get('retry-after'),
+          date: res.headers.get('date'),
           text,
         };
         const headers = new Headers(res.headers);

@@ -85,7 +85,8 @@ function clientCredentials(req: IncomingMessage, form: URLSearchParams): { id?: 
 }
 
 export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<SaxoStandin> {
-  const state = new StandinState(opts.now ?? Date.now, {
+  const now = opts.now ?? Date.now;
+  const state = new StandinState(now, {
     accessLifetimeSec: opts.accessLifetimeSec ?? 1200,
     refreshLifetimeSec: opts.refreshLifetimeSec ?? 3600,
   });
@@ -237,6 +238,9 @@ export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<S
   }
 
   const server = createServer((req, res) => {
+    // Every answer carries the stand-in's own clock, as Saxo's carry Saxo's: the client's expiries
+    // count from it (docs/DESIGN.md "Server time"), whatever the client's clock says.
+    res.setHeader('date', new Date(now()).toUTCString());
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const route = async (): Promise<void> => {
       if (url.pathname === '/token' && req.method === 'POST') return token(req, res);

@@ -1,22 +1,39 @@
 /** Check 7 (clock skew against a Google API's Date header) and check 8 (Saxo: DNS + TLS, nothing sent). */
 import type { Facts } from '../facts.js';
+import { describeSkew, skewOf, SKEW_WARN_MS as RECORDED_SKEW_WARN_MS } from '../../../core/server-time.js';
 import { skip, type CheckResult } from '../types.js';
 
 const SKEW_WARN_MS = 5_000;
 const SKEW_FAIL_MS = 60_000;
 
-/**
- * Local minus server time, from a Date header (whole seconds) read between `sentAt` and
- * `receivedAt`: the server's clock read somewhere in [dateMs, dateMs + 1000) while ours read
- * somewhere in [sentAt, receivedAt]. `minAbsMs` is the least skew consistent with both.
- */
-export function skewOf(p: { dateMs: number; sentAt: number; receivedAt: number }): { estimateMs: number; minAbsMs: number } {
-  const lo = p.sentAt - (p.dateMs + 1000);
-  const hi = p.receivedAt - p.dateMs;
-  return { estimateMs: Math.round((lo + hi) / 2), minAbsMs: lo > 0 ? lo : hi < 0 ? -hi : 0 };
+// One arithmetic for a Date header, shared with the agent's expiries (docs/DESIGN.md "Server time").
+export { skewOf };
+
+/** The skew the agent recorded against Saxo's Date header (state file), as doctor reports it. */
+function recordedSkew(f: Facts): { text: string; warn: boolean; details: Record<string, unknown> } | undefined {
+  const s = f.state.ok ? f.state.value?.clockSkew : undefined;
+  if (!s) return undefined;
+  const how = s.by === 'saxo' ? 'measured at an exchange' : 'adjusted for a clock jump';
+  return {
+    text: `the agent recorded: ${describeSkew(s.ms)} (${how}, ${new Date(s.at).toISOString()})`,
+    warn: Math.abs(s.ms) > RECORDED_SKEW_WARN_MS,
+    details: { recordedSkewMs: s.ms, recordedAt: s.at, recordedBy: s.by },
+  };
 }
 
+const RECORDED_FIX = "sudo timedatectl set-ntp true; timedatectl timesync-status  # expiries stay in Saxo's time, but the bots read token_expiry by this clock";
+
 export function clockCheck(f: Facts): CheckResult {
+  const rec = recordedSkew(f);
+  const base = clockCheckAgainstGoogle(f);
+  if (!rec) return base;
+  const summary = base.status === 'skip' ? rec.text : `${base.summary}; ${rec.text}`;
+  const details = { ...(base.details ?? {}), ...rec.details };
+  if (rec.warn && (base.status === 'ok' || base.status === 'skip')) return { id: 'clock', status: 'warn', summary, fix: RECORDED_FIX, details };
+  return { ...base, summary, details };
+}
+
+function clockCheckAgainstGoogle(f: Facts): CheckResult {
   const c = f.clock;
   if (!c) return skip('clock', 'standalone: every expiry is computed and compared on this host');
   if (!c.probe.ok) {
