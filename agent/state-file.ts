@@ -24,6 +24,10 @@ export interface AgentState {
   announce?: TokenRotatedEvent | undefined;
   /** Why the agent is not refreshing although the token is due (e.g. not the primary VM). */
   awaiting?: { reason: string; since: number } | undefined;
+  /** pairId()s announced as spent elsewhere (TOKEN_CONSUMED): never presented, never put back in the cache. */
+  consumed?: string[] | undefined;
+  /** The cache watcher failed (a bot's writes are seen only by the periodic check). */
+  watchFailed?: { reason: string; since: number } | undefined;
 }
 
 export interface StateFile {
@@ -44,6 +48,8 @@ const stateSchema = z.object({
   loginRequired: z.boolean().optional(),
   announce: tokenRotatedEventSchema.optional(),
   awaiting: z.object({ reason: z.string().max(200), since: z.number().finite() }).optional(),
+  consumed: z.array(z.string().regex(/^[0-9a-f]{16}$/)).max(64).optional(),
+  watchFailed: z.object({ reason: z.string().max(200), since: z.number().finite() }).optional(),
 });
 
 export interface StateFileOptions {
@@ -87,8 +93,8 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       token = d.token;
       opts.logger?.addSecret(...secretsOf(token));
     }
-    const { failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting } = s;
-    return { token, failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting };
+    const { failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, consumed, watchFailed } = s;
+    return { token, failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, consumed, watchFailed };
   };
 
   const write = async (state: AgentState): Promise<void> => {
@@ -101,6 +107,8 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       ...(state.loginRequired ? { loginRequired: true } : {}),
       ...(state.announce ? { announce: state.announce } : {}),
       ...(state.awaiting ? { awaiting: state.awaiting } : {}),
+      ...(state.consumed?.length ? { consumed: state.consumed } : {}),
+      ...(state.watchFailed ? { watchFailed: state.watchFailed } : {}),
     };
     await atomicWriteFile(path, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, ...opts.write });
   };

@@ -42,6 +42,8 @@ export interface StatusReport {
     loginRequired: boolean;
     /** Why the agent holds back although the token is due (e.g. not the primary VM). */
     awaiting?: { reason: string; since: string } | undefined;
+    /** The agent's cache watcher failed: a bot's writes are seen only by the periodic check. */
+    watchFailed?: { reason: string; since: string } | undefined;
   };
   problems: string[];
 }
@@ -114,6 +116,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       [plan.writeCache && cache.kind !== 'unreadable', 'the cache is behind the newest token'],
       [cache.kind === 'unreadable', 'the cache cannot be read'],
       [state?.awaiting !== undefined, `the agent is holding back: ${state?.awaiting?.reason ?? ''}`],
+      [state?.watchFailed !== undefined, `the agent cannot watch the cache file: ${state?.watchFailed?.reason ?? ''}`],
       [plan.pushSecret, 'the secret is behind the newest token'],
       [secret.kind === 'unavailable', 'cannot reach Secret Manager'],
       [lastSeenAgo !== undefined && !agentSeenRecently(lastSeenAgo * 1000, config.checkIntervalMs), `agent last seen ${Math.round(lastSeenAgo ?? 0)} s ago`],
@@ -167,6 +170,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       lastRefresh: lr(state?.lastRefresh),
       loginRequired,
       awaiting: state?.awaiting ? { reason: state.awaiting.reason, since: new Date(state.awaiting.since).toISOString() } : undefined,
+      watchFailed: state?.watchFailed ? { reason: state.watchFailed.reason, since: new Date(state.watchFailed.since).toISOString() } : undefined,
     },
     problems,
   };

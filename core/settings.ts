@@ -10,12 +10,18 @@ import { pushRetryMs, type Patience } from './tiers.js';
 
 export interface AgentSettings extends SessionSettings {
   maxRefreshFailures: number;
+  /** While login is required, the ALERT is repeated this often. */
+  loginAlertRepeatMs: number;
+  /** SIM or LIVE, named in the login-required ALERT. */
+  environment: string;
   /** How often a pair (or an announcement) the secret has not seen yet is retried. */
   pushRetryMs: number;
 }
 
 export interface CloudSettings extends Omit<SessionSettings, 'holder'> {
   maxRefreshFailures: number;
+  loginAlertRepeatMs: number;
+  environment: string;
   patience: Patience;
 }
 
@@ -41,6 +47,9 @@ function common(c: Config, o: SettingsOverrides) {
       random: o.random ?? Math.random,
     },
     maxRefreshFailures: c.maxRefreshFailures,
+    invalidGrantRecheckMs: c.invalidGrantRecheckMs,
+    loginAlertRepeatMs: c.loginAlertRepeatMs,
+    environment: c.environment,
   };
 }
 

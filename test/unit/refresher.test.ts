@@ -106,8 +106,10 @@ describe('runCloudRefresh', () => {
     const { r, t } = await seeded();
     await until(r, t, 590 * SEC);
     r.saxo.faults = ['invalid_grant'];
-    expect(await runCloudRefresh(r.deps)).toMatchObject({ outcome: 'rejected', status: 500, reason: 'invalid_grant' });
+    // The second look comes INVALID_GRANT_RECHECK_SECONDS (5) later; nothing newer appears.
+    expect(await settleWithClock(runCloudRefresh(r.deps), r.clock)).toMatchObject({ outcome: 'rejected', status: 500, reason: 'invalid_grant' });
     expect(r.log.events('login_required')).toHaveLength(1);
+    expect(r.log.events('login_required')[0]).toMatchObject({ severity: 'ALERT' });
     expect(r.store.versions()).toHaveLength(1);
   });
 
