@@ -25,7 +25,9 @@ export async function blankSpentPair(d: FenceDeps, cache: CacheRead, consumed: R
   try {
     held = await d.lock(signal);
     // Re-checked under the flock by blankRefreshToken: a bot may have written a new pair meanwhile.
-    if ((await d.cache.blankRefreshToken(id)) === 'blanked') {
+    const r = await d.cache.blankRefreshToken(id);
+    if (r !== 'blanked') d.logger.debug('consumed_not_blanked', `The cache no longer holds the spent refresh token (${r})`, { pairId: id });
+    else {
       d.logger.warn(
         'consumed_blanked',
         "Another VM spent the refresh token in the bots' cache: blanked it so that no bot presents it (the access token stays until it expires; its successor comes from the secret or a push)",

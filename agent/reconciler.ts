@@ -121,11 +121,12 @@ export class Reconciler {
     let plan = decide(viewOf(secret), this.policy());
     const wantSecret =
       secret.kind === 'unknown' &&
-      (trigger.kind === 'startup' || trigger.kind === 'refresh' || this.up.awaitingAnnounced || this.up.hasWork || plan.refresh ||
-        (plan.origin === 'cache' && plan.updateKnown) || plan.health !== 'fresh' ||
-        // A spent pair: its successor may already be readable (then no gap for the bots), unless
-        // Secret Manager just failed — then the blanking must not wait for its deadline.
-        (plan.consumed === true && !this.up.isDown));
+      // A spent pair: its successor may already be readable (then no gap for the bots), unless
+      // Secret Manager just failed — then the blanking must not wait for its deadline.
+      (plan.consumed
+        ? !this.up.isDown
+        : trigger.kind === 'startup' || trigger.kind === 'refresh' || this.up.awaitingAnnounced || this.up.hasWork || plan.refresh ||
+          (plan.origin === 'cache' && plan.updateKnown) || plan.health !== 'fresh');
     if (wantSecret) {
       secret = await this.up.read(undefined, this.known !== undefined);
       plan = decide(viewOf(secret), this.policy());
