@@ -271,7 +271,8 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
     try {
       return await storeUpstream(p, s, o, secret, next, lifetimeSec, start);
     } finally {
-      await told;
+      // Stopping: the pair is on disk and nothing slow may follow; the publish goes on unawaited.
+      if (!o.stop?.aborted) await told;
     }
   }
 }
