@@ -11,6 +11,7 @@ import { parseTokenEvent, parseTokenRotated, tokenConsumedEventSchema } from '..
 import { createLogger } from '../../core/log.js';
 import { pairId, type TokenSet } from '../../core/token.js';
 import { Health } from '../../agent/health.js';
+import { createLocalSide } from '../../agent/local-side.js';
 import { VirtualClock } from '../../standins/virtual-clock.js';
 
 const T0 = Date.UTC(2026, 0, 5, 9, 0, 0);
@@ -132,5 +133,38 @@ describe('login required: the page and its repetition', () => {
     expect(h.loginRequired).toBe(false);
     h.requireLogin('invalid_grant', pair(3, 19));
     expect(alerts()).toHaveLength(5); // a new episode pages at once
+  });
+});
+
+describe('a failed cache write says where the only copy of the pair is', () => {
+  async function persistWith(stateOk: boolean) {
+    const lines: { event: string; message: string; onlyCopy?: string }[] = [];
+    const logger = createLogger({ write: (l) => lines.push(JSON.parse(l) as (typeof lines)[number]) });
+    const side = createLocalSide({
+      lock: () => Promise.resolve({ release: () => Promise.resolve() }),
+      cache: { path: '/data/saxo_token_cache.json', read: () => Promise.resolve({ kind: 'missing' }), write: () => Promise.reject(Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' })) },
+      credentials: {},
+      logger,
+      known: () => undefined,
+      adopt: () => undefined,
+      saveState: () => Promise.resolve(stateOk ? undefined : new Error('EROFS: state')),
+    });
+    const counted: (Error | undefined)[] = [];
+    await side.persist(pair(5, 19), (e) => counted.push(e));
+    expect(counted).toHaveLength(1);
+    return lines.filter((l) => l.event === 'cache_write_failed');
+  }
+
+  it('the state file was written: "only in the agent\'s state file"', async () => {
+    const [l] = await persistWith(true);
+    expect(l?.message).toMatch(/the new token is only in the agent's state file$/);
+    expect(l?.onlyCopy).toBe('state_file');
+  });
+
+  it('the state file failed too: "only in this process\'s memory", never a claim about the state file', async () => {
+    const [l] = await persistWith(false);
+    expect(l?.message).toMatch(/only in this process's memory/);
+    expect(l?.message).not.toMatch(/only in the agent's state file/);
+    expect(l?.onlyCopy).toBe('memory');
   });
 });
