@@ -47,6 +47,8 @@ export interface SecretMeta {
   lastRefresh?: { at: number; by: string; version: string } | undefined;
   /** A version the function stored but could not announce yet (retried at its next run). */
   announcePending?: string | undefined;
+  /** pairId() of a refresh token Saxo rejected with nothing newer anywhere: never presented again. */
+  rejected?: string | undefined;
   annotations: Record<string, string>;
 }
 
@@ -56,6 +58,8 @@ export interface SecretRecord {
   lastRefresh?: SecretMeta['lastRefresh'];
   /** A version name to remember as not yet announced; null clears it. */
   announcePending?: string | null | undefined;
+  /** pairId() of a refresh token Saxo rejected (invalid_grant, nothing newer); null clears it. */
+  rejected?: string | null | undefined;
 }
 
 /** Secret Manager as the source of truth. Throws SecretStoreError. */

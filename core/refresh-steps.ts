@@ -9,7 +9,7 @@ import { errorText, SecretStoreError, type SaxoError } from './errors.js';
 import type { CacheRead } from './ports.js';
 import type { SessionOptions, SessionPorts, SessionResult, SessionSettings } from './refresh.js';
 import { nextRetryDelay } from './saxo/retry.js';
-import { compareFreshness, describeLifetime, withPayloadCredentials, type TokenSet } from './token.js';
+import { compareFreshness, describeLifetime, pairId, withPayloadCredentials, type TokenSet } from './token.js';
 
 const MAX_SESSION_MS = 5 * 60_000;
 const SECRET_RETRY_BASE_MS = 500;
@@ -159,8 +159,12 @@ export function retryDelay(s: SessionSettings, attempts: number, now: number, de
 
 export async function release(p: SessionPorts, s: SessionSettings, result: SessionResult | undefined): Promise<void> {
   const lastRefresh = result?.kind === 'refreshed' ? result.lastRefresh : undefined;
+  // A refresh token Saxo rejected with nothing newer anywhere is remembered with the secret, so that
+  // no later run of the function (which keeps no memory) presents it again.
+  const rejected =
+    result?.kind === 'rejected' && result.reason === 'invalid_grant' && result.newest ? pairId(result.newest.refreshToken) : result?.kind === 'refreshed' ? null : undefined;
   await p.store
-    ?.releaseLease(s.holder, { failures: p.failures.count, lastRefresh })
+    ?.releaseLease(s.holder, { failures: p.failures.count, lastRefresh, ...(rejected !== undefined ? { rejected } : {}) })
     .catch((err: unknown) => p.logger.warn('lease_release_failed', 'Could not release the lease (it will expire)', { error: errorText(err) }));
 }
 

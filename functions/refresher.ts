@@ -16,7 +16,7 @@ import type { EventBus, SecretMeta, SecretRead, SecretStore, TokenEndpoint } fro
 import { runRefreshSession, type SessionResult } from '../core/refresh.js';
 import type { CloudSettings } from '../core/settings.js';
 import { cloudMove, pushGraceMs } from '../core/tiers.js';
-import { secretsOf } from '../core/token.js';
+import { pairId, secretsOf } from '../core/token.js';
 
 export interface CloudDeps {
   clock: Clock;
@@ -65,6 +65,12 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     logger.alert('login_required', loginRequiredMessage(settings.environment, 'refresh_token_expired'), { reason: 'refresh_token_expired' });
     return { outcome: 'rejected', reason: 'refresh_token_expired', version: latest?.name };
   }
+  // Saxo rejected this very refresh token at an earlier run (nothing newer then or since): never again.
+  const rejectedBefore = (t: { refreshToken: string }) => meta.rejected !== undefined && meta.rejected === pairId(t.refreshToken);
+  if (rejectedBefore(plan.best) && !opts.force) {
+    logger.alert('login_required', loginRequiredMessage(settings.environment, 'invalid_grant'), { reason: 'invalid_grant' });
+    return { outcome: 'rejected', reason: 'invalid_grant', version: latest?.name };
+  }
   if (!plan.refresh && !opts.force) {
     logger.info('token_status', `Token status: valid, ${Math.floor(accessLeftSeconds / 60)} minutes until expiry`, {
       version: latest?.name,
@@ -97,7 +103,7 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     // One lease holder per invocation, not per instance: acquireLease lets a holder re-take its own
     // lease, so overlapping invocations in one instance (duplicate Scheduler calls) would both get in.
     { ...settings, holder: `${settings.refresher}:${randomBytes(4).toString('hex')}` },
-    { force: opts.force },
+    { force: opts.force, refuse: (t) => (rejectedBefore(t) ? 'rejected' : undefined) },
   );
   switch (r.kind) {
     case 'refreshed':

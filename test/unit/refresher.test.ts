@@ -111,6 +111,12 @@ describe('runCloudRefresh', () => {
     expect(r.log.events('login_required')).toHaveLength(1);
     expect(r.log.events('login_required')[0]).toMatchObject({ severity: 'ALERT' });
     expect(r.store.versions()).toHaveLength(1);
+    // The next Scheduler run remembers the rejection (a secret annotation): it pages again and
+    // presents nothing — the rejected refresh token is never presented twice.
+    await r.clock.advance(5 * MIN);
+    expect(await runCloudRefresh(r.deps)).toMatchObject({ outcome: 'rejected', reason: 'invalid_grant' });
+    expect(r.log.events('login_required')).toHaveLength(2);
+    expect(r.saxo.stats.presentations).toBe(1);
   });
 
   it('retryable failures: each run retries with backoff (4 attempts), then 503; the count persists in annotations across calls, ALERT at the 5th', async () => {
