@@ -118,4 +118,24 @@ describeWithPubSub('TOKEN_CONSUMED: a non-primary VM\'s bots cannot present what
     expect(ev).toMatchObject({ type: 'TOKEN_CONSUMED', generation: 1, source: 'agent:vm-a' });
     rig.assertNoSecrets([...a.raw, ...b.raw, a.stderr(), b.stderr(), bot.lines.join('\n'), bot.stderr()]);
   }, 150_000);
+
+  it('control — Pub/Sub unreachable for the other VM too (no subscription): its bot presents the spent token at its fallback (the known limit)', async () => {
+    const seed = await rig.seedSecret(45, 1);
+    const tiers = { CHECK_INTERVAL_SECONDS: '0.5', REFRESH_THRESHOLD_SECONDS: '40', CLOUD_REFRESH_THRESHOLD_SECONDS: '50', BOT_REFRESH_THRESHOLD_SECONDS: '10', SAXO_HTTP_TIMEOUT_SECONDS: '1' };
+    const dirA = tempDir('tk-consumed-ctl-a-');
+    const dirB = tempDir('tk-consumed-ctl-b-');
+    const before = rig.saxo.stats().reusedPresentations;
+    const a = startCli(['agent'], rig.agentEnv(dirA, { ...tiers, TOKEN_KEEPER_HOLDER_ID: 'agent:vm-a' }));
+    const b = startCli(['agent'], rig.agentEnv(dirB, { ...tiers, TOKEN_KEEPER_HOLDER_ID: 'agent:vm-b', TOKEN_KEEPER_PRIMARY: 'false' }));
+    procs.push(a, b);
+    await Promise.all([a.waitForEvent('agent_ready'), b.waitForEvent('agent_ready')]);
+    const report = join(dirB, 'bot-report.jsonl');
+    const bot = spawnPythonBot(['--mode', 'loop', '--data-dir', dirB, '--buffer', '10', '--margin', '1', '--token-url', `${rig.saxoUrl}/token`, '--interval', '0.25', '--duration', '40', '--report', report]);
+    bots.push(bot);
+    rig.sm.server.setUnavailable(true);
+    await a.waitForEvent('token_refreshed', 40_000);
+    await until(() => rig.presented.filter((t) => t === seed.refreshToken).length >= 2, 40_000, "the bot's presentation of the spent token");
+    expect(b.logs.some((l) => l.event === 'consumed_blanked')).toBe(false);
+    expect(rig.saxo.stats().reusedPresentations - before).toBeGreaterThanOrEqual(1);
+  }, 150_000);
 });
