@@ -4,6 +4,10 @@
  * with one), the event built from a spent pair, the login-required page and its repetition.
  */
 import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCacheFile } from '../../agent/cache-file.js';
 import { consumedEvent } from '../../core/announce.js';
 import { decide, type Policy, type View } from '../../core/decide.js';
 import { loginAlertDue, loginRequiredMessage } from '../../core/failures.js';
@@ -166,5 +170,24 @@ describe('a failed cache write says where the only copy of the pair is', () => {
     expect(l?.message).toMatch(/only in this process's memory/);
     expect(l?.message).not.toMatch(/only in the agent's state file/);
     expect(l?.onlyCopy).toBe('memory');
+  });
+});
+
+describe("blanking a spent refresh token in the bots' cache (agent/cache-file.ts)", () => {
+  it('blanks only the matching pair, keeps every other key byte for byte, and is idempotent', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tk-blank-'));
+    const path = join(dir, 'saxo_token_cache.json');
+    const cache = createCacheFile(path);
+    const t = pair(6, 10);
+    writeFileSync(path, JSON.stringify({ access_token: t.accessToken, refresh_token: t.refreshToken, token_expiry: '2026-01-05T09:10:00+00:00', app_key: 'K', bot_note: 'kept' }));
+    expect(await cache.blankRefreshToken!(pairId('another-token'))).toBe('other');
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({ refresh_token: t.refreshToken });
+    expect(await cache.blankRefreshToken!(pairId(t.refreshToken))).toBe('blanked');
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual({ access_token: t.accessToken, refresh_token: '', token_expiry: '2026-01-05T09:10:00+00:00', app_key: 'K', bot_note: 'kept' });
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(await cache.blankRefreshToken!(pairId(t.refreshToken))).toBe('other');
+    expect((await cache.read()).kind).toBe('corrupt'); // what decide() then sees: no pair to present or hand out
+    rmSync(dir, { recursive: true });
+    expect(await cache.blankRefreshToken!(pairId(t.refreshToken))).toBe('missing');
   });
 });
