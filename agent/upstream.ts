@@ -151,7 +151,7 @@ export class Upstream {
   noteConsumed(ev: TokenConsumedEvent): boolean {
     if (this.spent.includes(ev.pairId)) return false;
     this.spent = [...this.spent, ev.pairId].slice(-CONSUMED_KEEP);
-    this.d.logger.info('consumed_noted', 'Another refresher spent a refresh token (TOKEN_CONSUMED); it will not be presented from here', {
+    this.d.logger.info('consumed_noted', 'A refresh token was spent (TOKEN_CONSUMED); it will never be presented or handed to the bots from here', {
       pairId: ev.pairId,
       generation: ev.generation,
       source: ev.source,
