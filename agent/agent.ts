@@ -87,7 +87,9 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   onJump = () => void (signal.aborted ? undefined : safeRun({ kind: 'tick' }));
 
   // Cache watcher: watch the directory (the file is replaced by rename) and filter on the name.
+  // A watcher that fails (inotify limits, EACCES) is said once, loudly; the periodic check carries on.
   const cacheName = basename(config.cachePath);
+  let watchFailure: string | undefined;
   const watcher: FSWatcher = watch(dirname(config.cachePath), {
     depth: 0,
     ignoreInitial: true,
@@ -96,16 +98,31 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   watcher.on('all', (_ev, p) => {
     if (basename(p) === cacheName) void safeRun({ kind: 'cache-changed' });
   });
-  watcher.on('error', (err) => logger.warn('watcher_error', 'Cache watcher error', { error: errorText(err) }));
+  watcher.on('error', (err) => {
+    if (watchFailure !== undefined) return logger.debug('watcher_error', 'Cache watcher error', { error: errorText(err) });
+    watchFailure = errorText(err);
+    reconciler.noteWatchFailed(watchFailure);
+    logger.warn(
+      'watch_failed',
+      `Cannot watch the cache file ${config.cachePath} (${watchFailure}): a bot's new pair is picked up by the periodic check (every ${config.checkIntervalMs / 1000}s), not at once`,
+      { error: watchFailure },
+    );
+  });
   await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
 
   let unsubscribe: (() => Promise<void>) | undefined;
   if (cloud && config.gcp?.subscriptionId) {
     try {
-      unsubscribe = await cloud.bus.subscribe(async (event) => {
-        const out = await reconciler.run({ kind: 'event', event });
-        logger.debug('event_handled', `TOKEN_ROTATED handled: ${out}`, { version: event.version, generation: event.generation });
-      });
+      unsubscribe = await cloud.bus.subscribe(
+        async (event) => {
+          const out = await reconciler.run({ kind: 'event', event });
+          logger.debug('event_handled', `TOKEN_ROTATED handled: ${out}`, { version: event.version, generation: event.generation });
+        },
+        async (event) => {
+          const out = await reconciler.run({ kind: 'consumed', event });
+          logger.debug('event_handled', `TOKEN_CONSUMED handled: ${out}`, { pairId: event.pairId, generation: event.generation });
+        },
+      );
       logger.info('subscribed', 'Listening for TOKEN_ROTATED events', { subscription: config.gcp.subscriptionId });
     } catch (err) {
       logger.warn('subscribe_failed', 'Could not subscribe; relying on the periodic check', { error: errorText(err) });
@@ -114,8 +131,10 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
     logger.warn('no_subscription', 'TOKEN_SUBSCRIPTION_ID not set: relying on the periodic check only');
   }
 
-  logger.info('agent_ready', 'Agent ready: watching the cache file' + (unsubscribe ? ' and listening for events' : ''), {
+  const watching = watchFailure === undefined ? 'watching the cache file' : `NOT watching the cache file (${watchFailure}); periodic check only`;
+  logger.info('agent_ready', `Agent ready: ${watching}` + (unsubscribe ? ' and listening for events' : ''), {
     checkIntervalSeconds: config.checkIntervalMs / 1000,
+    watching: watchFailure === undefined,
   });
 
   // While a pair or an announcement waits upstream (refreshed or adopted during an outage), retry

@@ -12,7 +12,7 @@
  * exception is app_key/app_secret: when the TokenSet lacks them they are carried over from the
  * current file, because bots may rely on finding them there.
  */
-import { encodeFlat, parseFlat } from '../core/codec.js';
+import { encodeFlat, pairId, parseFlat } from '../core/codec.js';
 import type { Logger } from '../core/log.js';
 import type { CacheRead, TokenCache } from '../core/ports.js';
 import { secretsOf, type TokenSet } from '../core/token.js';
@@ -63,5 +63,23 @@ export function createCacheFile(path: string, opts: CacheFileOptions = {}): Toke
     await atomicWriteFile(path, JSON.stringify(encodeFlat(toWrite), null, 2) + '\n', { mode: 0o600, refuseSymlink: true, ...opts.write });
   };
 
-  return { path, read, write };
+  // TOKEN_CONSUMED (docs/DESIGN.md "Consumed announcements"): the spent refresh token becomes "" —
+  // the key stays, every other key (the access token, the bots' own) stays byte for byte.
+  const blankRefreshToken = async (id: string): Promise<'blanked' | 'other' | 'missing'> => {
+    const raw = await readRegularNoFollow(path, CACHE_MAX_BYTES);
+    if (raw.kind !== 'ok') return 'missing';
+    let obj: unknown;
+    try {
+      obj = JSON.parse(raw.text);
+    } catch {
+      return 'other';
+    }
+    if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return 'other';
+    const rec = obj as Record<string, unknown>;
+    if (typeof rec.refresh_token !== 'string' || rec.refresh_token === '' || pairId(rec.refresh_token) !== id) return 'other';
+    await atomicWriteFile(path, JSON.stringify({ ...rec, refresh_token: '' }, null, 2) + '\n', { mode: 0o600, refuseSymlink: true, ...opts.write });
+    return 'blanked';
+  };
+
+  return { path, read, write, blankRefreshToken };
 }

@@ -1,11 +1,12 @@
 /**
  * What the agent tells operators about the chain: consecutive failures (core/failures.ts, shared
- * with the function), "login required" said once and tied to the pair Saxo rejected (a newer pair
- * from anywhere clears it), an early ALERT when the refresh token itself is about to die, and the
- * Python keeper's status line.
+ * with the function), "login required" as an ALERT repeated every LOGIN_ALERT_REPEAT_SECONDS while
+ * it lasts and tied to the pair Saxo rejected (a newer pair from anywhere clears it), an early
+ * ALERT when the refresh token itself is about to die, and the Python keeper's status line.
  */
+import type { Clock } from '../core/clock.js';
 import type { Plan } from '../core/decide.js';
-import { chainDeadlineAlert, FailureCounter } from '../core/failures.js';
+import { chainDeadlineAlert, FailureCounter, loginAlertDue, loginRequiredMessage } from '../core/failures.js';
 import type { Logger } from '../core/log.js';
 import { StatusLineGate } from './checkin.js';
 import type { TokenSet } from '../core/token.js';
@@ -15,6 +16,8 @@ export class Health {
   /** The refresh token Saxo rejected (or that died) while it was the newest: never presented again. */
   private rejected: string | undefined;
   private loginSaid = false;
+  /** When "login required" was last said (undefined: not yet by this process). */
+  private loginSaidAt: number | undefined;
   private alertedRefreshExpiry: string | undefined;
   private readonly statusGate = new StatusLineGate();
 
@@ -22,6 +25,7 @@ export class Health {
     private readonly logger: Logger,
     maxFailures: number,
     restored: { failures?: number | undefined; loginRequired?: boolean | undefined; known?: TokenSet | undefined } = {},
+    private readonly page: { clock: Clock; repeatMs: number; environment: string } | undefined = undefined,
   ) {
     this.failures = new FailureCounter(logger, maxFailures, restored.failures ?? 0);
     if (restored.loginRequired) {
@@ -39,10 +43,19 @@ export class Health {
     return this.rejected !== undefined && this.rejected === t.refreshToken;
   }
 
-  /** Nothing can refresh any more; said once until a newer pair appears. */
+  /**
+   * Nothing can refresh any more: an ALERT now (also after a restart) and again every repeat
+   * interval until a newer pair appears — a page nobody saw must not be the only one.
+   */
   requireLogin(why: string, pair: TokenSet | undefined): void {
-    if (!this.loginSaid) {
-      this.logger.error('login_required', 'Login required: no usable refresh token (run `npx token-keeper login`)', { health: why });
+    const now = this.page?.clock.now() ?? 0;
+    const due = this.page ? loginAlertDue(this.loginSaidAt, now, this.page.repeatMs) : !this.loginSaid;
+    if (due) {
+      this.loginSaidAt = now;
+      this.logger.alert('login_required', loginRequiredMessage(this.page?.environment ?? 'SIM', why), {
+        health: why,
+        repeatSeconds: this.page ? this.page.repeatMs / 1000 : undefined,
+      });
     }
     this.loginSaid = true;
     if (pair) this.rejected = pair.refreshToken;
@@ -54,12 +67,14 @@ export class Health {
     if (prev) this.failures.recovered();
     this.rejected = undefined;
     this.loginSaid = false;
+    this.loginSaidAt = undefined;
   }
 
   /** This agent refreshed: the rejection is history; counting the outcome is the protocol's (core/failures.ts). */
   refreshed(): void {
     this.rejected = undefined;
     this.loginSaid = false;
+    this.loginSaidAt = undefined;
   }
 
   /** ALERT once per refresh token when it is close to dying and no refresh is due to save it. */

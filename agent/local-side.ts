@@ -39,10 +39,17 @@ export function createLocalSide(d: LocalSideDeps): AgentLocalSide {
         await d.cache.write(withCredentials(next, d.credentials));
       } catch (err) {
         failure = err instanceof Error ? err : new Error(String(err));
-        d.logger.error('cache_write_failed', `Could not write the cache ${d.cache.path}: ${errorText(err)}; the new token is kept in the agent's state file`);
       }
       counted(failure);
-      return (await d.saveState()) ?? failure;
+      const stateFailure = await d.saveState();
+      // Say where the only copy of the pair is — and only what is true (docs/DESIGN.md "Nothing dangerous is silent").
+      if (failure) {
+        const where = stateFailure ? "only in this process's memory (the agent's state file could not be written either)" : "only in the agent's state file";
+        d.logger.error('cache_write_failed', `Could not write the cache ${d.cache.path}: ${errorText(failure)}; the new token is ${where}`, {
+          onlyCopy: stateFailure ? 'memory' : 'state_file',
+        });
+      }
+      return stateFailure ?? failure;
     },
   };
 }

@@ -5,7 +5,7 @@
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import type { ClockSkew } from '../core/server-time.js';
-import type { EventBus, Held, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
+import type { EventBus, Held, SecretStore, TokenCache, TokenConsumedEvent, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
 import type { AgentSettings } from '../core/settings.js';
 import type { AgentState } from './state-file.js';
 
@@ -35,6 +35,8 @@ export type Trigger =
   | { kind: 'tick' }
   | { kind: 'cache-changed' }
   | { kind: 'event'; event: TokenRotatedEvent }
+  /** Another refresher spent a refresh token (docs/DESIGN.md "Consumed announcements"). */
+  | { kind: 'consumed'; event: TokenConsumedEvent }
   | { kind: 'refresh'; force: boolean }
   /** Retry only what waits upstream (run every few seconds while something does). */
   | { kind: 'push' };

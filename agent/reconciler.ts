@@ -10,6 +10,8 @@ import { errorText, SecretStoreError } from '../core/errors.js';
 import { runRefreshSession, type Phase } from '../core/refresh.js';
 import { pushGraceMs } from '../core/tiers.js';
 import { compareFreshness, describeExpiry, secretsOf, withNextGeneration, type TokenSet } from '../core/token.js';
+import type { CacheRead } from '../core/ports.js';
+import { blankSpentPair } from './fence.js';
 import { createLocalSide, writeCacheIfNewer, type AgentLocalSide } from './local-side.js';
 import { Serial } from './serial.js';
 import { Upstream } from './upstream.js';
@@ -24,6 +26,7 @@ export class Reconciler {
   private lastRefresh: AgentState['lastRefresh'];
   private awaiting: AgentState['awaiting'];
   private clockSkew: AgentState['clockSkew'];
+  private watchFailed: AgentState['watchFailed'];
   private readonly serial = new Serial<Outcome>('ignored');
   private phaseNow: Phase = 'idle';
   private readonly up: Upstream;
@@ -33,7 +36,7 @@ export class Reconciler {
 
   constructor(private readonly d: ReconcilerDeps) {
     this.up = new Upstream({ clock: d.clock, store: d.store, bus: d.bus, logger: d.logger, keepSecretVersions: d.settings.keepSecretVersions });
-    this.health = new Health(d.logger, d.settings.maxRefreshFailures);
+    this.health = new Health(d.logger, d.settings.maxRefreshFailures, {}, this.page());
     this.local = createLocalSide({
       lock: (signal) => d.lock(signal),
       cache: d.cache,
@@ -56,8 +59,14 @@ export class Reconciler {
     this.awaiting = s?.awaiting;
     this.clockSkew = s?.clockSkew;
     this.up.restore(s?.announce);
-    this.health = new Health(this.d.logger, this.d.settings.maxRefreshFailures, { failures: s?.failures, loginRequired: s?.loginRequired, known: s?.token });
+    this.up.restoreConsumed(s?.consumed);
+    this.health = new Health(this.d.logger, this.d.settings.maxRefreshFailures, { failures: s?.failures, loginRequired: s?.loginRequired, known: s?.token }, this.page());
     this.d.logger.addSecret(...secretsOf(this.known));
+  }
+
+  /** The cache watcher failed: recorded in the state file for `status`. */
+  noteWatchFailed(reason: string): void {
+    this.watchFailed = { reason: reason.slice(0, 200), since: this.d.clock.now() };
   }
 
   get newestKnown(): TokenSet | undefined {
@@ -77,6 +86,10 @@ export class Reconciler {
 
   /** One decision at a time, in arrival order; bursts of file events coalesce. */
   run(trigger: Trigger): Promise<Outcome> {
+    // Noted on arrival, not when its turn comes: a refresh in progress (its invalid_grant recheck)
+    // must see what was announced meanwhile.
+    if (trigger.kind === 'consumed') this.up.noteConsumed(trigger.event);
+    if (trigger.kind === 'event') this.up.noteSeen(trigger.event);
     return this.serial.run(() => this.handle(trigger), trigger.kind === 'cache-changed' ? 'cache' : undefined);
   }
 
@@ -106,18 +119,24 @@ export class Reconciler {
       }
     }
     const cache = await this.d.cache.read();
-    const viewOf = (s: SecretView) => ({ now: this.d.clock.now(), cache, known: this.known, secret: s });
+    const viewOf = (s: SecretView) => ({ now: this.d.clock.now(), cache, known: this.known, secret: s, consumed: this.up.consumed });
     let plan = decide(viewOf(secret), this.policy());
     const wantSecret =
       secret.kind === 'unknown' &&
-      (trigger.kind === 'startup' || trigger.kind === 'refresh' || this.up.awaitingAnnounced || this.up.hasWork || plan.refresh ||
-        (plan.origin === 'cache' && plan.updateKnown) || plan.health !== 'fresh');
+      // A spent pair: its successor may already be readable (then no gap for the bots), unless
+      // Secret Manager just failed — then the blanking must not wait for its deadline.
+      (plan.consumed
+        ? !this.up.isDown
+        : trigger.kind === 'startup' || trigger.kind === 'refresh' || this.up.awaitingAnnounced || this.up.hasWork || plan.refresh ||
+          (plan.origin === 'cache' && plan.updateKnown) || plan.health !== 'fresh');
     if (wantSecret) {
       secret = await this.up.read(undefined, this.known !== undefined);
       plan = decide(viewOf(secret), this.policy());
     }
-    for (const n of plan.notes) logger.warn('input_problem', n);
+    // A cache blanked by the fence reads as corrupt: expected, not worth a warning on every check.
+    for (const n of plan.notes) if (!(plan.consumed && n.startsWith('cache corrupt'))) logger.warn('input_problem', n);
     if (plan.expiryMoved?.length) logger.warn('expiry_moved', expiryMovedText(plan.expiryMoved));
+    if (plan.consumed) await this.fenceCache(cache);
 
     let outcome = await this.apply(plan, secret);
     const force = trigger.kind === 'refresh' && trigger.force;
@@ -126,7 +145,9 @@ export class Reconciler {
       // decide() never refreshes a dead refresh token: say "login required" (once) instead of idling.
       if (plan.health === 'login_required' && plan.best && outcome === 'idle') outcome = this.requireLogin(plan.health, plan.best);
       if (trigger.kind === 'tick') this.health.logStatus(plan, this.d.clock.now(), this.d.settings.statusLogMs);
-      this.awaiting = undefined;
+      this.awaiting = plan.consumed
+        ? (this.awaiting ?? { reason: 'another VM spent the refresh token; waiting for its successor from the secret or a push', since: this.d.clock.now() })
+        : undefined;
     }
     this.health.watchRefreshExpiry(plan);
     // A failed announcement waits for the push retry (a few seconds), not for this run to repeat it;
@@ -192,6 +213,8 @@ export class Reconciler {
         stop: this.serial.signal,
         onPhase: (p) => (this.phaseNow = p),
         refuse: (t) => (this.health.isRejected(t) ? 'rejected' : this.up.isSuperseded(t) ? 'superseded' : undefined),
+        consumed: this.up.consumed,
+        announcedNewer: (t) => this.up.announcedNewer(t),
       },
     );
     const newest = r.kind === 'refreshed' ? undefined : 'token' in r ? r.token : r.newest;
@@ -226,6 +249,12 @@ export class Reconciler {
     }
   }
 
+  /** The fence's other half (agent/fence.ts): blank a spent refresh token in the bots' cache. */
+  private async fenceCache(cache: CacheRead): Promise<void> {
+    const failed = await blankSpentPair({ lock: this.d.lock, cache: this.d.cache, logger: this.d.logger }, cache, this.up.consumed, this.serial.signal);
+    if (failed) this.health.failures.failed('cache_write_failed', failed);
+  }
+
   private requireLogin(why: string, pair: TokenSet | undefined): Outcome {
     this.health.requireLogin(why, pair);
     return 'login_required';
@@ -252,12 +281,18 @@ export class Reconciler {
         announce: this.up.pendingAnnouncement,
         awaiting: this.awaiting,
         clockSkew: this.d.clockWatch?.skew ?? this.clockSkew,
+        consumed: [...this.up.consumed],
+        watchFailed: this.watchFailed,
       });
       return undefined;
     } catch (err) {
       this.d.logger.error('state_write_failed', `Could not write the agent state file: ${errorText(err)}`);
       return err instanceof Error ? err : new Error(String(err));
     }
+  }
+
+  private page() {
+    return { clock: this.d.clock, repeatMs: this.d.settings.loginAlertRepeatMs, environment: this.d.settings.environment };
   }
 
   private policy() {

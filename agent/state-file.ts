@@ -28,6 +28,10 @@ export interface AgentState {
   awaiting?: { reason: string; since: number } | undefined;
   /** This host's clock against Saxo's (local − server, ms), when last measured (docs/DESIGN.md "Server time"). */
   clockSkew?: ClockSkew | undefined;
+  /** pairId()s announced as spent elsewhere (TOKEN_CONSUMED): never presented, never put back in the cache. */
+  consumed?: string[] | undefined;
+  /** The cache watcher failed (a bot's writes are seen only by the periodic check). */
+  watchFailed?: { reason: string; since: number } | undefined;
 }
 
 export interface StateFile {
@@ -49,6 +53,8 @@ const stateSchema = z.object({
   announce: tokenRotatedEventSchema.optional(),
   awaiting: z.object({ reason: z.string().max(200), since: z.number().finite() }).optional(),
   clockSkew: z.object({ ms: z.number().finite(), at: z.number().finite(), by: z.enum(['saxo', 'jump']) }).optional(),
+  consumed: z.array(z.string().regex(/^[0-9a-f]{16}$/)).max(64).optional(),
+  watchFailed: z.object({ reason: z.string().max(200), since: z.number().finite() }).optional(),
 });
 
 export interface StateFileOptions {
@@ -94,8 +100,8 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       token = d.token;
       opts.logger?.addSecret(...secretsOf(token));
     }
-    const { failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, clockSkew } = s;
-    return { token, failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, clockSkew };
+    const { failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, clockSkew, consumed, watchFailed } = s;
+    return { token, failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, clockSkew, consumed, watchFailed };
   };
 
   const write = async (state: AgentState): Promise<void> => {
@@ -109,6 +115,8 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       ...(state.announce ? { announce: state.announce } : {}),
       ...(state.awaiting ? { awaiting: state.awaiting } : {}),
       ...(state.clockSkew ? { clockSkew: state.clockSkew } : {}),
+      ...(state.consumed?.length ? { consumed: state.consumed } : {}),
+      ...(state.watchFailed ? { watchFailed: state.watchFailed } : {}),
     };
     await atomicWriteFile(path, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, ...opts.write });
   };

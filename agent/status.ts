@@ -46,6 +46,8 @@ export interface StatusReport {
     awaiting?: { reason: string; since: string } | undefined;
     /** This host's clock against Saxo's as the agent last measured it (docs/DESIGN.md "Server time"). */
     clockSkew?: { seconds: number; measuredAt: string; by: 'saxo' | 'jump' } | undefined;
+    /** The agent's cache watcher failed: a bot's writes are seen only by the periodic check. */
+    watchFailed?: { reason: string; since: string } | undefined;
   };
   problems: string[];
 }
@@ -129,6 +131,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       [plan.writeCache && cache.kind !== 'unreadable', 'the cache is behind the newest token'],
       [cache.kind === 'unreadable', 'the cache cannot be read'],
       [state?.awaiting !== undefined, `the agent is holding back: ${state?.awaiting?.reason ?? ''}`],
+      [state?.watchFailed !== undefined, `the agent cannot watch the cache file: ${state?.watchFailed?.reason ?? ''}`],
       [plan.pushSecret, 'the secret is behind the newest token'],
       [secret.kind === 'unavailable', 'cannot reach Secret Manager'],
       [lastSeenAgo !== undefined && !agentSeenRecently(lastSeenAgo * 1000, config.checkIntervalMs), `agent last seen ${Math.round(lastSeenAgo ?? 0)} s ago`],
@@ -185,6 +188,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       loginRequired,
       awaiting: state?.awaiting ? { reason: state.awaiting.reason, since: new Date(state.awaiting.since).toISOString() } : undefined,
       clockSkew: skew ? { seconds: Math.round(skew.ms / 1000), measuredAt: new Date(skew.at).toISOString(), by: skew.by } : undefined,
+      watchFailed: state?.watchFailed ? { reason: state.watchFailed.reason, since: new Date(state.watchFailed.since).toISOString() } : undefined,
     },
     problems,
   };

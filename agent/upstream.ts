@@ -10,7 +10,7 @@ import { secretBehind, type SecretView } from '../core/decide.js';
 import { errorText } from '../core/errors.js';
 import { isVersionOf } from '../core/gcp/event-schema.js';
 import type { Logger } from '../core/log.js';
-import type { EventBus, SecretStore, TokenRotatedEvent } from '../core/ports.js';
+import type { EventBus, SecretStore, TokenConsumedEvent, TokenRotatedEvent } from '../core/ports.js';
 import { DEFAULT_ACCESS_LIFE_MS } from '../core/tiers.js';
 import { secretsOf, withNextGeneration, withPayloadCredentials, type TokenSet } from '../core/token.js';
 
@@ -23,6 +23,8 @@ export interface UpstreamDeps {
 }
 
 const OUTAGE_LOG_EVERY_MS = 60_000;
+/** Spent pairIds remembered (the fence); a chain spends one per refresh, so a few suffice. */
+const CONSUMED_KEEP = 32;
 
 export class Upstream {
   /** The pair we hold may be ahead of the secret: compare and push once Secret Manager answers. */
@@ -37,6 +39,10 @@ export class Upstream {
   private announced: { generation: number; version: string; consumed: string | undefined; until: number } | undefined;
   private lastOutageLog = -Infinity;
   private down = false;
+  /** pairId()s announced as spent by another refresher (TOKEN_CONSUMED): decide()'s fence. Oldest first. */
+  private spent: string[] = [];
+  /** The highest generation announced (TOKEN_ROTATED), noted on arrival, before its run. */
+  private announcedGeneration = -1;
   /** When Secret Manager answered again after failing (the primary's push may still be on its way). */
   private recoveredAt = -Infinity;
 
@@ -125,6 +131,42 @@ export class Upstream {
   /** Did Secret Manager come back from an outage less than `ms` ago? */
   recoveredWithin(ms: number): boolean {
     return this.d.clock.now() - this.recoveredAt < ms;
+  }
+
+  /** Secret Manager failed its last call (a TOKEN_CONSUMED then blanks at once instead of asking it first). */
+  get isDown(): boolean {
+    return this.down;
+  }
+
+  /** The fence: pairIds announced as spent. */
+  get consumed(): ReadonlySet<string> {
+    return new Set(this.spent);
+  }
+
+  restoreConsumed(ids: readonly string[] | undefined): void {
+    this.spent = [...(ids ?? [])].slice(-CONSUMED_KEEP);
+  }
+
+  /** Remember a TOKEN_CONSUMED (idempotent); true when it was new. */
+  noteConsumed(ev: TokenConsumedEvent): boolean {
+    if (this.spent.includes(ev.pairId)) return false;
+    this.spent = [...this.spent, ev.pairId].slice(-CONSUMED_KEEP);
+    this.d.logger.info('consumed_noted', 'A refresh token was spent (TOKEN_CONSUMED); it will never be presented or handed to the bots from here', {
+      pairId: ev.pairId,
+      generation: ev.generation,
+      source: ev.source,
+    });
+    return true;
+  }
+
+  /** A TOKEN_ROTATED arrived (its run may still wait in the queue). */
+  noteSeen(ev: TokenRotatedEvent): void {
+    if (this.d.store && isVersionOf(this.d.store.name, ev.version)) this.announcedGeneration = Math.max(this.announcedGeneration, ev.generation);
+  }
+
+  /** An announcement names a pair newer than `t` (by generation): `t` is not the end of the chain. */
+  announcedNewer(t: TokenSet): boolean {
+    return t.generation !== undefined && this.announcedGeneration > t.generation;
   }
 
   /** Returns false when this announcement has been unreadable for longer than a token lifetime. */

@@ -8,8 +8,8 @@
 import type { Clock } from './clock.js';
 import { errorText } from './errors.js';
 import type { Logger } from './log.js';
-import type { EventBus, SecretStore, TokenRotatedEvent } from './ports.js';
-import type { TokenSet } from './token.js';
+import type { EventBus, SecretStore, TokenConsumedEvent, TokenRotatedEvent } from './ports.js';
+import { pairId, type TokenSet } from './token.js';
 
 /** Longest a publish may take before it is left to the retry (a Pub/Sub outage costs 70–90 s otherwise). */
 export const ANNOUNCE_TIMEOUT_MS = 5_000;
@@ -29,6 +29,46 @@ export function rotatedEvent(token: TokenSet, version: string, now: number): Tok
     source: token.source ?? 'unknown',
     publishedAt: new Date(now).toISOString(),
   };
+}
+
+/** TOKEN_CONSUMED for the pair just presented: its pairId() only, never the token (I5 as amended). */
+export function consumedEvent(consumed: TokenSet, source: string, now: number): TokenConsumedEvent {
+  return {
+    type: 'TOKEN_CONSUMED',
+    pairId: pairId(consumed.refreshToken),
+    generation: consumed.generation ?? 0,
+    source,
+    publishedAt: new Date(now).toISOString(),
+  };
+}
+
+/**
+ * Tell the other VMs a refresh token is spent (docs/DESIGN.md "Consumed announcements"), with the
+ * same deadline as TOKEN_ROTATED. Best effort: not remembered when it fails — the pair it protects
+ * reaches them with the secret, and by then nothing can present the spent token anyway. Never throws.
+ */
+export async function announceConsumed(d: Pick<AnnounceDeps, 'bus' | 'clock' | 'logger'>, event: TokenConsumedEvent): Promise<boolean> {
+  const { bus, logger } = d;
+  if (!bus?.publishConsumed) return false;
+  const ctl = new AbortController();
+  try {
+    await Promise.race([
+      bus.publishConsumed(event),
+      d.clock.sleep(ANNOUNCE_TIMEOUT_MS, ctl.signal).then(() => {
+        throw new Error(`no answer within ${ANNOUNCE_TIMEOUT_MS} ms`);
+      }),
+    ]);
+    logger.info('consumed_announced', 'Announced the spent refresh token (TOKEN_CONSUMED) to the other VMs', {
+      pairId: event.pairId,
+      generation: event.generation,
+    });
+    return true;
+  } catch (err) {
+    logger.warn('publish_failed', 'Could not publish TOKEN_CONSUMED; other VMs learn of the new pair from the secret', { error: errorText(err) });
+    return false;
+  } finally {
+    ctl.abort();
+  }
 }
 
 export type AddReason = 'refresh' | 'push' | 'login';

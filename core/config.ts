@@ -62,6 +62,10 @@ export interface Config {
   createDataDir: boolean;
   /** Cloud Scheduler's period: the function's last chance to save the chain is one period before the refresh token dies. */
   cloudSchedulePeriodMs: number;
+  /** invalid_grant with no newer pair anywhere: look once more after this long (docs/DESIGN.md "Nothing dangerous is silent"). */
+  invalidGrantRecheckMs: number;
+  /** While login is required, the ALERT is repeated this often. */
+  loginAlertRepeatMs: number;
   gcp?: GcpConfig | undefined;
 }
 
@@ -181,6 +185,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     primary: gcp ? bool(env, 'TOKEN_KEEPER_PRIMARY', true) : true,
     createDataDir: bool(env, 'TOKEN_KEEPER_CREATE_DATA_DIR', false),
     cloudSchedulePeriodMs: seconds(env, 'CLOUD_SCHEDULE_SECONDS', 300, true),
+    invalidGrantRecheckMs: seconds(env, 'INVALID_GRANT_RECHECK_SECONDS', 5),
+    loginAlertRepeatMs: seconds(env, 'LOGIN_ALERT_REPEAT_SECONDS', 900, true),
     gcp,
   };
 }

@@ -4,7 +4,7 @@
  * Used by the VM agent (all sources), the cloud function (secret only) and `status`.
  */
 import type { CacheRead, SecretRead } from './ports.js';
-import { compareFreshness, type TokenSet } from './token.js';
+import { compareFreshness, pairId, type TokenSet } from './token.js';
 
 export type SecretView =
   | { kind: 'absent' } // standalone: no Secret Manager configured
@@ -18,6 +18,11 @@ export interface View {
   /** The newest pair this process has seen (agent state file, or memory). */
   known?: TokenSet | undefined;
   secret: SecretView;
+  /**
+   * pairId()s of refresh tokens another refresher announced as spent (TOKEN_CONSUMED): the fence.
+   * Such a pair is never presented, never written to the bots' cache, never pushed.
+   */
+  consumed?: ReadonlySet<string> | undefined;
 }
 
 export interface Policy {
@@ -56,6 +61,8 @@ export interface Plan {
    * (WARNING `expiry_moved`; docs/DESIGN.md "Server time").
    */
   expiryMoved?: Origin[] | undefined;
+  /** `best`'s refresh token was announced as spent elsewhere (the fence): wait for its successor. */
+  consumed?: boolean | undefined;
 }
 
 interface Candidate {
@@ -111,6 +118,10 @@ export function decide(view: View, policy: Policy): Plan {
   const updateKnown = !view.known || compareFreshness(b, view.known) > 0;
   const pushSecret = view.secret.kind === 'read' && (secretBehind(b, secretOk) || expiryMoved.includes('secret'));
 
+  // The consumed fence: what another refresher spent is no one's to present, hand out or push;
+  // its successor arrives with the secret or a push.
+  const consumed = view.consumed !== undefined && view.consumed.size > 0 && view.consumed.has(pairId(b.refreshToken));
+
   const accessLeftMs = b.accessExpiresAt - view.now;
   const refreshLeftMs = b.refreshExpiresAt !== undefined ? b.refreshExpiresAt - view.now : undefined;
   const refreshDead = refreshLeftMs !== undefined && refreshLeftMs <= 0;
@@ -132,16 +143,17 @@ export function decide(view: View, policy: Policy): Plan {
   return {
     best: b,
     origin: best.origin,
-    writeCache,
+    writeCache: writeCache && !consumed,
     updateKnown,
-    pushSecret,
-    refresh: due && !refreshDead,
+    pushSecret: pushSecret && !consumed,
+    refresh: due && !refreshDead && !consumed,
     health,
     accessLeftMs,
     refreshLeftMs,
     refreshTokenExpiring,
     notes,
     ...(expiryMoved.length ? { expiryMoved } : {}),
+    ...(consumed ? { consumed } : {}),
   };
 }
 

@@ -12,6 +12,28 @@ export function shouldAlert(consecutiveFailures: number, max: number): boolean {
   return consecutiveFailures >= max && (consecutiveFailures - max) % max === 0;
 }
 
+/** Why login is required, in words for the page (the codes the protocol and decide() use). */
+const LOGIN_WHY: Record<string, string> = {
+  invalid_grant: 'Saxo rejected the newest refresh token (invalid_grant) and no newer pair exists anywhere',
+  refresh_token_expired: 'the refresh token has expired',
+  login_required: 'the refresh token has expired',
+  no_token: 'no token is stored anywhere',
+  'no token in any source': 'no token is stored anywhere',
+};
+
+/**
+ * The one "login required" page, for the agent and the function: the environment, what happened
+ * and the action (docs/DESIGN.md "Nothing dangerous is silent").
+ */
+export function loginRequiredMessage(environment: string, why: string): string {
+  return `ALERT: Login required for Saxo ${environment}: ${LOGIN_WHY[why] ?? why}. The bots have no way to renew their token; run \`npx token-keeper login\` or use the re-login link`;
+}
+
+/** Say "login required" now? The first time, then every `repeatMs` while it lasts. */
+export function loginAlertDue(lastSaidAt: number | undefined, now: number, repeatMs: number): boolean {
+  return lastSaidAt === undefined || now - lastSaidAt >= repeatMs;
+}
+
 export class FailureCounter {
   private n: number;
 

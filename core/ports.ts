@@ -47,6 +47,8 @@ export interface SecretMeta {
   lastRefresh?: { at: number; by: string; version: string } | undefined;
   /** A version the function stored but could not announce yet (retried at its next run). */
   announcePending?: string | undefined;
+  /** pairId() of a refresh token Saxo rejected with nothing newer anywhere: never presented again. */
+  rejected?: string | undefined;
   annotations: Record<string, string>;
 }
 
@@ -56,6 +58,8 @@ export interface SecretRecord {
   lastRefresh?: SecretMeta['lastRefresh'];
   /** A version name to remember as not yet announced; null clears it. */
   announcePending?: string | null | undefined;
+  /** pairId() of a refresh token Saxo rejected (invalid_grant, nothing newer); null clears it. */
+  rejected?: string | null | undefined;
 }
 
 /** Secret Manager as the source of truth. Throws SecretStoreError. */
@@ -96,14 +100,35 @@ export interface TokenRotatedEvent {
   publishedAt: string;
 }
 
+/**
+ * A refresh token was just presented and Saxo answered with its successor (docs/DESIGN.md
+ * "Consumed announcements"). Carries the consumed token's pairId() — a truncated hash of a token
+ * that can never be used again (I5 as amended) — so that other VMs blank it in their bots' cache.
+ */
+export interface TokenConsumedEvent {
+  type: 'TOKEN_CONSUMED';
+  /** pairId() of the consumed refresh token (16 hex). */
+  pairId: string;
+  /** Generation of the consumed pair (0 when it had none). */
+  generation: number;
+  source: string;
+  publishedAt: string;
+}
+
 export interface EventBus {
   publish(event: TokenRotatedEvent): Promise<string>;
+  /** Optional: the buses that carry TOKEN_CONSUMED (the Pub/Sub adapter); others simply lack it. */
+  publishConsumed?(event: TokenConsumedEvent): Promise<string>;
   /**
    * Streaming pull. The handler's promise decides: resolve → ack, reject → nack (redelivery).
-   * Malformed messages are logged and acked without calling the handler.
+   * Malformed messages are logged and acked without calling the handler; a TOKEN_CONSUMED goes to
+   * `onConsumed` (acked unread when there is none).
    * Returns a function that closes the subscription.
    */
-  subscribe(handler: (event: TokenRotatedEvent, meta: { id: string }) => Promise<void>): Promise<() => Promise<void>>;
+  subscribe(
+    handler: (event: TokenRotatedEvent, meta: { id: string }) => Promise<void>,
+    onConsumed?: (event: TokenConsumedEvent, meta: { id: string }) => Promise<void>,
+  ): Promise<() => Promise<void>>;
 }
 
 /** The bots' cache file (agent/cache-file.ts). */
@@ -120,6 +145,11 @@ export interface TokenCache {
   read(): Promise<CacheRead>;
   /** Crash-safe write (unique tmp, 0600, fsync, rename, fsync dir). Caller holds the flock. */
   write(token: TokenSet): Promise<void>;
+  /**
+   * Blank `refresh_token` (key kept, value "") when the file's refresh token has this pairId();
+   * every other key stays as it is. Caller holds the flock. Optional: doubles may lack it.
+   */
+  blankRefreshToken?(pairId: string): Promise<'blanked' | 'other' | 'missing'>;
 }
 
 /** A held lock; release is idempotent. */

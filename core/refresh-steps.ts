@@ -9,7 +9,7 @@ import { errorText, SecretStoreError, type SaxoError } from './errors.js';
 import type { CacheRead } from './ports.js';
 import type { SessionOptions, SessionPorts, SessionResult, SessionSettings } from './refresh.js';
 import { nextRetryDelay } from './saxo/retry.js';
-import { compareFreshness, describeLifetime, withPayloadCredentials, type TokenSet } from './token.js';
+import { compareFreshness, describeLifetime, pairId, withPayloadCredentials, type TokenSet } from './token.js';
 
 const MAX_SESSION_MS = 5 * 60_000;
 const SECRET_RETRY_BASE_MS = 500;
@@ -63,15 +63,64 @@ export async function storeUpstream(
   return { kind: 'refreshed', token: next, version, lastRefresh: { at: now, by: s.refresher, version: version ?? '' }, stored: version ? 'secret' : 'local' };
 }
 
-/** I4: a rejected refresh token may simply be an old one; look for a newer pair before failing. */
+/** What recover() may do while it waits: let go of the bots' flock, stop, hear of announcements. */
+export interface RecoverHooks {
+  /** Release the bots' flock before waiting (a bot may write the newer pair meanwhile). */
+  unlock?: (() => Promise<void>) | undefined;
+  stop?: AbortSignal | undefined;
+  /** An announcement (seen meanwhile) names a pair newer than `t`, even if it cannot be read yet. */
+  announcedNewer?: ((t: TokenSet) => boolean) | undefined;
+}
+
+/**
+ * I4: a rejected refresh token may simply be an old one; look for a newer pair before failing —
+ * and, finding none, look once more after `invalidGrantRecheckMs` (secret, cache, state,
+ * announcements seen meanwhile): the refresher that spent it may still be storing its successor.
+ * The presented token is never presented again, whatever the second look finds.
+ */
 export async function recover(
   p: SessionPorts,
   s: SessionSettings,
   secret: SecretView,
   view: { cache: CacheRead; known?: TokenSet | undefined },
   presented: TokenSet,
+  hooks: RecoverHooks = {},
 ): Promise<SessionResult> {
-  const { clock, logger, failures, store, local } = p;
+  const { clock, logger, failures } = p;
+  let found = await lookForNewer(p, s, secret, view, presented);
+  if (!found && s.invalidGrantRecheckMs > 0 && !hooks.stop?.aborted) {
+    logger.warn('invalid_grant_recheck', `Saxo rejected the refresh token; looking once more for a newer pair in ${s.invalidGrantRecheckMs} ms before saying login required`, {
+      generation: presented.generation,
+    });
+    await hooks.unlock?.();
+    await clock.sleep(s.invalidGrantRecheckMs, hooks.stop).catch(() => undefined);
+    found = await lookForNewer(p, s, secret, view, presented);
+  }
+  if (found) {
+    failures.recovered();
+    logger.info('recovered_newer_token', 'Refresh token was already used; recovered a newer pair instead');
+    return { kind: 'superseded', token: found.token, origin: found.origin };
+  }
+  if (hooks.announcedNewer?.(presented)) {
+    // A newer version was announced but cannot be read yet: the chain lives; wait for it.
+    logger.warn('superseded_token', 'Saxo rejected the refresh token and a newer one was announced but cannot be read yet; waiting for it', {
+      generation: presented.generation,
+    });
+    return { kind: 'deferred', reason: 'superseded_unreadable', newest: presented };
+  }
+  failures.failed('invalid_grant');
+  return { kind: 'rejected', reason: 'invalid_grant', newest: presented };
+}
+
+/** One look at every source for a pair newer than `presented`. */
+async function lookForNewer(
+  p: SessionPorts,
+  s: SessionSettings,
+  secret: SecretView,
+  view: { cache: CacheRead; known?: TokenSet | undefined },
+  presented: TokenSet,
+): Promise<{ token: TokenSet; origin: Plan['origin'] } | undefined> {
+  const { clock, store, local } = p;
   let fresh: SecretView = secret;
   if (store) {
     const read = await store.latest().catch(() => undefined);
@@ -79,13 +128,8 @@ export async function recover(
   }
   const localView = local ? await local.read() : view;
   const plan: Plan = decide({ now: clock.now(), ...localView, secret: fresh }, { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: 0 });
-  if (plan.best && compareFreshness(plan.best, presented) > 0) {
-    failures.recovered();
-    logger.info('recovered_newer_token', 'Refresh token was already used; recovered a newer pair instead');
-    return { kind: 'superseded', token: plan.best, origin: plan.origin };
-  }
-  failures.failed('invalid_grant');
-  return { kind: 'rejected', reason: 'invalid_grant', newest: presented };
+  if (plan.best && compareFreshness(plan.best, presented) > 0) return { token: plan.best, origin: plan.origin };
+  return undefined;
 }
 
 /**
@@ -118,8 +162,12 @@ export function retryDelay(s: SessionSettings, attempts: number, now: number, de
 
 export async function release(p: SessionPorts, s: SessionSettings, result: SessionResult | undefined): Promise<void> {
   const lastRefresh = result?.kind === 'refreshed' ? result.lastRefresh : undefined;
+  // A refresh token Saxo rejected with nothing newer anywhere is remembered with the secret, so that
+  // no later run of the function (which keeps no memory) presents it again.
+  const rejected =
+    result?.kind === 'rejected' && result.reason === 'invalid_grant' && result.newest ? pairId(result.newest.refreshToken) : result?.kind === 'refreshed' ? null : undefined;
   await p.store
-    ?.releaseLease(s.holder, { failures: p.failures.count, lastRefresh })
+    ?.releaseLease(s.holder, { failures: p.failures.count, lastRefresh, ...(rejected !== undefined ? { rejected } : {}) })
     .catch((err: unknown) => p.logger.warn('lease_release_failed', 'Could not release the lease (it will expire)', { error: errorText(err) }));
 }
 

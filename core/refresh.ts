@@ -10,7 +10,7 @@
  * The session never holds the bots' flock across anything slow: only one exchange and the local
  * writes happen under it; backoff sleeps, Secret Manager and Pub/Sub calls happen outside it.
  */
-import { announce, pruneVersions, rotatedEvent, type AnnounceMark } from './announce.js';
+import { announce, announceConsumed, consumedEvent, pruneVersions, rotatedEvent, type AnnounceMark } from './announce.js';
 import type { Clock } from './clock.js';
 import { decide, type Origin, type SecretView } from './decide.js';
 import { errorText, LockTimeoutError, SaxoError, SecretStoreError } from './errors.js';
@@ -58,6 +58,8 @@ export interface SessionSettings {
   credentials: Credentials;
   /** AddSecretVersion attempts after Saxo answered (function: several; agent: one, then the push retry). */
   secretWriteAttempts: number;
+  /** After invalid_grant with no newer pair anywhere: wait this long and look once more (0: never). */
+  invalidGrantRecheckMs: number;
   retry: { maxAttempts: number; baseMs: number; capMs: number; minAttemptMs: number; random: () => number };
 }
 
@@ -84,9 +86,13 @@ export interface SessionOptions {
   stopSecretTimeoutMs?: number | undefined;
   /** The caller just saw Secret Manager fail: do not spend another deadline asking it for the lease. */
   secretDown?: boolean | undefined;
+  /** An announcement seen meanwhile names a pair newer than this one (recover()'s second look). */
+  announcedNewer?: ((t: TokenSet) => boolean) | undefined;
+  /** pairId()s announced as spent by another refresher (TOKEN_CONSUMED): never presented (decide()'s fence). */
+  consumed?: ReadonlySet<string> | undefined;
 }
 
-export type DeferReason = 'lease_held' | 'secret_unavailable' | 'stopping' | 'superseded_unreadable';
+export type DeferReason = 'lease_held' | 'secret_unavailable' | 'stopping' | 'superseded_unreadable' | 'consumed_elsewhere';
 
 /** One result; `newest` is the newest pair seen under the locks, for the caller to adopt. */
 export type SessionResult =
@@ -163,6 +169,7 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
     let lifetimeSec: number;
     let saxoHttp: Record<string, unknown> | undefined;
     let clockSkew: ClockSkew | undefined;
+    let spent: TokenSet;
     try {
       if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented };
       try {
@@ -174,11 +181,15 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
           return { kind: 'failed', reason: 'lock_timeout', newest: presented };
         }
         if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented };
-        throw err;
+        // A lock file that cannot be opened (EROFS, EACCES, ENOSPC): a due refresh that cannot
+        // happen is a failure like any other — counted, and ALERTed at the threshold.
+        logger.error('lock_failed', `Could not take the token lock: ${errorText(err)}`);
+        failures.failed('lock_failed', errorText(err));
+        return { kind: 'failed', reason: 'lock_failed', newest: presented };
       }
       // Re-read everything under the locks: someone may have refreshed while we waited or slept.
       const view = local ? await local.read() : { cache: { kind: 'missing' } as CacheRead, known: undefined };
-      const plan = decide({ now: clock.now(), ...view, secret }, { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: s.refreshTokenAlertMs });
+      const plan = decide({ now: clock.now(), ...view, secret, consumed: o.consumed }, { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: s.refreshTokenAlertMs });
       for (const n of plan.notes) logger.warn('input_problem', n);
       const best = plan.best;
       if (!best) return { kind: 'rejected', reason: 'no_token' };
@@ -190,6 +201,12 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
       const refusal = o.refuse?.(best);
       if (refusal === 'rejected' || (plan.health === 'login_required' && !o.force)) {
         return { kind: 'rejected', reason: refusal === 'rejected' ? 'invalid_grant' : 'refresh_token_expired', newest: best };
+      }
+      if (plan.consumed) {
+        logger.warn('consumed_token', 'Another VM announced this refresh token as spent; not presenting it, waiting for its successor', {
+          generation: best.generation,
+        });
+        return { kind: 'deferred', reason: 'consumed_elsewhere', newest: best };
       }
       if (!plan.refresh && !o.force && !presented) return { kind: 'fresh', token: best, origin: plan.origin };
       if (refusal === 'superseded') {
@@ -227,7 +244,13 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
             httpRequest,
           });
         }
-        if (err.code === 'invalid_grant') return await recover(p, s, secret, view, best);
+        if (err.code === 'invalid_grant') {
+          const unlock = async () => {
+            await held?.release();
+            held = undefined;
+          };
+          return await recover(p, s, secret, view, best, { unlock, stop: o.stop, announcedNewer: o.announcedNewer });
+        }
         if (delay === undefined) {
           failures.failed(err.code, err.message);
           return { kind: 'failed', reason: err.code, newest: best };
@@ -251,6 +274,7 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
       // The status when the endpoint reports it (a raw answer does); never guessed.
       const answered = (res as { status?: unknown }).status;
       saxoHttp = httpRequestRecord({ status: typeof answered === 'number' ? answered : undefined, latencyMs: clock.now() - sentAt });
+      spent = best;
       const life = saneLifetimes(res);
       if (life.clamped.length) {
         logger.warn('lifetime_clamped', `Saxo answered an implausible token lifetime; stored a bounded one instead (${life.clamped.join(', ')})`, {
@@ -273,7 +297,16 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
     } finally {
       await held?.release();
     }
-    const stored = await storeUpstream(p, s, o, secret, next, lifetimeSec, start, saxoHttp);
-    return stored.kind === 'refreshed' && clockSkew ? { ...stored, clockSkew } : stored;
+    // The spent token is announced once the successor is durable here (the function: at once),
+    // after the flock and independent of the secret write: with Secret Manager down this is the only
+    // word other VMs get before their bots' fallback would present it (docs/DESIGN.md "Consumed announcements").
+    const told = p.bus?.publishConsumed ? announceConsumed(p, consumedEvent(spent, s.source, clock.now())) : undefined;
+    try {
+      const stored = await storeUpstream(p, s, o, secret, next, lifetimeSec, start, saxoHttp);
+      return stored.kind === 'refreshed' && clockSkew ? { ...stored, clockSkew } : stored;
+    } finally {
+      // Stopping: the pair is on disk and nothing slow may follow; the publish goes on unawaited.
+      if (!o.stop?.aborted) await told;
+    }
   }
 }

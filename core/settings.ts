@@ -12,12 +12,18 @@ export interface AgentSettings extends SessionSettings {
   maxRefreshFailures: number;
   /** The human status line's period when nothing changes (agent/checkin.ts StatusLineGate); absent: every check. */
   statusLogMs?: number;
+  /** While login is required, the ALERT is repeated this often. */
+  loginAlertRepeatMs: number;
+  /** SIM or LIVE, named in the login-required ALERT. */
+  environment: string;
   /** How often a pair (or an announcement) the secret has not seen yet is retried. */
   pushRetryMs: number;
 }
 
 export interface CloudSettings extends Omit<SessionSettings, 'holder'> {
   maxRefreshFailures: number;
+  loginAlertRepeatMs: number;
+  environment: string;
   patience: Patience;
   /** A failed run with less than this left on the refresh token logs the chain_deadline ALERT (0/absent: never). */
   chainDeadlineAlertMs?: number;
@@ -45,6 +51,9 @@ function common(c: Config, o: SettingsOverrides) {
       random: o.random ?? Math.random,
     },
     maxRefreshFailures: c.maxRefreshFailures,
+    invalidGrantRecheckMs: c.invalidGrantRecheckMs,
+    loginAlertRepeatMs: c.loginAlertRepeatMs,
+    environment: c.environment,
   };
 }
 

@@ -10,13 +10,13 @@ import { announce, rotatedEvent, type AnnounceMark } from '../core/announce.js';
 import type { Clock } from '../core/clock.js';
 import { decideCloud } from '../core/decide.js';
 import { errorText } from '../core/errors.js';
-import { chainDeadlineAlert, FailureCounter } from '../core/failures.js';
+import { chainDeadlineAlert, FailureCounter, loginRequiredMessage } from '../core/failures.js';
 import type { Logger } from '../core/log.js';
 import type { EventBus, SecretMeta, SecretRead, SecretStore, TokenEndpoint } from '../core/ports.js';
 import { runRefreshSession, type SessionResult } from '../core/refresh.js';
 import type { CloudSettings } from '../core/settings.js';
 import { cloudMove, pushGraceMs } from '../core/tiers.js';
-import { secretsOf } from '../core/token.js';
+import { pairId, secretsOf } from '../core/token.js';
 
 export interface CloudDeps {
   clock: Clock;
@@ -39,8 +39,6 @@ export interface CloudResult {
   accessLeftSeconds?: number | undefined;
 }
 
-const LOGIN = '(run `npx token-keeper login`)';
-
 export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = {}): Promise<CloudResult> {
   const { clock, store, logger, settings } = d;
   let meta: SecretMeta;
@@ -58,14 +56,20 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
   const plan = decideCloud(now, latest, settings.thresholdMs);
   for (const n of plan.notes) logger.warn('input_problem', n);
   if (!plan.best) {
-    logger.error('login_required', `Login required: the secret holds no usable token ${LOGIN}`);
+    logger.alert('login_required', loginRequiredMessage(settings.environment, 'no_token'), { reason: 'no_token' });
     return { outcome: 'rejected', reason: 'no_token' };
   }
   const accessLeftSeconds = Math.round((plan.accessLeftMs ?? 0) / 1000);
   // A dead refresh token is not "valid": decide() never marks it for refresh, so say so here.
   if (plan.health === 'login_required' && !opts.force) {
-    logger.error('login_required', `Login required: the refresh token in the secret has expired ${LOGIN}`);
+    logger.alert('login_required', loginRequiredMessage(settings.environment, 'refresh_token_expired'), { reason: 'refresh_token_expired' });
     return { outcome: 'rejected', reason: 'refresh_token_expired', version: latest?.name };
+  }
+  // Saxo rejected this very refresh token at an earlier run (nothing newer then or since): never again.
+  const rejectedBefore = (t: { refreshToken: string }) => meta.rejected !== undefined && meta.rejected === pairId(t.refreshToken);
+  if (rejectedBefore(plan.best) && !opts.force) {
+    logger.alert('login_required', loginRequiredMessage(settings.environment, 'invalid_grant'), { reason: 'invalid_grant' });
+    return { outcome: 'rejected', reason: 'invalid_grant', version: latest?.name };
   }
   if (!plan.refresh && !opts.force) {
     logger.info('token_status', `Token status: valid, ${Math.floor(accessLeftSeconds / 60)} minutes until expiry`, {
@@ -100,7 +104,7 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     // One lease holder per invocation, not per instance: acquireLease lets a holder re-take its own
     // lease, so overlapping invocations in one instance (duplicate Scheduler calls) would both get in.
     { ...settings, holder: `${settings.refresher}:${randomBytes(4).toString('hex')}` },
-    { force: opts.force },
+    { force: opts.force, refuse: (t) => (rejectedBefore(t) ? 'rejected' : undefined) },
   );
   if (r.kind === 'failed' || r.kind === 'deferred') watchChainDeadline(d, plan.best.refreshExpiresAt);
   switch (r.kind) {
@@ -113,7 +117,7 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
       // Without Secret Manager the function can do nothing: that is a failure the Scheduler retries.
       return r.reason === 'secret_unavailable' ? { outcome: 'failed', reason: r.reason } : { outcome: r.kind, reason: r.reason };
     case 'rejected':
-      logger.error('login_required', `Login required: Saxo rejected the newest refresh token ${LOGIN}`, { reason: r.reason });
+      logger.alert('login_required', loginRequiredMessage(settings.environment, r.reason), { reason: r.reason });
       return { outcome: r.kind, reason: r.reason };
     case 'failed':
       return { outcome: r.kind, reason: r.reason };

@@ -16,7 +16,7 @@ import { ConfigError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EventBus } from '../ports.js';
 import { createPubSubGapicClient, type PublisherClient } from './clients.js';
-import { parseTokenRotated, tokenRotatedEventSchema } from './event-schema.js';
+import { parseTokenEvent, tokenConsumedEventSchema, tokenRotatedEventSchema } from './event-schema.js';
 
 export { ensureTopicAndSubscription } from './provision.js';
 
@@ -109,7 +109,19 @@ export function createEventBus(opts: EventBusOptions): ClosableEventBus {
       return id;
     },
 
-    async subscribe(handler) {
+    async publishConsumed(event) {
+      const body = tokenConsumedEventSchema.parse(event);
+      const client = await getPublisher();
+      const [res] = await client.publish(
+        { topic, messages: [{ data: Buffer.from(JSON.stringify(body), 'utf8'), attributes: { type: 'TOKEN_CONSUMED', generation: String(body.generation) } }] },
+        { timeout: publishTimeoutMs },
+      );
+      const id = res.messageIds?.[0];
+      if (!id) throw new Error('Pub/Sub Publish returned no message id');
+      return id;
+    },
+
+    async subscribe(handler, onConsumed) {
       if (!gcp.subscriptionId) throw new ConfigError('EventBus.subscribe needs a subscription id (TOKEN_SUBSCRIPTION_ID)');
       const subscription = `projects/${gcp.projectId}/subscriptions/${gcp.subscriptionId}`;
       const client = await createPubSubGapicClient('subscriber', gcp);
@@ -155,23 +167,29 @@ export function createEventBus(opts: EventBusOptions): ClosableEventBus {
           return;
         }
         const raw = rm.message?.data;
-        const parsed = parseTokenRotated(typeof raw === 'string' ? Buffer.from(raw, 'base64') : Buffer.from(raw ?? []));
+        const parsed = parseTokenEvent(typeof raw === 'string' ? Buffer.from(raw, 'base64') : Buffer.from(raw ?? []));
         if (!parsed.ok) {
           // Redelivering a malformed message would never make it valid: log and drop it (I6).
           logger?.warn('event_malformed', 'Ignoring malformed Pub/Sub message', { messageId: id, reason: parsed.reason });
           track(ack([ackId]));
           return;
         }
+        if ('consumed' in parsed && !onConsumed) {
+          track(ack([ackId])); // a subscriber that does not act on TOKEN_CONSUMED (a test's, a tool's)
+          return;
+        }
         handling.add(ackId);
+        const version = 'event' in parsed ? parsed.event.version : undefined;
         track(
           (async () => {
             try {
-              await handler(parsed.event, { id });
+              if ('consumed' in parsed) await onConsumed!(parsed.consumed, { id });
+              else await handler(parsed.event, { id });
             } catch (err) {
               // Not an immediate nack: while e.g. Secret Manager is down that would be a hot redelivery loop.
               logger?.warn('event_handler_failed', `Event handler failed; message will be redelivered in ${nackDelayS}s`, {
                 messageId: id,
-                version: parsed.event.version,
+                version,
                 error: errorText(err),
               });
               handling.delete(ackId);

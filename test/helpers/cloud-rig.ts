@@ -18,7 +18,7 @@ import type { Message, Subscription } from '@google-cloud/pubsub';
 import { loadConfig, type Config } from '../../core/config.js';
 import { systemClock } from '../../core/clock.js';
 import { createLogger, type Logger } from '../../core/log.js';
-import type { EventBus, SecretStore, TokenRotatedEvent } from '../../core/ports.js';
+import type { EventBus, SecretStore, TokenConsumedEvent, TokenRotatedEvent } from '../../core/ports.js';
 import type { TokenSet } from '../../core/token.js';
 import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { createEventBus } from '../../core/gcp/event-bus.js';
@@ -82,6 +82,8 @@ export interface CloudRig {
   readonly texts: string[];
   /** TOKEN_ROTATED events seen by the audit subscription, with their raw payload. */
   readonly events: TokenRotatedEvent[];
+  /** TOKEN_CONSUMED events seen by the audit subscription. */
+  readonly consumedEvents: TokenConsumedEvent[];
   logger(component: string): Logger;
   marginSec: number;
   keep: number;
@@ -113,6 +115,7 @@ export async function startCloudRig(o: CloudRigOptions): Promise<CloudRig> {
   const texts: string[] = [];
   const presented: string[] = [];
   const events: TokenRotatedEvent[] = [];
+  const consumedEvents: TokenConsumedEvent[] = [];
 
   const saxo = await startSaxoStandin({
     accessLifetimeSec: o.accessLifetimeSec,
@@ -139,7 +142,9 @@ export async function startCloudRig(o: CloudRigOptions): Promise<CloudRig> {
     const raw = m.data.toString('utf8');
     texts.push(raw);
     try {
-      events.push(JSON.parse(raw) as TokenRotatedEvent);
+      const e = JSON.parse(raw) as TokenRotatedEvent | TokenConsumedEvent;
+      if (e.type === 'TOKEN_CONSUMED') consumedEvents.push(e);
+      else events.push(e);
     } catch {
       /* malformed events are the adapter's concern; the raw text is still checked */
     }
@@ -228,6 +233,7 @@ export async function startCloudRig(o: CloudRigOptions): Promise<CloudRig> {
     presented,
     texts,
     events,
+    consumedEvents,
     logger,
     marginSec,
     keep,

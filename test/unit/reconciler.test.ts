@@ -151,8 +151,11 @@ describe('Reconciler, standalone', () => {
     const { r, t } = await steady();
     await until(r, t, 250 * SEC);
     r.saxo.faults = ['invalid_grant'];
-    expect(await tick(r)).toBe('login_required');
+    // The second look comes INVALID_GRANT_RECHECK_SECONDS (5) later; nothing newer appears.
+    expect(await settleWithClock(tick(r), r.clock)).toBe('login_required');
+    expect(r.log.events('invalid_grant_recheck')).toHaveLength(1);
     expect(r.log.events('login_required')).toHaveLength(1);
+    expect(r.log.events('login_required')[0]).toMatchObject({ severity: 'ALERT' });
     expect(r.log.events('refresh_api_failed')[0]?.message).toBe('Token refresh API failed: 400 - invalid_grant');
     await r.clock.advance(1 * MIN);
     expect(await tick(r)).toBe('login_required');

@@ -106,9 +106,17 @@ describe('runCloudRefresh', () => {
     const { r, t } = await seeded();
     await until(r, t, 590 * SEC);
     r.saxo.faults = ['invalid_grant'];
-    expect(await runCloudRefresh(r.deps)).toMatchObject({ outcome: 'rejected', status: 500, reason: 'invalid_grant' });
+    // The second look comes INVALID_GRANT_RECHECK_SECONDS (5) later; nothing newer appears.
+    expect(await settleWithClock(runCloudRefresh(r.deps), r.clock)).toMatchObject({ outcome: 'rejected', status: 500, reason: 'invalid_grant' });
     expect(r.log.events('login_required')).toHaveLength(1);
+    expect(r.log.events('login_required')[0]).toMatchObject({ severity: 'ALERT' });
     expect(r.store.versions()).toHaveLength(1);
+    // The next Scheduler run remembers the rejection (a secret annotation): it pages again and
+    // presents nothing — the rejected refresh token is never presented twice.
+    await r.clock.advance(5 * MIN);
+    expect(await runCloudRefresh(r.deps)).toMatchObject({ outcome: 'rejected', reason: 'invalid_grant' });
+    expect(r.log.events('login_required')).toHaveLength(2);
+    expect(r.saxo.stats.presentations).toBe(1);
   });
 
   it('retryable failures: each run retries with backoff (4 attempts), then 503; the count persists in annotations across calls, ALERT at the 5th', async () => {
