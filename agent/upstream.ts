@@ -8,7 +8,7 @@ import { addVersion, announce, pruneVersions, rotatedEvent, type AnnounceMark } 
 import type { Clock } from '../core/clock.js';
 import { secretBehind, type SecretView } from '../core/decide.js';
 import { errorText } from '../core/errors.js';
-import { isVersionOf } from '../core/gcp/event-schema.js';
+import { SecretIdentity, sameVersion } from '../core/gcp/resource-names.js';
 import type { Logger } from '../core/log.js';
 import type { EventBus, SecretStore, TokenRotatedEvent } from '../core/ports.js';
 import { DEFAULT_ACCESS_LIFE_MS } from '../core/tiers.js';
@@ -39,6 +39,8 @@ export class Upstream {
   private down = false;
   /** When Secret Manager answered again after failing (the primary's push may still be on its way). */
   private recoveredAt = -Infinity;
+  /** Our secret by project id and (once Secret Manager has answered) by project number. */
+  private readonly identity: SecretIdentity | undefined;
 
   /** Where a failed announcement waits (the reconciler saves it with the state). */
   readonly mark: AnnounceMark = {
@@ -46,11 +48,13 @@ export class Upstream {
       this.unannounced = e;
     },
     clear: async (e) => {
-      if (this.unannounced?.version === e.version) this.unannounced = undefined;
+      if (this.unannounced && sameVersion(this.unannounced.version, e.version)) this.unannounced = undefined;
     },
   };
 
-  constructor(private readonly d: UpstreamDeps) {}
+  constructor(private readonly d: UpstreamDeps) {
+    this.identity = d.store ? new SecretIdentity(d.store.name) : undefined;
+  }
 
   private announceDeps() {
     return { bus: this.d.bus, clock: this.d.clock, logger: this.d.logger, mark: this.mark };
@@ -83,10 +87,11 @@ export class Upstream {
 
   /**
    * Is this announcement worth a read? Not when it names another project's or secret's version
-   * (acked and logged, never read), nor when it is not newer than what we hold.
+   * (acked and logged, never read), nor when it is not newer than what we hold. Our secret's
+   * versions come by project id or number alike (core/gcp/resource-names.ts).
    */
   worthReading(ev: TokenRotatedEvent, known: TokenSet | undefined): boolean {
-    if (!this.d.store || !isVersionOf(this.d.store.name, ev.version)) {
+    if (!this.identity?.ownsVersion(ev.version)) {
       this.d.logger.warn('event_foreign', 'Ignored a TOKEN_ROTATED for another secret (not read)', { version: ev.version });
       return false;
     }
@@ -103,6 +108,7 @@ export class Upstream {
     if (!store) return { kind: 'absent' };
     try {
       const read = version ? ((await store.version(version)) ?? (await store.latest())) : await store.latest();
+      this.identity?.learn(read?.name);
       this.d.logger.addSecret(...secretsOf(read?.token));
       if (this.down) this.recoveredAt = this.d.clock.now();
       this.down = false;
