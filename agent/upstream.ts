@@ -99,6 +99,11 @@ export class Upstream {
       this.d.logger.debug('event_ignored', 'Ignored TOKEN_ROTATED event: not newer than what we hold', { version: ev.version, generation: ev.generation });
       return false;
     }
+    // The push path at work (tests and operators tell it from the periodic check by this line).
+    this.d.logger.info('event_received', `TOKEN_ROTATED for our secret: reading version ${ev.version.slice(ev.version.lastIndexOf('/') + 1)}`, {
+      version: ev.version,
+      generation: ev.generation,
+    });
     return true;
   }
 
