@@ -244,6 +244,7 @@ export class Reconciler {
         loginRequired: this.health.loginRequired,
         announce: this.up.pendingAnnouncement,
         awaiting: this.awaiting,
+        subscription: this.d.bus?.subscriptionProblem?.(),
       });
       return undefined;
     } catch (err) {

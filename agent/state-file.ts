@@ -9,7 +9,7 @@ import { z } from 'zod/v3';
 import { decodeFlat, describeIssues, encodeFlat } from '../core/codec.js';
 import { tokenRotatedEventSchema } from '../core/gcp/event-schema.js';
 import type { Logger } from '../core/log.js';
-import type { TokenRotatedEvent } from '../core/ports.js';
+import type { SubscriptionProblem, TokenRotatedEvent } from '../core/ports.js';
 import { secretsOf, type TokenSet } from '../core/token.js';
 import { atomicWriteFile, readFileNoFollow, type AtomicWriteOptions } from './atomic-write.js';
 
@@ -24,6 +24,8 @@ export interface AgentState {
   announce?: TokenRotatedEvent | undefined;
   /** Why the agent is not refreshing although the token is due (e.g. not the primary VM). */
   awaiting?: { reason: string; since: number } | undefined;
+  /** The Pub/Sub subscription cannot be pulled (deleted, a role removed): no pushes arrive. */
+  subscription?: SubscriptionProblem | undefined;
 }
 
 export interface StateFile {
@@ -44,6 +46,7 @@ const stateSchema = z.object({
   loginRequired: z.boolean().optional(),
   announce: tokenRotatedEventSchema.optional(),
   awaiting: z.object({ reason: z.string().max(200), since: z.number().finite() }).optional(),
+  subscription: z.object({ subscription: z.string(), code: z.string(), problem: z.string().max(400), since: z.number().finite() }).optional(),
 });
 
 export interface StateFileOptions {
@@ -87,8 +90,8 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       token = d.token;
       opts.logger?.addSecret(...secretsOf(token));
     }
-    const { failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting } = s;
-    return { token, failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting };
+    const { failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, subscription } = s;
+    return { token, failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, subscription };
   };
 
   const write = async (state: AgentState): Promise<void> => {
@@ -101,6 +104,7 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       ...(state.loginRequired ? { loginRequired: true } : {}),
       ...(state.announce ? { announce: state.announce } : {}),
       ...(state.awaiting ? { awaiting: state.awaiting } : {}),
+      ...(state.subscription ? { subscription: state.subscription } : {}),
     };
     await atomicWriteFile(path, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, ...opts.write });
   };

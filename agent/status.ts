@@ -42,6 +42,8 @@ export interface StatusReport {
     loginRequired: boolean;
     /** Why the agent holds back although the token is due (e.g. not the primary VM). */
     awaiting?: { reason: string; since: string } | undefined;
+    /** The Pub/Sub subscription cannot be pulled (no pushes arrive), with the fix. */
+    subscription?: { subscription: string; code: string; problem: string; since: string } | undefined;
   };
   problems: string[];
 }
@@ -114,6 +116,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       [plan.writeCache && cache.kind !== 'unreadable', 'the cache is behind the newest token'],
       [cache.kind === 'unreadable', 'the cache cannot be read'],
       [state?.awaiting !== undefined, `the agent is holding back: ${state?.awaiting?.reason ?? ''}`],
+      [state?.subscription !== undefined, `no TOKEN_ROTATED pushes: ${state?.subscription?.problem ?? ''}`],
       [plan.pushSecret, 'the secret is behind the newest token'],
       [secret.kind === 'unavailable', 'cannot reach Secret Manager'],
       [lastSeenAgo !== undefined && !agentSeenRecently(lastSeenAgo * 1000, config.checkIntervalMs), `agent last seen ${Math.round(lastSeenAgo ?? 0)} s ago`],
@@ -167,6 +170,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       lastRefresh: lr(state?.lastRefresh),
       loginRequired,
       awaiting: state?.awaiting ? { reason: state.awaiting.reason, since: new Date(state.awaiting.since).toISOString() } : undefined,
+      subscription: state?.subscription ? { ...state.subscription, since: new Date(state.subscription.since).toISOString() } : undefined,
     },
     problems,
   };
@@ -198,6 +202,7 @@ export function formatStatus(r: StatusReport): string {
   lines.push(`  failures       ${r.agent.consecutiveFailures} (agent)${r.secret?.consecutiveFailures !== undefined ? `, ${r.secret.consecutiveFailures} (cloud)` : ''}`);
   lines.push(`  agent seen     ${r.agent.lastSeen ? `${r.agent.lastSeen} (${r.agent.lastSeenSecondsAgo} s ago)` : 'never'}`);
   if (r.agent.awaiting) lines.push(`  agent waits    since ${r.agent.awaiting.since}: ${r.agent.awaiting.reason}`);
+  if (r.agent.subscription) lines.push(`  pubsub         ${r.agent.subscription.code} since ${r.agent.subscription.since}: ${r.agent.subscription.problem}`);
   for (const p of r.problems) lines.push(`  ! ${p}`);
   return lines.join('\n');
 }

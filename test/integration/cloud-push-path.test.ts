@@ -7,7 +7,9 @@
  * then unreachable from the VM, the agent presented the refresh token the function had consumed.)
  */
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { startCli, type CliProcess } from '../helpers/agent-process.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startCli, until, type CliProcess } from '../helpers/agent-process.js';
 import { cachedPair } from '../helpers/reliability-cli.js';
 import { describeWithPubSub } from '../helpers/gcp.js';
 import { startCloudRig, duplicates, tempDir, type CloudRig } from '../helpers/cloud-rig.js';
@@ -117,4 +119,38 @@ describeWithPubSub('push path with project numbers in resource names', () => {
     if (process.env.DUMP) console.log(agent.logs.map((l) => `${l.time as string} ${l.event} ${l.message}`).join('\n'));
     rig.assertNoSecrets([...agent.raw, agent.stderr()]);
   }, 120_000);
+
+  it('the subscription deleted under a running agent: one ALERT with the fix, and `status` shows it (exit 1)', async () => {
+    await rig.seedSecret(35, 1);
+    const sub = await rig.createSubscription(`vm-gone-${rig.secretId}`);
+    const dir = tempDir('tk-sub-gone-');
+    const env = rig.agentEnv(dir, { TOKEN_KEEPER_HOLDER_ID: 'agent:vm-gone', TOKEN_SUBSCRIPTION_ID: sub, CHECK_INTERVAL_SECONDS: '0.5', REFRESH_THRESHOLD_SECONDS: '2', BOT_REFRESH_THRESHOLD_SECONDS: '1' });
+    const agent = startCli(['agent'], env);
+    procs.push(agent);
+    await agent.waitForEvent('agent_ready');
+    await rig.ps.pubsub.subscription(sub).delete();
+    const alert = await agent.waitFor((l) => l.event === 'event_subscription_broken', 20_000, 'the ALERT');
+    expect(alert).toMatchObject({ severity: 'ALERT', code: 'NOT_FOUND', subscription: `projects/${PROJECT}/subscriptions/${sub}` });
+    expect(alert.message).toMatch(/terraform apply/);
+    // The state file records it at the end of the next check; `status` reads it from there.
+    const stateText = () => {
+      try {
+        return readFileSync(join(dir, '.token-keeper-state.json'), 'utf8');
+      } catch {
+        return '';
+      }
+    };
+    await until(() => stateText().includes('"NOT_FOUND"'), 10_000, 'the state file to record the broken subscription');
+    const st = startCli(['status', '--json'], env);
+    procs.push(st);
+    const { code } = await st.exited;
+    const report = JSON.parse(st.raw.join('\n')) as { health: string; agent: { subscription?: { code: string; problem: string } }; problems: string[] };
+    expect(report.agent.subscription).toMatchObject({ code: 'NOT_FOUND', problem: expect.stringContaining(sub) as unknown });
+    expect(report.problems.some((p) => p.startsWith('no TOKEN_ROTATED pushes'))).toBe(true);
+    expect(report.health).toBe('degraded');
+    expect(code).toBe(1);
+    // The fast loop is over: one ALERT and no reconnect storm while the slow retry (minutes) waits.
+    expect(agent.logs.filter((l) => l.event === 'event_subscription_broken')).toHaveLength(1);
+    expect(agent.logs.filter((l) => l.event === 'event_subscription_error')).toEqual([]);
+  }, 60_000);
 });
