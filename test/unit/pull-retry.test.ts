@@ -2,6 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/log.js';
 import { jittered, nonRetryableCode, SubscriptionHealth, subscriptionFix } from '../../core/gcp/pull-retry.js';
+import { agentCheck } from '../../agent/doctor/checks/locks.js';
+import { facts, ok } from '../helpers/doctor-facts.js';
 
 describe('pull retry', () => {
   it('retries transient codes fast; stops on the ones retrying cannot heal', () => {
@@ -36,5 +38,16 @@ describe('pull retry', () => {
     expect(lines).toHaveLength(4);
     expect(jittered(1000, () => 0)).toBe(500);
     expect(jittered(1000, () => 1)).toBe(1000);
+  });
+
+  it('doctor\'s agent check fails on a subscription the agent recorded as broken, with its fix', () => {
+    const base = facts();
+    const value = base.state.ok ? base.state.value : undefined;
+    const subscription = { subscription: 'projects/p1/subscriptions/s', code: 'NOT_FOUND', problem: 'subscription projects/p1/subscriptions/s does not exist (deleted?): recreate it — terraform apply in infra/terraform', since: 1 };
+    const c = agentCheck(facts({ state: ok({ ...value, failures: 0, subscription }) }));
+    expect(c.status).toBe('fail');
+    expect(JSON.stringify(c)).toContain('cannot pull projects/p1/subscriptions/s (NOT_FOUND)');
+    expect(JSON.stringify(c)).toContain('terraform apply');
+    expect(agentCheck(base).status).not.toBe('fail');
   });
 });
