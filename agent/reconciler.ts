@@ -283,6 +283,7 @@ export class Reconciler {
         clockSkew: this.d.clockWatch?.skew ?? this.clockSkew,
         consumed: [...this.up.consumed],
         watchFailed: this.watchFailed,
+        subscription: this.d.bus?.subscriptionProblem?.(),
       });
       return undefined;
     } catch (err) {

@@ -9,7 +9,7 @@ import { z } from 'zod/v3';
 import { decodeFlat, describeIssues, encodeFlat } from '../core/codec.js';
 import { tokenRotatedEventSchema } from '../core/gcp/event-schema.js';
 import type { Logger } from '../core/log.js';
-import type { TokenRotatedEvent } from '../core/ports.js';
+import type { SubscriptionProblem, TokenRotatedEvent } from '../core/ports.js';
 import type { ClockSkew } from '../core/server-time.js';
 import { secretsOf, type TokenSet } from '../core/token.js';
 import { atomicWriteFile, type AtomicWriteOptions } from './atomic-write.js';
@@ -32,6 +32,8 @@ export interface AgentState {
   consumed?: string[] | undefined;
   /** The cache watcher failed (a bot's writes are seen only by the periodic check). */
   watchFailed?: { reason: string; since: number } | undefined;
+  /** The Pub/Sub subscription cannot be pulled (deleted, a role removed): no pushes arrive. */
+  subscription?: SubscriptionProblem | undefined;
 }
 
 export interface StateFile {
@@ -55,6 +57,7 @@ const stateSchema = z.object({
   clockSkew: z.object({ ms: z.number().finite(), at: z.number().finite(), by: z.enum(['saxo', 'jump']) }).optional(),
   consumed: z.array(z.string().regex(/^[0-9a-f]{16}$/)).max(64).optional(),
   watchFailed: z.object({ reason: z.string().max(200), since: z.number().finite() }).optional(),
+  subscription: z.object({ subscription: z.string(), code: z.string(), problem: z.string().max(400), since: z.number().finite() }).optional(),
 });
 
 export interface StateFileOptions {
@@ -100,8 +103,8 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       token = d.token;
       opts.logger?.addSecret(...secretsOf(token));
     }
-    const { failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, clockSkew, consumed, watchFailed } = s;
-    return { token, failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, clockSkew, consumed, watchFailed };
+    const { failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, clockSkew, consumed, watchFailed, subscription } = s;
+    return { token, failures, lastRefresh, agentSeenAt, loginRequired, announce, awaiting, clockSkew, consumed, watchFailed, subscription };
   };
 
   const write = async (state: AgentState): Promise<void> => {
@@ -117,6 +120,7 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       ...(state.clockSkew ? { clockSkew: state.clockSkew } : {}),
       ...(state.consumed?.length ? { consumed: state.consumed } : {}),
       ...(state.watchFailed ? { watchFailed: state.watchFailed } : {}),
+      ...(state.subscription ? { subscription: state.subscription } : {}),
     };
     await atomicWriteFile(path, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, ...opts.write });
   };

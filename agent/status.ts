@@ -48,6 +48,8 @@ export interface StatusReport {
     clockSkew?: { seconds: number; measuredAt: string; by: 'saxo' | 'jump' } | undefined;
     /** The agent's cache watcher failed: a bot's writes are seen only by the periodic check. */
     watchFailed?: { reason: string; since: string } | undefined;
+    /** The Pub/Sub subscription cannot be pulled (no pushes arrive), with the fix. */
+    subscription?: { subscription: string; code: string; problem: string; since: string } | undefined;
   };
   problems: string[];
 }
@@ -132,6 +134,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       [cache.kind === 'unreadable', 'the cache cannot be read'],
       [state?.awaiting !== undefined, `the agent is holding back: ${state?.awaiting?.reason ?? ''}`],
       [state?.watchFailed !== undefined, `the agent cannot watch the cache file: ${state?.watchFailed?.reason ?? ''}`],
+      [state?.subscription !== undefined, `no TOKEN_ROTATED pushes: ${state?.subscription?.problem ?? ''}`],
       [plan.pushSecret, 'the secret is behind the newest token'],
       [secret.kind === 'unavailable', 'cannot reach Secret Manager'],
       [lastSeenAgo !== undefined && !agentSeenRecently(lastSeenAgo * 1000, config.checkIntervalMs), `agent last seen ${Math.round(lastSeenAgo ?? 0)} s ago`],
@@ -189,6 +192,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       awaiting: state?.awaiting ? { reason: state.awaiting.reason, since: new Date(state.awaiting.since).toISOString() } : undefined,
       clockSkew: skew ? { seconds: Math.round(skew.ms / 1000), measuredAt: new Date(skew.at).toISOString(), by: skew.by } : undefined,
       watchFailed: state?.watchFailed ? { reason: state.watchFailed.reason, since: new Date(state.watchFailed.since).toISOString() } : undefined,
+      subscription: state?.subscription ? { ...state.subscription, since: new Date(state.subscription.since).toISOString() } : undefined,
     },
     problems,
   };
@@ -221,6 +225,7 @@ export function formatStatus(r: StatusReport): string {
   lines.push(`  agent seen     ${r.agent.lastSeen ? `${r.agent.lastSeen} (${r.agent.lastSeenSecondsAgo} s ago)` : 'never'}`);
   if (r.agent.clockSkew) lines.push(`  clock skew     ${r.agent.clockSkew.seconds} s (this host − Saxo, ${r.agent.clockSkew.by === 'saxo' ? 'measured' : 'adjusted for a clock jump'} ${r.agent.clockSkew.measuredAt})`);
   if (r.agent.awaiting) lines.push(`  agent waits    since ${r.agent.awaiting.since}: ${r.agent.awaiting.reason}`);
+  if (r.agent.subscription) lines.push(`  pubsub         ${r.agent.subscription.code} since ${r.agent.subscription.since}: ${r.agent.subscription.problem}`);
   for (const p of r.problems) lines.push(`  ! ${p}`);
   return lines.join('\n');
 }

@@ -8,7 +8,7 @@ import { addVersion, announce, pruneVersions, rotatedEvent, type AnnounceMark } 
 import type { Clock } from '../core/clock.js';
 import { secretBehind, type SecretView } from '../core/decide.js';
 import { errorText } from '../core/errors.js';
-import { isVersionOf } from '../core/gcp/event-schema.js';
+import { SecretIdentity, sameVersion } from '../core/gcp/resource-names.js';
 import type { Logger } from '../core/log.js';
 import type { EventBus, SecretStore, TokenConsumedEvent, TokenRotatedEvent } from '../core/ports.js';
 import { DEFAULT_ACCESS_LIFE_MS } from '../core/tiers.js';
@@ -45,6 +45,8 @@ export class Upstream {
   private announcedGeneration = -1;
   /** When Secret Manager answered again after failing (the primary's push may still be on its way). */
   private recoveredAt = -Infinity;
+  /** Our secret by project id and (once Secret Manager has answered) by project number. */
+  private readonly identity: SecretIdentity | undefined;
 
   /** Where a failed announcement waits (the reconciler saves it with the state). */
   readonly mark: AnnounceMark = {
@@ -52,11 +54,13 @@ export class Upstream {
       this.unannounced = e;
     },
     clear: async (e) => {
-      if (this.unannounced?.version === e.version) this.unannounced = undefined;
+      if (this.unannounced && sameVersion(this.unannounced.version, e.version)) this.unannounced = undefined;
     },
   };
 
-  constructor(private readonly d: UpstreamDeps) {}
+  constructor(private readonly d: UpstreamDeps) {
+    this.identity = d.store ? new SecretIdentity(d.store.name) : undefined;
+  }
 
   private announceDeps() {
     return { bus: this.d.bus, clock: this.d.clock, logger: this.d.logger, mark: this.mark };
@@ -89,10 +93,11 @@ export class Upstream {
 
   /**
    * Is this announcement worth a read? Not when it names another project's or secret's version
-   * (acked and logged, never read), nor when it is not newer than what we hold.
+   * (acked and logged, never read), nor when it is not newer than what we hold. Our secret's
+   * versions come by project id or number alike (core/gcp/resource-names.ts).
    */
   worthReading(ev: TokenRotatedEvent, known: TokenSet | undefined): boolean {
-    if (!this.d.store || !isVersionOf(this.d.store.name, ev.version)) {
+    if (!this.identity?.ownsVersion(ev.version)) {
       this.d.logger.warn('event_foreign', 'Ignored a TOKEN_ROTATED for another secret (not read)', { version: ev.version });
       return false;
     }
@@ -100,6 +105,11 @@ export class Upstream {
       this.d.logger.debug('event_ignored', 'Ignored TOKEN_ROTATED event: not newer than what we hold', { version: ev.version, generation: ev.generation });
       return false;
     }
+    // The push path at work (tests and operators tell it from the periodic check by this line).
+    this.d.logger.info('event_received', `TOKEN_ROTATED for our secret: reading version ${ev.version.slice(ev.version.lastIndexOf('/') + 1)}`, {
+      version: ev.version,
+      generation: ev.generation,
+    });
     return true;
   }
 
@@ -109,6 +119,7 @@ export class Upstream {
     if (!store) return { kind: 'absent' };
     try {
       const read = version ? ((await store.version(version)) ?? (await store.latest())) : await store.latest();
+      this.identity?.learn(read?.name);
       this.d.logger.addSecret(...secretsOf(read?.token));
       if (this.down) this.recoveredAt = this.d.clock.now();
       this.down = false;
@@ -161,7 +172,7 @@ export class Upstream {
 
   /** A TOKEN_ROTATED arrived (its run may still wait in the queue). */
   noteSeen(ev: TokenRotatedEvent): void {
-    if (this.d.store && isVersionOf(this.d.store.name, ev.version)) this.announcedGeneration = Math.max(this.announcedGeneration, ev.generation);
+    if (this.identity?.ownsVersion(ev.version)) this.announcedGeneration = Math.max(this.announcedGeneration, ev.generation);
   }
 
   /** An announcement names a pair newer than `t` (by generation): `t` is not the end of the chain. */

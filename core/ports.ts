@@ -129,6 +129,19 @@ export interface EventBus {
     handler: (event: TokenRotatedEvent, meta: { id: string }) => Promise<void>,
     onConsumed?: (event: TokenConsumedEvent, meta: { id: string }) => Promise<void>,
   ): Promise<() => Promise<void>>;
+  /** Why the subscription cannot be pulled now (deleted, a role removed), if it cannot. */
+  subscriptionProblem?(): SubscriptionProblem | undefined;
+}
+
+/** A subscription that retrying fast cannot heal (core/gcp/pull-retry.ts); shown by `status`. */
+export interface SubscriptionProblem {
+  subscription: string;
+  /** gRPC status name, e.g. NOT_FOUND. */
+  code: string;
+  /** One line: what is wrong and how to fix it. */
+  problem: string;
+  /** Epoch ms of the first failure of this episode. */
+  since: number;
 }
 
 /** The bots' cache file (agent/cache-file.ts). */

@@ -7,7 +7,8 @@
  * and stream pool cost the agent ~10 MB RSS and the function's cold start). The publisher is
  * created on the first publish, so a function run with nothing to announce never loads it. One
  * streaming pull, reconnected with jittered backoff; acks and nacks go through the unary RPCs,
- * which survive a stream swap.
+ * which survive a stream swap. A code that retrying cannot heal (subscription deleted, role
+ * removed) stops the fast loop: one ALERT, a slow retry (pull-retry.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { ClientDuplexStream, ServiceError, StatusObject } from '@grpc/grpc-js';
@@ -17,6 +18,7 @@ import type { Logger } from '../log.js';
 import type { EventBus } from '../ports.js';
 import { createPubSubGapicClient, type PublisherClient } from './clients.js';
 import { parseTokenEvent, tokenConsumedEventSchema, tokenRotatedEventSchema } from './event-schema.js';
+import { BROKEN_RETRY_MS, jittered, nonRetryableCode, SubscriptionHealth, type SubscriptionProblem } from './pull-retry.js';
 
 export { ensureTopicAndSubscription } from './provision.js';
 
@@ -31,11 +33,15 @@ export interface EventBusOptions {
   backoff?: { initialMs: number; maxMs: number } | undefined;
   /** Total deadline of one publish, retries included (default 5 s: nothing may wait on Pub/Sub). */
   publishTimeoutMs?: number | undefined;
+  /** Pause between attempts while the subscription cannot be pulled (default 5 min; jittered). */
+  brokenRetryMs?: number | undefined;
 }
 
 /** An EventBus that also owns its clients: `close()` ends every subscription and the publisher. */
 export interface ClosableEventBus extends EventBus {
   close(): Promise<void>;
+  /** Why the subscription cannot be pulled now, if it cannot (for the state file and `status`). */
+  subscriptionProblem(): SubscriptionProblem | undefined;
 }
 
 interface ReceivedMessage {
@@ -56,6 +62,8 @@ const KEEPALIVE_MS = 30_000;
 const HEALTHY_STREAM_MS = 30_000;
 /** Per-call deadline of ack/modAck, so close() cannot hang on a dead server. */
 const ACK_TIMEOUT_MS = 3_000;
+/** After a non-retryable failure, a stream that stays open this long (or delivers) means it was restored. */
+const RESTORED_AFTER_MS = 5_000;
 
 export function createEventBus(opts: EventBusOptions): ClosableEventBus {
   const { gcp, logger } = opts;
@@ -63,8 +71,10 @@ export function createEventBus(opts: EventBusOptions): ClosableEventBus {
   const nackDelayS = Math.max(1, Math.round((opts.nackDelayMs ?? 5_000) / 1000));
   const backoff = opts.backoff ?? { initialMs: 1_000, maxMs: 30_000 };
   const publishTimeoutMs = opts.publishTimeoutMs ?? 5_000;
+  const brokenRetryMs = opts.brokenRetryMs ?? BROKEN_RETRY_MS;
   const subscriptions = new Set<() => Promise<void>>();
   let publisher: Promise<PublisherClient> | undefined;
+  const healths = new Set<SubscriptionHealth>();
 
   const getPublisher = () => {
     // Initialise before the first call: a generated client's methods re-throw a failed initialise
@@ -140,7 +150,15 @@ export function createEventBus(opts: EventBusOptions): ClosableEventBus {
       let closing = false;
       let current: PullStream | undefined;
       let reconnect: NodeJS.Timeout | undefined;
+      let restoredTimer: NodeJS.Timeout | undefined;
       let attempt = 0;
+
+      const health = new SubscriptionHealth({ subscription, topic, logger, brokenRetryMs });
+      healths.add(health);
+      const restored = () => {
+        clearTimeout(restoredTimer);
+        health.restored();
+      };
 
       const track = (p: Promise<void>) => {
         pending.add(p);
@@ -212,18 +230,29 @@ export function createEventBus(opts: EventBusOptions): ClosableEventBus {
         current = call;
         call.on('data', (res: StreamingPullResponse) => {
           delivered = true;
+          restored();
           for (const rm of res.receivedMessages ?? []) onMessage(rm);
         });
+        if (health.problem) {
+          restoredTimer = setTimeout(() => current === call && restored(), Math.min(RESTORED_AFTER_MS, HEALTHY_STREAM_MS));
+          restoredTimer.unref();
+        }
         call.on('error', (err: ServiceError) => {
           lastError = err;
         });
         // 'status' fires exactly once per call, after 'error' when there is one.
         call.on('status', (status: StatusObject) => {
           if (current === call) current = undefined;
+          clearTimeout(restoredTimer);
           if (closing) return;
+          const hopeless = nonRetryableCode(status.code);
+          if (hopeless) {
+            reconnect = setTimeout(open, health.broken(hopeless, lastError?.details ?? status.details));
+            return;
+          }
           if (delivered || Date.now() - started >= HEALTHY_STREAM_MS) attempt = 0;
           const base = Math.min(backoff.maxMs, backoff.initialMs * 2 ** attempt);
-          const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+          const delay = jittered(base);
           attempt = Math.min(attempt + 1, 30);
           logger?.warn('event_subscription_error', 'Pub/Sub stream ended; reconnecting', {
             code: status.code,
@@ -248,6 +277,7 @@ export function createEventBus(opts: EventBusOptions): ClosableEventBus {
         (closed ??= (async () => {
           closing = true;
           clearTimeout(reconnect);
+          clearTimeout(restoredTimer);
           clearInterval(keepAlive);
           // Let running handlers settle their ack/nack before the stream and the client go away.
           while (pending.size) await Promise.allSettled([...pending]);
@@ -261,6 +291,7 @@ export function createEventBus(opts: EventBusOptions): ClosableEventBus {
           await client.close().catch(() => undefined);
           await closePublisher();
           subscriptions.delete(close);
+          healths.delete(health);
         })());
       subscriptions.add(close);
       return close;
@@ -270,5 +301,7 @@ export function createEventBus(opts: EventBusOptions): ClosableEventBus {
       await Promise.allSettled([...subscriptions].map((c) => c()));
       await closePublisher();
     },
+
+    subscriptionProblem: () => [...healths].find((h) => h.problem)?.problem,
   };
 }

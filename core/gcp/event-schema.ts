@@ -67,8 +67,3 @@ export function parseTokenEvent(data: Buffer): ParsedTokenEvent {
   if (!r.success) return { ok: false, reason: `invalid fields: ${describeIssues(r.error)}` };
   return { ok: true, event: r.data };
 }
-
-/** Does this announced version belong to the configured secret (`projects/P/secrets/S`)? */
-export function isVersionOf(secretName: string, version: string): boolean {
-  return version.startsWith(`${secretName}/versions/`) && /^\d+$/.test(version.slice(secretName.length + '/versions/'.length));
-}

@@ -15,6 +15,7 @@ import { ANNOTATION, applyRecord, parseMeta } from './secret-annotations.js';
 import { secretsOf, type TokenSet } from '../token.js';
 import { checksumValue, crc32c } from './crc32c.js';
 import { grpcCode, isConflict, Status, toStoreError } from './grpc-errors.js';
+import { SecretIdentity, versionNumberOf } from './resource-names.js';
 
 export { ensureSecret } from './provision.js';
 export { ANNOTATION, applyRecord, parseMeta } from './secret-annotations.js';
@@ -32,14 +33,13 @@ type Secret = protos.google.cloud.secretmanager.v1.ISecret;
 
 const CAS_ATTEMPTS = 3;
 
-function versionNumber(name: string): number {
-  const n = Number(name.slice(name.lastIndexOf('/') + 1));
-  return Number.isInteger(n) ? n : 0;
-}
+const versionNumber = (name: string): number => versionNumberOf(name) ?? 0;
 
 export function createSecretStore(opts: SecretStoreOptions): SecretStore {
   const { client, logger } = opts;
-  const secretName = `projects/${opts.projectId}/secrets/${opts.secretId}`;
+  // Requests use the project id; answers carry the project number (resource-names.ts).
+  const identity = new SecretIdentity(`projects/${opts.projectId}/secrets/${opts.secretId}`);
+  const secretName = identity.name;
   const timeout = opts.timeoutMs ?? 10_000;
   // Reads may retry transient outages inside the deadline; writes never retry automatically
   // (AddSecretVersion is not idempotent, UpdateSecret is a CAS the caller re-runs itself).
@@ -74,9 +74,12 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
     }
   };
 
+  /** A version of OUR secret, whatever project form a full name came in (never another secret's). */
   const versionName = (ref: string | number): string => {
-    if (typeof ref === 'number') return `${secretName}/versions/${ref}`;
-    return ref.includes('/') ? ref : `${secretName}/versions/${ref}`;
+    if (typeof ref === 'number' || !ref.includes('/')) return identity.versionName(ref);
+    const n = versionNumberOf(ref);
+    if (n === undefined || !identity.ownsVersion(ref)) throw new SecretStoreError('other', `${ref} is not a version of ${secretName}`);
+    return identity.versionName(n);
   };
 
   async function access(name: string): Promise<SecretRead | undefined> {
@@ -90,6 +93,7 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
       if (c === Status.NOT_FOUND || c === Status.FAILED_PRECONDITION) return undefined;
       throw toStoreError(e, 'AccessSecretVersion');
     }
+    identity.learn(res.name);
     const resolved = res.name ?? name;
     const read: SecretRead = { name: resolved, version: versionNumber(resolved) };
     const data = Buffer.from(res.payload?.data ?? []);
@@ -170,7 +174,7 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
   return {
     latest: () => access(`${secretName}/versions/latest`),
 
-    version: (ref) => access(versionName(ref)),
+    version: async (ref) => access(versionName(ref)),
 
     name: secretName,
 
@@ -184,6 +188,7 @@ export function createSecretStore(opts: SecretStoreOptions): SecretStore {
           writeCall,
         );
         const name = v.name ?? '';
+        identity.learn(name);
         return { name, version: versionNumber(name) };
       } catch (e) {
         throw toStoreError(e, 'AddSecretVersion');

@@ -2,6 +2,7 @@
  * Runs the Secret Manager stand-in as its own process (demo, cross-process tests).
  * Prints one JSON line when listening; exits 0 on SIGTERM/SIGINT.
  * Usage: tsx standins/secret-manager/main.ts [--port N]   (or SECRET_MANAGER_PORT=N)
+ * Answers carry project numbers; SECRET_MANAGER_PROJECT_NUMBER sets the first one (default 123456789012).
  */
 import { startSecretManagerServer, type SecretManagerServer } from './server.js';
 
@@ -27,7 +28,10 @@ const stop = () => {
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
 
-const server = await startSecretManagerServer({ port: portArg(process.argv.slice(2)) });
+const server = await startSecretManagerServer({
+  port: portArg(process.argv.slice(2)),
+  projects: { firstNumber: process.env.SECRET_MANAGER_PROJECT_NUMBER || undefined },
+});
 running.server = server;
 if (stopping) await server.close();
 else process.stdout.write(JSON.stringify({ event: 'secret_manager_listening', host: server.host }) + '\n');

@@ -9,10 +9,12 @@ import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { IamModel } from './iam.js';
+import type { ProjectNumbers } from './projects.js';
 import { RpcError, SecretManagerState, type VersionState } from './state.js';
 import { startRestFront } from './rest.js';
 
 export type { VersionState } from './state.js';
+export { DEFAULT_PROJECT_NUMBER } from './projects.js';
 
 export const SECRET_MANAGER_METHODS = [
   'CreateSecret',
@@ -61,6 +63,8 @@ export interface SecretManagerServer {
   /** Grant every permission again. */
   allowAllPermissions(): void;
   versionStates(secret: string, project?: string): { version: number; state: VersionState }[];
+  /** The project number every returned resource name carries for this project id (as Google's). */
+  projectNumber(projectId: string): string;
   close(): Promise<void>;
 }
 
@@ -106,8 +110,8 @@ function corrupt(res: Record<string, unknown>): void {
   payload.data = data;
 }
 
-export async function startSecretManagerServer(opts: { port?: number } = {}): Promise<SecretManagerServer> {
-  const state = new SecretManagerState();
+export async function startSecretManagerServer(opts: { port?: number; projects?: ProjectNumbers } = {}): Promise<SecretManagerServer> {
+  const state = new SecretManagerState(opts.projects);
   const iam = new IamModel();
   const server = new grpc.Server();
   const calls: string[] = [];
@@ -205,6 +209,7 @@ export async function startSecretManagerServer(opts: { port?: number } = {}): Pr
     denyPermissions: (permissions) => iam.deny(permissions),
     allowAllPermissions: () => iam.allowAll(),
     versionStates: (secret, project) => state.versionStates(secret, project),
+    projectNumber: (projectId) => state.projectNumber(projectId),
     close: () =>
       new Promise<void>((resolve) => {
         void rest.close();

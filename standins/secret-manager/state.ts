@@ -2,20 +2,18 @@
  * The in-memory model behind the Secret Manager stand-in: resources, etags, version states and the
  * error codes the real v1 API answers with. Messages are proto-loader objects with snake_case keys.
  */
-import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { checksumValue, crc32c } from '../../core/gcp/crc32c.js';
+import { RpcError } from './errors.js';
+import { MAX_PAYLOAD, newEtag, page, SECRET_ID, str, strMap, ts, validateAnnotations, type Msg } from './fields.js';
+import { parseStateFilter } from './filter.js';
+import { ProjectRegistry, type ProjectNumbers } from './projects.js';
 
-export class RpcError extends Error {
-  constructor(
-    readonly code: status,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { RpcError } from './errors.js';
+export { parseStateFilter } from './filter.js';
 
-export type VersionState = 'ENABLED' | 'DISABLED' | 'DESTROYED';
+export type { VersionState } from './filter.js';
+import type { VersionState } from './filter.js';
 
 interface StoredVersion {
   number: number;
@@ -29,6 +27,7 @@ interface StoredVersion {
 }
 
 interface StoredSecret {
+  /** The project NUMBER: every name the service returns carries it (projects.ts). */
   project: string;
   id: string;
   createTime: number;
@@ -42,30 +41,19 @@ interface StoredSecret {
   nextVersion: number;
 }
 
-type Msg = Record<string, unknown>;
-
-const MAX_PAYLOAD = 64 * 1024;
-const MAX_ANNOTATIONS_BYTES = 16 * 1024;
-const SECRET_ID = /^[a-zA-Z0-9_-]{1,255}$/;
-const ANNOTATION_KEY = /^[a-zA-Z0-9]([a-zA-Z0-9._/-]{0,61}[a-zA-Z0-9])?$/;
-const MAX_PAGE = 25_000;
-
-const newEtag = (): string => `"${randomBytes(8).toString('hex')}"`;
-const ts = (ms: number) => ({ seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 });
-
-function str(m: Msg, key: string): string {
-  const v = m[key];
-  return typeof v === 'string' ? v : '';
-}
-
-function strMap(v: unknown): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) out[k] = String(x);
-  return out;
-}
-
 export class SecretManagerState {
+  /** Keyed by `projects/<number>/secrets/<id>`; requests may name the project by id or number. */
   private readonly secrets = new Map<string, StoredSecret>();
+  private readonly projects: ProjectRegistry;
+
+  constructor(o: ProjectNumbers = {}) {
+    this.projects = new ProjectRegistry(o);
+  }
+
+  /** The number the stand-in gives this project id (what its answers carry). */
+  projectNumber(projectId: string): string {
+    return this.projects.numberOf(projectId);
+  }
   /** Monotonic clock so create times strictly increase even within one millisecond. */
   private lastTime = 0;
 
@@ -79,7 +67,7 @@ export class SecretManagerState {
   private secretKey(name: string): string {
     const m = /^projects\/([^/]+)\/secrets\/([^/]+)$/.exec(name);
     if (!m) throw new RpcError(status.INVALID_ARGUMENT, `Invalid resource field value in the request: name "${name}"`);
-    return name;
+    return this.projects.canonical(name);
   }
 
   private getSecretByName(name: string): StoredSecret {
@@ -150,12 +138,12 @@ export class SecretManagerState {
     if (!SECRET_ID.test(id)) throw new RpcError(status.INVALID_ARGUMENT, `Invalid secret_id "${id}"`);
     const body = (req.secret ?? {}) as Msg;
     if (!body.replication) throw new RpcError(status.INVALID_ARGUMENT, 'Secret.replication is required.');
-    const key = `${parent}/secrets/${id}`;
+    const key = `${this.projects.canonical(parent)}/secrets/${id}`;
     if (this.secrets.has(key)) throw new RpcError(status.ALREADY_EXISTS, `Secret [${key}] already exists.`);
     const annotations = strMap(body.annotations);
-    this.validateAnnotations(annotations);
+    validateAnnotations(annotations);
     const s: StoredSecret = {
-      project: pm[1]!,
+      project: this.projects.numberOf(pm[1]!),
       id,
       createTime: this.now(),
       replication: body.replication,
@@ -176,9 +164,9 @@ export class SecretManagerState {
   }
 
   ListSecrets(req: Msg): Msg {
-    const parent = str(req, 'parent');
+    const parent = this.projects.canonical(str(req, 'parent'));
     const all = [...this.secrets.entries()].filter(([k]) => k.startsWith(parent + '/secrets/')).map(([, s]) => s);
-    const { items, next_page_token, total_size } = this.page(all, req);
+    const { items, next_page_token, total_size } = page(all, req);
     return { secrets: items.map((s) => this.renderSecret(s)), next_page_token, total_size };
   }
 
@@ -193,7 +181,7 @@ export class SecretManagerState {
       switch (p) {
         case 'annotations':
           next.annotations = strMap(body.annotations);
-          this.validateAnnotations(next.annotations);
+          validateAnnotations(next.annotations);
           break;
         case 'labels':
           next.labels = strMap(body.labels);
@@ -220,7 +208,7 @@ export class SecretManagerState {
     const name = str(req, 'name');
     const s = this.getSecretByName(name);
     this.checkEtag(str(req, 'etag'), s.etag, 'the secret');
-    this.secrets.delete(name);
+    this.secrets.delete(this.secretKey(name));
     return {};
   }
 
@@ -268,7 +256,7 @@ export class SecretManagerState {
     const s = this.getSecretByName(str(req, 'parent'));
     const match = parseStateFilter(str(req, 'filter'));
     const all = [...s.versions].reverse().filter((v) => match(v.state));
-    const { items, next_page_token, total_size } = this.page(all, req);
+    const { items, next_page_token, total_size } = page(all, req);
     return { versions: items.map((v) => this.renderVersion(s, v)), next_page_token, total_size };
   }
 
@@ -300,54 +288,26 @@ export class SecretManagerState {
     return this.renderVersion(secret, version);
   }
 
-  private validateAnnotations(a: Record<string, string>): void {
-    let bytes = 0;
-    for (const [k, v] of Object.entries(a)) {
-      if (!ANNOTATION_KEY.test(k)) throw new RpcError(status.INVALID_ARGUMENT, `Invalid annotation key "${k}"`);
-      bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
-    }
-    if (bytes > MAX_ANNOTATIONS_BYTES) throw new RpcError(status.INVALID_ARGUMENT, 'Annotations exceed 16 KiB.');
-  }
-
-  private page<T>(all: T[], req: Msg): { items: T[]; next_page_token: string; total_size: number } {
-    const size = Number(req.page_size ?? 0) || MAX_PAGE;
-    if (size < 0 || size > MAX_PAGE) throw new RpcError(status.INVALID_ARGUMENT, `page_size must be ≤ ${MAX_PAGE}`);
-    const token = str(req, 'page_token');
-    const start = token ? Number(token) : 0;
-    if (!Number.isInteger(start) || start < 0) throw new RpcError(status.INVALID_ARGUMENT, 'Invalid page_token');
-    const items = all.slice(start, start + size);
-    const next = start + size < all.length ? String(start + size) : '';
-    return { items, next_page_token: next, total_size: all.length };
-  }
-
   // ---- introspection for tests --------------------------------------------------------------
 
   hasSecret(name: string): boolean {
-    return this.secrets.has(name);
+    try {
+      return this.secrets.has(this.projects.canonical(name));
+    } catch {
+      return false; // an unknown project number
+    }
   }
 
+  /** By full name (project id or number) or by secret id (in `project`, id or number, when given). */
   versionStates(secret: string, project?: string): { version: number; state: VersionState }[] {
-    const key = secret.includes('/') ? secret : this.findKey(secret, project);
+    const key = secret.includes('/') ? this.projects.canonical(secret) : this.findKey(secret, project);
     const s = key ? this.secrets.get(key) : undefined;
     return s ? s.versions.map((v) => ({ version: v.number, state: v.state })) : [];
   }
 
   private findKey(id: string, project?: string): string | undefined {
-    for (const [k, s] of this.secrets) if (s.id === id && (project === undefined || s.project === project)) return k;
+    const number = project === undefined ? undefined : this.projects.numberOf(project);
+    for (const [k, s] of this.secrets) if (s.id === id && (number === undefined || s.project === number)) return k;
     return undefined;
   }
-}
-
-/** Supports the state filters of the real API: `state:X`, `NOT state:X` / `-state:X`, joined by OR. */
-export function parseStateFilter(filter: string): (s: VersionState) => boolean {
-  const f = filter.trim();
-  if (!f) return () => true;
-  const terms = f.split(/\s+OR\s+/).map((t) => {
-    const m = /^(NOT\s+|-)?state\s*[:=]\s*(ENABLED|DISABLED|DESTROYED)$/i.exec(t.trim().replace(/^\((.*)\)$/, '$1'));
-    if (!m) throw new RpcError(status.INVALID_ARGUMENT, `Unsupported filter "${filter}"`);
-    const neg = Boolean(m[1]);
-    const want = m[2]!.toUpperCase();
-    return (s: VersionState) => (s === want) !== neg;
-  });
-  return (s) => terms.some((t) => t(s));
 }

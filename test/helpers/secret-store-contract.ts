@@ -26,6 +26,8 @@ export interface RawSecret {
 export interface StoreUnderTest {
   store: SecretStore;
   raw: RawSecret;
+  /** The project number the service behind the store answers with (its names carry it, not the id). */
+  projectNumber: string;
 }
 
 export interface SecretStoreTarget {
@@ -56,14 +58,18 @@ export function secretStoreContract(label: string, target: SecretStoreTarget): v
   describe(`SecretStore contract: ${label}`, () => {
     let store: SecretStore;
     let raw: RawSecret;
+    let projectNumber: string;
     let lines: string[];
     let logger: Logger;
+    /** By the configured project id: what requests use. */
     const nameOf = (v: number) => `${store.name}/versions/${v}`;
+    /** As the service answers: the project NUMBER in place of the id. */
+    const answeredName = (v: number) => `${store.name.replace(/^projects\/[^/]+/, `projects/${projectNumber}`)}/versions/${v}`;
 
     beforeEach(async () => {
       lines = [];
       logger = createLogger({ write: (l) => lines.push(l), minSeverity: 'DEBUG' });
-      ({ store, raw } = await target.fresh(logger));
+      ({ store, raw, projectNumber } = await target.fresh(logger));
     });
     afterEach(() => {
       raw.outage(false);
@@ -74,10 +80,10 @@ export function secretStoreContract(label: string, target: SecretStoreTarget): v
     it('numbers versions from 1 and reads latest and specific versions back, unknown keys kept', async () => {
       expect(await store.latest()).toBeUndefined();
       expect(await store.countVersions()).toBe(0);
-      expect(await store.add(token(1))).toEqual({ name: nameOf(1), version: 1 });
-      expect(await store.add(token(2, { custom_key: 'kept', nested: { a: 1 } }))).toEqual({ name: nameOf(2), version: 2 });
+      expect(await store.add(token(1))).toEqual({ name: answeredName(1), version: 1 });
+      expect(await store.add(token(2, { custom_key: 'kept', nested: { a: 1 } }))).toEqual({ name: answeredName(2), version: 2 });
       const latest = await store.latest();
-      expect(latest).toMatchObject({ name: nameOf(2), version: 2 });
+      expect(latest).toMatchObject({ name: answeredName(2), version: 2 });
       expect(latest?.error).toBeUndefined();
       expect(latest?.token).toMatchObject({ refreshToken: token(2).refreshToken, generation: 2, appSecret: token(2).appSecret, extra: { custom_key: 'kept', nested: { a: 1 } } });
       expect(latest?.token?.accessExpiresAt).toBe(token(2).accessExpiresAt);
@@ -86,6 +92,21 @@ export function secretStoreContract(label: string, target: SecretStoreTarget): v
       expect((await store.version('2'))?.token?.generation).toBe(2);
       expect(await store.version(99)).toBeUndefined();
       expect(await store.countVersions()).toBe(2);
+    });
+
+    it('answers with the project NUMBER in every name (as Google does) and reads a version named either way', async () => {
+      expect(projectNumber).toMatch(/^[0-9]+$/);
+      expect(store.name).not.toContain(projectNumber); // configured by project id
+      const added = await store.add(token(1));
+      expect(added.name).toBe(answeredName(1));
+      expect((await store.latest())?.name).toBe(answeredName(1));
+      // An announcement carries the answered name; the id form still works too.
+      expect(await store.version(answeredName(1))).toMatchObject({ name: answeredName(1), version: 1, token: { generation: 1 } });
+      expect(await store.version(nameOf(1))).toMatchObject({ name: answeredName(1), version: 1 });
+      // Never another secret's version, whatever its project form.
+      const other = answeredName(1).replace(/\/secrets\/[^/]+\//, '/secrets/another-secret/');
+      await expect(store.version(other)).rejects.toBeInstanceOf(SecretStoreError);
+      await expect(store.version(nameOf(1).replace(/^projects\/[^/]+/, 'projects/another-project'))).rejects.toBeInstanceOf(SecretStoreError);
     });
 
     it('treats destroyed and disabled versions as unreadable; latest is the newest enabled; both still count (billed)', async () => {

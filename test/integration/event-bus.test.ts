@@ -39,6 +39,8 @@ eventBusContract(
             gcp: { projectId: PROJECT, topicId, subscriptionId, pubsubEmulatorHost: emu.host },
             logger,
             backoff: { initialMs: 200, maxMs: 1_000 },
+            // The restarted emulator answers NOT_FOUND until the subscription is re-created: a slow retry, scaled down.
+            brokenRetryMs: 1_000,
           });
           try {
             await ensureTopicAndSubscription(ps, topicId, subscriptionId, { ackDeadlineSeconds: 10 });
@@ -74,6 +76,53 @@ eventBusContract(
         },
         45_000,
       );
+
+      it('a deleted subscription ends the fast reconnect loop: one ALERT naming it and the fix, slow retries, events again once it is re-created', async () => {
+        const { fx, topicId, subscriptionId, lines, logger } = env;
+        const subscription = `projects/${PROJECT}/subscriptions/${subscriptionId}`;
+        const SLOW_MS = 1_500; // production: minutes
+        const b = createEventBus({
+          gcp: { projectId: PROJECT, topicId, subscriptionId, pubsubEmulatorHost: fx.emulator.host },
+          logger,
+          backoff: { initialMs: 20, maxMs: 100 }, // a fast loop would show dozens of attempts below
+          brokenRetryMs: SLOW_MS,
+        });
+        try {
+          const { got } = await env.collect(b);
+          await b.publish(event(1));
+          await waitFor(() => got.length === 1, 10_000, 'delivery before the deletion');
+          expect(b.subscriptionProblem()).toBeUndefined();
+
+          await fx.pubsub.subscription(subscriptionId).delete();
+          const alert = await waitFor(() => eventLines(lines, 'event_subscription_broken')[0], 15_000, 'the ALERT');
+          expect(alert).toMatchObject({ severity: 'ALERT', subscription, code: 'NOT_FOUND' });
+          expect(alert.message).toContain(subscription);
+          expect(alert.message).toContain('terraform apply');
+          expect(b.subscriptionProblem()).toMatchObject({ subscription, code: 'NOT_FOUND', problem: expect.stringContaining('recreate it') as unknown });
+
+          // Two further attempts, each after the slow pause (jittered: at least half of it), and no second ALERT.
+          const retries = await waitFor(() => {
+            const r = eventLines(lines, 'event_subscription_error').filter((l) => l.code === 'NOT_FOUND');
+            return r.length >= 2 ? r : undefined;
+          }, 15_000, 'two slow retries');
+          const times = [alert, ...retries.slice(0, 2)].map((l) => Date.parse(l.time as string));
+          for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(SLOW_MS / 2 - 50);
+          const fastErrors = eventLines(lines, 'event_subscription_error').filter((l) => l.code !== 'NOT_FOUND');
+          expect(fastErrors).toEqual([]);
+          expect(eventLines(lines, 'event_subscription_broken')).toHaveLength(1);
+
+          // Restored (terraform apply): the next slow attempt finds it, and events flow again.
+          await ensureTopicAndSubscription(fx.pubsub, topicId, subscriptionId, { ackDeadlineSeconds: 10 });
+          await b.publish(event(2));
+          await waitFor(() => got.length === 2, 15_000, 'delivery after the subscription was re-created');
+          expect(got[1]!.event).toEqual(event(2));
+          expect(eventLines(lines, 'event_subscription_restored')).toHaveLength(1);
+          expect(b.subscriptionProblem()).toBeUndefined();
+          expect(eventLines(lines, 'event_subscription_broken')).toHaveLength(1);
+        } finally {
+          await b.close();
+        }
+      }, 60_000);
     },
   },
 );

@@ -14,6 +14,8 @@ import { ensureSecret } from '../../core/gcp/provision.js';
 import { createLogger, type Logger } from '../../core/log.js';
 import type { SecretStore } from '../../core/ports.js';
 import { startSecretManagerFixture, type SecretManagerFixture } from '../helpers/gcp.js';
+import { createSecretManagerClient } from '../../core/gcp/clients.js';
+import { DEFAULT_PROJECT_NUMBER, startSecretManagerServer } from '../../standins/secret-manager/server.js';
 import { secretStoreContract, token, type SecretStoreTarget } from '../helpers/secret-store-contract.js';
 import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 
@@ -72,6 +74,7 @@ function overTransport(client: () => SecretManagerServiceClient): SecretStoreTar
           outage: (on) => fx.server.setUnavailable(on),
           states: () => fx.server.versionStates(id),
         },
+        projectNumber: fx.server.projectNumber(fx.projectId),
       };
     },
     missing: async (lg) => createSecretStore({ client: client(), projectId: fx.projectId, secretId: 'nope', logger: lg, timeoutMs: 1000 }),
@@ -146,6 +149,8 @@ describe('SecretStore over gRPC: what only the transport does', () => {
 
 describe('Secret Manager stand-in: API semantics', () => {
   const parent = () => `projects/proj-1/secrets/${secretId}`;
+  /** The same secret as the service names it in its answers: by project number. */
+  const answered = () => `projects/${fx.server.projectNumber('proj-1')}/secrets/${secretId}`;
 
   it('enforces etag compare-and-swap on UpdateSecret and issues a new etag each time', async () => {
     const [s] = await fx.client.getSecret({ name: parent() });
@@ -187,19 +192,19 @@ describe('Secret Manager stand-in: API semantics', () => {
     for (let i = 0; i < 25; i++) await fx.client.addSecretVersion({ parent: parent(), payload: { data: Buffer.from(`v${i}`) } });
     await fx.client.disableSecretVersion({ name: `${parent()}/versions/25` });
     const [latest] = await fx.client.accessSecretVersion({ name: `${parent()}/versions/latest` });
-    expect(latest.name).toBe(`${parent()}/versions/24`);
+    expect(latest.name).toBe(`${answered()}/versions/24`);
     expect(latest.payload?.data?.toString()).toBe('v23');
     await fx.client.enableSecretVersion({ name: `${parent()}/versions/25` });
     await fx.client.destroySecretVersion({ name: `${parent()}/versions/1` });
 
     const [page1, next] = await fx.client.listSecretVersions({ parent: parent(), pageSize: 10 }, { autoPaginate: false });
     expect(page1).toHaveLength(10);
-    expect(page1[0]?.name).toBe(`${parent()}/versions/25`); // newest first
+    expect(page1[0]?.name).toBe(`${answered()}/versions/25`); // newest first
     expect(next?.pageToken).toBeTruthy();
     const [all] = await fx.client.listSecretVersions({ parent: parent() });
     expect(all).toHaveLength(25);
     const [destroyed] = await fx.client.listSecretVersions({ parent: parent(), filter: 'state:DESTROYED' });
-    expect(destroyed.map((v) => v.name)).toEqual([`${parent()}/versions/1`]);
+    expect(destroyed.map((v) => v.name)).toEqual([`${answered()}/versions/1`]);
     const [live] = await fx.client.listSecretVersions({ parent: parent(), filter: 'NOT state:DESTROYED' });
     expect(live).toHaveLength(24);
   });
@@ -210,7 +215,40 @@ describe('Secret Manager stand-in: API semantics', () => {
     await fx.client.listSecretVersions({ parent: parent() });
     await expect(fx.client.getSecret({ name: parent() })).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
     const [s] = await fx.client.getSecret({ name: parent() });
-    expect(s.name).toBe(parent());
+    expect(s.name).toBe(answered());
+  });
+
+  it('answers with the project NUMBER in every resource name, over gRPC and REST, and takes requests by id or number', async () => {
+    const number = fx.server.projectNumber('proj-1');
+    expect(number).toBe(DEFAULT_PROJECT_NUMBER);
+    const [added] = await fx.client.addSecretVersion({ parent: parent(), payload: { data: Buffer.from('x') } });
+    expect(added.name).toBe(`projects/${number}/secrets/${secretId}/versions/1`);
+    // By number: the same secret, the same version.
+    const [byNumber] = await fx.client.accessSecretVersion({ name: `${answered()}/versions/latest` });
+    expect(byNumber.name).toBe(`${answered()}/versions/1`);
+    const [secret] = await fx.client.getSecret({ name: answered() });
+    expect(secret.name).toBe(answered());
+    const [listed] = await fx.client.listSecrets({ parent: 'projects/proj-1' });
+    expect(listed.map((x) => x.name)).toContain(answered());
+    // REST: the same names.
+    const rest = await fetch(`http://${fx.server.restHost}/v1/${parent()}/versions/latest:access`);
+    expect(((await rest.json()) as { name: string }).name).toBe(`${answered()}/versions/1`);
+    // Another project id gets another number; an unknown number is NOT_FOUND.
+    expect(fx.server.projectNumber('proj-2')).not.toBe(number);
+    await expect(fx.client.getSecret({ name: `projects/999/secrets/${secretId}` })).rejects.toMatchObject({ code: status.NOT_FOUND });
+  });
+
+  it('takes the project number from its options', async () => {
+    const other = await startSecretManagerServer({ projects: { numbers: { 'proj-x': '424242424242' } } });
+    try {
+      const client = await createSecretManagerClient({ projectId: 'proj-x', secretManagerEmulatorHost: other.host });
+      await ensureSecret(client, 'proj-x', 's');
+      const [v] = await client.addSecretVersion({ parent: 'projects/proj-x/secrets/s', payload: { data: Buffer.from('x') } });
+      expect(v.name).toBe('projects/424242424242/secrets/s/versions/1');
+      await client.close();
+    } finally {
+      await other.close();
+    }
   });
 
   it('deletes a secret (etag-guarded)', async () => {

@@ -26,6 +26,7 @@ secretStoreContract('MemorySecretStore (the adapter over the in-process transpor
         outage: (on) => (m.unavailable = on),
         states: () => m.versions().map(({ version, state }) => ({ version, state })),
       },
+      projectNumber: m.model.projectNumber('mem'),
     };
   },
   missing: async (logger) =>

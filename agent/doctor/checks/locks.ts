@@ -74,6 +74,8 @@ export function agentCheck(f: Facts): CheckResult {
       fix: `journalctl -u ${u} -n 100 -o cat | grep -E '"(refresh_api_failed|secret_unavailable|login_required)"'`,
     });
   }
+  // The agent's own view of its Pub/Sub pull (event-bus.ts): a code retrying cannot heal.
+  if (state?.subscription) findings.push({ status: 'fail', text: `the agent cannot pull ${state.subscription.subscription} (${state.subscription.code}): no TOKEN_ROTATED pushes arrive`, fix: state.subscription.problem });
   return fold('agent', `${running}; ${seen}; 0 consecutive failures`, findings, {
     instanceLock: i.state,
     holders: i.state === 'held' ? i.holders : undefined,
