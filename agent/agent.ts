@@ -64,6 +64,7 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   // announcement for the next start.
   signal.addEventListener('abort', () => void reconciler.stop(), { once: true });
   await reconciler.load();
+  await reconciler.pin.load(cloud?.store, reconciler.newestKnown);
   const known = reconciler.newestKnown;
   const life = known?.issuedAt !== undefined ? known.accessExpiresAt - known.issuedAt : undefined;
   for (const p of tierProblems(configuredTiers(config), life)) {

@@ -12,6 +12,8 @@ export interface AgentSettings extends SessionSettings {
   maxRefreshFailures: number;
   /** How often a pair (or an announcement) the secret has not seen yet is retried. */
   pushRetryMs: number;
+  /** SIM or LIVE: the identity pin's environment (agent/pin.ts). */
+  environment?: 'SIM' | 'LIVE' | undefined;
 }
 
 export interface CloudSettings extends Omit<SessionSettings, 'holder'> {
@@ -57,6 +59,7 @@ export function agentSettings(c: Config, o: SettingsOverrides = {}): AgentSettin
     // The agent keeps the pair on disk; a failed secret write becomes a pending push, retried.
     secretWriteAttempts: 1,
     pushRetryMs: pushRetryMs(c.checkIntervalMs),
+    environment: c.environment,
   };
 }
 

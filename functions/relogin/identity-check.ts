@@ -4,6 +4,7 @@
  * OpenAPI gateway answers for that token. Either disagreeing is "the wrong account".
  */
 import { checkPin, checkUsersMe, type IdentityPin, type SaxoEnvironment, type UsersMe } from '../../core/identity.js';
+import { fetchUsersMe } from '../../core/saxo/users-me.js';
 
 export type IdentityOutcome =
   | { ok: true; me: UsersMe; call: string }
@@ -14,29 +15,13 @@ export async function verifyIdentity(o: {
   accessToken: string;
   environment: SaxoEnvironment;
   openapiBaseUrl: string;
-  fetch?: typeof fetch;
-  timeoutMs?: number;
+  fetch?: typeof fetch | undefined;
 }): Promise<IdentityOutcome> {
   const byClaims = checkPin(o.pin, o.accessToken, o.environment);
   if (!byClaims.ok) return { ok: false, wrongAccount: true, reason: byClaims.reason };
-  const f = o.fetch ?? fetch;
-  let res: Response;
-  try {
-    res = await f(`${o.openapiBaseUrl.replace(/\/+$/, '')}/port/v1/users/me`, {
-      headers: { authorization: `Bearer ${o.accessToken}`, accept: 'application/json' },
-      signal: AbortSignal.timeout(o.timeoutMs ?? 10_000),
-    });
-  } catch (err) {
-    return { ok: false, wrongAccount: false, reason: `users/me did not answer (${err instanceof Error ? err.name : 'error'})` };
-  }
-  if (res.status !== 200) return { ok: false, wrongAccount: false, reason: `users/me answered HTTP ${res.status}` };
-  let me: UsersMe;
-  try {
-    me = (await res.json()) as UsersMe;
-  } catch {
-    return { ok: false, wrongAccount: false, reason: 'users/me answered something that is not JSON' };
-  }
-  const byCall = checkUsersMe(o.pin, me);
+  const r = await fetchUsersMe(o.openapiBaseUrl, o.accessToken, { fetch: o.fetch });
+  if (!r.ok) return { ok: false, wrongAccount: false, reason: r.reason };
+  const byCall = checkUsersMe(o.pin, r.me);
   if (!byCall.ok) return { ok: false, wrongAccount: true, reason: byCall.reason };
-  return { ok: true, me, call: `HTTP 200, ${typeof me.Name === 'string' ? 'user found' : 'answered'}` };
+  return { ok: true, me: r.me, call: `HTTP 200, ${typeof r.me.Name === 'string' ? 'user found' : 'answered'}` };
 }

@@ -7,7 +7,7 @@ const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeA
 
 const STYLE = `body{font:17px/1.45 system-ui,-apple-system,sans-serif;margin:0;padding:1.25rem;color:#111;background:#fafafa}
 main{max-width:34rem;margin:0 auto}h1{font-size:1.35rem;margin:.2rem 0 1rem}
-dl{display:grid;grid-template-columns:auto 1fr;gap:.35rem .9rem;margin:1rem 0}dt{color:#555}dd{margin:0;font-weight:600;word-break:break-word}
+dl{margin:1rem 0}dt{color:#555;font-size:.95rem}dd{margin:0 0 .7rem;font-weight:600;word-break:break-word}
 button{display:block;width:100%;padding:1rem;font-size:1.1rem;border:0;border-radius:.6rem;background:#0b5cff;color:#fff;margin:1.2rem 0}
 .ok{color:#0a7a2f}.bad{color:#b00020}.note{color:#555;font-size:.95rem}`;
 
