@@ -20,8 +20,8 @@ export function linkUrl(baseUrl: string, id: string): string {
 }
 
 /**
- * `onlyIfQuiet`: refuse (undefined) when a link for `env` went out within the resend interval — the
- * page's "send a new link" and the refresher's repeated login_required runs are rate-limited by it.
+ * `quietMs`: refuse (undefined) when a link for `env` went out within that long — the page's "send
+ * a new link" (5 min) and the refresher's repeated login_required runs (1 h) are limited by it.
  */
 export async function issueLink(o: {
   links: LinkStateStore;
@@ -30,11 +30,11 @@ export async function issueLink(o: {
   logger: Logger;
   now: number;
   reason: string;
-  onlyIfQuiet?: boolean;
+  quietMs?: number | undefined;
 }): Promise<IssuedLink | undefined> {
   const id = randomBytes(32).toString('base64url');
   const issued = await o.links.transact((doc) =>
-    o.onlyIfQuiet && !mayResend(doc, o.environment, o.now) ? { result: false } : { doc: addLink(doc, o.environment, id, o.now), result: true },
+    o.quietMs !== undefined && !mayResend(doc, o.environment, o.now, o.quietMs) ? { result: false } : { doc: addLink(doc, o.environment, id, o.now), result: true },
   );
   if (!issued) return undefined;
   const link = linkUrl(o.baseUrl, id);

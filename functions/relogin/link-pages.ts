@@ -11,7 +11,7 @@ import { errorText } from '../../core/errors.js';
 import { buildAuthorizationUrl, pkceChallenge } from '../../core/saxo/authorize.js';
 import { redirect, sendHtml, setCookie, STATE_COOKIE } from './http.js';
 import { issueLink } from './issue.js';
-import { consumeLink, lookupLink, type LinkLookup, mayResend, STATE_TTL_MS, viewLink, type LinkEntry } from './link-rules.js';
+import { consumeLink, lookupLink, type LinkLookup, mayResend, RESEND_INTERVAL_MS, STATE_TTL_MS, viewLink, type LinkEntry } from './link-rules.js';
 import { confirmPage, messagePage } from './pages.js';
 import { redirectUri, type ChainDeps, type RequestContext } from './types.js';
 
@@ -103,7 +103,7 @@ export async function resend(ctx: RequestContext, res: ServerResponse, id: strin
   if (!found.quiet) {
     return ctx.refuse(429, 'resend_too_soon', messagePage({ title: 'A link was sent recently', lines: ['Check your alert e-mail or SMS for it. A new one can be sent 5 minutes after the last.'] }), { environment: env });
   }
-  const issued = await issueLink({ links: deps.links, environment: env, baseUrl: deps.baseUrl, logger: deps.logger, now, reason: 'requested from an expired or used link', onlyIfQuiet: true });
+  const issued = await issueLink({ links: deps.links, environment: env, baseUrl: deps.baseUrl, logger: deps.logger, now, reason: 'requested from an expired or used link', quietMs: RESEND_INTERVAL_MS });
   if (!issued) return ctx.refuse(429, 'resend_too_soon', messagePage({ title: 'A link was sent recently', lines: ['Check your alert channels for it.'] }), { environment: env });
   sendHtml(res, 200, messagePage({ title: 'New link sent', tone: 'ok', lines: ['A new link went to the alert channels (e-mail, SMS, …). It works for 15 minutes.'] }), headers);
 }

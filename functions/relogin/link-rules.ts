@@ -14,6 +14,8 @@ export const STATE_TTL_MS = 10 * 60_000;
 export const MAX_LINK_VIEWS = 20;
 /** "Send a new link" at most this often per environment. */
 export const RESEND_INTERVAL_MS = 5 * 60_000;
+/** The refresher, finding the chain dead at every Scheduler run, sends a link at most this often. */
+export const AUTO_LINK_INTERVAL_MS = 60 * 60_000;
 /** Entries are dropped this long after they expired (long enough to say "used" or "expired"). */
 const KEEP_AFTER_EXPIRY_MS = 24 * 3600_000;
 const MAX_ENTRIES = 12;
@@ -126,7 +128,7 @@ export function useState(doc: ReloginDoc, entry: StateEntry, now: number): Relog
 }
 
 /** May a new link be sent for `env` now ("send a new link" on an expired or used link's page)? */
-export function mayResend(doc: ReloginDoc, env: SaxoEnvironment, now: number): boolean {
+export function mayResend(doc: ReloginDoc, env: SaxoEnvironment, now: number, intervalMs = RESEND_INTERVAL_MS): boolean {
   const last = doc.issued[env];
-  return last === undefined || now - last >= RESEND_INTERVAL_MS;
+  return last === undefined || now - last >= intervalMs;
 }

@@ -37,6 +37,7 @@ export interface ReloginRig {
   topicId: string;
   chains: Record<SaxoEnvironment, ChainRig>;
   links: LinkStateStore;
+  linkSecretId: string;
   server: ReloginServer;
   /** http://localhost:PORT — RELOGIN_BASE_URL. */
   baseUrl: string;
@@ -114,6 +115,7 @@ export async function startReloginRig(projectId: string): Promise<ReloginRig> {
     topicId,
     chains,
     links,
+    linkSecretId,
     server,
     baseUrl,
     lines,

@@ -14,7 +14,10 @@ import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { parseFlat } from '../../core/codec.js';
 import { startCli, type CliProcess } from '../helpers/agent-process.js';
 import { describeWithPubSub, ensureTopicAndSubscription, waitFor } from '../helpers/gcp.js';
-import { startReloginRig, STRANGER, OWNER, type ReloginRig } from '../helpers/relogin-rig.js';
+import { APP, startReloginRig, STRANGER, OWNER, type ReloginRig } from '../helpers/relogin-rig.js';
+import { createEventBus } from '../../core/gcp/event-bus.js';
+import { rotatedEvent } from '../../core/announce.js';
+import type { TokenSet } from '../../core/token.js';
 import { issueLink } from '../../functions/relogin/issue.js';
 import type { SaxoEnvironment } from '../../core/identity.js';
 
@@ -269,5 +272,28 @@ describeWithPubSub('re-login from a phone (real Chromium)', () => {
     expect(body).toContain('no pinned account');
     expect(await page.$('#confirm')).toBeNull();
     await shot(page, '9-not-pinned');
+  }, 60_000);
+
+  it('the running agent refuses to adopt a pair of another account (claims, no network) and keeps the owner\'s', async () => {
+    expect(agent, 'the happy-path test started the agent').toBeDefined();
+    const owners = parseFlat(readFileSync(join(dataDir, 'saxo_token_cache.json'), 'utf8'));
+    expect(owners.ok).toBe(true);
+    const p = rig.chains.SIM.saxo.issue(APP.SIM.key, STRANGER);
+    const now = Date.now();
+    const foreign: TokenSet = {
+      accessToken: p.access_token, refreshToken: p.refresh_token, accessExpiresAt: now + 1_100_000, refreshExpiresAt: now + 3_600_000,
+      issuedAt: now, generation: 99, source: 'intruder', appKey: APP.SIM.key, appSecret: APP.SIM.secret, extra: {},
+    };
+    const v = await rig.chains.SIM.store.add(foreign);
+    const bus = createEventBus({ gcp: { projectId: rig.sm.projectId, topicId: rig.topicId, pubsubEmulatorHost: rig.ps.emulator.host }, logger: rig.logger });
+    try {
+      await bus.publish(rotatedEvent(foreign, v.name, now));
+      const alert = await agent!.waitForEvent('identity_mismatch', 15_000);
+      expect(alert.severity).toBe('ALERT');
+    } finally {
+      await bus.close();
+    }
+    const cached = parseFlat(readFileSync(join(dataDir, 'saxo_token_cache.json'), 'utf8'));
+    expect(cached.ok && owners.ok && cached.token.refreshToken === owners.token.refreshToken).toBe(true);
   }, 60_000);
 });
