@@ -118,7 +118,7 @@ async function pinChain(store: SecretStore, config: Config, token: TokenSet, for
     logger.warn('identity_unpinned', `The chain is not pinned: ${got.reason}`);
     return;
   }
-  const me = await fetchUsersMe(openapiBaseUrl(config.environment, process.env.SAXO_OPENAPI_BASE_URL, config.authBaseUrl), token.accessToken);
+  const me = await fetchUsersMe(openapiBaseUrl(config.environment, config.relogin.openapiBaseUrl, config.authBaseUrl), token.accessToken);
   if (me.ok) {
     const same = checkUsersMe(got.pin, me.me);
     if (!same.ok) throw new LoginError(`The token's claims and users/me disagree (${same.reason}); not pinning`);

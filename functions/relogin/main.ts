@@ -30,7 +30,7 @@ async function main(): Promise<void> {
         [config.environment]: {
           environment: config.environment,
           authBaseUrl: config.authBaseUrl,
-          openapiBaseUrl: openapiBaseUrl(config.environment, process.env.SAXO_OPENAPI_BASE_URL, config.authBaseUrl),
+          openapiBaseUrl: openapiBaseUrl(config.environment, config.relogin.openapiBaseUrl, config.authBaseUrl),
           appKey: config.appKey,
           appSecret: config.appSecret,
           saxo: createSaxoClient({ authBaseUrl: config.authBaseUrl, httpTimeoutMs: config.httpTimeoutMs, logger }),

@@ -20,8 +20,8 @@ export interface ReloginSettings {
 }
 
 /** undefined when RELOGIN_BASE_URL is not set (phone re-login not deployed). */
-export function reloginSettings(config: Config, env: NodeJS.ProcessEnv = process.env): ReloginSettings | undefined {
-  const raw = env.RELOGIN_BASE_URL?.trim();
+export function reloginSettings(config: Config): ReloginSettings | undefined {
+  const raw = config.relogin.baseUrl?.trim();
   if (!raw) return undefined;
   let u: URL;
   try {
@@ -35,7 +35,7 @@ export function reloginSettings(config: Config, env: NodeJS.ProcessEnv = process
     throw new ConfigError('RELOGIN_BASE_URL must be an origin only (no path, query or credentials)');
   }
   if (!config.gcp) throw new ConfigError('RELOGIN_BASE_URL needs GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID');
-  return { baseUrl: u.origin, projectId: config.gcp.projectId, linkSecretId: env.RELOGIN_LINK_SECRET_ID?.trim() || `${config.gcp.secretId}-relogin` };
+  return { baseUrl: u.origin, projectId: config.gcp.projectId, linkSecretId: config.relogin.linkSecretId?.trim() || `${config.gcp.secretId}-relogin` };
 }
 
 export function linkStore(client: SecretManagerServiceClient, s: ReloginSettings): LinkStateStore {

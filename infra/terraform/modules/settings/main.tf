@@ -24,6 +24,16 @@ variable "region" {
   }
 }
 
+variable "relogin_base_url" {
+  # Phone re-login (infra/terraform/relogin.tf): the relogin service's origin. null = not deployed.
+  type     = string
+  nullable = true
+  validation {
+    condition     = var.relogin_base_url == null ? true : can(regex("^https://[a-z0-9.-]+$", var.relogin_base_url))
+    error_message = "relogin_base_url: an https:// origin without a path, e.g. https://tk-relogin-123456789012.europe-west1.run.app."
+  }
+}
+
 variable "name_prefix" {
   type = string
   validation {
@@ -163,6 +173,8 @@ locals {
       LOG_FORMAT                      = "json"
     },
     var.saxo_app_key == "" ? {} : { SAXO_APP_KEY = var.saxo_app_key },
+    # The function issues a phone re-login link when the chain needs a login (docs/DESIGN.md "Re-login from a phone").
+    var.relogin_base_url == null ? {} : { RELOGIN_BASE_URL = var.relogin_base_url, RELOGIN_LINK_SECRET_ID = "${local.token_secret_id}-relogin" },
   )
 
   # Cloud Logging filters of this chain's events. Both sides log one JSON object per line with
@@ -175,9 +187,11 @@ locals {
   # So the filters read `severity` and `jsonPayload.event`, never jsonPayload.severity, and tell the
   # chains apart by the function's Cloud Run service and the agent's systemd unit.
   # alert_events: every event the code logs at ALERT (test/unit/infra-logging.test.ts keeps it equal).
-  alert_events = ["refresh_alert", "refresh_token_expiring", "secret_write_lost"]
+  alert_events = ["identity_mismatch", "refresh_alert", "refresh_token_expiring", "relogin_link", "relogin_wrong_account", "secret_write_lost"]
   this_chain = join(" OR ", [
     "(resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.function_name}\")",
+    # The phone re-login service (relogin.tf) logs relogin_link (resend) and relogin_wrong_account.
+    "(resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.p}-relogin\")",
     "(resource.type=\"gce_instance\" AND jsonPayload._SYSTEMD_UNIT=\"${var.agent_systemd_unit}\")",
   ])
   log_filters = {
@@ -226,6 +240,11 @@ output "names" {
     metric_token_refreshed = "${local.p}-token-refreshed"
     alert_policy_prefix    = "${local.p}:"
     function_source_zip    = "${local.p}-function-source.zip"
+    relogin_service        = "${local.p}-relogin"
+    relogin_account_id     = "${local.p}-relogin"
+    relogin_link_secret_id = "${local.token_secret_id}-relogin"
+    relogin_token_role_id  = "${replace(local.p, "-", "_")}_reloginToken"
+    relogin_links_role_id  = "${replace(local.p, "-", "_")}_reloginLinks"
   }
 
   precondition {
