@@ -7,7 +7,7 @@
  * then sent to /done so no code or state stays in the address bar; the proof rides in a signed cookie.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { addVersion, announce, pruneVersions, rotatedEvent } from '../../core/announce.js';
+import { addVersion, announce, rotatedEvent } from '../../core/announce.js';
 import { systemClock } from '../../core/clock.js';
 import { errorText } from '../../core/errors.js';
 import { maskUser, pinFromAnnotations, type SaxoEnvironment } from '../../core/identity.js';
@@ -76,7 +76,7 @@ export async function callback(ctx: RequestContext, req: IncomingMessage, res: S
   const next = withNextGeneration(pair, latest?.token);
   const version = await addVersion(chain.store, withPayloadCredentials(next, latest?.token), logger, 'login');
   await announce({ bus: chain.bus, clock: systemClock, logger }, rotatedEvent(next, version, now));
-  await pruneVersions(chain.store, chain.keepVersions, logger);
+  // No prune here: the service may not destroy versions (least privilege); the next refresh prunes.
   logger.notice('relogin_stored', `Re-login from the phone page stored a new ${env} token (generation ${next.generation})`, { environment: env, generation: next.generation, version });
 
   const view: ResultView = {

@@ -55,11 +55,15 @@ export async function readForm(req: IncomingMessage, limit = 4096): Promise<URLS
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
 }
 
-/** Cloud Run puts the client first in X-Forwarded-For; elsewhere the socket's peer is the client. */
+/**
+ * Behind Cloud Run's front end the peer is Google's proxy, which APPENDS the client's address to
+ * X-Forwarded-For: the last entry is the one a client cannot forge (it can only prepend).
+ * Elsewhere the socket's peer is the client.
+ */
 export function clientAddress(req: IncomingMessage, trustForwarded: boolean): string {
   const xff = req.headers['x-forwarded-for'];
-  const first = (Array.isArray(xff) ? xff[0] : xff)?.split(',')[0]?.trim();
-  return (trustForwarded && first) || req.socket.remoteAddress || 'unknown';
+  const last = (Array.isArray(xff) ? xff.join(',') : xff)?.split(',').pop()?.trim();
+  return (trustForwarded && last) || req.socket.remoteAddress || 'unknown';
 }
 
 export interface RateLimits {

@@ -36,7 +36,6 @@ async function main(): Promise<void> {
           saxo: createSaxoClient({ authBaseUrl: config.authBaseUrl, httpTimeoutMs: config.httpTimeoutMs, logger }),
           store,
           bus: createEventBus({ gcp: config.gcp, logger }),
-          keepVersions: config.keepSecretVersions,
           expiryMarginMs: config.expiryMarginMs,
         },
       },

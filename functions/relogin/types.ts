@@ -17,7 +17,6 @@ export interface ChainDeps {
   saxo: TokenEndpoint;
   store: SecretStore;
   bus?: EventBus | undefined;
-  keepVersions: number;
   expiryMarginMs: number;
 }
 

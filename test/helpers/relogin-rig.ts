@@ -92,7 +92,6 @@ export async function startReloginRig(projectId: string): Promise<ReloginRig> {
       saxo: createSaxoClient({ authBaseUrl: c.saxo.url, httpTimeoutMs: 5000, logger }),
       store: c.store,
       bus,
-      keepVersions: 5,
       expiryMarginMs: 60_000,
     };
   };

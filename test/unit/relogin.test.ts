@@ -159,7 +159,7 @@ describe('relogin service edges', () => {
     await store.record({ pin: PIN });
     const server = await createReloginServer({
       baseUrl: 'https://relogin.example.test',
-      chains: { SIM: { environment: 'SIM', authBaseUrl: 'https://sim.logonvalidation.net', openapiBaseUrl: 'https://gateway.invalid', appKey: 'app-1', saxo: { refresh: () => Promise.reject(new Error('no')), exchangeCode: () => Promise.reject(new Error('no')) }, store, keepVersions: 3, expiryMarginMs: 60_000 } },
+      chains: { SIM: { environment: 'SIM', authBaseUrl: 'https://sim.logonvalidation.net', openapiBaseUrl: 'https://gateway.invalid', appKey: 'app-1', saxo: { refresh: () => Promise.reject(new Error('no')), exchangeCode: () => Promise.reject(new Error('no')) }, store, expiryMarginMs: 60_000 } },
       links,
       logger,
       rateLimits: rate,
