@@ -64,7 +64,6 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
   // announcement for the next start.
   signal.addEventListener('abort', () => void reconciler.stop(), { once: true });
   await reconciler.load();
-  await reconciler.pin.load(cloud?.store, reconciler.newestKnown);
   const known = reconciler.newestKnown;
   const life = known?.issuedAt !== undefined ? known.accessExpiresAt - known.issuedAt : undefined;
   for (const p of tierProblems(configuredTiers(config), life)) {
@@ -77,6 +76,10 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
     });
 
   await safeRun({ kind: 'startup' });
+  // I7 (agent/pin.ts): read the pin — or set it from the current pair at the first start after the
+  // upgrade — after the startup run, so it neither delays nor races it; waited for at most 3 s.
+  const pinLoaded = reconciler.pin.load(cloud?.store, reconciler.newestKnown);
+  await Promise.race([pinLoaded, new Promise<void>((r) => setTimeout(r, 3000).unref())]);
 
   // Cache watcher: watch the directory (the file is replaced by rename) and filter on the name.
   const cacheName = basename(config.cachePath);

@@ -9,9 +9,14 @@ import { loadConfig } from '../../core/config.js';
 import { createLogger } from '../../core/log.js';
 import { functionDeps } from '../../functions/deps.js';
 import { runCloudRefresh } from '../../functions/refresher.js';
-import { startCli } from '../helpers/agent-process.js';
+import { startCli, until, type CliProcess } from '../helpers/agent-process.js';
+import { freePort } from '../../standins/pubsub-emulator.js';
 import { describeWithPubSub } from '../helpers/gcp.js';
-import { APP, startReloginRig, type ReloginRig } from '../helpers/relogin-rig.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pinFromAnnotations } from '../../core/identity.js';
+import { APP, OWNER, STRANGER, startReloginRig, type ReloginRig } from '../helpers/relogin-rig.js';
 
 describeWithPubSub('issuing re-login links', () => {
   let rig: ReloginRig;
@@ -90,5 +95,57 @@ describeWithPubSub('issuing re-login links', () => {
     expect(links[0]!.environment).toBe('LIVE');
     const res = await fetch(links[0]!.link as string);
     expect(res.status).toBe(200);
+  }, 60_000);
+
+  it('an agent started on an unpinned chain pins it from its current pair\'s claims (the first start after the upgrade)', async () => {
+    const store = rig.chains.SIM.store;
+    const meta = await store.meta();
+    const unpinned = Object.fromEntries(Object.entries(meta.annotations).filter(([k]) => !k.startsWith('tk-pin-')));
+    await rig.sm.client.updateSecret({ secret: { name: store.name, etag: meta.etag, annotations: unpinned }, updateMask: { paths: ['annotations'] } });
+    expect(pinFromAnnotations((await store.meta()).annotations)).toBeUndefined();
+    const dir = mkdtempSync(join(tmpdir(), 'tk-relogin-pin-'));
+    const agent = startCli(['agent'], { ...rig.agentEnv(dir, ''), TOKEN_SUBSCRIPTION_ID: '' });
+    try {
+      const line = await agent.waitForEvent('identity_pinned', 30_000);
+      expect(line.severity).toBe('NOTICE');
+      expect(pinFromAnnotations((await store.meta()).annotations)).toEqual({ userKey: OWNER.userKey, clientKey: OWNER.clientKey, appKey: APP.SIM.key, environment: 'SIM' });
+    } finally {
+      await agent.stop();
+    }
+  }, 60_000);
+
+  /** Be the browser at the stand-in's sign-in page: post the authorization request with the chosen user. */
+  async function signInAs(cli: CliProcess, userId: string): Promise<void> {
+    let url: string | undefined;
+    await until(() => (url = /(http:\/\/127\.0\.0\.1:\d+\/authorize\?\S+)/.exec(cli.stderr())?.[1]) !== undefined, 20_000, 'the authorize URL');
+    const u = new URL(url!);
+    const form = new URLSearchParams(u.searchParams);
+    form.set('user', userId);
+    const res = await fetch(`${u.origin}/authorize`, { method: 'POST', body: form, redirect: 'manual' });
+    expect(res.status).toBe(303);
+    await fetch(res.headers.get('location')!);
+  }
+
+  it('`login` pins the chain to the account that signed in (claims + users/me); another account needs --force', async () => {
+    const store = rig.chains.SIM.store;
+    const meta = await store.meta();
+    const unpinned = Object.fromEntries(Object.entries(meta.annotations).filter(([k]) => !k.startsWith('tk-pin-')));
+    await rig.sm.client.updateSecret({ secret: { name: store.name, etag: meta.etag, annotations: unpinned }, updateMask: { paths: ['annotations'] } });
+    const dir = mkdtempSync(join(tmpdir(), 'tk-relogin-login-'));
+    const loginEnv = (port: number) => ({ ...env(), TOKEN_KEEPER_DATA_DIR: dir, SAXO_REDIRECT_URI: `http://127.0.0.1:${port}/callback` });
+    const first = startCli(['login', '--no-open', '--target', 'secret', '--force'], loginEnv(await freePort()));
+    await signInAs(first, OWNER.userId);
+    expect((await first.exited).code, first.stderr()).toBe(0);
+    expect(first.logs.some((l) => l.event === 'identity_pinned')).toBe(true);
+    const pinned = { userKey: OWNER.userKey, clientKey: OWNER.clientKey, appKey: APP.SIM.key, environment: 'SIM' };
+    expect(pinFromAnnotations((await store.meta()).annotations)).toEqual(pinned);
+
+    const versions = await store.countVersions();
+    const second = startCli(['login', '--no-open', '--target', 'secret'], loginEnv(await freePort()));
+    await signInAs(second, STRANGER.userId);
+    expect((await second.exited).code).toBe(1);
+    expect(second.logs.find((l) => l.event === 'login_store_failed')?.message).toContain('another account than the one the chain is pinned to');
+    expect(await store.countVersions()).toBe(versions);
+    expect(pinFromAnnotations((await store.meta()).annotations)).toEqual(pinned);
   }, 60_000);
 });
