@@ -193,11 +193,12 @@ export class Reconciler {
         secretDown,
         stop: this.serial.signal,
         onPhase: (p) => (this.phaseNow = p),
-        refuse: (t) => (this.health.isRejected(t) ? 'rejected' : this.up.isSuperseded(t) ? 'superseded' : undefined),
+        // I7: another account's pair is never presented (nor adopted below).
+        refuse: (t) => (this.health.isRejected(t) || !this.pin.accepts(t) ? 'rejected' : this.up.isSuperseded(t) ? 'superseded' : undefined),
       },
     );
     const newest = r.kind === 'refreshed' ? undefined : 'token' in r ? r.token : r.newest;
-    if (newest && (!this.known || compareFreshness(newest, this.known) > 0)) {
+    if (newest && (!this.known || compareFreshness(newest, this.known) > 0) && this.pin.accepts(newest)) {
       this.adopt(withNextGeneration(newest, this.known), r.kind === 'superseded' || r.kind === 'fresh' ? (r.origin ?? 'cache') : 'cache');
       await this.writeCacheIfNewer(this.known!);
     }

@@ -12,6 +12,8 @@ import { createLinkStateStore, LINK_DOC_ANNOTATION } from '../../functions/relog
 import { createReloginServer } from '../../functions/relogin/server.js';
 import { issueLink } from '../../functions/relogin/issue.js';
 import { MemorySecretStore } from '../../standins/memory.js';
+import { PinGuard } from '../../agent/pin.js';
+import type { TokenSet } from '../../core/token.js';
 import { inProcessSecretManager } from '../../standins/secret-manager/in-process.js';
 import { SecretManagerState } from '../../standins/secret-manager/state.js';
 
@@ -205,5 +207,46 @@ describe('relogin service edges', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('the agent\'s pin guard (agent/pin.ts)', () => {
+  const pair = (accessToken: string, refreshToken: string): TokenSet => ({ accessToken, refreshToken, accessExpiresAt: Date.now() + 600_000, generation: 1, extra: {} });
+  const owner = pair(jwt({ uid: 'uk-1', cid: 'ck-1', aid: 'app-1' }), 'sr_owner_refresh_token_0001');
+  const stranger = pair(jwt({ uid: 'uk-9', cid: 'ck-9', aid: 'app-1' }), 'sr_stranger_refresh_token_01');
+
+  it('pins an unpinned chain from its current pair, then accepts only that account (ALERT once per refused pair)', async () => {
+    const store = new MemorySecretStore('projects/p/secrets/tok');
+    await store.add(owner);
+    const lines: string[] = [];
+    const guard = new PinGuard(createLogger({ write: (l) => lines.push(l) }), 'SIM');
+    await guard.load(store, undefined);
+    expect(guard.pinned).toEqual(PIN);
+    expect(pinFromAnnotations((await store.meta()).annotations)).toEqual(PIN);
+    expect(guard.accepts(owner)).toBe(true);
+    expect(guard.accepts(stranger)).toBe(false);
+    expect(guard.accepts(stranger)).toBe(false);
+    expect(guard.accepts(pair('sa_no_claims_here_000001', 'sr_no_claims_refresh_0001'))).toBe(false);
+    const alerts = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'identity_mismatch');
+    expect(alerts).toHaveLength(2);
+    expect(alerts.every((a) => a.severity === 'ALERT')).toBe(true);
+    expect(lines.join('\n')).not.toContain(stranger.refreshToken);
+  });
+
+  it('keeps an existing pin; a chain whose token has no claims stays unpinned (and then nothing is refused)', async () => {
+    const store = new MemorySecretStore('projects/p/secrets/tok');
+    await store.add(stranger);
+    await store.record({ pin: PIN });
+    const guard = new PinGuard(createLogger({ write: () => {} }), 'SIM');
+    await guard.load(store, undefined);
+    expect(guard.pinned).toEqual(PIN);
+    expect(guard.accepts(stranger)).toBe(false);
+
+    const bare = new MemorySecretStore('projects/p/secrets/bare');
+    await bare.add(pair('sa_opaque_access_token_01', 'sr_opaque_refresh_token_1'));
+    const unpinned = new PinGuard(createLogger({ write: () => {} }), 'SIM');
+    await unpinned.load(bare, undefined);
+    expect(unpinned.pinned).toBeUndefined();
+    expect(unpinned.accepts(stranger)).toBe(true);
   });
 });
