@@ -122,8 +122,18 @@ describeWithPubSub('re-login from a phone (real Chromium)', () => {
     expect(stateCookie).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Lax', path: '/' });
     await shot(page, '2-saxo-sign-in');
 
+    const callbacks: string[] = [];
+    page.on('request', (r) => void (r.url().includes('/callback/') && callbacks.push(r.url())));
     await Promise.all([page.waitForNavigation(), page.click(`#user-${OWNER.userId}`)]);
     expect(page.url()).toBe(`${rig.baseUrl}/done`); // no code or state left in the address bar
+    expect(callbacks).toHaveLength(1);
+    const code = new URL(callbacks[0]!).searchParams.get('code')!;
+    const state = new URL(callbacks[0]!).searchParams.get('state')!;
+    expect(code.length).toBeGreaterThan(20);
+    for (const v of [code, state]) {
+      expect(rig.lines.join('\n').includes(v), 'code/state in a log line').toBe(false);
+      expect((await page.content()).includes(v), 'code/state in the result page').toBe(false);
+    }
     const proof = await text(page);
     expect(proof).toContain('The token chain is alive again');
     expect(proof).toContain('SIM');
