@@ -85,6 +85,10 @@ export async function startAgent(config: Config, logger: Logger, signal: AbortSi
 
   await safeRun({ kind: 'startup' });
   onJump = () => void (signal.aborted ? undefined : safeRun({ kind: 'tick' }));
+  // I7 (agent/pin.ts): read the pin — or set it from the current pair at the first start after the
+  // upgrade — after the startup run, so it neither delays nor races it; waited for at most 3 s.
+  const pinLoaded = reconciler.pin.load(cloud?.store, reconciler.newestKnown);
+  await Promise.race([pinLoaded, new Promise<void>((r) => setTimeout(r, 3000).unref())]);
 
   // Cache watcher: watch the directory (the file is replaced by rename) and filter on the name.
   // A watcher that fails (inotify limits, EACCES) is said once, loudly; the periodic check carries on.

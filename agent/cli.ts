@@ -137,9 +137,15 @@ export async function main(argv: string[]): Promise<number> {
     .option('--timeout <seconds>', 'give up after this long', '300')
     .option('--target <where>', 'where to store: auto | secret | cache | both', 'auto')
     .option('--import <file>', 'store a pair a failed login saved to a file (no browser)')
+    .option('--link', 'issue a one-time re-login link for a phone (needs RELOGIN_BASE_URL; no browser here)')
     .option('--chain <name>', CHAIN_HELP)
-    .action(async (o: { force?: boolean; open: boolean; timeout: string; target: string; import?: string; chain?: string }) => {
+    .action(async (o: { force?: boolean; open: boolean; timeout: string; target: string; import?: string; link?: boolean; chain?: string }) => {
       await useChain(o.chain);
+      if (o.link) {
+        const { runLoginLink } = await import('./relogin-link.js');
+        code = await runLoginLink();
+        return;
+      }
       const { runLogin } = await import('./login.js');
       code = await runLogin(o);
     });

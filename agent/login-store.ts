@@ -12,6 +12,9 @@ import { parseFlat, serializeFlat } from '../core/codec.js';
 import type { Config } from '../core/config.js';
 import { errorText } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { checkUsersMe, pinFromAnnotations, pinFromClaims } from '../core/identity.js';
+import type { SecretStore } from '../core/ports.js';
+import { fetchUsersMe, openapiBaseUrl } from '../core/saxo/users-me.js';
 import { compareFreshness, secretsOf, withNextGeneration, withPayloadCredentials, type TokenSet } from '../core/token.js';
 import { atomicWriteFile } from './atomic-write.js';
 import { createCacheFile } from './cache-file.js';
@@ -82,6 +85,7 @@ export async function storeLogin(config: Config, token: TokenSet, target: LoginT
     }
     const pair = withNextGeneration(token, ...existing);
     if (cloud) {
+      await pinChain(cloud.store, config, pair, force, logger);
       // The app credentials in the secret stay what they were; a first version takes the login's.
       const v = await addVersion(cloud.store, withPayloadCredentials(pair, latest?.token), logger, 'login');
       await announce({ bus: cloud.bus, clock: systemClock, logger }, rotatedEvent(pair, v, Date.now()));
@@ -102,6 +106,32 @@ export async function storeLogin(config: Config, token: TokenSet, target: LoginT
   } finally {
     await cloud?.close();
   }
+}
+
+/**
+ * Pin the chain to the account that signed in (docs/DESIGN.md "Re-login from a phone"): the access
+ * token's claims, confirmed by a read-only users/me. A chain pinned to another account is re-pinned
+ * only with --force (the operator changes whose chain this is).
+ */
+async function pinChain(store: SecretStore, config: Config, token: TokenSet, force: boolean, logger: Logger): Promise<void> {
+  const got = pinFromClaims(token.accessToken, config.environment);
+  if (!('pin' in got)) {
+    logger.warn('identity_unpinned', `The chain is not pinned: ${got.reason}`);
+    return;
+  }
+  const me = await fetchUsersMe(openapiBaseUrl(config.environment, config.relogin.openapiBaseUrl, config.authBaseUrl), token.accessToken);
+  if (me.ok) {
+    const same = checkUsersMe(got.pin, me.me);
+    if (!same.ok) throw new LoginError(`The token's claims and users/me disagree (${same.reason}); not pinning`);
+  } else {
+    logger.warn('identity_check_skipped', `Pinned from the token's claims only: ${me.reason}`);
+  }
+  const current = pinFromAnnotations((await store.meta()).annotations);
+  if (current && (current.userKey !== got.pin.userKey || current.clientKey !== got.pin.clientKey || current.appKey !== got.pin.appKey) && !force) {
+    throw new LoginError('This sign-in is for another account than the one the chain is pinned to; use --force to re-pin the chain');
+  }
+  await store.record({ pin: got.pin });
+  logger.notice('identity_pinned', `Pinned the chain to the signed-in account (${config.environment})`, { environment: config.environment });
 }
 
 /**

@@ -16,6 +16,7 @@ import { createLocalSide, writeCacheIfNewer, type AgentLocalSide } from './local
 import { Serial } from './serial.js';
 import { Upstream } from './upstream.js';
 import { Health } from './health.js';
+import { PinGuard } from './pin.js';
 import type { AgentState } from './state-file.js';
 import type { Outcome, ReconcilerDeps, Trigger } from './reconciler-types.js';
 
@@ -33,8 +34,11 @@ export class Reconciler {
   private health: Health;
   /** The agent's side of a refresh: its flock, its cache and state (agent/local-side.ts). */
   private readonly local: AgentLocalSide;
+  /** I7: the account every adopted pair must belong to (agent/pin.ts; loaded by agent.ts). */
+  readonly pin: PinGuard;
 
   constructor(private readonly d: ReconcilerDeps) {
+    this.pin = new PinGuard(d.logger, d.settings.environment ?? 'SIM');
     this.up = new Upstream({ clock: d.clock, store: d.store, bus: d.bus, logger: d.logger, keepSecretVersions: d.settings.keepSecretVersions });
     this.health = new Health(d.logger, d.settings.maxRefreshFailures, {}, this.page());
     this.local = createLocalSide({
@@ -162,6 +166,7 @@ export class Reconciler {
     if (!plan.best) return this.requireLogin('no token in any source', undefined);
     let outcome: Outcome = 'idle';
     if (plan.updateKnown) {
+      if (!this.pin.accepts(plan.best)) return 'ignored';
       this.adopt(withNextGeneration(plan.best, this.known, secret.kind === 'read' ? secret.read?.token : undefined), plan.origin ?? 'cache');
       outcome = 'adopted';
     }
@@ -212,13 +217,14 @@ export class Reconciler {
         secretDown,
         stop: this.serial.signal,
         onPhase: (p) => (this.phaseNow = p),
-        refuse: (t) => (this.health.isRejected(t) ? 'rejected' : this.up.isSuperseded(t) ? 'superseded' : undefined),
+        // I7: another account's pair is never presented (nor adopted below).
+        refuse: (t) => (this.health.isRejected(t) || !this.pin.accepts(t) ? 'rejected' : this.up.isSuperseded(t) ? 'superseded' : undefined),
         consumed: this.up.consumed,
         announcedNewer: (t) => this.up.announcedNewer(t),
       },
     );
     const newest = r.kind === 'refreshed' ? undefined : 'token' in r ? r.token : r.newest;
-    if (newest && (!this.known || compareFreshness(newest, this.known) > 0)) {
+    if (newest && (!this.known || compareFreshness(newest, this.known) > 0) && this.pin.accepts(newest)) {
       this.adopt(withNextGeneration(newest, this.known), r.kind === 'superseded' || r.kind === 'fresh' ? (r.origin ?? 'cache') : 'cache');
       await this.writeCacheIfNewer(this.known!);
     }

@@ -29,6 +29,8 @@ export interface Config {
   appKey?: string | undefined;
   appSecret?: string | undefined;
   redirectUri: string;
+  /** Phone re-login (functions/relogin/settings.ts validates them): the service's origin, the link-state secret, the OpenAPI gateway. */
+  relogin: { baseUrl?: string | undefined; linkSecretId?: string | undefined; openapiBaseUrl?: string | undefined };
   checkIntervalMs: number;
   refreshThresholdMs: number;
   cloudRefreshThresholdMs: number;
@@ -166,6 +168,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     appKey: env.SAXO_APP_KEY || undefined,
     appSecret: env.SAXO_APP_SECRET || undefined,
     redirectUri: env.SAXO_REDIRECT_URI || 'http://localhost:8080/callback',
+    relogin: { baseUrl: env.RELOGIN_BASE_URL || undefined, linkSecretId: env.RELOGIN_LINK_SECRET_ID || undefined, openapiBaseUrl: env.SAXO_OPENAPI_BASE_URL || undefined },
     checkIntervalMs,
     refreshThresholdMs: seconds(env, 'REFRESH_THRESHOLD_SECONDS', 300),
     cloudRefreshThresholdMs: seconds(env, 'CLOUD_REFRESH_THRESHOLD_SECONDS', 600),

@@ -4,6 +4,7 @@
  * core/saxo/client.ts. The in-memory doubles (standins/memory.ts) are proven against them by the
  * contract suites in test/contracts/.
  */
+import type { IdentityPin } from './identity.js';
 import type { TokenResponse, TokenSet } from './token.js';
 
 /**
@@ -60,6 +61,8 @@ export interface SecretRecord {
   announcePending?: string | null | undefined;
   /** pairId() of a refresh token Saxo rejected (invalid_grant, nothing newer); null clears it. */
   rejected?: string | null | undefined;
+  /** The account this chain belongs to (core/identity.ts); set at login, never cleared by a refresher. */
+  pin?: IdentityPin | undefined;
 }
 
 /** Secret Manager as the source of truth. Throws SecretStoreError. */

@@ -14,10 +14,10 @@ export interface AgentSettings extends SessionSettings {
   statusLogMs?: number;
   /** While login is required, the ALERT is repeated this often. */
   loginAlertRepeatMs: number;
-  /** SIM or LIVE, named in the login-required ALERT. */
-  environment: string;
   /** How often a pair (or an announcement) the secret has not seen yet is retried. */
   pushRetryMs: number;
+  /** SIM or LIVE: named in the login-required ALERT; the identity pin's environment (agent/pin.ts). */
+  environment: 'SIM' | 'LIVE';
 }
 
 export interface CloudSettings extends Omit<SessionSettings, 'holder'> {

@@ -24,7 +24,11 @@ export async function functionDeps(config: Config, logger: Logger, holderId: str
   const client = gcp.secretManagerEmulatorRestHost
     ? createRestSecretManagerClient({ baseUrl: `http://${gcp.secretManagerEmulatorRestHost}` })
     : createRestSecretManagerClient({ baseUrl: 'https://secretmanager.googleapis.com', token: googleAccessToken() });
+  // Phone re-login (functions/relogin/): when configured, a dead chain issues a one-time link.
+  const { reloginSettings, linkStore, cloudLinkIssuer } = await import('./relogin/settings.js');
+  const relogin = reloginSettings(config);
   return {
+    relogin: relogin && cloudLinkIssuer(config, logger, linkStore(client, relogin), relogin),
     clock: systemClock,
     store: createSecretStore({ client, projectId: gcp.projectId, secretId: gcp.secretId, logger }),
     bus: createEventBus({ gcp, logger }),

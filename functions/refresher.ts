@@ -25,6 +25,8 @@ export interface CloudDeps {
   saxo: TokenEndpoint;
   logger: Logger;
   settings: CloudSettings;
+  /** Issues a phone re-login link when the chain needs a login (functions/relogin/settings.ts); optional. */
+  relogin?: ((reason: string) => Promise<void>) | undefined;
 }
 
 export type CloudOutcome = SessionResult['kind'];
@@ -57,12 +59,14 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
   for (const n of plan.notes) logger.warn('input_problem', n);
   if (!plan.best) {
     logger.alert('login_required', loginRequiredMessage(settings.environment, 'no_token'), { reason: 'no_token' });
+    await d.relogin?.('no usable token in the secret');
     return { outcome: 'rejected', reason: 'no_token' };
   }
   const accessLeftSeconds = Math.round((plan.accessLeftMs ?? 0) / 1000);
   // A dead refresh token is not "valid": decide() never marks it for refresh, so say so here.
   if (plan.health === 'login_required' && !opts.force) {
     logger.alert('login_required', loginRequiredMessage(settings.environment, 'refresh_token_expired'), { reason: 'refresh_token_expired' });
+    await d.relogin?.('the refresh token has expired');
     return { outcome: 'rejected', reason: 'refresh_token_expired', version: latest?.name };
   }
   // Saxo rejected this very refresh token at an earlier run (nothing newer then or since): never again.
@@ -118,6 +122,7 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
       return r.reason === 'secret_unavailable' ? { outcome: 'failed', reason: r.reason } : { outcome: r.kind, reason: r.reason };
     case 'rejected':
       logger.alert('login_required', loginRequiredMessage(settings.environment, r.reason), { reason: r.reason });
+      await d.relogin?.('Saxo rejected the newest refresh token');
       return { outcome: r.kind, reason: r.reason };
     case 'failed':
       return { outcome: r.kind, reason: r.reason };

@@ -4,6 +4,7 @@
  * Pure: the adapter (secret-store.ts) reads and compare-and-swaps them; doctor and status read them.
  */
 import type { protos } from '@google-cloud/secret-manager';
+import { pinToAnnotations } from '../identity.js';
 import type { SecretMeta, SecretRecord } from '../ports.js';
 
 type Secret = protos.google.cloud.secretmanager.v1.ISecret;
@@ -45,6 +46,7 @@ export function applyRecord(a: Record<string, string>, record: SecretRecord | un
   else if (record.announcePending !== undefined) a[ANNOTATION.announcePending] = record.announcePending;
   if (record.rejected === null) delete a[ANNOTATION.rejected];
   else if (record.rejected !== undefined) a[ANNOTATION.rejected] = record.rejected;
+  if (record.pin) Object.assign(a, pinToAnnotations(record.pin));
   if (record.failures !== undefined) a[ANNOTATION.failures] = String(Math.max(0, Math.floor(record.failures)));
   const lr = record.lastRefresh;
   const storedAt = Number(a[ANNOTATION.lastRefreshAt]);

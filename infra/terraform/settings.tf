@@ -18,6 +18,7 @@ module "settings" {
   saxo_environment                = var.saxo_environment
   saxo_app_key                    = var.saxo_app_key
   agent_systemd_unit              = var.agent_systemd_unit
+  relogin_base_url                = var.relogin_base_url
 }
 
 locals {

@@ -201,3 +201,15 @@ variable "refresh_absent_minutes" {
   type        = number
   default     = 30
 }
+
+variable "relogin_base_url" {
+  description = "Phone re-login: the relogin service's origin, https://<name_prefix>-relogin-<project number>.<region>.run.app (or a custom domain). null: not deployed. See docs/OPERATIONS.md \"When the chain dies\"."
+  type        = string
+  default     = null
+}
+
+variable "relogin_image" {
+  description = "Phone re-login: the container image of the relogin service (built from this repository, infra/relogin/Dockerfile). Deployed when this and relogin_base_url are set."
+  type        = string
+  default     = null
+}

@@ -7,9 +7,10 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod/v3';
-import { StandinState, type GrantResult, type IssuedPair, type StandinStats } from './state.js';
+import { DEFAULT_ACCOUNT, StandinState, type GrantResult, type IssuedPair, type StandinAccount, type StandinStats } from './state.js';
+import { signInPage } from './sign-in.js';
 
-export type { IssuedPair, StandinStats } from './state.js';
+export type { IssuedPair, StandinAccount, StandinStats } from './state.js';
 
 export const faultSchema = z.object({
   kind: z.enum(['html503', 'bare429', 'json500', 'invalid_grant', 'delay', 'reset']),
@@ -29,6 +30,12 @@ export interface SaxoStandinOptions {
   initialRefreshToken?: boolean;
   /** Epoch ms; injectable so lifetimes are checkable with a fake clock. */
   now?: () => number;
+  /** Logins the sign-in page offers (default: one stand-in user). */
+  accounts?: StandinAccount[];
+  /** 'auto' (default): /authorize signs the first account in at once; 'page': a form to pick one. */
+  signIn?: 'auto' | 'page';
+  /** Shown on the sign-in page ("SIM", "LIVE"); a stand-in is started per environment. */
+  environment?: string;
 }
 
 export interface SaxoStandin {
@@ -43,7 +50,7 @@ export interface SaxoStandin {
   setLifetimes(l: { accessLifetimeSec?: number; refreshLifetimeSec?: number }): void;
   stats(): StandinStats;
   /** Seed a fresh valid pair directly (no HTTP, not counted as a refresh). */
-  issue(clientId?: string): IssuedPair;
+  issue(clientId?: string, account?: StandinAccount): IssuedPair;
   isValidAccessToken(token: string): boolean;
   close(): Promise<void>;
 }
@@ -176,8 +183,12 @@ export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<S
     send(res, successStatus, result.pair);
   }
 
-  function authorize(url: URL, res: ServerResponse): void {
-    const q = url.searchParams;
+  const accounts = opts.accounts?.length ? opts.accounts : [DEFAULT_ACCOUNT];
+
+  /** GET shows the sign-in page (or signs in at once); POST is the page's form picking an account. */
+  async function authorize(req: IncomingMessage, url: URL, res: ServerResponse): Promise<void> {
+    const posted = req.method === 'POST' ? new URLSearchParams(await readBody(req)) : undefined;
+    const q = posted ?? url.searchParams;
     const clientId = q.get('client_id');
     const redirectUri = q.get('redirect_uri');
     const challenge = q.get('code_challenge');
@@ -197,11 +208,18 @@ export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<S
     if (problems.length || !redirect || !clientId || !challenge || !redirectUri) {
       return send(res, 400, { error: 'invalid_request', error_description: problems.join('; ') });
     }
-    const code = state.authorize(clientId, redirectUri, challenge);
+    if (!posted && opts.signIn === 'page') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(signInPage({ environment: opts.environment ?? 'SIM', accounts, params: q }));
+      return;
+    }
+    const account = posted ? accounts.find((a) => a.userId === posted.get('user')) : accounts[0];
+    if (!account) return send(res, 400, { error: 'access_denied', error_description: 'unknown user' });
+    const code = state.authorize(clientId, redirectUri, challenge, account);
     redirect.searchParams.set('code', code);
     const st = q.get('state');
     if (st !== null) redirect.searchParams.set('state', st);
-    res.writeHead(302, { location: redirect.toString(), 'cache-control': 'no-store' });
+    res.writeHead(posted ? 303 : 302, { location: redirect.toString(), 'cache-control': 'no-store' });
     res.end();
   }
 
@@ -244,10 +262,11 @@ export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<S
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const route = async (): Promise<void> => {
       if (url.pathname === '/token' && req.method === 'POST') return token(req, res);
-      if (url.pathname === '/authorize' && req.method === 'GET') return authorize(url, res);
+      if (url.pathname === '/authorize' && (req.method === 'GET' || req.method === 'POST')) return authorize(req, url, res);
       if (url.pathname === '/openapi/port/v1/users/me' && req.method === 'GET') {
         const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-        if (m?.[1] && state.isValidAccessToken(m[1])) return send(res, 200, { ClientKey: 'standin-client', UserId: 'standin-user', Name: 'Stand-in User' });
+        const who = m?.[1] ? state.accountOf(m[1]) : undefined;
+        if (who) return send(res, 200, { ClientKey: who.clientKey, UserKey: who.userKey, UserId: who.userId, Name: who.name });
         return send(res, 401, '', { 'www-authenticate': 'Bearer error="invalid_token"' });
       }
       if (url.pathname.startsWith('/_admin/')) return admin(req, res, url.pathname);
@@ -276,7 +295,7 @@ export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<S
     clearFaults: () => void (faults.length = 0),
     setLifetimes,
     stats: () => state.stats(),
-    issue: (clientId) => state.issue(clientId),
+    issue: (clientId, account) => state.issue(clientId, account),
     isValidAccessToken: (t) => state.isValidAccessToken(t),
     close: () =>
       new Promise<void>((resolve) => {

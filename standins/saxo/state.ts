@@ -29,10 +29,21 @@ export interface StandinStats {
 
 export type GrantResult = { ok: true; pair: IssuedPair } | { ok: false; status: number; error: string; description: string };
 
+/** A Saxo login the stand-in's sign-in page offers; its keys become the access token's claims. */
+export interface StandinAccount {
+  userId: string;
+  userKey: string;
+  clientKey: string;
+  name: string;
+}
+
+export const DEFAULT_ACCOUNT: StandinAccount = { userId: 'standin-user', userKey: 'standin-user-key', clientKey: 'standin-client', name: 'Stand-in User' };
+
 interface RefreshRecord {
   clientId: string | undefined;
   expiresAt: number;
   consumedAt?: number;
+  account: StandinAccount;
 }
 
 interface CodeRecord {
@@ -40,6 +51,14 @@ interface CodeRecord {
   redirectUri: string;
   challenge: string;
   expiresAt: number;
+  account: StandinAccount;
+}
+
+/** JWT-shaped (header.claims.signature) like Saxo's; the signature part keeps the `sa_` shape leak scans look for. */
+function jwtAccessToken(account: StandinAccount, clientId: string | undefined, expSec: number): string {
+  const part = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const claims = { uid: account.userKey, cid: account.clientKey, aid: clientId ?? 'standin-app', exp: expSec, jti: randomBytes(8).toString('hex') };
+  return `${part({ alg: 'none', typ: 'JWT' })}.${part(claims)}.${randomToken('sa_')}`;
 }
 
 export const fingerprintToken = (t: string): string => createHash('sha256').update(t).digest('hex').slice(0, 12);
@@ -50,7 +69,7 @@ export class StandinState {
   accessLifetimeSec: number;
   refreshLifetimeSec: number;
   private readonly refreshTokens = new Map<string, RefreshRecord>();
-  private readonly accessTokens = new Map<string, { expiresAt: number; clientId: string | undefined }>();
+  private readonly accessTokens = new Map<string, { expiresAt: number; clientId: string | undefined; account: StandinAccount }>();
   private readonly codes = new Map<string, CodeRecord>();
   readonly counters: StandinStats = {
     refreshes: 0,
@@ -78,13 +97,14 @@ export class StandinState {
   }
 
   /** A fresh valid pair, as the token endpoint would issue it. */
-  issue(clientId?: string): IssuedPair {
+  issue(clientId?: string, account: StandinAccount = DEFAULT_ACCOUNT): IssuedPair {
     const now = this.now();
-    const mint = this.hooks.mint ?? randomToken;
-    const refresh = mint('sr_');
-    const access = mint('sa_');
-    this.accessTokens.set(access, { expiresAt: now + this.accessLifetimeSec * 1000, clientId });
-    this.refreshTokens.set(refresh, { clientId, expiresAt: now + this.refreshLifetimeSec * 1000 });
+    const mint = this.hooks.mint;
+    const refresh = mint ? mint('sr_') : randomToken('sr_');
+    const accessExpiresAt = now + this.accessLifetimeSec * 1000;
+    const access = mint ? mint('sa_') : jwtAccessToken(account, clientId, Math.floor(accessExpiresAt / 1000));
+    this.accessTokens.set(access, { expiresAt: accessExpiresAt, clientId, account });
+    this.refreshTokens.set(refresh, { clientId, expiresAt: now + this.refreshLifetimeSec * 1000, account });
     const pair: IssuedPair = {
       access_token: access,
       token_type: 'Bearer',
@@ -120,13 +140,13 @@ export class StandinState {
     if (this.now() >= rec.expiresAt) return this.invalid('refresh token expired');
     rec.consumedAt = this.now();
     this.counters.refreshes++;
-    return { ok: true, pair: this.issue(rec.clientId ?? clientId) };
+    return { ok: true, pair: this.issue(rec.clientId ?? clientId, rec.account) };
   }
 
   /** GET /authorize: remember the PKCE challenge behind a single-use code. */
-  authorize(clientId: string, redirectUri: string, challenge: string): string {
+  authorize(clientId: string, redirectUri: string, challenge: string, account: StandinAccount = DEFAULT_ACCOUNT): string {
     const code = randomToken('sc_');
-    this.codes.set(code, { clientId, redirectUri, challenge, expiresAt: this.now() + CODE_LIFETIME_MS });
+    this.codes.set(code, { clientId, redirectUri, challenge, expiresAt: this.now() + CODE_LIFETIME_MS, account });
     this.counters.authorizations++;
     return code;
   }
@@ -142,12 +162,17 @@ export class StandinState {
     const challenge = createHash('sha256').update(verifier, 'ascii').digest('base64url');
     if (!verifier || challenge !== rec.challenge) return this.invalid('PKCE verification failed');
     this.counters.codeExchanges++;
-    return { ok: true, pair: this.issue(clientId) };
+    return { ok: true, pair: this.issue(clientId, rec.account) };
   }
 
   isValidAccessToken(token: string): boolean {
+    return this.accountOf(token) !== undefined;
+  }
+
+  /** The account a live access token belongs to (what `users/me` answers). */
+  accountOf(token: string): StandinAccount | undefined {
     const rec = this.accessTokens.get(token);
-    return rec !== undefined && this.now() < rec.expiresAt;
+    return rec !== undefined && this.now() < rec.expiresAt ? rec.account : undefined;
   }
 
   stats(): StandinStats {

@@ -45,7 +45,7 @@ describe('docs/OPERATIONS.md', () => {
       agent: [],
       status: ['--json', '--chain'],
       refresh: ['--force', '--chain'],
-      login: ['--force', '--no-open', '--timeout', '--target', '--import', '--chain'],
+      login: ['--force', '--no-open', '--timeout', '--target', '--import', '--link', '--chain'],
       demo: ['--duration'],
       doctor: ['--json', '--chain', '--bots-user', '--unit'],
     };

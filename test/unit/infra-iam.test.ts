@@ -121,7 +121,7 @@ describe('infra/terraform IAM', () => {
     for (const b of byType('google_secret_manager_secret_iam_member')) expect(b.secret_id).toMatch(/^\$\{google_secret_manager_secret\.\w+(\[0\])?\.secret_id\}$/);
     const topicRoles = byType('google_pubsub_topic_iam_member');
     for (const b of topicRoles) expect(b.topic).toBe('${google_pubsub_topic.token_rotated.name}');
-    expect(topicRoles.map((b) => b.role).sort()).toEqual(['roles/pubsub.publisher', 'roles/pubsub.viewer']);
+    expect([...new Set(topicRoles.map((b) => b.role))].sort()).toEqual(['roles/pubsub.publisher', 'roles/pubsub.viewer']);
     const subs = byType('google_pubsub_subscription_iam_member');
     for (const b of subs) expect(b).toMatchObject({ subscription: '${google_pubsub_subscription.vm[each.key].name}', member: 'serviceAccount:${each.value}' });
     // Consume, and (for doctor) read the subscription's configuration; nothing else, nowhere else.

@@ -24,6 +24,16 @@ variable "region" {
   }
 }
 
+variable "relogin_base_url" {
+  # Phone re-login (infra/terraform/relogin.tf): the relogin service's origin. null = not deployed.
+  type     = string
+  nullable = true
+  validation {
+    condition     = var.relogin_base_url == null ? true : can(regex("^https://[a-z0-9.-]+$", var.relogin_base_url))
+    error_message = "relogin_base_url: an https:// origin without a path, e.g. https://tk-relogin-123456789012.europe-west1.run.app."
+  }
+}
+
 variable "name_prefix" {
   type = string
   validation {
@@ -165,6 +175,8 @@ locals {
       LOG_EXECUTION_ID = "true"
     },
     var.saxo_app_key == "" ? {} : { SAXO_APP_KEY = var.saxo_app_key },
+    # The function issues a phone re-login link when the chain needs a login (docs/DESIGN.md "Re-login from a phone").
+    var.relogin_base_url == null ? {} : { RELOGIN_BASE_URL = var.relogin_base_url, RELOGIN_LINK_SECRET_ID = "${local.token_secret_id}-relogin" },
   )
 
   # Cloud Logging filters of this chain's events. Both sides log one JSON object per line with
@@ -185,10 +197,12 @@ locals {
   deadline_events = ["chain_deadline"]
   own_events      = concat(local.login_events, local.relogin_events, local.deadline_events)
   # Known ALERT events of the generic policy (documentation only; the filter does not list them).
-  alert_events = ["event_subscription_broken", "refresh_alert", "secret_write_lost"]
+  alert_events = ["event_subscription_broken", "identity_mismatch", "refresh_alert", "relogin_wrong_account", "secret_write_lost"]
   vm_side      = "(resource.type=\"gce_instance\" AND jsonPayload._SYSTEMD_UNIT=\"${var.agent_systemd_unit}\")"
   this_chain = join(" OR ", [
     "(resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.function_name}\")",
+    # The phone re-login service (relogin.tf) logs relogin_link (resend) and relogin_wrong_account.
+    "(resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.p}-relogin\")",
     local.vm_side,
   ])
   any_of = { for k, events in { own = local.own_events, login = local.login_events, relogin = local.relogin_events, deadline = local.deadline_events } : k => join(" OR ", [for e in events : "jsonPayload.event=\"${e}\""]) }
@@ -246,6 +260,11 @@ output "names" {
     metric_agent_started   = "${local.p}-agent-started"
     alert_policy_prefix    = "${local.p}:"
     function_source_zip    = "${local.p}-function-source.zip"
+    relogin_service        = "${local.p}-relogin"
+    relogin_account_id     = "${local.p}-relogin"
+    relogin_link_secret_id = "${local.token_secret_id}-relogin"
+    relogin_token_role_id  = "${replace(local.p, "-", "_")}_reloginToken"
+    relogin_links_role_id  = "${replace(local.p, "-", "_")}_reloginLinks"
   }
 
   precondition {
