@@ -73,10 +73,10 @@ async function useChain(chain: string | undefined): Promise<void> {
   Object.assign(process.env, await deploymentEnv(deployment(chain), process.env));
 }
 
-async function runStatus(opts: { json?: boolean }): Promise<number> {
+async function runStatus(opts: { json?: boolean; chain?: string }): Promise<number> {
   const config = loadConfig();
-  const { collectStatus, formatStatus } = await import('./status.js');
-  const report = await collectStatus(config);
+  const [{ collectStatus, formatStatus }, { deployment }] = await Promise.all([import('./status.js'), import('./deployment.js')]);
+  const report = await collectStatus(config, Date.now(), deployment(opts.chain));
   process.stdout.write((opts.json ? JSON.stringify(report, null, 2) : formatStatus(report)) + '\n');
   return report.exitCode;
 }
