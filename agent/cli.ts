@@ -91,19 +91,32 @@ async function runRefresh(opts: { force?: boolean }): Promise<number> {
     await r.load();
     const out = await r.run({ kind: 'refresh', force: opts.force === true });
     logger.info('refresh_command', `refresh: ${out}`, { outcome: out });
+    if (process.stdout.isTTY) process.stdout.write(await refreshSummary(config, out));
     return out === 'login_required' ? 2 : out === 'failed' || out === 'deferred' ? 1 : 0;
   } finally {
     await cloud?.close();
   }
 }
 
+/** On a terminal: what `refresh` did, the pair's expiry now, and the next step if any. */
+async function refreshSummary(config: Config, out: string): Promise<string> {
+  if (out === 'login_required') return `\nrefresh: login required (Saxo no longer accepts the refresh token).\nnext: npx token-keeper login\n`;
+  if (out === 'failed' || out === 'deferred') return `\nrefresh: ${out}. next: npx token-keeper status (then doctor)\n`;
+  const [{ createCacheFile }, { tokenSummary }] = await Promise.all([import('./cache-file.js'), import('./cli-human.js')]);
+  const cache = await createCacheFile(config.cachePath).read();
+  if (cache.kind !== 'ok') return `\nrefresh: ${out}\n`;
+  return '\n' + tokenSummary(out === 'refreshed' ? 'Refreshed: new token stored.' : `refresh: ${out}; the token in the cache:`, cache.token);
+}
+
 export async function main(argv: string[]): Promise<number> {
   // The long-running agent skips the CLI parser (~2 MB it would keep resident for nothing).
   if (argv.length === 1 && argv[0] === 'agent') return guard(runAgent);
-  const { Command, CommanderError } = await import('commander');
+  const [{ Command, CommanderError }, { HELP_AFTER, VERSION_LINE }] = await Promise.all([import('commander'), import('./cli-human.js')]);
   let code = 0;
   const program = new Command('token-keeper')
     .description('Keeps a Saxo OpenAPI OAuth token alive for a fleet of trading bots')
+    .version(VERSION_LINE(), '-V, --version', 'print the version (and the Node it runs on)')
+    .addHelpText('after', HELP_AFTER())
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   program.command('agent').description('run the VM agent in the foreground (JSON logs on stdout)').action(async () => {
