@@ -37,7 +37,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Integration tests spawn processes and servers on loopback; keep parallelism modest on 2 cores.
     maxWorkers: 2,
-    env: { METADATA_SERVER_DETECTION: 'none' },
+    // TOKEN_KEEPER_ENV_FILE=none: no test reads the host's /etc/token-keeper (agent/env-file.ts).
+    env: { METADATA_SERVER_DETECTION: 'none', TOKEN_KEEPER_ENV_FILE: 'none' },
     // As root: stage the CLI once per run where the other users the tests run it as can read it.
     globalSetup: ['test/helpers/stage-setup.ts'],
     projects: [

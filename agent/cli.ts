@@ -66,11 +66,16 @@ async function runAgent(): Promise<number> {
 
 const CHAIN_HELP = 'one chain of token-keeper@.service: its env file /etc/token-keeper/NAME.env and data dir /var/lib/token-keeper/NAME';
 
-/** `--chain NAME`: this command sees what the chain's unit gives its agent (agent/deployment.ts). */
+/**
+ * This command sees what the unit gives its agent: the main unit's env file, or `--chain NAME`'s
+ * (agent/env-file.ts), and says which file it read (stderr: stdout stays the command's output).
+ */
 async function useChain(chain: string | undefined): Promise<void> {
-  if (chain === undefined) return;
-  const { deployment, deploymentEnv } = await import('./deployment.js');
-  Object.assign(process.env, await deploymentEnv(deployment(chain), process.env));
+  const { unitEnv, unitEnvLine } = await import('./env-file.js');
+  const u = await unitEnv({ chain, env: process.env });
+  Object.assign(process.env, u.env);
+  const line = unitEnvLine(u);
+  if (line) process.stderr.write(line + '\n');
 }
 
 async function runStatus(opts: { json?: boolean; chain?: string }): Promise<number> {
@@ -162,6 +167,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--chain <name>', CHAIN_HELP + ', unit token-keeper@.service')
     .option('--unit <path>', 'the installed systemd unit to read User=/Group=/ReadWritePaths=/StateDirectory= from (default /etc/systemd/system/token-keeper.service, or token-keeper@.service with --chain)')
     .action(async (o: { json?: boolean; botsUser?: string; unit?: string; chain?: string }) => {
+      // doctor reads a chain's env file itself (and reports an unreadable one as a check).
+      if (o.chain === undefined) await useChain(undefined);
       const { runDoctor } = await import('./doctor/command.js');
       code = await runDoctor(o);
     });

@@ -9,7 +9,7 @@ import { silentLogger } from '../core/log.js';
 import type { SecretMeta } from '../core/ports.js';
 import type { TokenSet } from '../core/token.js';
 import { createCacheFile } from './cache-file.js';
-import { createStateFile } from './state-file.js';
+import { createStateFile, type AgentState } from './state-file.js';
 import { errorText } from '../core/errors.js';
 import { agentLiveness } from './agent-liveness.js';
 import { nextStep, type StatusIssue, type Where } from './status-next.js';
@@ -75,6 +75,11 @@ export function agentSeenRecently(seenAgoMs: number | undefined, checkIntervalMs
 /** The main unit unless a chain was named (`--chain`): for the "next:" line's commands. */
 const MAIN_UNIT: Omit<Where, 'cachePath'> = { unit: 'token-keeper', cliFlags: '' };
 
+/** A state file a cloud-connected agent wrote: it recorded a secret version or an announcement. */
+export function stateFromCloudConnected(state: Pick<AgentState, 'lastRefresh' | 'announce' | 'token'>): boolean {
+  return state.announce !== undefined || (state.lastRefresh?.version ?? '').startsWith('projects/') || state.token?.source === 'cloud';
+}
+
 export async function collectStatus(config: Config, now = Date.now(), where: Omit<Where, 'cachePath'> = MAIN_UNIT): Promise<StatusReport> {
   const problems: string[] = [];
   const liveness = agentLiveness(config.dataDir);
@@ -119,6 +124,12 @@ export async function collectStatus(config: Config, now = Date.now(), where: Omi
   const loginRequired = state?.loginRequired === true;
 
   const live = await liveness;
+  if (!config.gcp && state && stateFromCloudConnected(state)) {
+    problems.push(
+      'the agent that wrote this data dir is cloud-connected, but this command runs standalone (no GOOGLE_CLOUD_PROJECT/TOKEN_SECRET_ID): ' +
+        "run it with the unit's settings (sudo -u <bots-user> npx token-keeper status reads /etc/token-keeper/token-keeper.env; --chain NAME for a chain)",
+    );
+  }
   const seenAgo = lastSeenAgo === undefined ? '' : ` (last seen ${Math.round(lastSeenAgo)} s ago)`;
   // Each condition that makes a live token "degraded", with what status says about it. Listed
   // whatever the token's health: an expired token with a dead agent shows both.

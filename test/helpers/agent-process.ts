@@ -46,7 +46,7 @@ export function startCli(
   const argv = opts.viaNpx ? ['token-keeper', ...args] : [opts.as ? join(root, 'bin', 'token-keeper.js') : CLI, ...args];
   const proc = spawn(cmd, argv, {
     cwd: root,
-    env: { ...process.env, METADATA_SERVER_DETECTION: 'none', LOG_FORMAT: 'json', ...env },
+    env: { ...process.env, METADATA_SERVER_DETECTION: 'none', LOG_FORMAT: 'json', TOKEN_KEEPER_ENV_FILE: 'none', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(opts.as ? { uid: opts.as.uid, gid: opts.as.gid } : {}),
   });

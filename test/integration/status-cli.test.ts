@@ -105,7 +105,7 @@ describe('status (standalone, from files)', () => {
     const t = pair(1000);
     const dir = await dataDir(t, {
       token: t,
-      lastRefresh: { at: Date.now() - 200_000, by: 'agent:vm1', version: 'projects/p/secrets/s/versions/7' },
+      lastRefresh: { at: Date.now() - 200_000, by: 'agent:vm1' },
     });
     const v = await status(dir);
     expect(v.jsonCode).toBe(0);
@@ -120,7 +120,7 @@ describe('status (standalone, from files)', () => {
     expect(r.token!.generation).toBe(3);
     expect(r.agent.consecutiveFailures).toBe(0);
     expect(Date.parse(r.agent.lastSeen!)).toBeGreaterThan(Date.now() - 60_000);
-    expect(r.agent.lastRefresh).toMatchObject({ by: 'agent:vm1', version: 'projects/p/secrets/s/versions/7' });
+    expect(r.agent.lastRefresh).toMatchObject({ by: 'agent:vm1' });
     expect(r.cache.state).toBe('ok');
     expect(r.secret).toBeUndefined();
     expect(r.problems).toEqual([]);
@@ -131,11 +131,23 @@ describe('status (standalone, from files)', () => {
     expect(v.text).toMatch(/HEALTHY \(exit 0\)/);
     expect(v.text).toMatch(/access token\s+expires in 16m \d+s/);
     expect(v.text).toMatch(/refresh token\s+expires in (49|50)m/);
-    expect(v.text).toMatch(/refresh\s+\d{4}-\d\d-\d\dT[\d:.]+Z by agent:vm1 \(projects\/p\/secrets\/s\/versions\/7\)/);
+    expect(v.text).toMatch(/refresh\s+\d{4}-\d\d-\d\dT[\d:.]+Z by agent:vm1$/m);
     expect(v.text).toMatch(/failures\s+0 \(agent\)/);
     expect(v.text).toMatch(/agent seen\s+\d{4}-.*\(\d+ s ago\)/);
     expect(v.text).toContain(`agent          running (pid ${process.pid})`);
     expect(v.text.split('\n').at(-1)).toBe('next: nothing to do');
+  }, 20_000);
+
+  it('a cloud-connected agent\'s data dir read standalone: a warning with the fix (the state names a secret version)', async () => {
+    const t = pair(1000);
+    const dir = await dataDir(t, { token: t, lastRefresh: { at: Date.now() - 200_000, by: 'agent:vm1', version: 'projects/p/secrets/s/versions/7' } });
+    const v = await status(dir);
+    expect(v.json.mode).toBe('standalone');
+    expect(v.json.problems).toContain(
+      "the agent that wrote this data dir is cloud-connected, but this command runs standalone (no GOOGLE_CLOUD_PROJECT/TOKEN_SECRET_ID): run it with the unit's settings (sudo -u <bots-user> npx token-keeper status reads /etc/token-keeper/token-keeper.env; --chain NAME for a chain)",
+    );
+    expect(v.text).toContain('! the agent that wrote this data dir is cloud-connected, but this command runs standalone');
+    expect(v.json.agent.lastRefresh).toMatchObject({ version: 'projects/p/secrets/s/versions/7' });
   }, 20_000);
 
   it('degraded by consecutive failures: exit 1', async () => {
