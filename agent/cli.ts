@@ -20,6 +20,8 @@ const IDLE_STOP_MS = 4_500;
 
 async function runAgent(): Promise<number> {
   const { config, logger } = setup();
+  const { unknownSettings } = await import('../core/config-check.js');
+  for (const w of unknownSettings(process.env)) logger.warn('config_unknown_setting', `Configuration: ${w}`);
   const { startAgent } = await import('./agent.js');
   const ctl = new AbortController();
   let reconciler: { phase: string } | undefined;
@@ -76,6 +78,8 @@ async function useChain(chain: string | undefined): Promise<void> {
   Object.assign(process.env, u.env);
   const line = unitEnvLine(u);
   if (line) process.stderr.write(line + '\n');
+  const { unknownSettings } = await import('../core/config-check.js');
+  for (const w of unknownSettings(process.env)) process.stderr.write(`token-keeper: warning: ${w}\n`);
 }
 
 async function runStatus(opts: { json?: boolean; chain?: string }): Promise<number> {

@@ -41,7 +41,7 @@ describe('doctor: configuration and tiers', () => {
     const c = tiersCheck(facts({ cache: ok({ kind: 'ok', token: short }), state: ok(undefined) }));
     expect(c.status).toBe('fail');
     expect(c.summary).toBe("CLOUD_REFRESH_THRESHOLD_SECONDS (600 s) must be below the token's usable life (500 s): it would refresh on every check");
-    expect(c.fix).toBe('CLOUD_REFRESH_THRESHOLD_SECONDS=250 in /etc/token-keeper/token-keeper.env');
+    expect(c.fix).toBe('CLOUD_REFRESH_THRESHOLD_SECONDS=400 in /etc/token-keeper/token-keeper.env'); // above the agent's 300 s, below the 500 s life
     expect(tiersCheck(facts()).summary).toBe("cloud 600 s > agent 300 s > bots 120 s, all inside the token's usable life 19m 00s (the newest pair's)");
   });
 
