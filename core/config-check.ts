@@ -71,11 +71,15 @@ export function checkGcpComplete(env: Env): void {
   );
 }
 
-const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+/** localhost, ::1 or 127.x.y.z (brackets allowed): this machine. doctor uses the same rule. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
 
 /** Saxo over plain http only for a stand-in on this machine: anywhere else the app secret and tokens would travel in clear. */
 export function checkAuthUrlScheme(u: URL): void {
-  if (u.protocol === 'http:' && !LOOPBACK.has(u.hostname) && !u.hostname.startsWith('127.')) {
+  if (u.protocol === 'http:' && !isLoopbackHost(u.hostname)) {
     throw new ConfigError(
       `SAXO_AUTH_BASE_URL must be https (plain http only for a stand-in on this machine), got http://${u.host}: use https://${u.host}, or unset it for Saxo's own (SAXO_ENVIRONMENT)`,
     );

@@ -27,7 +27,8 @@ describe('doctor: configuration and tiers', () => {
   });
 
   it('plain http to a non-loopback Saxo host fails; a LIVE/SIM mismatch and a missing subscription warn', () => {
-    expect(configCheck(facts({}, { ...STANDALONE_ENV, SAXO_AUTH_BASE_URL: 'http://10.1.2.3:8080' })).status).toBe('fail');
+    // Refused before doctor looks (core/config-check.ts): doctor reports it as the config check's failure.
+    expect(() => facts({}, { ...STANDALONE_ENV, SAXO_AUTH_BASE_URL: 'http://10.1.2.3:8080' })).toThrow(/SAXO_AUTH_BASE_URL must be https/);
     expect(configCheck(facts({}, { ...STANDALONE_ENV, SAXO_AUTH_BASE_URL: 'http://127.0.0.1:8080' })).status).toBe('ok');
     const mismatch = configCheck(facts({}, { ...STANDALONE_ENV, SAXO_ENVIRONMENT: 'LIVE', SAXO_AUTH_BASE_URL: 'https://sim.logonvalidation.net' }));
     expect(mismatch).toMatchObject({ status: 'warn', summary: 'SAXO_ENVIRONMENT=LIVE but SAXO_AUTH_BASE_URL points at sim.logonvalidation.net' });
