@@ -20,6 +20,8 @@ const IDLE_STOP_MS = 4_500;
 
 async function runAgent(): Promise<number> {
   const { config, logger } = setup();
+  const { unknownSettings } = await import('../core/config-check.js');
+  for (const w of unknownSettings(process.env)) logger.warn('config_unknown_setting', `Configuration: ${w}`);
   const { startAgent } = await import('./agent.js');
   const ctl = new AbortController();
   let reconciler: { phase: string } | undefined;
@@ -66,17 +68,24 @@ async function runAgent(): Promise<number> {
 
 const CHAIN_HELP = 'one chain of token-keeper@.service: its env file /etc/token-keeper/NAME.env and data dir /var/lib/token-keeper/NAME';
 
-/** `--chain NAME`: this command sees what the chain's unit gives its agent (agent/deployment.ts). */
+/**
+ * This command sees what the unit gives its agent: the main unit's env file, or `--chain NAME`'s
+ * (agent/env-file.ts), and says which file it read (stderr: stdout stays the command's output).
+ */
 async function useChain(chain: string | undefined): Promise<void> {
-  if (chain === undefined) return;
-  const { deployment, deploymentEnv } = await import('./deployment.js');
-  Object.assign(process.env, await deploymentEnv(deployment(chain), process.env));
+  const { unitEnv, unitEnvLine } = await import('./env-file.js');
+  const u = await unitEnv({ chain, env: process.env });
+  Object.assign(process.env, u.env);
+  const line = unitEnvLine(u);
+  if (line) process.stderr.write(line + '\n');
+  const { unknownSettings } = await import('../core/config-check.js');
+  for (const w of unknownSettings(process.env)) process.stderr.write(`token-keeper: warning: ${w}\n`);
 }
 
-async function runStatus(opts: { json?: boolean }): Promise<number> {
+async function runStatus(opts: { json?: boolean; chain?: string }): Promise<number> {
   const config = loadConfig();
-  const { collectStatus, formatStatus } = await import('./status.js');
-  const report = await collectStatus(config);
+  const [{ collectStatus, formatStatus }, { deployment }] = await Promise.all([import('./status.js'), import('./deployment.js')]);
+  const report = await collectStatus(config, Date.now(), deployment(opts.chain));
   process.stdout.write((opts.json ? JSON.stringify(report, null, 2) : formatStatus(report)) + '\n');
   return report.exitCode;
 }
@@ -93,19 +102,32 @@ async function runRefresh(opts: { force?: boolean }): Promise<number> {
     await r.load();
     const out = await r.run({ kind: 'refresh', force: opts.force === true });
     logger.info('refresh_command', `refresh: ${out}`, { outcome: out });
+    if (process.stdout.isTTY) process.stdout.write(await refreshSummary(config, out));
     return out === 'login_required' ? 2 : out === 'failed' || out === 'deferred' ? 1 : 0;
   } finally {
     await cloud?.close();
   }
 }
 
+/** On a terminal: what `refresh` did, the pair's expiry now, and the next step if any. */
+async function refreshSummary(config: Config, out: string): Promise<string> {
+  if (out === 'login_required') return `\nrefresh: login required (Saxo no longer accepts the refresh token).\nnext: npx token-keeper login\n`;
+  if (out === 'failed' || out === 'deferred') return `\nrefresh: ${out}. next: npx token-keeper status (then doctor)\n`;
+  const [{ createCacheFile }, { tokenSummary }] = await Promise.all([import('./cache-file.js'), import('./cli-human.js')]);
+  const cache = await createCacheFile(config.cachePath).read();
+  if (cache.kind !== 'ok') return `\nrefresh: ${out}\n`;
+  return '\n' + tokenSummary(out === 'refreshed' ? 'Refreshed: new token stored.' : `refresh: ${out}; the token in the cache:`, cache.token);
+}
+
 export async function main(argv: string[]): Promise<number> {
   // The long-running agent skips the CLI parser (~2 MB it would keep resident for nothing).
   if (argv.length === 1 && argv[0] === 'agent') return guard(runAgent);
-  const { Command, CommanderError } = await import('commander');
+  const [{ Command, CommanderError }, { HELP_AFTER, VERSION_LINE }] = await Promise.all([import('commander'), import('./cli-human.js')]);
   let code = 0;
   const program = new Command('token-keeper')
     .description('Keeps a Saxo OpenAPI OAuth token alive for a fleet of trading bots')
+    .version(VERSION_LINE(), '-V, --version', 'print the version (and the Node it runs on)')
+    .addHelpText('after', HELP_AFTER())
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   program.command('agent').description('run the VM agent in the foreground (JSON logs on stdout)').action(async () => {
@@ -157,6 +179,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--chain <name>', CHAIN_HELP + ', unit token-keeper@.service')
     .option('--unit <path>', 'the installed systemd unit to read User=/Group=/ReadWritePaths=/StateDirectory= from (default /etc/systemd/system/token-keeper.service, or token-keeper@.service with --chain)')
     .action(async (o: { json?: boolean; botsUser?: string; unit?: string; chain?: string }) => {
+      // doctor reads a chain's env file itself (and reports an unreadable one as a check).
+      if (o.chain === undefined) await useChain(undefined);
       const { runDoctor } = await import('./doctor/command.js');
       code = await runDoctor(o);
     });

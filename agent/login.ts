@@ -170,6 +170,7 @@ export async function runLogin(o: { force?: boolean; open: boolean; timeout: str
   }
   try {
     await storeLogin(config, token, o.target as LoginTarget, o.force === true, logger);
+    if (process.stdout.isTTY) process.stdout.write('\n' + (await import('./cli-human.js')).tokenSummary('Login complete: new token stored.', token));
     return 0;
   } catch (err) {
     const file = await rescue(config, token);

@@ -10,8 +10,10 @@ import { silentLogger } from '../core/log.js';
 import type { SecretMeta } from '../core/ports.js';
 import type { TokenSet } from '../core/token.js';
 import { createCacheFile } from './cache-file.js';
-import { createStateFile } from './state-file.js';
+import { createStateFile, type AgentState } from './state-file.js';
 import { errorText } from '../core/errors.js';
+import { agentLiveness } from './agent-liveness.js';
+import { nextStep, type StatusIssue, type Where } from './status-next.js';
 
 export interface StatusReport {
   health: 'healthy' | 'degraded' | 'refresh_overdue' | 'expired' | 'missing' | 'login_required';
@@ -37,6 +39,9 @@ export interface StatusReport {
     lastRefresh?: { at: string; by: string; version?: string | undefined } | undefined;
   };
   agent: {
+    /** From the agent's instance lock (as doctor): a live agent holds it; the kernel frees it when it dies. */
+    running: 'running' | 'not_running' | 'unknown';
+    pids?: number[] | undefined;
     consecutiveFailures: number;
     lastSeen?: string | undefined;
     lastSeenSecondsAgo?: number | undefined;
@@ -51,7 +56,10 @@ export interface StatusReport {
     /** The Pub/Sub subscription cannot be pulled (no pushes arrive), with the fix. */
     subscription?: { subscription: string; code: string; problem: string; since: string } | undefined;
   };
+  /** Every problem found, whatever the health (none is dropped because another is worse). */
   problems: string[];
+  /** The one command that moves this state on (agent/status-next.ts). */
+  next: string;
 }
 
 /** The token's health from the one decision, before anything degrades it (`status` and doctor's token check). */
@@ -72,8 +80,17 @@ export function agentSeenRecently(seenAgoMs: number | undefined, checkIntervalMs
   return seenAgoMs !== undefined && seenAgoMs <= 3 * checkIntervalMs;
 }
 
-export async function collectStatus(config: Config, now = Date.now()): Promise<StatusReport> {
+/** The main unit unless a chain was named (`--chain`): for the "next:" line's commands. */
+const MAIN_UNIT: Omit<Where, 'cachePath'> = { unit: 'token-keeper', cliFlags: '' };
+
+/** A state file a cloud-connected agent wrote: it recorded a secret version or an announcement. */
+export function stateFromCloudConnected(state: Pick<AgentState, 'lastRefresh' | 'announce' | 'token'>): boolean {
+  return state.announce !== undefined || (state.lastRefresh?.version ?? '').startsWith('projects/') || state.token?.source === 'cloud';
+}
+
+export async function collectStatus(config: Config, now = Date.now(), where: Omit<Where, 'cachePath'> = MAIN_UNIT): Promise<StatusReport> {
   const problems: string[] = [];
+  const liveness = agentLiveness(config.dataDir);
   const cache = await createCacheFile(config.cachePath).read();
   if (cache.kind === 'unreadable') {
     problems.push(`cannot read the cache (${cache.code}): run status as the bots' user, or give the file back to them: sudo chown <bots-user> ${config.cachePath}`);
@@ -125,26 +142,40 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
   const lastSeenAgo = state?.agentSeenAt !== undefined ? (now - state.agentSeenAt) / 1000 : undefined;
   const loginRequired = state?.loginRequired === true;
 
-  let health: StatusReport['health'] = tokenHealth(plan, loginRequired);
-  if (health === 'healthy') {
-    // Each condition that makes a live token "degraded", with what status says about it.
-    const degraded: [boolean, string][] = [
-      [failures > 0, `${failures} consecutive refresh failure(s)`],
-      [plan.writeCache && cache.kind !== 'unreadable', 'the cache is behind the newest token'],
-      [cache.kind === 'unreadable', 'the cache cannot be read'],
-      [state?.awaiting !== undefined, `the agent is holding back: ${state?.awaiting?.reason ?? ''}`],
-      [state?.watchFailed !== undefined, `the agent cannot watch the cache file: ${state?.watchFailed?.reason ?? ''}`],
-      [state?.subscription !== undefined, `no TOKEN_ROTATED pushes: ${state?.subscription?.problem ?? ''}`],
-      [plan.pushSecret, 'the secret is behind the newest token'],
-      [secret.kind === 'unavailable', 'cannot reach Secret Manager'],
-      [lastSeenAgo !== undefined && !agentSeenRecently(lastSeenAgo * 1000, config.checkIntervalMs), `agent last seen ${Math.round(lastSeenAgo ?? 0)} s ago`],
-      [plan.refreshTokenExpiring, 'the refresh token expires soon'],
-      [(plan.expiryMoved?.length ?? 0) > 0, ''],
-      [skewMatters, ''],
-    ];
-    for (const [on, text] of degraded) if (on && text) problems.push(text);
-    if (degraded.some(([on]) => on)) health = 'degraded';
+  const live = await liveness;
+  if (!config.gcp && state && stateFromCloudConnected(state)) {
+    problems.push(
+      'the agent that wrote this data dir is cloud-connected, but this command runs standalone (no GOOGLE_CLOUD_PROJECT/TOKEN_SECRET_ID): ' +
+        "run it with the unit's settings (sudo -u <bots-user> npx token-keeper status reads /etc/token-keeper/token-keeper.env; --chain NAME for a chain)",
+    );
   }
+  const seenAgo = lastSeenAgo === undefined ? '' : ` (last seen ${Math.round(lastSeenAgo)} s ago)`;
+  // Each condition that makes a live token "degraded", with what status says about it. Listed
+  // whatever the token's health: an expired token with a dead agent shows both.
+  const found: [boolean, StatusIssue, string][] = [
+    [live.state === 'not_running' && state?.agentSeenAt !== undefined, 'agent_not_running', `agent not running${seenAgo}: ${live.state === 'not_running' ? live.why : ''}`],
+    [live.state === 'not_running' && state?.agentSeenAt === undefined, 'agent_never_seen', 'agent never seen: no agent has checked this data dir'],
+    [live.state === 'running' && (lastSeenAgo === undefined || !agentSeenRecently(lastSeenAgo * 1000, config.checkIntervalMs)),
+      'agent_stale', `agent running (pid ${live.state === 'running' ? live.pids.join(', ') : ''}) but last seen ${lastSeenAgo === undefined ? 'never' : `${Math.round(lastSeenAgo)} s ago`}: its loop may be stuck`],
+    [live.state === 'unknown', 'agent_unknown', `cannot tell whether the agent runs: ${live.state === 'unknown' ? live.why : ''}`],
+    [failures > 0, 'failures', `${failures} consecutive refresh failure(s)`],
+    [plan.writeCache && cache.kind !== 'unreadable', 'cache_behind', 'the cache is behind the newest token'],
+    [cache.kind === 'unreadable', 'cache_unreadable', 'the cache cannot be read'],
+    [state?.awaiting !== undefined, 'holding_back', `the agent is holding back: ${state?.awaiting?.reason ?? ''}`],
+    [plan.pushSecret, 'secret_behind', 'the secret is behind the newest token'],
+    [secret.kind === 'unavailable', 'secret_unavailable', 'cannot reach Secret Manager'],
+    [plan.refreshTokenExpiring, 'refresh_token_expiring', 'the refresh token expires soon'],
+    [state?.watchFailed !== undefined, 'watch_failed', `the agent cannot watch the cache file: ${state?.watchFailed?.reason ?? ''}`],
+    [state?.subscription !== undefined, 'subscription_broken', `no TOKEN_ROTATED pushes: ${state?.subscription?.problem ?? ''}`],
+    // Their lines were said above; they still make a live token "degraded".
+    [(plan.expiryMoved?.length ?? 0) > 0, 'expiry_moved', ''],
+    [skewMatters, 'clock_skew', ''],
+  ];
+  const issues = found.filter(([on]) => on).map(([, issue]) => issue);
+  for (const [on, , text] of found) if (on && text) problems.push(text);
+  let health: StatusReport['health'] = tokenHealth(plan, loginRequired);
+  // Not knowing whether the agent runs (no /proc/locks) is said, not counted against the token.
+  if (health === 'healthy' && issues.some((i) => i !== 'agent_unknown')) health = 'degraded';
   const exitCode: 0 | 1 | 2 = health === 'healthy' ? 0 : health === 'degraded' || health === 'refresh_overdue' ? 1 : 2;
 
   const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
@@ -184,6 +215,8 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
         }
       : undefined,
     agent: {
+      running: live.state,
+      pids: live.state === 'running' ? live.pids : undefined,
       consecutiveFailures: agentFailures,
       lastSeen: iso(state?.agentSeenAt),
       lastSeenSecondsAgo: lastSeenAgo !== undefined ? Math.round(lastSeenAgo) : undefined,
@@ -195,6 +228,10 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       subscription: state?.subscription ? { ...state.subscription, since: new Date(state.subscription.since).toISOString() } : undefined,
     },
     problems,
+    next: nextStep(
+      { health, issues, refreshLeftSeconds: plan.best?.refreshExpiresAt !== undefined ? Math.round((plan.best.refreshExpiresAt - now) / 1000) : undefined },
+      { ...where, cachePath: config.cachePath },
+    ),
   };
 }
 
@@ -222,10 +259,12 @@ export function formatStatus(r: StatusReport): string {
   }
   if (r.agent.lastRefresh) lines.push(`  agent refresh  ${r.agent.lastRefresh.at} by ${r.agent.lastRefresh.by}${r.agent.lastRefresh.version ? ` (${r.agent.lastRefresh.version})` : ''}`);
   lines.push(`  failures       ${r.agent.consecutiveFailures} (agent)${r.secret?.consecutiveFailures !== undefined ? `, ${r.secret.consecutiveFailures} (cloud)` : ''}`);
+  lines.push(`  agent          ${r.agent.running === 'running' ? `running (pid ${r.agent.pids?.join(', ')})` : r.agent.running === 'not_running' ? 'NOT RUNNING' : 'unknown'}`);
   lines.push(`  agent seen     ${r.agent.lastSeen ? `${r.agent.lastSeen} (${r.agent.lastSeenSecondsAgo} s ago)` : 'never'}`);
   if (r.agent.clockSkew) lines.push(`  clock skew     ${r.agent.clockSkew.seconds} s (this host − Saxo, ${r.agent.clockSkew.by === 'saxo' ? 'measured' : 'adjusted for a clock jump'} ${r.agent.clockSkew.measuredAt})`);
   if (r.agent.awaiting) lines.push(`  agent waits    since ${r.agent.awaiting.since}: ${r.agent.awaiting.reason}`);
   if (r.agent.subscription) lines.push(`  pubsub         ${r.agent.subscription.code} since ${r.agent.subscription.since}: ${r.agent.subscription.problem}`);
   for (const p of r.problems) lines.push(`  ! ${p}`);
+  lines.push(`next: ${r.next}`);
   return lines.join('\n');
 }

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { ConfigError } from './errors.js';
+import { checkAuthUrlScheme, checkGcpComplete } from './config-check.js';
 
 export interface GcpConfig {
   projectId: string;
@@ -98,6 +99,7 @@ function authUrl(raw: string): string {
   }
   if (u.username || u.password) throw new ConfigError('SAXO_AUTH_BASE_URL must not contain credentials (user:password@); set SAXO_APP_KEY / SAXO_APP_SECRET');
   if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new ConfigError(`SAXO_AUTH_BASE_URL must be an https URL, got ${u.protocol}`);
+  checkAuthUrlScheme(u);
   return raw.replace(/\/+$/, '');
 }
 
@@ -136,6 +138,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     throw new ConfigError(`LOG_FORMAT must be json or pretty, got "${env.LOG_FORMAT}"`);
   }
 
+  checkGcpComplete(env);
   let gcp: GcpConfig | undefined;
   const projectId = env.GOOGLE_CLOUD_PROJECT || env.GCLOUD_PROJECT;
   if (projectId && env.TOKEN_SECRET_ID) {

@@ -38,16 +38,24 @@ const s = (ms: number) => `${Math.round(ms / 100) / 10} s`;
  */
 export function tierProblems(t: Tiers, accessLifeMs = DEFAULT_ACCESS_LIFE_MS): TierProblem[] {
   const out: TierProblem[] = [];
+  // Every fix comes from one consistent set of tiers, so that applying one never breaks another rule
+  // (the bots' buffer is theirs and stays; doctor and the agent print the same values).
+  const fixed = consistentTiers(t, accessLifeMs);
+  const secs = (ms: number) => Math.round(ms / 1000);
+  const fix = [
+    fixed.agentThresholdMs !== t.agentThresholdMs ? `REFRESH_THRESHOLD_SECONDS=${secs(fixed.agentThresholdMs)}` : '',
+    fixed.cloudThresholdMs !== t.cloudThresholdMs ? `CLOUD_REFRESH_THRESHOLD_SECONDS=${secs(fixed.cloudThresholdMs!)}` : '',
+  ].filter(Boolean).join(' ');
   if (t.cloudThresholdMs !== undefined && !(t.cloudThresholdMs > t.agentThresholdMs)) {
     out.push({
       message: `CLOUD_REFRESH_THRESHOLD_SECONDS (${s(t.cloudThresholdMs)}) must be above REFRESH_THRESHOLD_SECONDS (${s(t.agentThresholdMs)}): the agent would refresh before the cloud`,
-      fix: `CLOUD_REFRESH_THRESHOLD_SECONDS=${Math.round((t.agentThresholdMs * 2) / 1000)}`,
+      fix,
     });
   }
   if (!(t.agentThresholdMs > t.botThresholdMs)) {
     out.push({
       message: `REFRESH_THRESHOLD_SECONDS (${s(t.agentThresholdMs)}) must be above the bots' buffer BOT_REFRESH_THRESHOLD_SECONDS (${s(t.botThresholdMs)}): the bots would refresh before the agent`,
-      fix: `REFRESH_THRESHOLD_SECONDS=${Math.round((t.botThresholdMs * 2.5) / 1000)}`,
+      fix,
     });
   }
   const top = t.cloudThresholdMs ?? t.agentThresholdMs;
@@ -55,10 +63,25 @@ export function tierProblems(t: Tiers, accessLifeMs = DEFAULT_ACCESS_LIFE_MS): T
   if (!(top < accessLifeMs)) {
     out.push({
       message: `${name} (${s(top)}) must be below the token's usable life (${s(accessLifeMs)}): it would refresh on every check`,
-      fix: `${name}=${Math.floor((accessLifeMs * 0.5) / 1000)}`,
+      fix,
     });
   }
   return out;
+}
+
+/**
+ * Tiers in order inside `lifeMs`, changing as little as possible: a tier already in place stays;
+ * the agent's goes to 2.5 × the bots' buffer (or halfway to half the life when that is too high),
+ * the cloud's to twice the agent's (or halfway between the agent's and the life).
+ */
+export function consistentTiers(t: Tiers, lifeMs: number): Tiers {
+  const bot = t.botThresholdMs;
+  const agentOk = t.agentThresholdMs > bot && t.agentThresholdMs < lifeMs;
+  const agent = agentOk ? t.agentThresholdMs : bot * 2.5 < lifeMs / 2 ? bot * 2.5 : Math.floor((bot + lifeMs / 2) / 2);
+  if (t.cloudThresholdMs === undefined) return { agentThresholdMs: agent, botThresholdMs: bot };
+  const cloudOk = t.cloudThresholdMs > agent && t.cloudThresholdMs < lifeMs;
+  const cloud = cloudOk ? t.cloudThresholdMs : Math.min(agent * 2, Math.floor((agent + lifeMs) / 2));
+  return { cloudThresholdMs: cloud, agentThresholdMs: agent, botThresholdMs: bot };
 }
 
 /** How often the agent retries a pair (or an announcement) the secret has not seen yet. */

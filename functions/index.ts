@@ -1,5 +1,5 @@
 /**
- * Cloud Function entry (gen2, Node 22; also runs on Node 20): registers the HTTP function
+ * Cloud Function entry (gen2, Node 24; also runs on Node 20): registers the HTTP function
  * `refreshToken`. Dependencies (functions/deps.ts) are built on the first invocation and reused.
  */
 import { http } from '@google-cloud/functions-framework';

@@ -6,7 +6,7 @@
 #   sudo CHAINS="sim live" /opt/token-keeper/infra/systemd/install.sh      # env files for token-keeper@sim/@live
 # Variables: BOT_UNITS (units to start after the main agent; default: the installed list, else the
 # repository's), CHAINS (template instances to prepare),
-# APP_DIR (/opt/token-keeper), NODE_BIN (node on PATH), RUN_USER (calypso; the bots' user),
+# APP_DIR (/opt/token-keeper), NODE_BIN (node on PATH; Node 24 LTS), RUN_USER (calypso; the bots' user),
 # RUN_GROUP (RUN_USER's primary group), OPS_AGENT (yes | no | ask; default ask on a terminal, else no),
 # DESTDIR (stage into a directory: no systemctl).
 # Every input is validated before anything is written; units are checked with systemd-analyze verify
@@ -34,7 +34,7 @@ say() { echo "install.sh: $*"; }
 [[ "$APP_DIR" =~ ^/[A-Za-z0-9._/+-]+$ && "$APP_DIR" != *..* ]] || die "APP_DIR is not a plain absolute path: $APP_DIR"
 [[ -f "$APP_DIR/bin/token-keeper.js" ]] || die "APP_DIR has no bin/token-keeper.js (clone the repository there first): $APP_DIR"
 [[ -d "$APP_DIR/dist/agent" ]] || say "warning: $APP_DIR/dist is missing; run npm ci in $APP_DIR as $RUN_USER before starting"
-[[ -n "$NODE_BIN" ]] || die "node not found; set NODE_BIN=/path/to/node"
+[[ -n "$NODE_BIN" ]] || die "node not found: install Node 24 LTS (docs/OPERATIONS.md, VM side, step 1) or set NODE_BIN=/path/to/node"
 [[ "$NODE_BIN" =~ ^/[A-Za-z0-9._/+-]+$ ]] || die "NODE_BIN is not a plain absolute path: $NODE_BIN"
 [[ -x "$NODE_BIN" ]] || die "NODE_BIN is not executable: $NODE_BIN"
 node_version="$("$NODE_BIN" -p 'process.versions.node' 2>/dev/null)" || die "NODE_BIN does not run: $NODE_BIN"
@@ -49,7 +49,13 @@ for p in "$APP_DIR" "$(readlink -f "$NODE_BIN")"; do
   esac
 done
 IFS=. read -r node_major node_minor _ <<<"$node_version"
-(( node_major > 20 || (node_major == 20 && node_minor >= 19) )) || die "node $node_version at $NODE_BIN is older than 20.19"
+# The VM runs the supported LTS (Node 24; Node 20 reached end of life in April 2026). 20.19 is the
+# floor the code runs on: a staged install (DESTDIR: tests, packaging) on such a node only warns.
+(( node_major > 20 || (node_major == 20 && node_minor >= 19) )) || die "node $node_version at $NODE_BIN is older than 20.19: install Node 24 LTS (docs/OPERATIONS.md, VM side, step 1)"
+if (( node_major < 24 )); then
+  [[ -n "$DESTDIR" ]] || die "node $node_version at $NODE_BIN is older than 24, the supported LTS: install Node 24 (docs/OPERATIONS.md, VM side, step 1) or set NODE_BIN"
+  say "warning: node $node_version at $NODE_BIN is older than 24, the supported LTS (refused on a real install)"
+fi
 [[ "$RUN_USER" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die "RUN_USER is not a user name: $RUN_USER"
 getent passwd "$RUN_USER" >/dev/null || die "user $RUN_USER does not exist (the bots' user; create it or set RUN_USER)"
 [[ "$(id -u "$RUN_USER")" != 0 ]] || die "RUN_USER must not be root"

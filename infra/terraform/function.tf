@@ -42,7 +42,7 @@ resource "google_cloudfunctions2_function" "refresh" {
   description = "Refreshes the Saxo OAuth token when it is within the cloud threshold (${var.name_prefix})."
 
   build_config {
-    runtime         = "nodejs22"
+    runtime         = "nodejs24"
     entry_point     = "refreshToken"
     service_account = google_service_account.build.id
     source {

@@ -37,7 +37,7 @@ output "vm_service_accounts" {
 }
 
 output "agent_env" {
-  description = "Per VM: the GCP and tier lines of the agent's env file (/etc/token-keeper/token-keeper.env, or /etc/token-keeper/<chain>.env for token-keeper@<chain>.service). The first VM of vm_names is the primary."
+  description = "Per VM: the GCP and tier lines of the agent's env file (/etc/token-keeper/token-keeper.env, or /etc/token-keeper/<chain>.env for token-keeper@<chain>.service), plain KEY=value lines. As a file: terraform output -json agent_env | python3 -c 'import json,sys; sys.stdout.write(json.load(sys.stdin)[sys.argv[1]])' VM > agent.env (docs/OPERATIONS.md). The first VM of vm_names is the primary."
   value       = module.settings.agent_env
 }
 

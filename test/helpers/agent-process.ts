@@ -5,6 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { rootForOtherUsers } from './stage.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = fileURLToPath(new URL('../../bin/token-keeper.js', import.meta.url));
@@ -30,18 +32,22 @@ export interface CliProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
 }
 
-/** `as`: run as another uid/gid (root only; libuv also drops the supplementary groups). */
+/**
+ * `as`: run as another uid/gid (root only; libuv also drops the supplementary groups), from the copy
+ * staged for other users (test/helpers/stage.ts): the checkout may sit in a 0700 directory.
+ */
 export function startCli(
   args: string[],
   env: Record<string, string | undefined>,
   opts: { viaNpx?: boolean; as?: { uid: number; gid: number } | undefined } = {},
 ): CliProcess {
   const cmd = opts.viaNpx ? 'npx' : process.execPath;
-  const argv = opts.viaNpx ? ['token-keeper', ...args] : [CLI, ...args];
+  const root = opts.as ? rootForOtherUsers() : REPO_ROOT;
+  const argv = opts.viaNpx ? ['token-keeper', ...args] : [opts.as ? join(root, 'bin', 'token-keeper.js') : CLI, ...args];
   const proc = spawn(cmd, argv, {
-    cwd: REPO_ROOT,
+    cwd: root,
     // STATUS_LOG_SECONDS=0: the status line on every check, the tests' marker of a check.
-    env: { ...process.env, METADATA_SERVER_DETECTION: 'none', LOG_FORMAT: 'json', STATUS_LOG_SECONDS: '0', ...env },
+    env: { ...process.env, METADATA_SERVER_DETECTION: 'none', LOG_FORMAT: 'json', STATUS_LOG_SECONDS: '0', TOKEN_KEEPER_ENV_FILE: 'none', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(opts.as ? { uid: opts.as.uid, gid: opts.as.gid } : {}),
   });

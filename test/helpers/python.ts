@@ -4,9 +4,12 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { forOtherUsers } from './stage.js';
 
 export const PYTHON_BOT = fileURLToPath(new URL('./python_bot.py', import.meta.url));
 export const PYTHON = process.env.PYTHON ?? 'python3';
+/** The bot model where another user can read it (the checkout may sit in a 0700 directory). */
+export const pythonBotForOtherUsers = (): string => forOtherUsers('test/helpers/python_bot.py');
 
 export interface PythonBot {
   readonly proc: ChildProcess;

@@ -203,7 +203,7 @@ describeWithPubSub('doctor (cloud-connected: Secret Manager stand-in, Pub/Sub em
     const c = r.check('config.tiers');
     expect(c.status).toBe('fail');
     expect(c.summary).toMatch(/^CLOUD_REFRESH_THRESHOLD_SECONDS \(600 s\) must be above REFRESH_THRESHOLD_SECONDS \(700 s\)/);
-    expect(c.fix).toBe('CLOUD_REFRESH_THRESHOLD_SECONDS=1400 in /etc/token-keeper/token-keeper.env');
+    expect(c.fix).toBe('CLOUD_REFRESH_THRESHOLD_SECONDS=920 in /etc/token-keeper/token-keeper.env'); // inside the usable life (1140 s)
     expect(othersNotOk(r, 'config.tiers')).toEqual([]);
   });
 

@@ -181,10 +181,13 @@ describe('doctor (standalone)', () => {
     expect(r.check('data-dir.files').summary).toBe('the cache has mode 0644: every user on this host can read the token (want 0600 or 0640)');
   });
 
-  it('half a GCP configuration is a warning: it silently runs standalone', async () => {
+  it('half a GCP configuration is a configuration error naming the missing setting (exit 2), as for every command', async () => {
     const r = await runDoctor(env(await dataDir(pair({ accessLeftSec: 900 }), { lock: true }), { GOOGLE_CLOUD_PROJECT: 'p1' }));
-    expect(r.check('config')).toMatchObject({ status: 'warn' });
-    expect(r.check('config').summary).toBe('GOOGLE_CLOUD_PROJECT set, but cloud-connected mode needs both GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID: running standalone');
+    expect(r.code).toBe(2);
+    expect(r.check('config')).toMatchObject({ status: 'fail' });
+    expect(r.check('config').summary).toBe(
+      'configuration error: GOOGLE_CLOUD_PROJECT set, but cloud-connected mode also needs TOKEN_SECRET_ID: set it (terraform output agent_env has every line), or unset GOOGLE_CLOUD_PROJECT to run standalone',
+    );
   });
 
   it('a configuration that does not parse: config fails with the message, every other check is skipped (exit 2)', async () => {

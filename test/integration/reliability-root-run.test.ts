@@ -15,7 +15,7 @@ import { createCacheFile } from '../../agent/cache-file.js';
 import type { TokenSet } from '../../core/token.js';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import type { CliProcess } from '../helpers/agent-process.js';
-import { PYTHON, PYTHON_BOT } from '../helpers/python.js';
+import { PYTHON, pythonBotForOtherUsers } from '../helpers/python.js';
 import { dataDirFor, expectNoSecrets, isRoot, NOBODY, runCliAs, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
 
 const APP_KEY = 'rel-root-app';
@@ -63,7 +63,7 @@ function pair(leftSec: number): TokenSet {
 
 /** The python bot as the data dir's owner: one mode, its output. */
 function botAsOwner(dir: string, mode: 'read' | 'try-lock'): { status: number | null; out: string } {
-  const r = spawnSync(PYTHON, ['-u', PYTHON_BOT, '--mode', mode, '--data-dir', dir], { ...OWNER, encoding: 'utf8', timeout: 10_000 });
+  const r = spawnSync(PYTHON, ['-u', pythonBotForOtherUsers(), '--mode', mode, '--data-dir', dir], { ...OWNER, encoding: 'utf8', timeout: 10_000 });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 

@@ -15,6 +15,9 @@ import { createSecretStore, ensureSecret } from '../../core/gcp/secret-store.js'
 import { silentLogger } from '../../core/log.js';
 import type { TokenSet } from '../../core/token.js';
 import type { StatusReport } from '../../agent/status.js';
+import { acquireInstanceLock } from '../../agent/instance-lock.js';
+import type { Held } from '../../core/ports.js';
+import { startSaxoStandin } from '../../standins/saxo/server.js';
 import { startCli, type CliProcess } from '../helpers/agent-process.js';
 import { startSecretManagerFixture, type SecretManagerFixture } from '../helpers/gcp.js';
 
@@ -42,7 +45,13 @@ function pair(accessLeftSec: number, opts: { generation?: number; refreshLeftSec
   return t;
 }
 
-async function dataDir(cache: TokenSet | 'corrupt' | undefined, state?: Partial<AgentState>): Promise<string> {
+/** Instance locks this test holds: a state file stamped by an agent is only healthy with an agent holding the lock. */
+const held: Held[] = [];
+afterAll(async () => {
+  for (const h of held.splice(0)) await h.release();
+});
+
+async function dataDir(cache: TokenSet | 'corrupt' | undefined, state?: Partial<AgentState>, o: { agentRunning?: boolean } = {}): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'tk-status-'));
   if (cache === 'corrupt') writeFileSync(join(dir, 'saxo_token_cache.json'), '{"access_token": "half-writ');
   else if (cache) await createCacheFile(join(dir, 'saxo_token_cache.json')).write(cache);
@@ -52,6 +61,8 @@ async function dataDir(cache: TokenSet | 'corrupt' | undefined, state?: Partial<
       agentSeenAt: Date.now() - 5_000,
       ...state,
     });
+    // An agent that stamped the state file 5 s ago is running: this process holds its instance lock.
+    if (o.agentRunning ?? true) held.push(await acquireInstanceLock(dir));
   }
   return dir;
 }
@@ -94,7 +105,7 @@ describe('status (standalone, from files)', () => {
     const t = pair(1000);
     const dir = await dataDir(t, {
       token: t,
-      lastRefresh: { at: Date.now() - 200_000, by: 'agent:vm1', version: 'projects/p/secrets/s/versions/7' },
+      lastRefresh: { at: Date.now() - 200_000, by: 'agent:vm1' },
     });
     const v = await status(dir);
     expect(v.jsonCode).toBe(0);
@@ -109,17 +120,34 @@ describe('status (standalone, from files)', () => {
     expect(r.token!.generation).toBe(3);
     expect(r.agent.consecutiveFailures).toBe(0);
     expect(Date.parse(r.agent.lastSeen!)).toBeGreaterThan(Date.now() - 60_000);
-    expect(r.agent.lastRefresh).toMatchObject({ by: 'agent:vm1', version: 'projects/p/secrets/s/versions/7' });
+    expect(r.agent.lastRefresh).toMatchObject({ by: 'agent:vm1' });
     expect(r.cache.state).toBe('ok');
     expect(r.secret).toBeUndefined();
     expect(r.problems).toEqual([]);
+    expect(r.agent.running).toBe('running');
+    expect(r.agent.pids).toEqual([process.pid]);
+    expect(r.next).toBe('nothing to do');
 
     expect(v.text).toMatch(/HEALTHY \(exit 0\)/);
     expect(v.text).toMatch(/access token\s+expires in 16m \d+s/);
     expect(v.text).toMatch(/refresh token\s+expires in (49|50)m/);
-    expect(v.text).toMatch(/refresh\s+\d{4}-\d\d-\d\dT[\d:.]+Z by agent:vm1 \(projects\/p\/secrets\/s\/versions\/7\)/);
+    expect(v.text).toMatch(/refresh\s+\d{4}-\d\d-\d\dT[\d:.]+Z by agent:vm1$/m);
     expect(v.text).toMatch(/failures\s+0 \(agent\)/);
     expect(v.text).toMatch(/agent seen\s+\d{4}-.*\(\d+ s ago\)/);
+    expect(v.text).toContain(`agent          running (pid ${process.pid})`);
+    expect(v.text.split('\n').at(-1)).toBe('next: nothing to do');
+  }, 20_000);
+
+  it('a cloud-connected agent\'s data dir read standalone: a warning with the fix (the state names a secret version)', async () => {
+    const t = pair(1000);
+    const dir = await dataDir(t, { token: t, lastRefresh: { at: Date.now() - 200_000, by: 'agent:vm1', version: 'projects/p/secrets/s/versions/7' } });
+    const v = await status(dir);
+    expect(v.json.mode).toBe('standalone');
+    expect(v.json.problems).toContain(
+      "the agent that wrote this data dir is cloud-connected, but this command runs standalone (no GOOGLE_CLOUD_PROJECT/TOKEN_SECRET_ID): run it with the unit's settings (sudo -u <bots-user> npx token-keeper status reads /etc/token-keeper/token-keeper.env; --chain NAME for a chain)",
+    );
+    expect(v.text).toContain('! the agent that wrote this data dir is cloud-connected, but this command runs standalone');
+    expect(v.json.agent.lastRefresh).toMatchObject({ version: 'projects/p/secrets/s/versions/7' });
   }, 20_000);
 
   it('degraded by consecutive failures: exit 1', async () => {
@@ -152,6 +180,10 @@ describe('status (standalone, from files)', () => {
     expect(v.json.agent.lastSeen).toBeUndefined();
     expect(v.text).toMatch(/access token\s+expired 0m \d+s ago/);
     expect(v.text).toMatch(/agent seen\s+never/);
+    // Every problem is listed whatever the health, and the next step renews with the live refresh token.
+    expect(v.json.problems).toContain('agent never seen: no agent has checked this data dir');
+    expect(v.json.next).toBe('npx token-keeper refresh (the refresh token is still valid: this renews the pair now)');
+    expect(v.text.split('\n').at(-1)).toBe(`next: ${v.json.next}`);
   }, 20_000);
 
   it('missing (no cache, no state; also a corrupt cache alone): exit 2', async () => {
@@ -178,7 +210,65 @@ describe('status (standalone, from files)', () => {
       expect(v.text).toMatch(/LOGIN_REQUIRED \(exit 2\)/);
     }
     expect(a.json.agent.loginRequired).toBe(true);
+    for (const v of [a, b]) expect(v.json.next).toMatch(/^npx token-keeper login \(on a VM without a browser: add --no-open/);
   }, 20_000);
+});
+
+describe('status tells whether the agent runs (its instance lock, as doctor)', () => {
+  it('a state stamped seconds ago but no agent holding the lock: NOT RUNNING, degraded (exit 1), next: start the unit', async () => {
+    const t = pair(1000);
+    const v = await status(await dataDir(t, { token: t }, { agentRunning: false }));
+    expect([v.jsonCode, v.textCode]).toEqual([1, 1]);
+    expect(v.json.health).toBe('degraded');
+    expect(v.json.agent.running).toBe('not_running');
+    expect(v.json.problems.join('\n')).toMatch(/^agent not running \(last seen \d+ s ago\): no agent has run on .* \(\.token-keeper-agent\.lock is missing\)$/m);
+    expect(v.json.next).toBe('sudo systemctl start token-keeper (then: journalctl -u token-keeper -n 20)');
+    expect(v.text).toMatch(/DEGRADED \(exit 1\)/);
+    expect(v.text).toContain('agent          NOT RUNNING');
+  }, 20_000);
+
+  it('never seen (a cache, no agent ever): not healthy, exit 1, next: start the unit', async () => {
+    const t = pair(1000);
+    const dir = await dataDir(t);
+    const v = await status(dir);
+    expect([v.jsonCode, v.textCode]).toEqual([1, 1]);
+    expect(v.json.agent.running).toBe('not_running');
+    expect(v.json.problems).toContain('agent never seen: no agent has checked this data dir');
+    expect(v.json.next).toBe('sudo systemctl start token-keeper (then: journalctl -u token-keeper -n 20)');
+  }, 20_000);
+
+  it('right after the real agent stops: not running (exit 1) with the next step', async () => {
+    const key = 'status-stop-app';
+    const saxo = await startSaxoStandin({ accessLifetimeSec: 3600, refreshLifetimeSec: 7200, clients: { [key]: APP_SECRET } });
+    try {
+      const dir = mkdtempSync(join(tmpdir(), 'tk-status-stop-'));
+      const p = saxo.issue(key);
+      secrets.add(p.access_token).add(p.refresh_token);
+      const now = Date.now();
+      await createCacheFile(join(dir, 'saxo_token_cache.json')).write({
+        accessToken: p.access_token, refreshToken: p.refresh_token, accessExpiresAt: now + 3_000_000, refreshExpiresAt: now + 7_000_000,
+        issuedAt: now, generation: 1, source: 'login', appKey: key, appSecret: APP_SECRET, extra: {},
+      });
+      const env = { TOKEN_KEEPER_DATA_DIR: dir, SAXO_AUTH_BASE_URL: saxo.url, SAXO_APP_KEY: key, SAXO_APP_SECRET: APP_SECRET, CHECK_INTERVAL_SECONDS: '1',
+        GOOGLE_CLOUD_PROJECT: undefined, GCLOUD_PROJECT: undefined, TOKEN_SECRET_ID: undefined };
+      const agent = startCli(['agent'], env);
+      await agent.waitForEvent('agent_ready', 20_000);
+      const running = await status(dir, { SAXO_AUTH_BASE_URL: saxo.url, SAXO_APP_KEY: key });
+      expect(running.json.agent).toMatchObject({ running: 'running', pids: [agent.proc.pid] });
+      expect(running.jsonCode).toBe(0);
+      expect((await agent.stop()).code).toBe(0);
+
+      const v = await status(dir, { SAXO_AUTH_BASE_URL: saxo.url, SAXO_APP_KEY: key });
+      expect(v.json.agent.lastSeenSecondsAgo).toBeLessThan(5); // the stamp alone would still say healthy
+      expect([v.jsonCode, v.textCode]).toEqual([1, 1]);
+      expect(v.json.agent.running).toBe('not_running');
+      expect(v.text).toContain('agent          NOT RUNNING');
+      expect(v.text).toMatch(/! agent not running \(last seen \d+ s ago\)/);
+      expect(v.text.split('\n').at(-1)).toBe('next: sudo systemctl start token-keeper (then: journalctl -u token-keeper -n 20)');
+    } finally {
+      await saxo.close();
+    }
+  }, 40_000);
 });
 
 describe('status (cloud-connected, Secret Manager stand-in)', () => {

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig, MAX_TIMER_MS } from '../../core/config.js';
 import { ConfigError } from '../../core/errors.js';
-import { cloudMove, lastChanceMs, tierProblems, type Patience } from '../../core/tiers.js';
+import { cloudMove, lastChanceMs, tierProblems, type Patience, type Tiers } from '../../core/tiers.js';
 
 const load = (env: Record<string, string>) => loadConfig({ TOKEN_KEEPER_DATA_DIR: '/tmp/x', ...env });
 const refused = (env: Record<string, string>): string => {
@@ -70,6 +70,33 @@ describe('tiers', () => {
     const p = tierProblems(t);
     expect(p.map((x) => x.message).join('\n')).toMatch(re);
     expect(p.every((x) => /^[A-Z_]+=\d+$/.test(x.fix))).toBe(true);
+  });
+  it('the fixes are consistent: applying every suggested value leaves no problem (doctor and the agent print the same)', () => {
+    const apply = (t: Tiers, fixes: string[]): Tiers => {
+      const out = { ...t };
+      for (const f of fixes.join(' ').split(' ')) {
+        const [k, v] = f.split('=');
+        if (k === 'REFRESH_THRESHOLD_SECONDS') out.agentThresholdMs = Number(v) * 1000;
+        if (k === 'CLOUD_REFRESH_THRESHOLD_SECONDS') out.cloudThresholdMs = Number(v) * 1000;
+      }
+      return out;
+    };
+    const cases: [Tiers, number][] = [
+      [{ cloudThresholdMs: 600_000, agentThresholdMs: 700_000, botThresholdMs: 120_000 }, 1_140_000],
+      [{ cloudThresholdMs: 600_000, agentThresholdMs: 300_000, botThresholdMs: 120_000 }, 500_000],
+      [{ cloudThresholdMs: 600_000, agentThresholdMs: 100_000, botThresholdMs: 120_000 }, 1_140_000],
+      [{ cloudThresholdMs: 2_000_000, agentThresholdMs: 1_500_000, botThresholdMs: 120_000 }, 1_140_000],
+      [{ cloudThresholdMs: 60_000, agentThresholdMs: 30_000, botThresholdMs: 120_000 }, 300_000],
+      [{ agentThresholdMs: 900_000, botThresholdMs: 120_000 }, 600_000],
+    ];
+    for (const [t, life] of cases) {
+      const p = tierProblems(t, life);
+      expect(p.length, JSON.stringify(t)).toBeGreaterThan(0);
+      const fixed = apply(t, p.map((x) => x.fix));
+      expect(tierProblems(fixed, life), `${JSON.stringify(t)} → ${JSON.stringify(fixed)}`).toEqual([]);
+    }
+    // The issue's case: REFRESH_THRESHOLD_SECONDS=700 no longer suggests a cloud tier above the usable life.
+    expect(tierProblems(cases[0]![0])[0]!.fix).toBe('CLOUD_REFRESH_THRESHOLD_SECONDS=920');
   });
   it('standalone has no cloud tier: only agent > bots and agent < life', () => {
     expect(tierProblems({ agentThresholdMs: 300_000, botThresholdMs: 120_000 })).toEqual([]);

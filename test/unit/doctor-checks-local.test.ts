@@ -27,7 +27,8 @@ describe('doctor: configuration and tiers', () => {
   });
 
   it('plain http to a non-loopback Saxo host fails; a LIVE/SIM mismatch and a missing subscription warn', () => {
-    expect(configCheck(facts({}, { ...STANDALONE_ENV, SAXO_AUTH_BASE_URL: 'http://10.1.2.3:8080' })).status).toBe('fail');
+    // Refused before doctor looks (core/config-check.ts): doctor reports it as the config check's failure.
+    expect(() => facts({}, { ...STANDALONE_ENV, SAXO_AUTH_BASE_URL: 'http://10.1.2.3:8080' })).toThrow(/SAXO_AUTH_BASE_URL must be https/);
     expect(configCheck(facts({}, { ...STANDALONE_ENV, SAXO_AUTH_BASE_URL: 'http://127.0.0.1:8080' })).status).toBe('ok');
     const mismatch = configCheck(facts({}, { ...STANDALONE_ENV, SAXO_ENVIRONMENT: 'LIVE', SAXO_AUTH_BASE_URL: 'https://sim.logonvalidation.net' }));
     expect(mismatch).toMatchObject({ status: 'warn', summary: 'SAXO_ENVIRONMENT=LIVE but SAXO_AUTH_BASE_URL points at sim.logonvalidation.net' });
@@ -41,7 +42,7 @@ describe('doctor: configuration and tiers', () => {
     const c = tiersCheck(facts({ cache: ok({ kind: 'ok', token: short }), state: ok(undefined) }));
     expect(c.status).toBe('fail');
     expect(c.summary).toBe("CLOUD_REFRESH_THRESHOLD_SECONDS (600 s) must be below the token's usable life (500 s): it would refresh on every check");
-    expect(c.fix).toBe('CLOUD_REFRESH_THRESHOLD_SECONDS=250 in /etc/token-keeper/token-keeper.env');
+    expect(c.fix).toBe('CLOUD_REFRESH_THRESHOLD_SECONDS=400 in /etc/token-keeper/token-keeper.env'); // above the agent's 300 s, below the 500 s life
     expect(tiersCheck(facts()).summary).toBe("cloud 600 s > agent 300 s > bots 120 s, all inside the token's usable life 19m 00s (the newest pair's)");
   });
 

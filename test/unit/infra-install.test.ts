@@ -4,7 +4,7 @@
  * right, one env file per chain for the template unit, and the Ops Agent configuration offered.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -114,13 +114,32 @@ describe.skipIf(!userExists)(userExists ? 'infra/systemd/install.sh' : `install.
     expect(written()).toEqual([]);
   });
 
-  it('refuses a node older than 20.19', () => {
+  it('refuses a node older than 20.19, naming the Node to install in one line', () => {
     const fake = join(scratch, 'old-node');
     writeFileSync(fake, '#!/bin/sh\necho 18.20.4\n', { mode: 0o755 });
     const r = install({ NODE_BIN: fake });
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain('older than 20.19');
+    expect(r.stderr).toBe(`install.sh: node 18.20.4 at ${fake} is older than 20.19: install Node 24 LTS (docs/OPERATIONS.md, VM side, step 1)\n`);
     expect(written()).toEqual([]);
+  });
+
+  it('a node older than 24 is refused on the VM; a staged install (DESTDIR) warns in one line', () => {
+    const fake = join(scratch, 'node-22');
+    writeFileSync(fake, '#!/bin/sh\necho 22.12.0\n', { mode: 0o755 });
+    const r = install({ NODE_BIN: fake });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`install.sh: warning: node 22.12.0 at ${fake} is older than 24, the supported LTS (refused on a real install)\n`);
+    const src = readFileSync(INSTALL, 'utf8');
+    expect(src).toContain('[[ -n "$DESTDIR" ]] || die "node $node_version at $NODE_BIN is older than 24, the supported LTS: install Node 24');
+  });
+
+  it('no node at all: one line naming Node 24', () => {
+    const bin = join(scratch, 'bin-without-node');
+    mkdirSync(bin);
+    for (const tool of ['bash', 'dirname', 'sed']) symlinkSync(spawnSync('bash', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim(), join(bin, tool));
+    const r = install({ NODE_BIN: '', PATH: bin });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('install.sh: node not found: install Node 24 LTS (docs/OPERATIONS.md, VM side, step 1) or set NODE_BIN=/path/to/node\n');
   });
 
   it.skipIf(!ANALYZE)('checks the rendered units with systemd-analyze verify before installing them', () => {

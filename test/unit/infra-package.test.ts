@@ -97,7 +97,7 @@ describe('tools/package-function.mjs', () => {
     expect(r.status).toBe(0);
     const out = join(root, 'build', 'function');
     const pkg = JSON.parse(readFileSync(join(out, 'package.json'), 'utf8'));
-    expect(pkg).toMatchObject({ type: 'module', main: 'functions/index.js', engines: { node: '22' }, version: '1.2.3' });
+    expect(pkg).toMatchObject({ type: 'module', main: 'functions/index.js', engines: { node: '24' }, version: '1.2.3' });
     expect(pkg.dependencies).toEqual({
       '@google-cloud/functions-framework': '^5.0.5',
       '@google-cloud/pubsub': '^5.3.1',
@@ -122,7 +122,7 @@ describe('tools/package-function.mjs', () => {
     const source = fakeLock().packages as Record<string, Entry>;
     expect(lock).toMatchObject({ name: 'token-keeper-function', version: '1.2.3', lockfileVersion: 3, requires: true });
     // npm ci demands that the lock's root entry matches package.json.
-    expect(lock.packages['']).toEqual({ name: 'token-keeper-function', version: '1.2.3', dependencies: pkg.dependencies, engines: { node: '22' } });
+    expect(lock.packages['']).toEqual({ name: 'token-keeper-function', version: '1.2.3', dependencies: pkg.dependencies, engines: { node: '24' } });
     expect(Object.keys(lock.packages).sort()).toEqual([
       '',
       'node_modules/@google-cloud/functions-framework',

@@ -52,7 +52,7 @@ describe('infra/terraform', () => {
     expect(subscription.topic).toBe('${google_pubsub_topic.token_rotated.id}');
     const fn = one(tf, 'google_cloudfunctions2_function', 'refresh');
     const build = sub(fn, 'build_config');
-    expect(build.runtime).toBe('nodejs22');
+    expect(build.runtime).toBe('nodejs24');
     expect(build.entry_point).toBe('refreshToken');
     expect(build.service_account).toBe('${google_service_account.build.id}');
     const archive = tf.data.archive_file?.function?.[0];

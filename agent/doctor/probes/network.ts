@@ -8,13 +8,12 @@ import { connect as h2connect } from 'node:http2';
 import { isIP, connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { GcpConfig } from '../../../core/config.js';
+import { isLoopbackHost } from '../../../core/config-check.js';
 import type { ClockFacts, SaxoFacts } from '../facts.js';
 import { attempt } from './attempt.js';
 
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
-}
+// One rule with the configuration check (core/config-check.ts).
+export { isLoopbackHost };
 
 /** The Secret Manager endpoint the agent uses: the stand-in (h2c) when configured, else Google's. */
 export function clockTarget(gcp: Pick<GcpConfig, 'secretManagerEmulatorHost'>): { origin: string; local: boolean } {
