@@ -4,7 +4,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
-import type { EventBus, Held, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
+import type { EventBus, Held, Journal, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
 import type { AgentSettings } from '../core/settings.js';
 import type { AgentState } from './state-file.js';
 
@@ -25,6 +25,8 @@ export interface ReconcilerDeps {
   bus?: EventBus | undefined;
   logger: Logger;
   settings: AgentSettings;
+  /** Where Saxo's 2xx is kept before it is interpreted (agent/journal.ts); tests may leave it out. */
+  journal?: Journal | undefined;
 }
 
 export type Trigger =

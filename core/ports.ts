@@ -7,13 +7,30 @@
 import type { TokenResponse, TokenSet } from './token.js';
 
 /**
- * Saxo's /token endpoint. Throws SaxoError (core/errors.ts) on every failure. Each call is ONE
- * HTTP attempt: retries belong to the refresh protocol (core/refresh.ts), which must release the
- * bots' lock and look again between attempts.
+ * One answer from Saxo's /token endpoint exactly as it arrived: nothing rewritten, nothing parsed.
+ * A 2xx is handed over in this form so that it can be made durable (the Journal) before anything
+ * interprets it (core/grant.ts, docs/DESIGN.md "Durable before interpreted").
+ */
+export interface RawAnswer {
+  status: number;
+  contentType: string;
+  retryAfter: string | null;
+  /** The HTTP Date header (server time), for judging the local clock. */
+  date: string | null;
+  text: string;
+}
+
+/**
+ * Saxo's /token endpoint. Each call is ONE HTTP attempt: retries belong to the refresh protocol
+ * (core/refresh.ts), which must release the bots' lock and look again between attempts.
  */
 export interface TokenEndpoint {
-  /** Present `refreshToken` once. */
-  refresh(refreshToken: string, opts: RefreshOptions): Promise<TokenResponse>;
+  /**
+   * Present `refreshToken` once. Resolves with any 2xx as it arrived (it may carry the successor:
+   * the presented token is consumed); throws a classified SaxoError for everything else.
+   */
+  refresh(refreshToken: string, opts: RefreshOptions): Promise<RawAnswer>;
+  /** The login's code exchange: a code is not a chain, so its answer is interpreted here (throws SaxoError). */
   exchangeCode(code: string, codeVerifier: string, opts: RefreshOptions): Promise<TokenResponse>;
 }
 
@@ -119,6 +136,32 @@ export interface TokenCache {
   read(): Promise<CacheRead>;
   /** Crash-safe write (unique tmp, 0600, fsync, rename, fsync dir). Caller holds the flock. */
   write(token: TokenSet): Promise<void>;
+}
+
+/** Whether a successor would have somewhere to go; decide() presents nothing without it. */
+export type Room = { ok: true } | { ok: false; reason: string };
+
+/** One Saxo answer kept durably before it is interpreted (agent/journal.ts). Carries token text: 0600, wiped. */
+export interface JournalEntry {
+  v: 1;
+  /** Local epoch ms when the answer arrived. */
+  at: number;
+  /** The pair that was presented, by its one-way tag (core/token.ts pairId), with what its successor inherits. */
+  presented: { pairId: string; generation?: number | undefined; chainStartedAt?: number | undefined };
+  raw: RawAnswer;
+}
+
+/**
+ * Where a 2xx from Saxo goes before anything parses it. `room()` also reserves the space (so a full
+ * disk is found before presenting, not after); `record` fsyncs; `wipe` zeroes and fsyncs.
+ */
+export interface Journal {
+  readonly path: string;
+  room(): Promise<Room>;
+  record(entry: JournalEntry): Promise<void>;
+  /** The answer of a refresh that did not finish (crash, stop, failed writes); undefined when none. */
+  pending(): Promise<JournalEntry | undefined>;
+  wipe(): Promise<void>;
 }
 
 /** A held lock; release is idempotent. */

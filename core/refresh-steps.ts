@@ -23,6 +23,7 @@ export async function storeUpstream(
   next: TokenSet,
   lifetimeSec: number,
   start: number,
+  localError?: Error | undefined,
 ): Promise<SessionResult> {
   const { clock, logger, store, failures } = p;
   let version: string | undefined;
@@ -50,13 +51,13 @@ export async function storeUpstream(
   // The agent's outcome was counted with its cache write (LocalSide.persist); a secret write it
   // could not make is a pending push, not a failure. The function's is counted here.
   if (!p.local) failures.recovered();
-  logger.notice('token_refreshed', `Token refreshed successfully (${describeLifetime(lifetimeSec)})`, {
-    by: s.refresher,
-    version,
-    generation: next.generation,
-    expiresAt: new Date(next.accessExpiresAt).toISOString(),
-    durationMs: now - start,
-  });
+  const fields = { by: s.refresher, version, generation: next.generation, expiresAt: new Date(next.accessExpiresAt).toISOString(), durationMs: now - start };
+  if (localError && version === undefined) {
+    // No success NOTICE after a failed store: the pair lives in the journal (and memory) until a write succeeds.
+    logger.warn('token_refreshed_unstored', `Token refreshed, but not yet stored on disk (${errorText(localError)}); kept in the journal until a write succeeds`, fields);
+  } else {
+    logger.notice('token_refreshed', `Token refreshed successfully (${describeLifetime(lifetimeSec)})`, fields);
+  }
   return { kind: 'refreshed', token: next, version, lastRefresh: { at: now, by: s.refresher, version: version ?? '' }, stored: version ? 'secret' : 'local' };
 }
 

@@ -15,22 +15,28 @@ import type { Clock } from './clock.js';
 import { decide, type Origin, type SecretView } from './decide.js';
 import { errorText, LockTimeoutError, SaxoError, SecretStoreError } from './errors.js';
 import { recover, release, retryDelay, sessionDeadline, storeUpstream } from './refresh-steps.js';
+import { takeAnswer } from './refresh-answer.js';
 import type { FailureCounter } from './failures.js';
 import type { Logger } from './log.js';
-import type { CacheRead, EventBus, Held, SecretStore, TokenEndpoint } from './ports.js';
-import { compareFreshness, fromResponse, requestCredentials, saneLifetimes, secretsOf, withNextGeneration, type Credentials, type TokenSet } from './token.js';
+import type { CacheRead, EventBus, Held, JournalEntry, Room, SecretStore, TokenEndpoint } from './ports.js';
+import { compareFreshness, requestCredentials, secretsOf, type Credentials, type TokenSet } from './token.js';
 
 /** The refresher's own side: the agent's flock, cache and state file. The function has none. */
 export interface LocalSide {
   /** The bots' flock for one attempt; throws LockTimeoutError when it stays held. */
   lock(signal?: AbortSignal): Promise<Held>;
-  /** The local sources, re-read under the lock. */
-  read(): Promise<{ cache: CacheRead; known?: TokenSet | undefined }>;
+  /** The local sources, re-read under the lock, and whether a successor would have room. */
+  read(): Promise<{ cache: CacheRead; known?: TokenSet | undefined; room?: Room | undefined }>;
+  /** Keep Saxo's 2xx durably before anything parses it (the journal, fsynced). Never throws: a failure is logged. */
+  keep(entry: JournalEntry): Promise<void>;
   /**
    * Make `next` durable here: the cache, then `counted` with the cache's outcome (so the state
-   * records the count), then the private state. Resolves with what failed, if anything.
+   * records the count), then the private state; the journal is wiped once both hold it. Resolves
+   * with what failed, if anything (the journal then still holds the answer).
    */
   persist(next: TokenSet, counted: (cacheError: Error | undefined) => void): Promise<Error | undefined>;
+  /** Saxo consumed `presented` and issued no successor: record that it may never be presented again. */
+  ended(presented: TokenSet): Promise<void>;
 }
 
 /** Where the session is, for a clean stop: an answer that arrived must reach the disk first. */
@@ -93,7 +99,7 @@ export type SessionResult =
   | { kind: 'superseded'; token: TokenSet; origin: Origin | undefined }
   | { kind: 'fresh'; token: TokenSet; origin: Origin | undefined }
   | { kind: 'deferred'; reason: DeferReason; newest?: TokenSet | undefined }
-  | { kind: 'rejected'; reason: 'no_token' | 'refresh_token_expired' | 'invalid_grant'; newest?: TokenSet | undefined }
+  | { kind: 'rejected'; reason: 'no_token' | 'refresh_token_expired' | 'invalid_grant' | 'no_successor'; newest?: TokenSet | undefined }
   | { kind: 'failed'; reason: string; newest?: TokenSet | undefined };
 
 
@@ -152,6 +158,7 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
     let held: Held | undefined;
     let next: TokenSet;
     let lifetimeSec: number;
+    let localError: Error | undefined;
     try {
       if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented };
       try {
@@ -181,6 +188,12 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
         return { kind: 'rejected', reason: refusal === 'rejected' ? 'invalid_grant' : 'refresh_token_expired', newest: best };
       }
       if (!plan.refresh && !o.force && !presented) return { kind: 'fresh', token: best, origin: plan.origin };
+      if (plan.noRoom !== undefined) {
+        // Durable before interpreted: a successor with nowhere to go would be lost with the presented token.
+        logger.error('no_room', `Not presenting the refresh token: ${plan.noRoom}`, { generation: best.generation });
+        failures.failed('no_room', plan.noRoom);
+        return { kind: 'failed', reason: 'no_room', newest: best };
+      }
       if (refusal === 'superseded') {
         logger.warn('superseded_token', 'A newer token was announced but Secret Manager cannot be read yet; not presenting the consumed one', {
           generation: best.generation,
@@ -224,22 +237,13 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
         continue;
       }
       o.onPhase?.('persisting');
-      const life = saneLifetimes(res);
-      if (life.clamped.length) {
-        logger.warn('lifetime_clamped', `Saxo answered an implausible token lifetime; stored a bounded one instead (${life.clamped.join(', ')})`, {
-          clamped: life.clamped,
-        });
-      }
-      lifetimeSec = life.expiresIn;
       const secretToken = secret.kind === 'read' ? secret.read?.token : undefined;
-      next = withNextGeneration(fromResponse(res, clock.now(), best, s.source, s.expiryMarginMs), best, secretToken, view.known);
-      logger.addSecret(...secretsOf(next));
-      // I3: durable locally first (cache fsync + rename, then the private state), under the flock.
-      // The outcome is counted as soon as the cache write is known, before the state records it.
-      await local?.persist(next, (e) => (e ? failures.failed('cache_write_failed', e.message) : failures.recovered()));
+      const taken = await takeAnswer(p, s, res, best, [secretToken, view.known]);
+      if (taken.kind === 'ended') return { kind: 'rejected', reason: 'no_successor', newest: best };
+      ({ next, lifetimeSec, localError } = taken);
     } finally {
       await held?.release();
     }
-    return await storeUpstream(p, s, o, secret, next, lifetimeSec, start);
+    return await storeUpstream(p, s, o, secret, next, lifetimeSec, start, localError);
   }
 }

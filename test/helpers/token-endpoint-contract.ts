@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SaxoError } from '../../core/errors.js';
 import type { TokenEndpoint } from '../../core/ports.js';
 import type { IssuedPair, StandinStats } from '../../standins/saxo/state.js';
+import { pairOf } from '../../core/grant.js';
 
 export interface EndpointUnderTest {
   endpoint: TokenEndpoint;
@@ -44,7 +45,12 @@ export function tokenEndpointContract(label: string, make: MakeEndpoint): void {
 
     it('a live refresh token buys a new pair with both lifetimes; the old one is spent', async () => {
       const p = t.issue(APP);
-      const res = await t.endpoint.refresh(p.refresh_token, ro());
+      const raw = await t.endpoint.refresh(p.refresh_token, ro());
+      // Handed over as it arrived: Saxo's 201, its JSON content type and Date header, the body untouched.
+      expect(raw).toMatchObject({ status: 201, contentType: expect.stringMatching(/^application\/json/) });
+      expect(Number.isNaN(Date.parse(raw.date ?? ''))).toBe(false);
+      expect(JSON.parse(raw.text)).toMatchObject({ token_type: 'Bearer', expires_in: 1200, refresh_token_expires_in: 3600 });
+      const res = pairOf(raw);
       expect(res).toMatchObject({ tokenType: 'Bearer', expiresIn: 1200, refreshExpiresIn: 3600 });
       expect(res.refreshToken).not.toBe(p.refresh_token);
       expect(t.state.isValidAccessToken(res.accessToken)).toBe(true);

@@ -9,9 +9,10 @@ import { parseFlat, serializeFlat } from '../../core/codec.js';
 import { loadConfig } from '../../core/config.js';
 import { SaxoError, SecretStoreError } from '../../core/errors.js';
 import { createLogger, type Logger } from '../../core/log.js';
-import type { RefreshOptions, TokenRotatedEvent } from '../../core/ports.js';
+import type { RawAnswer, RefreshOptions, TokenRotatedEvent } from '../../core/ports.js';
+import { pairOf } from '../../core/grant.js';
 import { agentSettings, cloudSettings, type AgentSettings, type CloudSettings } from '../../core/settings.js';
-import { fromResponse, type TokenResponse, type TokenSet } from '../../core/token.js';
+import { fromResponse, type TokenSet } from '../../core/token.js';
 import { MemoryCache, MemoryEventBus, MemoryLock, MemorySecretStore, MemoryState, SaxoModel } from '../../standins/memory.js';
 import { skewed, type VirtualClock } from '../../standins/virtual-clock.js';
 import type { CrashStep } from './faults.js';
@@ -188,7 +189,7 @@ export class World implements Shared {
   }
 
   // ---- Saxo --------------------------------------------------------------------------------
-  async present(proc: Proc, rt: string, opts: RefreshOptions): Promise<TokenResponse> {
+  async present(proc: Proc, rt: string, opts: RefreshOptions): Promise<RawAnswer> {
     const start = this.now();
     const deadline = opts.deadline - proc.skewMs; // the caller's deadline, in true time
     if (start >= deadline) throw new SaxoError('retryable', 'deadline', 'No attempt: past the deadline');
@@ -222,9 +223,9 @@ export class World implements Shared {
     };
     const before = this.saxo.stats.refreshes;
     const presentedBefore = this.saxo.stats.presentations;
-    let res: TokenResponse;
+    let raw: RawAnswer;
     try {
-      res = await this.saxo.refresh(rt, { ...opts, deadline: Infinity }); // deadlines are judged above, in true time
+      raw = await this.saxo.refresh(rt, { ...opts, deadline: Infinity }); // deadlines are judged above, in true time
     } catch (err) {
       if (this.saxo.stats.presentations > presentedBefore) classify();
       if (this.saxo.stats.refreshes > before) {
@@ -235,6 +236,7 @@ export class World implements Shared {
     }
     classify();
     if (e) e.consumed = 'ok';
+    const res = pairOf(raw);
     const got = this.ledger.byRefresh.get(res.refreshToken)!;
     got.parent = rt;
     if (proc.dead) {
@@ -260,7 +262,7 @@ export class World implements Shared {
       throw new SimCrash(`${proc.name} killed after-saxo`);
     }
     proc.received = res.refreshToken;
-    return res;
+    return raw;
   }
 
   // ---- sinks observed ------------------------------------------------------------------------
