@@ -19,6 +19,7 @@ import type {
   CacheRead, EventBus, Held, RawAnswer, RefreshOptions, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent,
 } from '../core/ports.js';
 import type { TokenResponse, TokenSet } from '../core/token.js';
+import { oddBody, type OddAnswer } from './saxo/odd.js';
 import { StandinState, type GrantResult, type IssuedPair } from './saxo/state.js';
 import { inProcessSecretManager, type InProcessTransport } from './secret-manager/in-process.js';
 import { SecretManagerState, type VersionState } from './secret-manager/state.js';
@@ -45,15 +46,10 @@ function answer(r: GrantResult, now: number, odd?: OddAnswer): RawAnswer {
     const raw = { status: r.status, contentType: 'application/json', retryAfter: null, date: null, text: JSON.stringify({ error: r.error, error_description: r.description }) };
     throw classifyFailure(raw, now);
   }
-  const date = new Date(now).toUTCString();
-  if (odd === 'html') return { status: 201, contentType: 'text/html', retryAfter: null, date, text: '<html><body>OK</body></html>' };
-  const body: Record<string, unknown> = { ...r.pair, ...(odd?.set ?? {}) };
-  for (const k of odd?.omit ?? []) delete body[k];
-  return { status: 201, contentType: 'application/json; charset=utf-8', retryAfter: null, date, text: JSON.stringify(body) };
+  const [body, headers] = oddBody(r.pair, odd ?? {});
+  const contentType = headers['content-type'] ?? 'application/json; charset=utf-8';
+  return { status: 201, contentType, retryAfter: null, date: new Date(now).toUTCString(), text: typeof body === 'string' ? body : JSON.stringify(body) };
 }
-
-/** A 2xx that is odd: fields replaced or left out, or an HTML body. */
-export type OddAnswer = 'html' | { set?: Record<string, unknown>; omit?: string[] };
 
 /** Saxo's token endpoint: single-use rotating refresh tokens, every presentation counted. */
 export class SaxoModel implements TokenEndpoint {
