@@ -54,7 +54,7 @@ export async function storeUpstream(
   const fields = { by: s.refresher, version, generation: next.generation, expiresAt: new Date(next.accessExpiresAt).toISOString(), durationMs: now - start };
   if (localError && version === undefined) {
     // No success NOTICE after a failed store: the pair lives in the journal (and memory) until a write succeeds.
-    logger.warn('token_refreshed_unstored', `Token refreshed, but not yet stored on disk (${errorText(localError)}); kept in the journal until a write succeeds`, fields);
+    logger.warn('token_refreshed_unstored', `Token refreshed, but storing it locally failed (${errorText(localError)}); the line before says where it is kept until a write succeeds`, fields);
   } else {
     logger.notice('token_refreshed', `Token refreshed successfully (${describeLifetime(lifetimeSec)})`, fields);
   }
