@@ -15,6 +15,7 @@ import type { Logger } from '../core/log.js';
 import type { CacheRead, TokenCache } from '../core/ports.js';
 import { secretsOf, type TokenSet } from '../core/token.js';
 import { atomicWriteFile, readFileNoFollow, type AtomicWriteOptions } from './atomic-write.js';
+import { writeOrOverwrite } from './in-place-write.js';
 
 export interface CacheFileOptions {
   logger?: Logger;
@@ -52,7 +53,9 @@ export function createCacheFile(path: string, opts: CacheFileOptions = {}): Toke
       }
     }
     opts.logger?.addSecret(...secretsOf(toWrite));
-    await atomicWriteFile(path, JSON.stringify(encodeFlat(toWrite), null, 2) + '\n', { mode: 0o600, ...opts.write });
+    const text = JSON.stringify(encodeFlat(toWrite), null, 2) + '\n';
+    // A full disk: in place rather than leave the bots a consumed refresh token (agent/in-place-write.ts).
+    await writeOrOverwrite(path, text, () => atomicWriteFile(path, text, { mode: 0o600, ...opts.write }));
   };
 
   return { path, read, write };

@@ -64,6 +64,9 @@ export class Reconciler {
   /** Finish a refresh Saxo answered but this agent did not store (docs/DESIGN.md "Durable before interpreted"). */
   private async recoverJournal(): Promise<void> {
     const r = await recoverFromJournal(this.local, this.d.settings.source, this.d.settings.expiryMarginMs);
+    // Reserve the journal now, so that a disk that fills later still has room for an answer.
+    const room = await this.d.journal?.room();
+    if (room && !room.ok) this.d.logger.warn('no_room', `At start: ${room.reason}; no refresh token will be presented until there is room`);
     if (r.kind === 'none') return;
     if (r.kind === 'ended') {
       this.d.logger.alert('refresh_token_missing', `ALERT: an unfinished refresh in the journal ended the chain (${r.why}); log in again (run \`npx token-keeper login\`)`);

@@ -12,6 +12,7 @@ import type { Logger } from '../core/log.js';
 import type { TokenRotatedEvent } from '../core/ports.js';
 import { secretsOf, type TokenSet } from '../core/token.js';
 import { atomicWriteFile, readFileNoFollow, type AtomicWriteOptions } from './atomic-write.js';
+import { writeOrOverwrite } from './in-place-write.js';
 
 export interface AgentState {
   token?: TokenSet | undefined;
@@ -102,7 +103,8 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       ...(state.announce ? { announce: state.announce } : {}),
       ...(state.awaiting ? { awaiting: state.awaiting } : {}),
     };
-    await atomicWriteFile(path, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, ...opts.write });
+    const text = JSON.stringify(body, null, 2) + '\n';
+    await writeOrOverwrite(path, text, () => atomicWriteFile(path, text, { mode: 0o600, ...opts.write }));
   };
 
   return { path, read, write };

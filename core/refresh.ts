@@ -187,13 +187,15 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
       if (refusal === 'rejected' || (plan.health === 'login_required' && !o.force)) {
         return { kind: 'rejected', reason: refusal === 'rejected' ? 'invalid_grant' : 'refresh_token_expired', newest: best };
       }
-      if (!plan.refresh && !o.force && !presented) return { kind: 'fresh', token: best, origin: plan.origin };
-      if (plan.noRoom !== undefined) {
+      // decide() withholds `refresh` when there is no room; a due (or forced, or retried) pair then fails loudly.
+      const due = plan.health === 'due' || plan.health === 'expired';
+      if (plan.noRoom !== undefined && (due || o.force || presented)) {
         // Durable before interpreted: a successor with nowhere to go would be lost with the presented token.
         logger.error('no_room', `Not presenting the refresh token: ${plan.noRoom}`, { generation: best.generation });
         failures.failed('no_room', plan.noRoom);
         return { kind: 'failed', reason: 'no_room', newest: best };
       }
+      if (!plan.refresh && !o.force && !presented) return { kind: 'fresh', token: best, origin: plan.origin };
       if (refusal === 'superseded') {
         logger.warn('superseded_token', 'A newer token was announced but Secret Manager cannot be read yet; not presenting the consumed one', {
           generation: best.generation,

@@ -167,8 +167,8 @@ describe('a 2xx without a successor ends the chain, loudly, and the consumed tok
   }, 60_000);
 });
 
-describe('kill -9 after the answer reached the journal, before any local write (item 1)', () => {
-  it('the next start finishes the job from the journal: cache and state hold the successor, the journal is wiped, nothing is presented again', async () => {
+describe('a stop after the answer reached the journal, before any local write succeeded (item 1)', () => {
+  it.each(['SIGKILL', 'SIGTERM'] as const)('%s, then the next start finishes the job from the journal: cache and state hold the successor, the journal is wiped, nothing is presented again', async (signal) => {
     const { dir, seed } = await seeded('tk-rel-crash-', 6);
     const cachePath = join(dir, 'saxo_token_cache.json');
     const statePath = join(dir, '.token-keeper-state.json');
@@ -186,7 +186,11 @@ describe('kill -9 after the answer reached the journal, before any local write (
     const kept = a.logs.find((l) => l.event === 'cache_write_failed');
     expect(kept?.message).toMatch(/kept in the journal .*token-keeper\.journal/);
     expect(kept?.message).not.toMatch(/state file/); // its write failed too: the message says so
-    await a.stop('SIGKILL');
+    const stopped = await a.stop(signal);
+    if (signal === 'SIGTERM') {
+      expect(stopped.code).toBe(0);
+      expect(a.logs.some((l) => /kept in the agent's state file/.test(l.message))).toBe(false); // its write failed: no such claim
+    }
     const journaled = JSON.parse(journalBytes(dir).toString('utf8').replace(/\0+$/, '')) as { raw: { text: string } };
     const successor = (JSON.parse(journaled.raw.text) as { refresh_token: string }).refresh_token;
     seen.add(successor);
