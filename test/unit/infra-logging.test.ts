@@ -166,7 +166,7 @@ describe.skipIf(!hasTerraform)(hasTerraform ? 'logs: function and VM agent again
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('counts exactly the events the code logs at ALERT', () => {
-    expect(alertEventsInCode()).toEqual(['refresh_alert', 'refresh_token_expiring', 'secret_write_lost']);
+    expect(alertEventsInCode()).toEqual(['refresh_alert', 'refresh_token_expiring', 'refresh_token_missing', 'secret_write_lost']);
     expect([...alertEvents].sort()).toEqual(alertEventsInCode());
     // The filters read the entry's severity: after either path jsonPayload.severity no longer exists.
     for (const c of Object.values(chains)) for (const f of [c.alert, c.refreshed]) expect(f).not.toContain('jsonPayload.severity');

@@ -175,7 +175,7 @@ locals {
   # So the filters read `severity` and `jsonPayload.event`, never jsonPayload.severity, and tell the
   # chains apart by the function's Cloud Run service and the agent's systemd unit.
   # alert_events: every event the code logs at ALERT (test/unit/infra-logging.test.ts keeps it equal).
-  alert_events = ["refresh_alert", "refresh_token_expiring", "secret_write_lost"]
+  alert_events = ["refresh_alert", "refresh_token_expiring", "refresh_token_missing", "secret_write_lost"]
   this_chain = join(" OR ", [
     "(resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.function_name}\")",
     "(resource.type=\"gce_instance\" AND jsonPayload._SYSTEMD_UNIT=\"${var.agent_systemd_unit}\")",
