@@ -8,7 +8,9 @@
  */
 import { constants as C, promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
+import { successorFrom } from '../core/grant.js';
 import type { Journal, JournalEntry, Room } from '../core/ports.js';
+import { pairId, type TokenSet } from '../core/token.js';
 import { handOver } from './file-owner.js';
 
 /** The journal's name in the data dir. */
@@ -134,4 +136,27 @@ export function createJournal(path: string, opts: { size?: number; writeRoomByte
   };
 
   return { path, room, record, pending, wipe };
+}
+
+export type JournalView =
+  | { kind: 'none' }
+  | { kind: 'pair'; next: TokenSet }
+  | { kind: 'ended'; why: string }
+  | { kind: 'unreadable'; reason: string };
+
+/**
+ * What an unfinished refresh left in the journal, read (never written) with the interpreter the
+ * agent uses — for `status`, which must not call a chain healthy or dead without it.
+ */
+export async function peekJournal(journal: Journal, candidates: (TokenSet | undefined)[], source: string, marginMs: number): Promise<JournalView> {
+  let entry: JournalEntry | undefined;
+  try {
+    entry = await journal.pending();
+  } catch (err) {
+    return { kind: 'unreadable', reason: `${journal.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
+  }
+  if (!entry) return { kind: 'none' };
+  const presented = candidates.find((t) => t && pairId(t.refreshToken) === entry.presented.pairId);
+  const succ = successorFrom(entry, presented, source, marginMs);
+  return succ.kind === 'pair' ? { kind: 'pair', next: succ.next } : { kind: 'ended', why: succ.why };
 }

@@ -7,8 +7,10 @@ import type { Config } from '../core/config.js';
 import { decide, type Plan, type SecretView } from '../core/decide.js';
 import { silentLogger } from '../core/log.js';
 import type { SecretMeta } from '../core/ports.js';
-import type { TokenSet } from '../core/token.js';
+import { compareFreshness, type TokenSet } from '../core/token.js';
+import { dirname, join } from 'node:path';
 import { createCacheFile } from './cache-file.js';
+import { createJournal, JOURNAL_NAME, peekJournal } from './journal.js';
 import { createStateFile } from './state-file.js';
 import { errorText } from '../core/errors.js';
 
@@ -95,7 +97,13 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       await cloud?.close();
     }
   }
-  const plan = decide({ now, cache, known: state?.token, secret }, {
+  // An unfinished refresh (docs/DESIGN.md "Durable before interpreted"): its successor is the newest pair.
+  const journal = await peekJournal(createJournal(join(dirname(config.statePath), JOURNAL_NAME)), [state?.token, cache.kind === 'ok' ? cache.token : undefined], 'journal', config.expiryMarginMs);
+  if (journal.kind === 'pair') problems.push('an unfinished refresh waits in the journal: the agent stores it at its next check or start');
+  if (journal.kind === 'ended') problems.push(`the journal holds Saxo's answer without a refresh token (${journal.why}): login required`);
+  if (journal.kind === 'unreadable') problems.push(`cannot read the journal ${journal.reason}`);
+  const known = journal.kind === 'pair' && (!state?.token || compareFreshness(journal.next, state.token) > 0) ? journal.next : state?.token;
+  const plan = decide({ now, cache, known, secret }, {
     refreshThresholdMs: config.refreshThresholdMs,
     refreshTokenAlertMs: config.refreshTokenAlertMs,
   });
@@ -104,7 +112,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
   const agentFailures = state?.failures ?? 0;
   const failures = Math.max(agentFailures, meta?.failures ?? 0);
   const lastSeenAgo = state?.agentSeenAt !== undefined ? (now - state.agentSeenAt) / 1000 : undefined;
-  const loginRequired = state?.loginRequired === true;
+  const loginRequired = state?.loginRequired === true || journal.kind === 'ended';
 
   let health: StatusReport['health'] = tokenHealth(plan, loginRequired);
   if (health === 'healthy') {
@@ -114,6 +122,7 @@ export async function collectStatus(config: Config, now = Date.now()): Promise<S
       [plan.writeCache && cache.kind !== 'unreadable', 'the cache is behind the newest token'],
       [cache.kind === 'unreadable', 'the cache cannot be read'],
       [state?.awaiting !== undefined, `the agent is holding back: ${state?.awaiting?.reason ?? ''}`],
+      [journal.kind === 'pair' || journal.kind === 'unreadable', 'the journal holds an unfinished refresh'],
       [plan.pushSecret, 'the secret is behind the newest token'],
       [secret.kind === 'unavailable', 'cannot reach Secret Manager'],
       [lastSeenAgo !== undefined && !agentSeenRecently(lastSeenAgo * 1000, config.checkIntervalMs), `agent last seen ${Math.round(lastSeenAgo ?? 0)} s ago`],

@@ -20,7 +20,7 @@ import { createSaxoClient } from '../../core/saxo/client.js';
 import type { TokenSet } from '../../core/token.js';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import type { CliProcess } from '../helpers/agent-process.js';
-import { agentUser, cachedPair, dataDirFor, expectNoSecrets, issuedPair, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { agentUser, cachedPair, dataDirFor, expectNoSecrets, issuedPair, runCliAs, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
 
 const APP_KEY = 'rel-journal-app';
 const APP_SECRET = 'rel-journal-app-secret-0123456789abcdef';
@@ -197,6 +197,11 @@ describe('a stop after the answer reached the journal, before any local write su
     expect(successor).not.toBe(seed.refreshToken);
 
     for (const p of [cachePath, statePath]) rmdirSync(p);
+    // `status` reads the journal with the same interpreter: the successor is there, not yet stored.
+    const st0 = await runCliAs(['status'], journalEnv(dir, saxo.url), as);
+    expect(st0.code).toBe(1);
+    expect(st0.stdout).toMatch(/an unfinished refresh waits in the journal/);
+    expect(st0.stdout).toMatch(/generation\s*:?\s*3/i);
     const b = agent(dir);
     const rec = await b.waitForEvent('journal_recovered', 20_000);
     expect(rec.generation).toBe(3);
@@ -209,6 +214,6 @@ describe('a stop after the answer reached the journal, before any local write su
     expect(st.presentations - before.presentations).toBe(1);
     expect(st.reusedPresentations - before.reusedPresentations).toBe(0);
     await expectSaxoAccepts(dir);
-    expectNoSecrets([a, b], seen);
+    expectNoSecrets([a, b, st0.p], seen);
   }, 60_000);
 });
