@@ -96,3 +96,24 @@ describe('journal adapter', () => {
     expect(r).toMatchObject({ ok: false, reason: expect.stringMatching(/cannot reserve the journal .*ENOENT/) });
   });
 });
+
+describe('in-place overwrite (a full disk only)', () => {
+  it('writes over the file\'s own blocks, shorter text leaves nothing behind; never through a symlink; refuses what does not fit', async () => {
+    const { overwriteInPlace, writeOrOverwrite } = await import('../../agent/in-place-write.js');
+    const d = dir();
+    const path = join(d, 'saxo_token_cache.json');
+    writeFileSync(path, JSON.stringify({ refresh_token: TOKEN, pad: 'p'.repeat(200) }), { mode: 0o600 });
+    const ino = statSync(path).ino;
+    expect(await overwriteInPlace(path, '{"refresh_token":"sr_next"}')).toBe(true);
+    expect(readFileSync(path, 'utf8')).toBe('{"refresh_token":"sr_next"}');
+    expect(statSync(path).ino).toBe(ino);
+    expect(await overwriteInPlace(path, 'x'.repeat(1 << 20))).toBe(false); // more than its blocks
+    symlinkSync(path, join(d, 'link'));
+    await expect(overwriteInPlace(join(d, 'link'), '{}')).rejects.toMatchObject({ code: 'ELOOP' });
+    // Only ENOSPC/EDQUOT fall back; any other failure of the crash-safe write stands.
+    const fail = (code: string) => () => Promise.reject(Object.assign(new Error(code), { code }));
+    await expect(writeOrOverwrite(path, '{"a":1}', fail('EACCES'))).rejects.toMatchObject({ code: 'EACCES' });
+    await writeOrOverwrite(path, '{"a":1}', fail('ENOSPC'));
+    expect(readFileSync(path, 'utf8')).toBe('{"a":1}');
+  });
+});
