@@ -64,6 +64,8 @@ export interface SecretMeta {
   lastRefresh?: { at: number; by: string; version: string } | undefined;
   /** A version the function stored but could not announce yet (retried at its next run). */
   announcePending?: string | undefined;
+  /** pairId of a refresh token Saxo consumed without issuing a successor: never presented again. */
+  ended?: string | undefined;
   annotations: Record<string, string>;
 }
 
@@ -73,6 +75,8 @@ export interface SecretRecord {
   lastRefresh?: SecretMeta['lastRefresh'];
   /** A version name to remember as not yet announced; null clears it. */
   announcePending?: string | null | undefined;
+  /** Remember a pairId Saxo consumed without a successor (docs/DESIGN.md "Durable before interpreted"). */
+  ended?: string | undefined;
 }
 
 /** Secret Manager as the source of truth. Throws SecretStoreError. */

@@ -9,7 +9,7 @@ import { errorText, SecretStoreError, type SaxoError } from './errors.js';
 import type { CacheRead } from './ports.js';
 import type { SessionOptions, SessionPorts, SessionResult, SessionSettings } from './refresh.js';
 import { nextRetryDelay } from './saxo/retry.js';
-import { compareFreshness, describeLifetime, withPayloadCredentials, type TokenSet } from './token.js';
+import { compareFreshness, describeLifetime, pairId, withPayloadCredentials, type TokenSet } from './token.js';
 
 const MAX_SESSION_MS = 5 * 60_000;
 const SECRET_RETRY_BASE_MS = 500;
@@ -116,8 +116,10 @@ export function retryDelay(s: SessionSettings, attempts: number, now: number, de
 
 export async function release(p: SessionPorts, s: SessionSettings, result: SessionResult | undefined): Promise<void> {
   const lastRefresh = result?.kind === 'refreshed' ? result.lastRefresh : undefined;
+  // The function has no state file: the secret remembers a token Saxo consumed without a successor.
+  const ended = result?.kind === 'rejected' && result.reason === 'no_successor' && result.newest ? pairId(result.newest.refreshToken) : undefined;
   await p.store
-    ?.releaseLease(s.holder, { failures: p.failures.count, lastRefresh })
+    ?.releaseLease(s.holder, { failures: p.failures.count, lastRefresh, ended })
     .catch((err: unknown) => p.logger.warn('lease_release_failed', 'Could not release the lease (it will expire)', { error: errorText(err) }));
 }
 

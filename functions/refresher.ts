@@ -16,7 +16,7 @@ import type { EventBus, SecretMeta, SecretRead, SecretStore, TokenEndpoint } fro
 import { runRefreshSession, type SessionResult } from '../core/refresh.js';
 import type { CloudSettings } from '../core/settings.js';
 import { cloudMove, pushGraceMs } from '../core/tiers.js';
-import { secretsOf } from '../core/token.js';
+import { pairId, secretsOf } from '../core/token.js';
 
 export interface CloudDeps {
   clock: Clock;
@@ -99,7 +99,8 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     // One lease holder per invocation, not per instance: acquireLease lets a holder re-take its own
     // lease, so overlapping invocations in one instance (duplicate Scheduler calls) would both get in.
     { ...settings, holder: `${settings.refresher}:${randomBytes(4).toString('hex')}` },
-    { force: opts.force },
+    // Saxo consumed this pair's refresh token without a successor (recorded in the secret): never again.
+    { force: opts.force, refuse: (t) => (meta.ended !== undefined && meta.ended === pairId(t.refreshToken) ? 'rejected' : undefined) },
   );
   switch (r.kind) {
     case 'refreshed':

@@ -16,6 +16,7 @@ export const ANNOTATION = {
   lastRefreshBy: 'tk-last-refresh-by',
   lastRefreshVersion: 'tk-last-refresh-version',
   announcePending: 'tk-announce-pending',
+  ended: 'tk-ended',
 } as const;
 
 export function parseMeta(secret: Secret): SecretMeta {
@@ -32,6 +33,7 @@ export function parseMeta(secret: Secret): SecretMeta {
       ? { at, by: a[ANNOTATION.lastRefreshBy] ?? '', version: a[ANNOTATION.lastRefreshVersion] ?? '' }
       : undefined,
     announcePending: a[ANNOTATION.announcePending] || undefined,
+    ended: a[ANNOTATION.ended] || undefined,
     annotations: a,
   };
 }
@@ -41,6 +43,7 @@ export function applyRecord(a: Record<string, string>, record: SecretRecord | un
   if (!record) return;
   if (record.announcePending === null) delete a[ANNOTATION.announcePending];
   else if (record.announcePending !== undefined) a[ANNOTATION.announcePending] = record.announcePending;
+  if (record.ended !== undefined) a[ANNOTATION.ended] = record.ended;
   if (record.failures !== undefined) a[ANNOTATION.failures] = String(Math.max(0, Math.floor(record.failures)));
   const lr = record.lastRefresh;
   const storedAt = Number(a[ANNOTATION.lastRefreshAt]);

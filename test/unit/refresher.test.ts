@@ -288,5 +288,11 @@ describe('runCloudRefresh reads a 2xx with the one interpreter (core/grant.ts)',
     expect(r.store.versions()).toHaveLength(1);
     expect((await r.store.meta()).failures).toBe(1);
     expect(r.saxo.stats).toMatchObject({ presentations: 1, reusedPresentations: 0 });
+    // The secret remembers it: the next runs (and a forced one) never present the consumed token.
+    for (const force of [false, true]) {
+      await r.clock.advance(60 * SEC);
+      expect(await runCloudRefresh(r.deps, { force })).toMatchObject({ outcome: 'rejected' });
+    }
+    expect(r.saxo.stats).toMatchObject({ presentations: 1, reusedPresentations: 0 });
   });
 });
