@@ -27,6 +27,7 @@ import type { StateStore } from '../agent/reconciler.js';
 import type { AgentState } from '../agent/state-file.js';
 
 export { VirtualClock, flush } from './virtual-clock.js';
+export { MemoryJournal } from './memory-journal.js';
 
 const toResponse = (p: IssuedPair): TokenResponse => ({
   accessToken: p.access_token,

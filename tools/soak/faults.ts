@@ -30,7 +30,9 @@ export type Fault =
   /** Something holds the bots' flock for `durMs` (a bot stuck mid-refresh) while bot `bot` restarts. */
   | { kind: 'lock-hog'; at: number; durMs: number; bot: number }
   /** Saxo's next grant answers a 2xx with an odd lifetime (ODD_ANSWERS[variant]); the refresh token is there. */
-  | { kind: 'saxo-odd'; at: number; variant: number };
+  | { kind: 'saxo-odd'; at: number; variant: number }
+  /** The VM's data dir has no room for `durMs`: the agent must not present (the others carry the chain). */
+  | { kind: 'disk-full'; at: number; durMs: number };
 
 /** Odd 2xx answers that still carry the successor (core/grant.ts must keep every one). */
 export const ODD_ANSWERS = [
@@ -93,6 +95,7 @@ export function drawFaults(rng: Rng, start: number, days: number, extra?: Rng): 
       for (let i = 2 + (extra.chance(0.5) ? 1 : 0); i > 0; i--) {
         out.push({ kind: 'saxo-odd', at: Math.round(t0 + extra.next() * span), variant: extra.int(0, ODD_ANSWERS.length - 1) });
       }
+      if (extra.chance(0.7)) out.push({ kind: 'disk-full', at: Math.round(t0 + extra.next() * span), durMs: extra.int(10, 90) * MIN });
     }
   }
   return out.sort((a, b) => a.at - b.at);

@@ -228,6 +228,10 @@ function apply(w: World, f: Fault, bots: Bot[]): void {
     case 'saxo-odd':
       w.saxo.odd.push(ODD_ANSWERS[f.variant % ODD_ANSWERS.length]!);
       break;
+    case 'disk-full':
+      w.journal.full = true;
+      later(f.durMs, () => void (w.journal.full = false));
+      break;
     case 'bot-fallback':
       // The function fails first; the agent dies 10 min later (after it has adopted the function's
       // last pair) and returns before the function does, so the bots carry the chain meanwhile.

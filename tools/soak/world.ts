@@ -13,11 +13,11 @@ import type { RawAnswer, RefreshOptions, TokenRotatedEvent } from '../../core/po
 import { pairOf } from '../../core/grant.js';
 import { agentSettings, cloudSettings, type AgentSettings, type CloudSettings } from '../../core/settings.js';
 import { fromResponse, type TokenSet } from '../../core/token.js';
-import { MemoryCache, MemoryEventBus, MemoryLock, MemorySecretStore, MemoryState, SaxoModel } from '../../standins/memory.js';
+import { MemoryCache, MemoryEventBus, MemoryJournal, MemoryLock, MemorySecretStore, MemoryState, SaxoModel } from '../../standins/memory.js';
 import { skewed, type VirtualClock } from '../../standins/virtual-clock.js';
 import type { CrashStep } from './faults.js';
 import { Ledger } from './ledger.js';
-import { busPort, cachePort, lockPort, Proc, saxoPort, SimCrash, statePort, storePort, type BreakMode, type Shared } from './procs.js';
+import { busPort, cachePort, journalPort, lockPort, Proc, saxoPort, SimCrash, statePort, storePort, type BreakMode, type Shared } from './procs.js';
 import { Rng, TOKEN_RE } from './rng.js';
 
 export const APP_KEY = 'soak-app-key';
@@ -31,6 +31,8 @@ export class World implements Shared {
   readonly store = new MemorySecretStore('projects/soak/secrets/saxo-token');
   readonly bus = new MemoryEventBus();
   readonly cache = new MemoryCache();
+  /** The agent's journal: survives the agent's deaths, as the file does (a VM reboot included). */
+  readonly journal = new MemoryJournal();
   readonly lock: MemoryLock;
   readonly state = new MemoryState();
   readonly agentSettings: AgentSettings;
@@ -375,6 +377,7 @@ export class World implements Shared {
       bus: busPort(this, proc),
       logger: this.loggerFor(proc),
       settings: this.agentSettings,
+      journal: journalPort(this, proc),
     });
     proc.revertOnKill = this.breakMode === 'recovery';
     const a = { proc, rec, since: this.now() };
