@@ -85,8 +85,14 @@ export function createLocalSide(d: LocalSideDeps): AgentLocalSide {
       if (!failure && !stateError) await wipe();
       return stateError ?? failure;
     },
-    ended: async (presented) => {
-      d.consumed(presented);
+    ended: async (presented, kept) => {
+      if (kept) {
+        d.adopt(kept);
+        await d.cache.write(withCredentials(kept, d.credentials)).catch((err: unknown) => {
+          d.logger.error('cache_write_failed', `Could not write the cache ${d.cache.path}: ${errorText(err)}`);
+        });
+      }
+      d.consumed(kept ?? presented);
       if (!(await d.saveState())) await wipe();
     },
     settle: async (stateSaved) => {
@@ -132,7 +138,7 @@ export async function writeCacheIfNewer(side: AgentLocalSide, token: TokenSet, s
 export type Recovered =
   | { kind: 'none' }
   | { kind: 'pair'; next: TokenSet; adjusted: string[] }
-  | { kind: 'ended'; presented: TokenSet | undefined; why: string };
+  | { kind: 'ended'; presented: TokenSet | undefined; kept?: TokenSet | undefined; why: string };
 
 /**
  * Startup: finish a refresh whose answer reached the journal but not (all of) the disk — a crash,
@@ -154,7 +160,7 @@ export async function recoverFromJournal(side: AgentLocalSide, source: string, m
   const candidates = [d.known(), cache.kind === 'ok' ? cache.token : undefined];
   const presented = candidates.find((t) => t && pairId(t.refreshToken) === entry.presented.pairId);
   const succ = successorFrom(entry, presented, source, marginMs);
-  if (succ.kind === 'ended') return { kind: 'ended', presented, why: succ.why };
+  if (succ.kind === 'ended') return { kind: 'ended', presented, kept: succ.kept, why: succ.why };
   d.logger.addSecret(...secretsOf(succ.next));
   return { kind: 'pair', next: withNextGeneration(succ.next, ...candidates), adjusted: succ.adjusted };
 }

@@ -70,8 +70,8 @@ export class Reconciler {
     if (r.kind === 'none') return;
     if (r.kind === 'ended') {
       this.d.logger.alert('refresh_token_missing', `ALERT: an unfinished refresh in the journal ended the chain (${r.why}); log in again (run \`npx token-keeper login\`)`);
-      if (r.presented) this.requireLogin('no_successor', r.presented);
-      if (!(await this.saveState())) await this.d.journal?.wipe().catch(() => undefined);
+      if (r.presented) await this.local.ended(r.presented, r.kept);
+      else if (!(await this.saveState())) await this.d.journal?.wipe().catch(() => undefined);
       return;
     }
     if (r.adjusted.length) this.d.logger.warn('lifetime_clamped', `Saxo answered an unusable or implausible token lifetime; stored a bounded one instead (${r.adjusted.join(', ')})`, { clamped: r.adjusted });

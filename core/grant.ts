@@ -82,7 +82,8 @@ export function interpretGrant(raw: Pick<RawAnswer, 'status' | 'contentType' | '
 
 export type Successor =
   | { kind: 'pair'; next: TokenSet; adjusted: string[]; lifetimeSec: number }
-  | { kind: 'ended'; why: string; accessToken?: string | undefined };
+  /** `kept`: the presented pair with the new access token (its refresh token is consumed), when the answer had one. */
+  | { kind: 'ended'; why: string; kept?: TokenSet | undefined };
 
 /**
  * What a journaled answer leaves behind: the successor of the presented pair, or the end of the
@@ -92,7 +93,12 @@ export type Successor =
  */
 export function successorFrom(entry: JournalEntry, presented: TokenSet | undefined, source: string, marginMs: number): Successor {
   const g = interpretGrant(entry.raw);
-  if (g.kind === 'no_refresh_token') return { kind: 'ended', why: g.why, accessToken: g.accessToken };
+  if (g.kind === 'no_refresh_token') {
+    // Keep the access token for the bots until a login: same pair otherwise (nothing follows it).
+    const life = g.accessToken && presented ? fromResponse({ accessToken: g.accessToken, refreshToken: presented.refreshToken, tokenType: 'Bearer', expiresIn: g.expiresIn ?? 0 }, entry.at, presented, source, marginMs) : undefined;
+    const kept = life && presented ? { ...presented, accessToken: life.accessToken, accessExpiresAt: life.accessExpiresAt } : undefined;
+    return { kind: 'ended', why: g.why, kept };
+  }
   const parent = presented && pairId(presented.refreshToken) === entry.presented.pairId ? presented : undefined;
   // NAME=clock: entry.raw.date (Saxo's Date header) is the server's time of this answer.
   let next = fromResponse(g.response, entry.at, parent, source, marginMs);

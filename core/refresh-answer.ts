@@ -26,7 +26,7 @@ export async function takeAnswer(p: SessionPorts, s: SessionSettings, raw: RawAn
       { generation: presented.generation, status: raw.status },
     );
     failures.failed('no_refresh_token', succ.why);
-    await local?.ended(presented);
+    await local?.ended(presented, succ.kept);
     return { kind: 'ended' };
   }
   if (succ.adjusted.length) {

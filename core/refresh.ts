@@ -35,8 +35,11 @@ export interface LocalSide {
    * with what failed, if anything (the journal then still holds the answer).
    */
   persist(next: TokenSet, counted: (cacheError: Error | undefined) => void): Promise<Error | undefined>;
-  /** Saxo consumed `presented` and issued no successor: record that it may never be presented again. */
-  ended(presented: TokenSet): Promise<void>;
+  /**
+   * Saxo consumed `presented` and issued no successor: record that it may never be presented
+   * again; `kept` (same refresh token, the new access token) is what the bots may still use.
+   */
+  ended(presented: TokenSet, kept?: TokenSet | undefined): Promise<void>;
 }
 
 /** Where the session is, for a clean stop: an answer that arrived must reach the disk first. */

@@ -136,9 +136,9 @@ describe('odd 2xx fields: the successor is always kept (item 2)', () => {
 
 describe('a 2xx without a successor ends the chain, loudly, and the consumed token is never presented again (item 2)', () => {
   it.each([
-    { name: 'JSON without refresh_token', fault: { kind: 'odd2xx' as const, omit: ['refresh_token'] }, why: /without a refresh_token/ },
-    { name: 'an HTML 2xx', fault: { kind: 'odd2xx' as const, html: true }, why: /non-JSON 201 body \(text\/html/ },
-  ])('$name: ALERT naming the cause, login required, no presentation after it (restart included)', async ({ fault, why }) => {
+    { name: 'JSON without refresh_token', fault: { kind: 'odd2xx' as const, omit: ['refresh_token'] }, why: /without a refresh_token/, newAccess: true },
+    { name: 'an HTML 2xx', fault: { kind: 'odd2xx' as const, html: true }, why: /non-JSON 201 body \(text\/html/, newAccess: false },
+  ])('$name: ALERT naming the cause, login required, no presentation after it (restart included)', async ({ fault, why, newAccess }) => {
     const { dir, seed } = await seeded('tk-rel-norefresh-', 6);
     const before = saxo.stats();
     saxo.inject(fault);
@@ -155,6 +155,11 @@ describe('a 2xx without a successor ends the chain, loudly, and the consumed tok
     expect(state?.loginRequired).toBe(true);
     expect(state?.token?.refreshToken).toBe(seed.refreshToken);
     expect(journalBytes(dir).every((b) => b === 0)).toBe(true);
+    // The answer's access token is kept for the bots until a login (the refresh token stays the consumed one).
+    const cached = cachedPair(dir, seen);
+    expect(cached?.refreshToken).toBe(seed.refreshToken);
+    expect(cached?.accessToken === seed.accessToken).toBe(!newAccess);
+    expect(saxo.isValidAccessToken(cached!.accessToken)).toBe(true);
 
     const b = agent(dir);
     await b.waitForEvent('agent_ready', 20_000);

@@ -118,6 +118,14 @@ describe('successorFrom: the same answer gives the same successor live and after
 
   it('a journaled answer without a refresh token ends the chain', () => {
     const e = journalEntry({ ...json({ access_token: A }), retryAfter: null, date: null }, presented, T0);
-    expect(successorFrom(e, presented, 'agent:x', 60_000)).toMatchObject({ kind: 'ended', accessToken: A });
+    // The new access token is kept with the consumed pair (for the bots until a login), nothing else changes.
+    expect(successorFrom(e, presented, 'agent:x', 60_000)).toMatchObject({
+      kind: 'ended',
+      kept: { ...presented, accessToken: A, accessExpiresAt: T0 + 600_000 - 60_000 },
+    });
+    expect(successorFrom(journalEntry({ ...json({ access_token: A, expires_in: 1200 }), retryAfter: null, date: null }, presented, T0), presented, 'agent:x', 60_000)).toMatchObject({
+      kept: { refreshToken: presented.refreshToken, generation: 7, accessExpiresAt: T0 + 1200_000 - 60_000 },
+    });
+    expect(successorFrom(journalEntry({ status: 200, contentType: 'text/html', text: '<p>', retryAfter: null, date: null }, presented, T0), presented, 'agent:x', 60_000)).toEqual({ kind: 'ended', why: expect.any(String), kept: undefined });
   });
 });
