@@ -40,7 +40,9 @@ export interface AgentLocalSide extends LocalSide {
 
 export function createLocalSide(d: LocalSideDeps): AgentLocalSide {
   let unsettled: TokenSet | undefined;
-  const where = () => (d.journal ? `the journal ${d.journal.path}` : 'memory only');
+  /** Whether the answer being stored reached the journal (the messages say where the pair is). */
+  let journaled = false;
+  const where = () => (d.journal && journaled ? `the journal ${d.journal.path}` : 'memory only');
   const wipe = async (): Promise<boolean> => {
     try {
       await d.journal?.wipe();
@@ -59,8 +61,10 @@ export function createLocalSide(d: LocalSideDeps): AgentLocalSide {
     lock: (signal) => d.lock(signal),
     read: async () => ({ cache: await d.cache.read(), known: d.known(), room: d.journal ? await d.journal.room() : undefined }),
     keep: async (entry) => {
+      journaled = false;
       try {
         await d.journal?.record(entry);
+        journaled = d.journal !== undefined;
       } catch (err) {
         d.logger.error('journal_write_failed', `Could not write Saxo's answer to the journal ${d.journal?.path}: ${errorText(err)}; storing it directly`);
       }
