@@ -264,6 +264,7 @@ tokenEndpointContract('the real client over HTTP to the stand-in', async (o) => 
     issue: (clientId) => s.issue(clientId),
     state: s,
     advance: (ms) => void (offset += ms),
+    odd: (a) => s.inject({ kind: 'odd2xx', ...a }),
     close: () => s.close(),
   };
 });
