@@ -8,8 +8,10 @@
  * (b) Full while Saxo is answering: the answer reaches the journal reserved before presenting; the
  *     cache and the state are overwritten in their own blocks, so the bot reads the successor, never
  *     the consumed token; SIGTERM and a restart on the still-full disk present nothing; with room
- *     again the journal is all zeros. (When even those writes fail, the successor lives only in
- *     the journal: the stop-and-restart recovery is reliability-journal.test.ts.)
+ *     again the journal is all zeros.
+ * (c) As (b) with no state file to overwrite: the answer waits in the journal through SIGTERM, the
+ *     restart on the full disk recovers it from there (`journal_recovered`) and presents nothing;
+ *     with room the state is written and the journal wiped.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -177,6 +179,45 @@ describe('a full data dir (64 KiB tmpfs)', () => {
     expect((await b.stop()).code).toBe(0);
     expect(cachedPair(dir, seen)?.refreshToken).toBe(cached?.refreshToken);
     expect((await createStateFile(join(dir, '.token-keeper-state.json')).read())?.token?.refreshToken).toBe(cached?.refreshToken);
+    const st = saxo.stats();
+    expect(st.presentations - before.presentations).toBe(1);
+    expect(st.reusedPresentations - before.reusedPresentations).toBe(0);
+    await expectSaxoAccepts(dir);
+    expectNoSecrets([a, b], seen);
+  }, 60_000);
+
+  it('(c) full while Saxo answers and no state file to overwrite: the answer waits in the journal through SIGTERM; the restart recovers it from there, presenting nothing; with room it is stored and the journal wiped', async () => {
+    const { dir, seed } = await smallDisk('tk-rel-full-c-', 3);
+    const statePath = join(dir, '.token-keeper-state.json');
+    const before = saxo.stats();
+    saxo.inject({ kind: 'delay', delayMs: 1_500 });
+    const a = agent(dir, { CHECK_INTERVAL_SECONDS: '60' }); // the startup run refreshes; no tick meanwhile
+    await a.waitForEvent('refresh_started', 20_000);
+    unlinkSync(statePath); // (a state file lost with a reinstall, say) …
+    const filler = fill(dir); // … and the disk fills while the answer is on its way
+    const unstored = await a.waitForEvent('token_refreshed_unstored', 10_000);
+    expect(unstored.severity).toBe('WARNING');
+    expect(a.logs.find((l) => l.event === 'state_write_failed' && /also kept in the journal/.test(l.message))).toBeDefined();
+    const successor = cachedPair(dir, seen)?.refreshToken; // the cache was overwritten in place
+    expect(successor).toBeDefined();
+    expect(successor).not.toBe(seed.refreshToken);
+    expect((await botReads(dir))?.refresh_token).toBe(successor);
+    expect(journalIsZero(dir)).toBe(false);
+    expect((await a.stop('SIGTERM')).code).toBe(0);
+    expect(journalIsZero(dir)).toBe(false); // the stop did not lose it
+
+    const b = agent(dir);
+    const rec = await b.waitForEvent('journal_recovered', 20_000);
+    expect(rec.generation).toBe(3);
+    await b.waitForEvent('agent_ready', 10_000);
+    expect(journalIsZero(dir)).toBe(false); // still not durable in the state file: kept
+    unlinkSync(filler);
+    // With room again, the next check writes the state file and then wipes the journal.
+    const { until } = await import('../helpers/agent-process.js');
+    await until(() => journalIsZero(dir), 5_000, 'the journal wiped once cache and state hold the pair');
+    expect((await b.stop()).code).toBe(0);
+    expect((await createStateFile(statePath).read())?.token?.refreshToken).toBe(successor);
+    expect(cachedPair(dir, seen)?.refreshToken).toBe(successor);
     const st = saxo.stats();
     expect(st.presentations - before.presentations).toBe(1);
     expect(st.reusedPresentations - before.reusedPresentations).toBe(0);
