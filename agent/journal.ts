@@ -33,10 +33,10 @@ export function createJournal(path: string, opts: { size?: number; writeRoomByte
   const writeRoom = opts.writeRoomBytes ?? WRITE_ROOM_BYTES;
 
   /** Our own minimal safe open (the integrator unifies it with agent/safe-open.ts). */
-  async function open(create: boolean): Promise<fsp.FileHandle | undefined> {
+  async function open(create: boolean, readOnly = false): Promise<fsp.FileHandle | undefined> {
     let fh: fsp.FileHandle;
     try {
-      fh = await fsp.open(path, C.O_RDWR | C.O_NOFOLLOW | C.O_NONBLOCK | (create ? C.O_CREAT : 0), 0o600);
+      fh = await fsp.open(path, (readOnly ? C.O_RDONLY : C.O_RDWR) | C.O_NOFOLLOW | C.O_NONBLOCK | (create ? C.O_CREAT : 0), 0o600);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' && !create) return undefined;
@@ -46,8 +46,10 @@ export function createJournal(path: string, opts: { size?: number; writeRoomByte
     try {
       const st = await fh.stat();
       if (!st.isFile() || st.nlink !== 1) throw new JournalFileError(`${path} is not a regular file with one link: refused (remove it)`);
-      if ((st.mode & 0o777) !== 0o600) await fh.chmod(0o600);
-      await handOver(fh, path);
+      if (!readOnly) {
+        if ((st.mode & 0o777) !== 0o600) await fh.chmod(0o600);
+        await handOver(fh, path);
+      }
       return fh;
     } catch (e) {
       await fh.close();
@@ -106,7 +108,7 @@ export function createJournal(path: string, opts: { size?: number; writeRoomByte
   };
 
   const pending = async (): Promise<JournalEntry | undefined> => {
-    const fh = await open(false);
+    const fh = await open(false, true); // a reader (status) changes nothing
     if (!fh) return undefined;
     try {
       const buf = await fh.readFile();
