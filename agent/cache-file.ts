@@ -17,6 +17,7 @@ import type { Logger } from '../core/log.js';
 import type { CacheRead, TokenCache } from '../core/ports.js';
 import { secretsOf, type TokenSet } from '../core/token.js';
 import { atomicWriteFile, type AtomicWriteOptions } from './atomic-write.js';
+import { writeOrOverwrite } from './in-place-write.js';
 import { readRegularNoFollow } from './safe-open.js';
 
 /** A real cache is under 2 KiB; anything above this is not a cache (docs/DESIGN.md "No planted link is followed"). */
@@ -60,7 +61,9 @@ export function createCacheFile(path: string, opts: CacheFileOptions = {}): Toke
       }
     }
     opts.logger?.addSecret(...secretsOf(toWrite));
-    await atomicWriteFile(path, JSON.stringify(encodeFlat(toWrite), null, 2) + '\n', { mode: 0o600, refuseSymlink: true, ...opts.write });
+    const text = JSON.stringify(encodeFlat(toWrite), null, 2) + '\n';
+    // A full disk: in place rather than leave the bots a consumed refresh token (agent/in-place-write.ts).
+    await writeOrOverwrite(path, text, () => atomicWriteFile(path, text, { mode: 0o600, refuseSymlink: true, ...opts.write }));
   };
 
   // TOKEN_CONSUMED (docs/DESIGN.md "Consumed announcements"): the spent refresh token becomes "" —

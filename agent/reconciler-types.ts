@@ -5,7 +5,7 @@
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/log.js';
 import type { ClockSkew } from '../core/server-time.js';
-import type { EventBus, Held, SecretStore, TokenCache, TokenConsumedEvent, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
+import type { EventBus, Held, Journal, SecretStore, TokenCache, TokenConsumedEvent, TokenEndpoint, TokenRotatedEvent } from '../core/ports.js';
 import type { AgentSettings } from '../core/settings.js';
 import type { AgentState } from './state-file.js';
 
@@ -28,6 +28,8 @@ export interface ReconcilerDeps {
   settings: AgentSettings;
   /** The agent's clock watch (agent/clock-watch.ts): learns the skew each exchange measured. */
   clockWatch?: { readonly skew: ClockSkew | undefined; measured(s: ClockSkew): void } | undefined;
+  /** Where Saxo's 2xx is kept before it is interpreted (agent/journal.ts); tests may leave it out. */
+  journal?: Journal | undefined;
 }
 
 export type Trigger =

@@ -12,7 +12,7 @@ import { pushGraceMs } from '../core/tiers.js';
 import { compareFreshness, describeExpiry, secretsOf, withNextGeneration, type TokenSet } from '../core/token.js';
 import type { CacheRead } from '../core/ports.js';
 import { blankSpentPair } from './fence.js';
-import { createLocalSide, writeCacheIfNewer, type AgentLocalSide } from './local-side.js';
+import { createLocalSide, recoverFromJournal, writeCacheIfNewer, type AgentLocalSide } from './local-side.js';
 import { Serial } from './serial.js';
 import { Upstream } from './upstream.js';
 import { Health } from './health.js';
@@ -52,6 +52,8 @@ export class Reconciler {
         this.known = next;
       },
       saveState: () => this.saveState(),
+      consumed: (t) => void this.requireLogin('no_successor', t),
+      journal: d.journal,
     });
   }
 
@@ -66,6 +68,32 @@ export class Reconciler {
     this.up.restoreConsumed(s?.consumed);
     this.health = new Health(this.d.logger, this.d.settings.maxRefreshFailures, { failures: s?.failures, loginRequired: s?.loginRequired, known: s?.token }, this.page());
     this.d.logger.addSecret(...secretsOf(this.known));
+    await this.recoverJournal();
+  }
+
+  /** Finish a refresh Saxo answered but this agent did not store (docs/DESIGN.md "Durable before interpreted"). */
+  private async recoverJournal(): Promise<void> {
+    const r = await recoverFromJournal(this.local, this.d.settings.source, this.d.settings.expiryMarginMs);
+    // Reserve the journal now, so that a disk that fills later still has room for an answer.
+    const room = await this.d.journal?.room();
+    if (room && !room.ok) this.d.logger.warn('no_room', `At start: ${room.reason}; no refresh token will be presented until there is room`);
+    if (r.kind === 'none') return;
+    if (r.kind === 'ended') {
+      this.d.logger.alert('refresh_token_missing', `ALERT: an unfinished refresh in the journal ended the chain (${r.why}); log in again (run \`npx token-keeper login\`)`);
+      if (r.presented) await this.local.ended(r.presented, r.kept);
+      else if (!(await this.saveState())) await this.d.journal?.wipe().catch(() => undefined);
+      return;
+    }
+    if (r.adjusted.length) this.d.logger.warn('lifetime_clamped', `Saxo answered an unusable or implausible token lifetime; stored a bounded one instead (${r.adjusted.join(', ')})`, { clamped: r.adjusted });
+    if (!this.known || compareFreshness(r.next, this.known) > 0) {
+      this.health.refreshed();
+      this.known = r.next;
+      this.up.markPending();
+      this.d.logger.notice('journal_recovered', 'Recovered the token Saxo issued before the last stop from the journal', { generation: r.next.generation });
+    }
+    this.local.hold(r.next);
+    await this.writeCacheIfNewer(this.known);
+    await this.local.settle(!(await this.saveState()));
   }
 
   /** The cache watcher failed: recorded in the state file for `status`. */
@@ -157,7 +185,8 @@ export class Reconciler {
     // A failed announcement waits for the push retry (a few seconds), not for this run to repeat it;
     // a Secret Manager that just failed this run is not asked again (each try costs its deadline).
     if (!this.serial.signal.aborted && secret.kind !== 'unavailable') await this.flushUpstream(false);
-    await this.saveState();
+    const saved = !(await this.saveState());
+    if (this.local.unsettled) await this.local.settle(saved);
     return outcome;
   }
 

@@ -13,6 +13,7 @@ import type { SubscriptionProblem, TokenRotatedEvent } from '../core/ports.js';
 import type { ClockSkew } from '../core/server-time.js';
 import { secretsOf, type TokenSet } from '../core/token.js';
 import { atomicWriteFile, type AtomicWriteOptions } from './atomic-write.js';
+import { writeOrOverwrite } from './in-place-write.js';
 import { readRegularNoFollow } from './safe-open.js';
 
 export interface AgentState {
@@ -122,7 +123,8 @@ export function createStateFile(path: string, opts: StateFileOptions = {}): Stat
       ...(state.watchFailed ? { watchFailed: state.watchFailed } : {}),
       ...(state.subscription ? { subscription: state.subscription } : {}),
     };
-    await atomicWriteFile(path, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, ...opts.write });
+    const text = JSON.stringify(body, null, 2) + '\n';
+    await writeOrOverwrite(path, text, () => atomicWriteFile(path, text, { mode: 0o600, ...opts.write }));
   };
 
   return { path, read, write };

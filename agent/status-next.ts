@@ -20,7 +20,8 @@ export type StatusIssue =
   | 'watch_failed'
   | 'subscription_broken'
   | 'expiry_moved'
-  | 'clock_skew';
+  | 'clock_skew'
+  | 'journal_pending';
 
 export interface NextStepInput {
   health: 'healthy' | 'degraded' | 'refresh_overdue' | 'expired' | 'missing' | 'login_required';
@@ -57,6 +58,7 @@ export function nextStep(s: NextStepInput, w: Where): string {
       if (down) return start;
       if (has('agent_stale')) return `sudo systemctl restart ${w.unit} (its loop has not stamped the state file; journalctl -u ${w.unit} first)`;
       if (has('cache_unreadable')) return `sudo chown <bots-user> ${w.cachePath} (or run status as the bots' user)`;
+      if (has('journal_pending')) return `${cli('refresh')} (stores the unfinished refresh from the journal now; the agent does so at its next check)`;
       if (has('clock_skew')) return 'sudo timedatectl set-ntp true (this clock is off from Saxo\'s; then check timedatectl status)';
       if (has('subscription_broken')) return `terraform apply (re-creates the subscription and its roles), then sudo systemctl restart ${w.unit}`;
       if (has('refresh_token_expiring')) return `${cli('refresh')} now, or ${cli('login')} if refreshing fails`;

@@ -8,8 +8,10 @@ import { decide, expiryMovedText, type Plan, type SecretView } from '../core/dec
 import { describeSkew, SKEW_WARN_MS } from '../core/server-time.js';
 import { silentLogger } from '../core/log.js';
 import type { SecretMeta } from '../core/ports.js';
-import type { TokenSet } from '../core/token.js';
+import { compareFreshness, type TokenSet } from '../core/token.js';
+import { dirname, join } from 'node:path';
 import { createCacheFile } from './cache-file.js';
+import { createJournal, JOURNAL_NAME, peekJournal } from './journal.js';
 import { createStateFile, type AgentState } from './state-file.js';
 import { errorText } from '../core/errors.js';
 import { agentLiveness } from './agent-liveness.js';
@@ -124,7 +126,13 @@ export async function collectStatus(config: Config, now = Date.now(), where: Omi
   const skew = state?.clockSkew;
   const skewMatters = skew !== undefined && Math.abs(skew.ms) > SKEW_WARN_MS;
   if (skewMatters) now -= skew.ms;
-  const plan = decide({ now, cache, known: state?.token, secret }, {
+  // An unfinished refresh (docs/DESIGN.md "Durable before interpreted"): its successor is the newest pair.
+  const journal = await peekJournal(createJournal(join(dirname(config.statePath), JOURNAL_NAME)), [state?.token, cache.kind === 'ok' ? cache.token : undefined], 'journal', config.expiryMarginMs);
+  if (journal.kind === 'pair') problems.push('an unfinished refresh waits in the journal: the agent stores it at its next check or start');
+  if (journal.kind === 'ended') problems.push(`the journal holds Saxo's answer without a refresh token (${journal.why}): login required`);
+  if (journal.kind === 'unreadable') problems.push(`cannot read the journal ${journal.reason}`);
+  const known = journal.kind === 'pair' && (!state?.token || compareFreshness(journal.next, state.token) > 0) ? journal.next : state?.token;
+  const plan = decide({ now, cache, known, secret }, {
     refreshThresholdMs: config.refreshThresholdMs,
     refreshTokenAlertMs: config.refreshTokenAlertMs,
   });
@@ -140,7 +148,7 @@ export async function collectStatus(config: Config, now = Date.now(), where: Omi
   const agentFailures = state?.failures ?? 0;
   const failures = Math.max(agentFailures, meta?.failures ?? 0);
   const lastSeenAgo = state?.agentSeenAt !== undefined ? (now - state.agentSeenAt) / 1000 : undefined;
-  const loginRequired = state?.loginRequired === true;
+  const loginRequired = state?.loginRequired === true || journal.kind === 'ended';
 
   const live = await liveness;
   if (!config.gcp && state && stateFromCloudConnected(state)) {
@@ -170,6 +178,8 @@ export async function collectStatus(config: Config, now = Date.now(), where: Omi
     // Their lines were said above; they still make a live token "degraded".
     [(plan.expiryMoved?.length ?? 0) > 0, 'expiry_moved', ''],
     [skewMatters, 'clock_skew', ''],
+    // Said above with what the journal holds.
+    [journal.kind === 'pair' || journal.kind === 'unreadable', 'journal_pending', ''],
   ];
   const issues = found.filter(([on]) => on).map(([, issue]) => issue);
   for (const [on, , text] of found) if (on && text) problems.push(text);

@@ -11,6 +11,8 @@ import { agentSettings, type SettingsOverrides } from '../core/settings.js';
 import { createCacheFile } from './cache-file.js';
 import { acquireFlock } from './flock.js';
 import { createStateFile } from './state-file.js';
+import { createJournal, JOURNAL_NAME } from './journal.js';
+import { dirname, join } from 'node:path';
 import type { ReconcilerDeps } from './reconciler.js';
 
 export interface Cloud {
@@ -51,5 +53,6 @@ export function reconcilerDeps(config: Config, logger: Logger, cloud?: Cloud, cl
     bus: cloud?.bus,
     logger,
     settings: agentSettings(config, over),
+    journal: createJournal(join(dirname(config.statePath), JOURNAL_NAME)),
   };
 }

@@ -3,7 +3,7 @@
  * right now, say what must happen. No IO, no clock reads: callers pass `now`.
  * Used by the VM agent (all sources), the cloud function (secret only) and `status`.
  */
-import type { CacheRead, SecretRead } from './ports.js';
+import type { CacheRead, Room, SecretRead } from './ports.js';
 import { compareFreshness, pairId, type TokenSet } from './token.js';
 
 export type SecretView =
@@ -23,6 +23,8 @@ export interface View {
    * Such a pair is never presented, never written to the bots' cache, never pushed.
    */
   consumed?: ReadonlySet<string> | undefined;
+  /** Room for a successor (the agent's journal and data dir); absent = not this caller's concern. */
+  room?: Room | undefined;
 }
 
 export interface Policy {
@@ -45,8 +47,10 @@ export interface Plan {
   updateKnown: boolean;
   /** Secret Manager answered and holds something older than `best` (or nothing): push `best` up. */
   pushSecret: boolean;
-  /** `best` is within the threshold and its refresh token may still be alive. */
+  /** `best` is within the threshold and its refresh token may still be alive (and the successor has room). */
   refresh: boolean;
+  /** Nothing may be presented (due or forced): a successor would have nowhere to go (why: the path and free space). */
+  noRoom?: string | undefined;
   health: Health;
   /** Milliseconds left on `best`'s access / refresh token (negative when past). */
   accessLeftMs?: number | undefined;
@@ -140,13 +144,16 @@ export function decide(view: View, policy: Policy): Plan {
   const refreshTokenExpiring =
     !refreshDead && refreshLeftMs !== undefined && refreshLeftMs <= policy.refreshTokenAlertMs && !due;
 
+  // Durable before interpreted (docs/DESIGN.md): never present without a place for the answer.
+  const noRoom = view.room && !view.room.ok ? view.room.reason : undefined;
   return {
     best: b,
     origin: best.origin,
     writeCache: writeCache && !consumed,
     updateKnown,
     pushSecret: pushSecret && !consumed,
-    refresh: due && !refreshDead && !consumed,
+    refresh: due && !refreshDead && !consumed && noRoom === undefined,
+    noRoom,
     health,
     accessLeftMs,
     refreshLeftMs,

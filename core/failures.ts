@@ -58,7 +58,9 @@ export class FailureCounter {
    */
   failed(reason: string, detail?: string): number {
     this.n += 1;
-    this.logger.error('refresh_failed', `Token refresh failed (attempt ${this.n}/${this.max})`, {
+    // The Python keeper's "attempt N/MAX" while it means something; past MAX a count, never "attempt 4/3".
+    const which = this.n <= this.max ? `attempt ${this.n}/${this.max}` : `${this.n} consecutive failures`;
+    this.logger.error('refresh_failed', `Token refresh failed (${which})`, {
       reason,
       ...(detail ? { detail } : {}),
       consecutiveFailures: this.n,

@@ -8,13 +8,30 @@ import type { IdentityPin } from './identity.js';
 import type { TokenResponse, TokenSet } from './token.js';
 
 /**
- * Saxo's /token endpoint. Throws SaxoError (core/errors.ts) on every failure. Each call is ONE
- * HTTP attempt: retries belong to the refresh protocol (core/refresh.ts), which must release the
- * bots' lock and look again between attempts.
+ * One answer from Saxo's /token endpoint exactly as it arrived: nothing rewritten, nothing parsed.
+ * A 2xx is handed over in this form so that it can be made durable (the Journal) before anything
+ * interprets it (core/grant.ts, docs/DESIGN.md "Durable before interpreted").
+ */
+export interface RawAnswer {
+  status: number;
+  contentType: string;
+  retryAfter: string | null;
+  /** The HTTP Date header (server time), for judging the local clock. */
+  date: string | null;
+  text: string;
+}
+
+/**
+ * Saxo's /token endpoint. Each call is ONE HTTP attempt: retries belong to the refresh protocol
+ * (core/refresh.ts), which must release the bots' lock and look again between attempts.
  */
 export interface TokenEndpoint {
-  /** Present `refreshToken` once. */
-  refresh(refreshToken: string, opts: RefreshOptions): Promise<TokenResponse>;
+  /**
+   * Present `refreshToken` once. Resolves with any 2xx as it arrived (it may carry the successor:
+   * the presented token is consumed); throws a classified SaxoError for everything else.
+   */
+  refresh(refreshToken: string, opts: RefreshOptions): Promise<RawAnswer>;
+  /** The login's code exchange: a code is not a chain, so its answer is interpreted here (throws SaxoError). */
   exchangeCode(code: string, codeVerifier: string, opts: RefreshOptions): Promise<TokenResponse>;
 }
 
@@ -50,6 +67,8 @@ export interface SecretMeta {
   announcePending?: string | undefined;
   /** pairId() of a refresh token Saxo rejected with nothing newer anywhere: never presented again. */
   rejected?: string | undefined;
+  /** pairId of a refresh token Saxo consumed without issuing a successor: never presented again. */
+  ended?: string | undefined;
   annotations: Record<string, string>;
 }
 
@@ -63,6 +82,8 @@ export interface SecretRecord {
   rejected?: string | null | undefined;
   /** The account this chain belongs to (core/identity.ts); set at login, never cleared by a refresher. */
   pin?: IdentityPin | undefined;
+  /** Remember a pairId Saxo consumed without a successor (docs/DESIGN.md "Durable before interpreted"). */
+  ended?: string | undefined;
 }
 
 /** Secret Manager as the source of truth. Throws SecretStoreError. */
@@ -166,6 +187,37 @@ export interface TokenCache {
    * every other key stays as it is. Caller holds the flock. Optional: doubles may lack it.
    */
   blankRefreshToken?(pairId: string): Promise<'blanked' | 'other' | 'missing'>;
+}
+
+/** Whether a successor would have somewhere to go; decide() presents nothing without it. */
+export type Room = { ok: true } | { ok: false; reason: string };
+
+/** One Saxo answer kept durably before it is interpreted (agent/journal.ts). Carries token text: 0600, wiped. */
+export interface JournalEntry {
+  v: 1;
+  /** Local epoch ms when the answer arrived. */
+  at: number;
+  /**
+   * When the pair was issued on Saxo's clock (core/server-time.ts issueTime, from the answer's Date
+   * header), fixed at receipt so a recovery computes the same expiries (docs/DESIGN.md "Server time").
+   */
+  issuedAt?: number | undefined;
+  /** The pair that was presented, by its one-way tag (core/token.ts pairId), with what its successor inherits. */
+  presented: { pairId: string; generation?: number | undefined; chainStartedAt?: number | undefined };
+  raw: RawAnswer;
+}
+
+/**
+ * Where a 2xx from Saxo goes before anything parses it. `room()` also reserves the space (so a full
+ * disk is found before presenting, not after); `record` fsyncs; `wipe` zeroes and fsyncs.
+ */
+export interface Journal {
+  readonly path: string;
+  room(): Promise<Room>;
+  record(entry: JournalEntry): Promise<void>;
+  /** The answer of a refresh that did not finish (crash, stop, failed writes); undefined when none. */
+  pending(): Promise<JournalEntry | undefined>;
+  wipe(): Promise<void>;
 }
 
 /** A held lock; release is idempotent. */

@@ -14,19 +14,29 @@ import { compareFreshness, describeLifetime, pairId, withPayloadCredentials, typ
 const MAX_SESSION_MS = 5 * 60_000;
 const SECRET_RETRY_BASE_MS = 500;
 
+/** What storeUpstream needs about the exchange that just happened. */
+export interface StoreArgs {
+  secret: SecretView;
+  next: TokenSet;
+  /** The access token's lifetime Saxo granted (s), for the familiar NOTICE. */
+  lifetimeSec: number;
+  /** When the session started (its duration is logged). */
+  start: number;
+  /** The local write that failed, if any (then no success NOTICE). */
+  localError?: Error | undefined;
+  /** The successful Saxo exchange (LogEntry.httpRequest: status, latency), carried by token_refreshed. */
+  httpRequest?: Record<string, unknown> | undefined;
+}
+
 /** After Saxo answered: the secret (tried a few times by the function, once by the agent), then the record. */
 export async function storeUpstream(
   p: SessionPorts,
   s: SessionSettings,
   o: SessionOptions,
-  secret: SecretView,
-  next: TokenSet,
-  lifetimeSec: number,
-  start: number,
-  /** The successful Saxo exchange (LogEntry.httpRequest: status, latency), carried by token_refreshed. */
-  httpRequest?: Record<string, unknown>,
+  a: StoreArgs,
 ): Promise<SessionResult> {
   const { clock, logger, store, failures } = p;
+  const { secret, next, lifetimeSec, start } = a;
   let version: string | undefined;
   if (store && secret.kind === 'read') {
     const payload = withPayloadCredentials(next, secret.read?.token);
@@ -52,14 +62,20 @@ export async function storeUpstream(
   // The agent's outcome was counted with its cache write (LocalSide.persist); a secret write it
   // could not make is a pending push, not a failure. The function's is counted here.
   if (!p.local) failures.recovered();
-  logger.notice('token_refreshed', `Token refreshed successfully (${describeLifetime(lifetimeSec)})`, {
+  const fields = {
     by: s.refresher,
     version,
     generation: next.generation,
     expiresAt: new Date(next.accessExpiresAt).toISOString(),
     durationMs: now - start,
-    httpRequest,
-  });
+    httpRequest: a.httpRequest,
+  };
+  if (a.localError && version === undefined) {
+    // No success NOTICE after a failed store: the pair lives in the journal (and memory) until a write succeeds.
+    logger.warn('token_refreshed_unstored', `Token refreshed, but storing it locally failed (${errorText(a.localError)}); the line before says where it is kept until a write succeeds`, fields);
+  } else {
+    logger.notice('token_refreshed', `Token refreshed successfully (${describeLifetime(lifetimeSec)})`, fields);
+  }
   return { kind: 'refreshed', token: next, version, lastRefresh: { at: now, by: s.refresher, version: version ?? '' }, stored: version ? 'secret' : 'local' };
 }
 
@@ -162,12 +178,13 @@ export function retryDelay(s: SessionSettings, attempts: number, now: number, de
 
 export async function release(p: SessionPorts, s: SessionSettings, result: SessionResult | undefined): Promise<void> {
   const lastRefresh = result?.kind === 'refreshed' ? result.lastRefresh : undefined;
-  // A refresh token Saxo rejected with nothing newer anywhere is remembered with the secret, so that
-  // no later run of the function (which keeps no memory) presents it again.
+  // A refresh token Saxo rejected with nothing newer anywhere, or consumed without a successor, is
+  // remembered with the secret, so that no later run of the function (which keeps no memory) presents it again.
   const rejected =
     result?.kind === 'rejected' && result.reason === 'invalid_grant' && result.newest ? pairId(result.newest.refreshToken) : result?.kind === 'refreshed' ? null : undefined;
+  const ended = result?.kind === 'rejected' && result.reason === 'no_successor' && result.newest ? pairId(result.newest.refreshToken) : undefined;
   await p.store
-    ?.releaseLease(s.holder, { failures: p.failures.count, lastRefresh, ...(rejected !== undefined ? { rejected } : {}) })
+    ?.releaseLease(s.holder, { failures: p.failures.count, lastRefresh, ended, ...(rejected !== undefined ? { rejected } : {}) })
     .catch((err: unknown) => p.logger.warn('lease_release_failed', 'Could not release the lease (it will expire)', { error: errorText(err) }));
 }
 

@@ -15,23 +15,32 @@ import type { Clock } from './clock.js';
 import { decide, type Origin, type SecretView } from './decide.js';
 import { errorText, LockTimeoutError, SaxoError, SecretStoreError } from './errors.js';
 import { recover, release, retryDelay, sessionDeadline, storeUpstream } from './refresh-steps.js';
+import { takeAnswer } from './refresh-answer.js';
 import type { FailureCounter } from './failures.js';
 import { httpRequestRecord, type Logger } from './log.js';
-import type { CacheRead, EventBus, Held, SecretStore, TokenEndpoint } from './ports.js';
+import type { CacheRead, EventBus, Held, JournalEntry, Room, SecretStore, TokenEndpoint } from './ports.js';
 import { issueTime, serverTimeNote, type ClockSkew } from './server-time.js';
-import { compareFreshness, fromResponse, requestCredentials, saneLifetimes, secretsOf, withNextGeneration, type Credentials, type TokenSet } from './token.js';
+import { compareFreshness, requestCredentials, secretsOf, type Credentials, type TokenSet } from './token.js';
 
 /** The refresher's own side: the agent's flock, cache and state file. The function has none. */
 export interface LocalSide {
   /** The bots' flock for one attempt; throws LockTimeoutError when it stays held. */
   lock(signal?: AbortSignal): Promise<Held>;
-  /** The local sources, re-read under the lock. */
-  read(): Promise<{ cache: CacheRead; known?: TokenSet | undefined }>;
+  /** The local sources, re-read under the lock, and whether a successor would have room. */
+  read(): Promise<{ cache: CacheRead; known?: TokenSet | undefined; room?: Room | undefined }>;
+  /** Keep Saxo's 2xx durably before anything parses it (the journal, fsynced). Never throws: a failure is logged. */
+  keep(entry: JournalEntry): Promise<void>;
   /**
    * Make `next` durable here: the cache, then `counted` with the cache's outcome (so the state
-   * records the count), then the private state. Resolves with what failed, if anything.
+   * records the count), then the private state; the journal is wiped once both hold it. Resolves
+   * with what failed, if anything (the journal then still holds the answer).
    */
   persist(next: TokenSet, counted: (cacheError: Error | undefined) => void): Promise<Error | undefined>;
+  /**
+   * Saxo consumed `presented` and issued no successor: record that it may never be presented
+   * again; `kept` (same refresh token, the new access token) is what the bots may still use.
+   */
+  ended(presented: TokenSet, kept?: TokenSet | undefined): Promise<void>;
 }
 
 /** Where the session is, for a clean stop: an answer that arrived must reach the disk first. */
@@ -108,7 +117,7 @@ export type SessionResult =
   | { kind: 'superseded'; token: TokenSet; origin: Origin | undefined }
   | { kind: 'fresh'; token: TokenSet; origin: Origin | undefined }
   | { kind: 'deferred'; reason: DeferReason; newest?: TokenSet | undefined }
-  | { kind: 'rejected'; reason: 'no_token' | 'refresh_token_expired' | 'invalid_grant'; newest?: TokenSet | undefined }
+  | { kind: 'rejected'; reason: 'no_token' | 'refresh_token_expired' | 'invalid_grant' | 'no_successor'; newest?: TokenSet | undefined }
   | { kind: 'failed'; reason: string; newest?: TokenSet | undefined };
 
 
@@ -165,11 +174,13 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
   let presented: TokenSet | undefined;
   for (let attempt = 1; ; attempt++) {
     let held: Held | undefined;
-    let next: TokenSet;
-    let lifetimeSec: number;
+    let next: TokenSet | undefined;
+    let lifetimeSec = 0;
+    let ended = false;
     let saxoHttp: Record<string, unknown> | undefined;
     let clockSkew: ClockSkew | undefined;
     let spent: TokenSet;
+    let localError: Error | undefined;
     try {
       if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented };
       try {
@@ -207,6 +218,14 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
           generation: best.generation,
         });
         return { kind: 'deferred', reason: 'consumed_elsewhere', newest: best };
+      }
+      // decide() withholds `refresh` when there is no room; a due (or forced, or retried) pair then fails loudly.
+      const due = plan.health === 'due' || plan.health === 'expired';
+      if (plan.noRoom !== undefined && (due || o.force || presented)) {
+        // Durable before interpreted: a successor with nowhere to go would be lost with the presented token.
+        logger.error('no_room', `Not presenting the refresh token: ${plan.noRoom}`, { generation: best.generation });
+        failures.failed('no_room', plan.noRoom);
+        return { kind: 'failed', reason: 'no_room', newest: best };
       }
       if (!plan.refresh && !o.force && !presented) return { kind: 'fresh', token: best, origin: plan.origin };
       if (refusal === 'superseded') {
@@ -271,38 +290,30 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
         continue;
       }
       o.onPhase?.('persisting');
-      // The status when the endpoint reports it (a raw answer does); never guessed.
-      const answered = (res as { status?: unknown }).status;
-      saxoHttp = httpRequestRecord({ status: typeof answered === 'number' ? answered : undefined, latencyMs: clock.now() - sentAt });
+      saxoHttp = httpRequestRecord({ status: res.status, latencyMs: clock.now() - sentAt });
       spent = best;
-      const life = saneLifetimes(res);
-      if (life.clamped.length) {
-        logger.warn('lifetime_clamped', `Saxo answered an implausible token lifetime; stored a bounded one instead (${life.clamped.join(', ')})`, {
-          clamped: life.clamped,
-        });
-      }
-      lifetimeSec = life.expiresIn;
       // Expiries count from Saxo's clock, not ours (docs/DESIGN.md "Server time").
-      const issued = issueTime({ sentAt, receivedAt: clock.now(), serverDate: res.serverDate, notAfter: best.refreshExpiresAt, appliedSkewMs: clock.localSkewMs?.() });
+      const issued = issueTime({ sentAt, receivedAt: clock.now(), serverDate: res.date, notAfter: best.refreshExpiresAt, appliedSkewMs: clock.localSkewMs?.() });
       const note = serverTimeNote(issued, clock.now());
       clockSkew = note.skew;
       if (note.warning) logger.warn('clock_skew', note.warning, { skewSeconds: Math.round((clockSkew?.ms ?? 0) / 1000) });
       else if (note.info) logger.info('server_time_unknown', note.info);
       const secretToken = secret.kind === 'read' ? secret.read?.token : undefined;
-      next = withNextGeneration(fromResponse(res, issued, best, s.source, s.expiryMarginMs), best, secretToken, view.known);
-      logger.addSecret(...secretsOf(next));
-      // I3: durable locally first (cache fsync + rename, then the private state), under the flock.
-      // The outcome is counted as soon as the cache write is known, before the state records it.
-      await local?.persist(next, (e) => (e ? failures.failed('cache_write_failed', e.message) : failures.recovered()));
+      // Durable before interpreted: the raw answer reaches the journal before anything reads it.
+      const taken = await takeAnswer(p, s, { raw: res, presented: best, others: [secretToken, view.known], issuedAt: issued.issuedAt });
+      if (taken.kind === 'ended') ended = true;
+      else ({ next, lifetimeSec, localError } = taken);
     } finally {
       await held?.release();
     }
-    // The spent token is announced once the successor is durable here (the function: at once),
-    // after the flock and independent of the secret write: with Secret Manager down this is the only
-    // word other VMs get before their bots' fallback would present it (docs/DESIGN.md "Consumed announcements").
+    // The spent token is announced once its successor is durable here (the function: at once), or
+    // once Saxo ended the chain, after the flock and independent of the secret write: with Secret
+    // Manager down this is the only word other VMs get before their bots' fallback would present it
+    // (docs/DESIGN.md "Consumed announcements").
     const told = p.bus?.publishConsumed ? announceConsumed(p, consumedEvent(spent, s.source, clock.now())) : undefined;
     try {
-      const stored = await storeUpstream(p, s, o, secret, next, lifetimeSec, start, saxoHttp);
+      if (ended || !next) return { kind: 'rejected', reason: 'no_successor', newest: spent };
+      const stored = await storeUpstream(p, s, o, { secret, next, lifetimeSec, start, localError, httpRequest: saxoHttp });
       return stored.kind === 'refreshed' && clockSkew ? { ...stored, clockSkew } : stored;
     } finally {
       // Stopping: the pair is on disk and nothing slow may follow; the publish goes on unawaited.

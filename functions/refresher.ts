@@ -108,7 +108,9 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     // One lease holder per invocation, not per instance: acquireLease lets a holder re-take its own
     // lease, so overlapping invocations in one instance (duplicate Scheduler calls) would both get in.
     { ...settings, holder: `${settings.refresher}:${randomBytes(4).toString('hex')}` },
-    { force: opts.force, refuse: (t) => (rejectedBefore(t) ? 'rejected' : undefined) },
+    // Saxo rejected this pair's refresh token with nothing newer, or consumed it without a successor
+    // (both recorded in the secret): never presented again.
+    { force: opts.force, refuse: (t) => (rejectedBefore(t) || (meta.ended !== undefined && meta.ended === pairId(t.refreshToken)) ? 'rejected' : undefined) },
   );
   if (r.kind === 'failed' || r.kind === 'deferred') watchChainDeadline(d, plan.best.refreshExpiresAt);
   switch (r.kind) {

@@ -11,14 +11,15 @@
 import { SaxoError, LockTimeoutError } from '../core/errors.js';
 import { parseFlat, serializeFlat } from '../core/codec.js';
 import type { Clock } from '../core/clock.js';
-import { classifyResponse } from '../core/saxo/classify.js';
+import { classifyFailure } from '../core/saxo/classify.js';
 import { createSecretStore } from '../core/gcp/secret-store.js';
 import { tokenRotatedEventSchema } from '../core/gcp/event-schema.js';
 import type { Logger } from '../core/log.js';
 import type {
-  CacheRead, EventBus, Held, RefreshOptions, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent,
+  CacheRead, EventBus, Held, RawAnswer, RefreshOptions, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent,
 } from '../core/ports.js';
 import type { TokenResponse, TokenSet } from '../core/token.js';
+import { oddBody, type OddAnswer } from './saxo/odd.js';
 import { StandinState, type GrantResult, type IssuedPair } from './saxo/state.js';
 import { inProcessSecretManager, type InProcessTransport } from './secret-manager/in-process.js';
 import { SecretManagerState, type VersionState } from './secret-manager/state.js';
@@ -26,6 +27,7 @@ import type { StateStore } from '../agent/reconciler.js';
 import type { AgentState } from '../agent/state-file.js';
 
 export { VirtualClock, flush } from './virtual-clock.js';
+export { MemoryJournal } from './memory-journal.js';
 
 const toResponse = (p: IssuedPair): TokenResponse => ({
   accessToken: p.access_token,
@@ -35,14 +37,19 @@ const toResponse = (p: IssuedPair): TokenResponse => ({
   refreshExpiresIn: p.refresh_token_expires_in,
 });
 
-/** An HTTP answer as the stand-in would send it, classified as the real client classifies it. */
-function classify(r: GrantResult, now: number): TokenResponse {
-  const raw = r.ok
-    ? { status: 200, contentType: 'application/json', retryAfter: null, text: JSON.stringify(r.pair) }
-    : { status: r.status, contentType: 'application/json', retryAfter: null, text: JSON.stringify({ error: r.error, error_description: r.description }) };
-  const out = classifyResponse(raw, now);
-  if (out instanceof SaxoError) throw out;
-  return out;
+/**
+ * An HTTP answer as the stand-in would send it (201, as Saxo does): a 2xx raw, as the real client
+ * returns it; a refusal classified as the real client classifies it. `odd` alters a grant's body
+ * (the pair is issued and the token consumed all the same).
+ */
+function answer(r: GrantResult, now: number, odd?: OddAnswer): RawAnswer {
+  if (!r.ok) {
+    const raw = { status: r.status, contentType: 'application/json', retryAfter: null, date: null, text: JSON.stringify({ error: r.error, error_description: r.description }) };
+    throw classifyFailure(raw, now);
+  }
+  const [body, headers] = oddBody(r.pair, odd ?? {});
+  const contentType = headers['content-type'] ?? 'application/json; charset=utf-8';
+  return { status: 201, contentType, retryAfter: null, date: new Date(now).toUTCString(), text: typeof body === 'string' ? body : JSON.stringify(body) };
 }
 
 /** Saxo's token endpoint: single-use rotating refresh tokens, every presentation counted. */
@@ -53,6 +60,8 @@ export class SaxoModel implements TokenEndpoint {
    * the grant, or any SaxoError thrown as is (a 429 with Retry-After, …) before the grant.
    */
   faults: ('retryable' | 'invalid_grant' | 'lost_response' | SaxoError)[] = [];
+  /** Odd 2xx bodies for the next grants, in order (issued and consumed all the same). */
+  odd: OddAnswer[] = [];
   delayMs = 0;
   /** Token text generator; the soak swaps in a seeded one so a run is reproducible. */
   mint: ((bytes: number) => string) | undefined;
@@ -93,7 +102,7 @@ export class SaxoModel implements TokenEndpoint {
     return this.state.isValidAccessToken(a);
   }
 
-  async refresh(refreshToken: string, opts: RefreshOptions): Promise<TokenResponse> {
+  async refresh(refreshToken: string, opts: RefreshOptions): Promise<RawAnswer> {
     if (this.clock.now() >= opts.deadline) throw new SaxoError('retryable', 'deadline', 'No time left before the deadline for a Saxo refresh attempt');
     if (this.delayMs) await this.clock.sleep(this.delayMs);
     const fault = this.faults.shift();
@@ -104,7 +113,8 @@ export class SaxoModel implements TokenEndpoint {
       this.state.counters.invalidGrants++;
       throw new SaxoError('fatal', 'invalid_grant', 'Saxo token endpoint answered 400: invalid_grant (injected)', 400);
     }
-    const res = classify(this.state.refresh(refreshToken, opts.appKey), this.clock.now());
+    const granted = this.state.refresh(refreshToken, opts.appKey);
+    const res = answer(granted, this.clock.now(), granted.ok ? this.odd.shift() : undefined);
     if (fault === 'lost_response') throw new SaxoError('retryable', 'timeout', 'Saxo did not answer in time');
     return res;
   }

@@ -18,6 +18,7 @@ export const ANNOTATION = {
   lastRefreshVersion: 'tk-last-refresh-version',
   announcePending: 'tk-announce-pending',
   rejected: 'tk-rejected',
+  ended: 'tk-ended',
 } as const;
 
 export function parseMeta(secret: Secret): SecretMeta {
@@ -35,6 +36,7 @@ export function parseMeta(secret: Secret): SecretMeta {
       : undefined,
     announcePending: a[ANNOTATION.announcePending] || undefined,
     rejected: a[ANNOTATION.rejected] || undefined,
+    ended: a[ANNOTATION.ended] || undefined,
     annotations: a,
   };
 }
@@ -47,6 +49,7 @@ export function applyRecord(a: Record<string, string>, record: SecretRecord | un
   if (record.rejected === null) delete a[ANNOTATION.rejected];
   else if (record.rejected !== undefined) a[ANNOTATION.rejected] = record.rejected;
   if (record.pin) Object.assign(a, pinToAnnotations(record.pin));
+  if (record.ended !== undefined) a[ANNOTATION.ended] = record.ended;
   if (record.failures !== undefined) a[ANNOTATION.failures] = String(Math.max(0, Math.floor(record.failures)));
   const lr = record.lastRefresh;
   const storedAt = Number(a[ANNOTATION.lastRefreshAt]);

@@ -1,54 +1,17 @@
 /**
- * Turns one raw answer from Saxo's /token endpoint into a TokenResponse or a classified SaxoError.
+ * Turns one non-2xx answer from Saxo's /token endpoint into a classified SaxoError. (A 2xx is not
+ * judged here: it may carry the successor, so it is kept durably first and read by core/grant.ts.)
  * Error messages carry only the status, a short sanitised `error`/`error_description` and a summary
  * of non-JSON bodies — never the request or the body itself (I5).
  */
-import { z } from 'zod/v3';
 import { SaxoError } from '../errors.js';
-import type { TokenResponse } from '../token.js';
+import type { RawAnswer } from '../ports.js';
 
-/** What the fetch layer saw; the body is read once, here, as text. */
-export interface RawResponse {
-  status: number;
-  contentType: string;
-  retryAfter: string | null;
-  /** The HTTP `Date` header: the server's clock, for expiries (docs/DESIGN.md "Server time"). */
-  date?: string | null | undefined;
-  text: string;
-}
-
-const positiveNumber = z.union([
-  z.number(),
-  z
-    .string()
-    .trim()
-    .regex(/^\d+(\.\d+)?$/)
-    .transform(Number),
-]).pipe(z.number().finite().positive());
-
-const tokenBodySchema = z.object({
-  access_token: z.string().min(1),
-  refresh_token: z.string().min(1),
-  expires_in: positiveNumber,
-  refresh_token_expires_in: positiveNumber.optional(),
-  token_type: z.string().min(1).default('Bearer'),
-});
-
-/** Parse a success body; undefined when it does not have the shape Saxo promises. */
-export function parseTokenBody(body: unknown): TokenResponse | undefined {
-  const r = tokenBodySchema.safeParse(body);
-  if (!r.success) return undefined;
-  return {
-    accessToken: r.data.access_token,
-    refreshToken: r.data.refresh_token,
-    tokenType: r.data.token_type,
-    expiresIn: r.data.expires_in,
-    refreshExpiresIn: r.data.refresh_token_expires_in,
-  };
-}
+/** What the fetch layer saw; the body is read once, as text. */
+export type RawResponse = RawAnswer;
 
 /** Keep a server-provided string short and free of anything token-like. */
-function sanitize(s: unknown, secrets: readonly string[] = [], max = 120): string | undefined {
+export function sanitize(s: unknown, secrets: readonly string[] = [], max = 120): string | undefined {
   if (typeof s !== 'string' || s === '') return undefined;
   let out = s;
   for (const v of secrets) if (v && v.length >= 4) out = out.split(v).join('[REDACTED]');
@@ -79,23 +42,21 @@ export function tryJson(text: string): unknown {
   }
 }
 
-function summarize(raw: RawResponse): string {
+export function summarize(raw: Pick<RawResponse, 'status' | 'contentType' | 'text'>): string {
   const type = raw.contentType.split(';')[0]?.trim() || 'no content-type';
   return `non-JSON ${raw.status} body (${type}, ${Buffer.byteLength(raw.text)} bytes)`;
 }
 
-/** Classify one complete HTTP answer. `secrets` are scrubbed from anything echoed. */
-export function classifyResponse(raw: RawResponse, now: number, secrets: readonly string[] = []): TokenResponse | SaxoError {
+/** Is this answer a 2xx (it may carry a successor: never classified as a failure)? */
+export function isSuccess(status: number): boolean {
+  return status >= 200 && status < 300;
+}
+
+/** Classify one complete non-2xx HTTP answer. `secrets` are scrubbed from anything echoed. */
+export function classifyFailure(raw: RawResponse, now: number, secrets: readonly string[] = []): SaxoError {
   const json = tryJson(raw.text);
   const isObject = typeof json === 'object' && json !== null && !Array.isArray(json);
   const retryAfter = parseRetryAfter(raw.retryAfter, now);
-
-  if (raw.status === 200 || raw.status === 201) {
-    const ok = isObject ? parseTokenBody(json) : undefined;
-    if (ok) return raw.date ? { ...ok, serverDate: raw.date } : ok;
-    const what = isObject ? 'malformed token response (missing or invalid fields)' : `malformed token response: ${summarize(raw)}`;
-    return new SaxoError('fatal', 'malformed_response', `Saxo ${raw.status}: ${what}`, raw.status);
-  }
 
   const body = isObject ? (json as Record<string, unknown>) : undefined;
   const code = sanitize(body?.error, secrets, 40)?.replace(/[^\w-]/g, '');

@@ -7,15 +7,24 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod/v3';
+import { oddBody } from './odd.js';
 import { DEFAULT_ACCOUNT, StandinState, type GrantResult, type IssuedPair, type StandinAccount, type StandinStats } from './state.js';
 import { signInPage } from './sign-in.js';
 
 export type { IssuedPair, StandinAccount, StandinStats } from './state.js';
 
 export const faultSchema = z.object({
-  kind: z.enum(['html503', 'bare429', 'json500', 'invalid_grant', 'delay', 'reset']),
+  kind: z.enum(['html503', 'bare429', 'json500', 'invalid_grant', 'delay', 'reset', 'odd2xx']),
   times: z.number().int().positive().optional(),
   delayMs: z.number().nonnegative().optional(),
+  /**
+   * odd2xx: the grant is made (the presented token is consumed, a pair issued) but the answer is
+   * odd — fields replaced (`set`: expires_in −5, "1200 seconds", …), left out (`omit`), or the
+   * whole body an HTML page (`html`).
+   */
+  set: z.record(z.unknown()).optional(),
+  omit: z.array(z.string()).optional(),
+  html: z.boolean().optional(),
 });
 export type SaxoFault = z.infer<typeof faultSchema>;
 
@@ -55,7 +64,7 @@ export interface SaxoStandin {
   close(): Promise<void>;
 }
 
-type Queued = { kind: SaxoFault['kind']; remaining: number; delayMs: number };
+type Queued = { kind: SaxoFault['kind']; remaining: number; delayMs: number; odd?: Pick<SaxoFault, 'set' | 'omit' | 'html'> };
 
 const HTML_503 = '<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1><p>The server is temporarily unable to service your request.</p></body></html>';
 
@@ -104,7 +113,7 @@ export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<S
 
   const inject = (f: SaxoFault | SaxoFault[]) => {
     for (const one of Array.isArray(f) ? f : [f]) {
-      faults.push({ kind: one.kind, remaining: one.times ?? 1, delayMs: one.delayMs ?? 1000 });
+      faults.push({ kind: one.kind, remaining: one.times ?? 1, delayMs: one.delayMs ?? 1000, odd: { set: one.set, omit: one.omit, html: one.html } });
     }
   };
   const nextFault = (): Queued | undefined => {
@@ -156,6 +165,8 @@ export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<S
           // client has given up meanwhile — exactly the case I1 must survive.
           await wait(fault.delayMs);
           break;
+        case 'odd2xx':
+          break; // answered below, after the grant
       }
     }
     const client = authenticate(req, form);
@@ -180,6 +191,7 @@ export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<S
     }
     if (!result.ok) return send(res, result.status, { error: result.error, error_description: result.description });
     if (res.destroyed || req.socket.destroyed) return; // client gone: the pair is lost, as with Saxo
+    if (fault?.kind === 'odd2xx') return send(res, successStatus, ...oddBody(result.pair, fault.odd ?? {}));
     send(res, successStatus, result.pair);
   }
 

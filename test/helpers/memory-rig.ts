@@ -6,7 +6,8 @@
 import { createLogger, type Logger } from '../../core/log.js';
 import { serializeFlat } from '../../core/codec.js';
 import { loadConfig } from '../../core/config.js';
-import type { RefreshOptions } from '../../core/ports.js';
+import type { RawAnswer, RefreshOptions } from '../../core/ports.js';
+import { pairOf } from '../../core/grant.js';
 import { agentSettings, cloudSettings, type AgentSettings, type CloudSettings } from '../../core/settings.js';
 import { fromResponse, type TokenResponse, type TokenSet } from '../../core/token.js';
 import { Reconciler } from '../../agent/reconciler.js';
@@ -62,7 +63,7 @@ export class RecordingSaxo extends SaxoModel {
     super(clock);
     this.onIssue = (r: TokenResponse) => void this.issued.push(r.accessToken, r.refreshToken);
   }
-  override async refresh(refreshToken: string, opts: RefreshOptions): Promise<TokenResponse> {
+  override async refresh(refreshToken: string, opts: RefreshOptions): Promise<RawAnswer> {
     if (this.onPresent) await this.onPresent(refreshToken);
     this.presented.push(refreshToken);
     this.options.push(opts);
@@ -109,7 +110,7 @@ function base(clock: VirtualClock): BaseRig & { bus?: MemoryEventBus } {
       appSecret: APP_SECRET,
     }),
     successor: async (t) =>
-      make(await saxo.refresh(t.refreshToken, { deadline: Infinity, appKey: APP_KEY, appSecret: APP_SECRET }), t, 'bot'),
+      make(pairOf(await saxo.refresh(t.refreshToken, { deadline: Infinity, appKey: APP_KEY, appSecret: APP_SECRET })), t, 'bot'),
     asBotPair: (t) => ({
       accessToken: t.accessToken,
       refreshToken: t.refreshToken,

@@ -9,6 +9,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SaxoError } from '../../core/errors.js';
 import type { TokenEndpoint } from '../../core/ports.js';
 import type { IssuedPair, StandinStats } from '../../standins/saxo/state.js';
+import { interpretGrant, pairOf } from '../../core/grant.js';
+import type { OddAnswer } from '../../standins/saxo/odd.js';
 
 export interface EndpointUnderTest {
   endpoint: TokenEndpoint;
@@ -17,6 +19,8 @@ export interface EndpointUnderTest {
   state: { stats?(): StandinStats; counters?: StandinStats; isValidAccessToken(a: string): boolean };
   /** Move the server's clock forward. */
   advance(ms: number): Promise<void> | void;
+  /** Make the next grant's 2xx odd (the grant itself happens: the token is consumed). */
+  odd(a: OddAnswer): void;
   close(): Promise<void>;
 }
 
@@ -44,11 +48,31 @@ export function tokenEndpointContract(label: string, make: MakeEndpoint): void {
 
     it('a live refresh token buys a new pair with both lifetimes; the old one is spent', async () => {
       const p = t.issue(APP);
-      const res = await t.endpoint.refresh(p.refresh_token, ro());
+      const raw = await t.endpoint.refresh(p.refresh_token, ro());
+      // Handed over as it arrived: Saxo's 201, its JSON content type and Date header, the body untouched.
+      expect(raw).toMatchObject({ status: 201, contentType: expect.stringMatching(/^application\/json/) });
+      expect(Number.isNaN(Date.parse(raw.date ?? ''))).toBe(false);
+      expect(JSON.parse(raw.text)).toMatchObject({ token_type: 'Bearer', expires_in: 1200, refresh_token_expires_in: 3600 });
+      const res = pairOf(raw);
       expect(res).toMatchObject({ tokenType: 'Bearer', expiresIn: 1200, refreshExpiresIn: 3600 });
       expect(res.refreshToken).not.toBe(p.refresh_token);
       expect(t.state.isValidAccessToken(res.accessToken)).toBe(true);
       expect(stats()).toMatchObject({ presentations: 1, refreshes: 1, reusedPresentations: 0 });
+    });
+
+    it.each<[string, OddAnswer, 'pair' | 'no_refresh_token']>([
+      ['expires_in −5', { set: { expires_in: -5 } }, 'pair'],
+      ['expires_in "1200 seconds"', { set: { expires_in: '1200 seconds' } }, 'pair'],
+      ['no refresh_token', { omit: ['refresh_token'] }, 'no_refresh_token'],
+      ['an HTML body', { html: true }, 'no_refresh_token'],
+    ])('an odd 2xx (%s) is handed over raw, never refused; the presented token is consumed all the same', async (_name, odd, kind) => {
+      const p = t.issue(APP);
+      t.odd(odd);
+      const raw = await t.endpoint.refresh(p.refresh_token, ro());
+      expect(raw.status).toBe(201);
+      expect(interpretGrant(raw).kind).toBe(kind);
+      expect(await fails(t.endpoint.refresh(p.refresh_token, ro()))).toMatchObject({ code: 'invalid_grant' });
+      expect(stats()).toMatchObject({ presentations: 2, refreshes: 1, reusedPresentations: 1 });
     });
 
     it('presenting a spent refresh token is invalid_grant (fatal) and counted as a reuse', async () => {

@@ -142,8 +142,12 @@ describe(`a cache the agent cannot use (item 2; agent runs as ${as ? 'uid 65534'
     expect(failures.map((l) => l.consecutiveFailures)).toEqual([1, 2, 3]);
     expect(failures.every((l) => l.reason === 'cache_write_failed')).toBe(true);
 
-    // The refresh that falls due meanwhile still happens; its pair lives in the state file.
-    const refreshed = await a.waitForEvent('token_refreshed', 20_000);
+    // The refresh that falls due meanwhile still happens; its pair lives in the state file (and the
+    // journal), and no success NOTICE follows the failed cache write.
+    const refreshed = await a.waitForEvent('token_refreshed_unstored', 20_000);
+    expect(refreshed.severity).toBe('WARNING');
+    expect(a.logs.some((l) => l.event === 'token_refreshed')).toBe(false);
+    expect(a.logs.find((l) => l.event === 'cache_write_failed' && /kept in the agent's state file and the journal/.test(l.message))).toBeDefined();
     // The refresh itself succeeded (the count restarts), its cache write did not: counted again.
     const after = a.logs.indexOf(refreshed);
     await a.waitFor((l) => a.logs.indexOf(l) > after && l.event === 'refresh_failed' && l.reason === 'cache_write_failed', 5_000, 'a failed write counted after the refresh');

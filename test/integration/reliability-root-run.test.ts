@@ -78,7 +78,7 @@ describe.skipIf(!isRoot())('a root run (sudo) leaves files the bots can use (ski
     const r = await runCliAs(['refresh', '--force'], env(dir)); // as root
     expect(r.code).toBe(0);
     const names = readdirSync(dir).sort();
-    expect(names).toEqual(['.token-keeper-state.json', 'saxo_token.lock', 'saxo_token_cache.json']);
+    expect(names).toEqual(['.token-keeper-state.json', 'saxo_token.lock', 'saxo_token_cache.json', 'token-keeper.journal']);
     for (const n of names) expect([n, statSync(join(dir, n)).uid, statSync(join(dir, n)).gid]).toEqual([n, NOBODY, NOBODY]);
 
     // The bots' user reads the new pair and takes the lock.

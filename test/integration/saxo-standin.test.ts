@@ -11,6 +11,7 @@ import { createSaxoClient } from '../../core/saxo/client.js';
 import type { TokenEndpoint } from '../../core/ports.js';
 import { startSaxoStandin, type SaxoStandin, type SaxoStandinOptions } from '../../standins/saxo/server.js';
 import { tokenEndpointContract } from '../helpers/token-endpoint-contract.js';
+import { pairOf } from '../../core/grant.js';
 
 const APP_KEY = 'demo-app';
 const APP_SECRET = 'demo-app-secret-0123456789';
@@ -55,7 +56,7 @@ describe('saxo stand-in with the real client', () => {
     });
     expect(raw.status).toBe(201);
     const body = (await raw.json()) as { refresh_token: string };
-    const res = await client.refresh(body.refresh_token, ro());
+    const res = pairOf(await client.refresh(body.refresh_token, ro()));
     expect(res).toMatchObject({ expiresIn: 20, refreshExpiresIn: 60, tokenType: 'Bearer' });
     expect(s.isValidAccessToken(res.accessToken)).toBe(true);
     expect(s.stats()).toMatchObject({ refreshes: 2, presentations: 2, reusedPresentations: 0 });
@@ -63,15 +64,15 @@ describe('saxo stand-in with the real client', () => {
 
   it('can answer 200 instead', async () => {
     const { s, client } = await setup({ successStatus: 200 });
-    const res = await client.refresh(s.issue().refresh_token, ro());
+    const res = pairOf(await client.refresh(s.issue().refresh_token, ro()));
     expect(s.isValidAccessToken(res.accessToken)).toBe(true);
   });
 
   it('rotates single-use refresh tokens; reuse is invalid_grant and counted', async () => {
     const { s, client } = await setup();
     const first = s.issue(APP_KEY).refresh_token;
-    const a = await client.refresh(first, ro());
-    const b = await client.refresh(a.refreshToken, ro());
+    const a = pairOf(await client.refresh(first, ro()));
+    const b = pairOf(await client.refresh(a.refreshToken, ro()));
     expect(new Set([first, a.refreshToken, b.refreshToken]).size).toBe(3);
     expect(s.stats()).toMatchObject({ refreshes: 2, reusedPresentations: 0, invalidGrants: 0 });
 
@@ -143,7 +144,7 @@ describe('saxo stand-in with the real client', () => {
     expect(again.code).toBe('invalid_grant');
     expect(s.stats()).toMatchObject({ codeExchanges: 1, authorizations: 3 });
     // The PKCE client's refresh needs no secret.
-    const next = await client.refresh(res.refreshToken, { deadline: Date.now() + 10_000, appKey: PKCE_APP });
+    const next = pairOf(await client.refresh(res.refreshToken, { deadline: Date.now() + 10_000, appKey: PKCE_APP }));
     expect(s.isValidAccessToken(next.accessToken)).toBe(true);
   });
 
@@ -184,7 +185,7 @@ describe('fault injection, classified by the real client', () => {
     // The fault did not consume the token: the next attempt (the protocol's retry) goes through.
     s.inject({ kind, times: 1 });
     await expect(client.refresh(rt, ro())).rejects.toMatchObject({ kind: 'retryable', code });
-    const res = await client.refresh(rt, ro());
+    const res = pairOf(await client.refresh(rt, ro()));
     expect(s.isValidAccessToken(res.accessToken)).toBe(true);
     expect(s.stats()).toMatchObject({ refreshes: 1, reusedPresentations: 0, faultsServed: 2 });
   });
@@ -201,7 +202,7 @@ describe('fault injection, classified by the real client', () => {
   it('delay shorter than the timeout → success; longer → timeout, and the stand-in still consumed the token', async () => {
     const { s, client } = await setup({}, 400);
     s.inject({ kind: 'delay', delayMs: 50 });
-    const ok = await client.refresh(s.issue(APP_KEY).refresh_token, ro());
+    const ok = pairOf(await client.refresh(s.issue(APP_KEY).refresh_token, ro()));
     expect(s.isValidAccessToken(ok.accessToken)).toBe(true);
 
     const rt = s.issue(APP_KEY).refresh_token;
@@ -245,7 +246,7 @@ describe('stand-in process (main.ts)', () => {
       expect(msg.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       const pair = (await (await fetch(`${msg.url}/_admin/issue`, { method: 'POST', body: JSON.stringify({ client_id: APP_KEY }) })).json()) as { refresh_token: string };
       const client = createSaxoClient({ authBaseUrl: msg.url, httpTimeoutMs: 2000 });
-      const res = await client.refresh(pair.refresh_token, ro());
+      const res = pairOf(await client.refresh(pair.refresh_token, ro()));
       expect(res).toMatchObject({ expiresIn: 20, refreshExpiresIn: 60 });
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
@@ -263,6 +264,7 @@ tokenEndpointContract('the real client over HTTP to the stand-in', async (o) => 
     issue: (clientId) => s.issue(clientId),
     state: s,
     advance: (ms) => void (offset += ms),
+    odd: (a) => s.inject({ kind: 'odd2xx', ...a }),
     close: () => s.close(),
   };
 });

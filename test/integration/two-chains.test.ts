@@ -189,7 +189,7 @@ describe('two chains on one machine', () => {
       const stop = await c.agent!.stop('SIGTERM');
       expect(stop.code).toBe(0);
       // Stopped: only this chain's files are in its dir, and no temp file of an atomic write is left.
-      expect(readdirSync(c.dir).sort()).toEqual(['.token-keeper-agent.lock', '.token-keeper-state.json', 'saxo_token.lock', 'saxo_token_cache.json']);
+      expect(readdirSync(c.dir).sort()).toEqual(['.token-keeper-agent.lock', '.token-keeper-state.json', 'saxo_token.lock', 'saxo_token_cache.json', 'token-keeper.journal']);
     }
   }, 60_000);
 });

@@ -611,3 +611,15 @@ describe('shouldAlert', () => {
     expect(shouldAlert(-1, 1)).toBe(false);
   });
 });
+
+describe('decide: room for the successor is an input (docs/DESIGN.md "Durable before interpreted")', () => {
+  const NO_ROOM = { ok: false as const, reason: 'no room for the successor: 0 bytes free in /data' };
+  it.each(PRODUCT.filter((k) => k.cache === 'ok-same' && k.secret === SECRET_CASES[0]).map((k) => [k.label, k] as const))('%s', (_label, k) => {
+    const without = decide(k.view, POLICY);
+    // Room: the plan is exactly the plan without the input.
+    expect(decide({ ...k.view, room: { ok: true } }, POLICY)).toEqual(without);
+    // No room: nothing is presented; every other part of the plan stands (repairs, adoption, pushes).
+    const blocked = decide({ ...k.view, room: NO_ROOM }, POLICY);
+    expect(blocked).toEqual({ ...without, refresh: false, noRoom: NO_ROOM.reason });
+  });
+});

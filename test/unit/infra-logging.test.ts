@@ -38,7 +38,7 @@ describe.skipIf(!hasTerraform)(hasTerraform ? 'logs: function and VM agent again
 
   it('the generic ALERT metric counts every ALERT the code logs except those with a policy of their own', () => {
     const generic = alertEventsInCode().filter((e) => !ownEvents.includes(e));
-    expect(generic).toEqual(expect.arrayContaining(['event_subscription_broken', 'identity_mismatch', 'refresh_alert', 'relogin_wrong_account', 'secret_write_lost']));
+    expect(generic).toEqual(expect.arrayContaining(['event_subscription_broken', 'identity_mismatch', 'refresh_alert', 'refresh_token_missing', 'relogin_wrong_account', 'secret_write_lost']));
     // The filters read the entry's severity: after either path jsonPayload.severity no longer exists.
     for (const c of Object.values(chains)) for (const f of [c.alert, c.refreshed]) expect(f).not.toContain('jsonPayload.severity');
     for (const event of [...generic, 'some_future_alert']) {

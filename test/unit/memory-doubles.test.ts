@@ -41,6 +41,7 @@ tokenEndpointContract('SaxoModel (the stand-in model, answers classified by the 
     issue: (clientId) => model.state.issue(clientId),
     state: model.state,
     advance: (ms) => clock.advance(ms),
+    odd: (a) => void model.odd.push(a),
     close: async () => undefined,
   };
 });

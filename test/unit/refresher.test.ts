@@ -263,3 +263,44 @@ describe('runCloudRefresh', () => {
     expect(r.bus.published.map((e) => e.generation)).toEqual(Array.from({ length: 100 }, (_, i) => i + 2));
   });
 });
+
+describe('runCloudRefresh reads a 2xx with the one interpreter (core/grant.ts)', () => {
+  it.each([
+    { name: 'expires_in −5', odd: { set: { expires_in: -5 } }, accessSec: 600 - 60, note: /expires_in=-5 → 600 \(default\)/ },
+    { name: 'expires_in "1200 seconds"', odd: { set: { expires_in: '1200 seconds' } }, accessSec: 600 - 60, note: /expires_in="1200 seconds" → 600/ },
+    { name: 'refresh_token_expires_in −1', odd: { set: { refresh_token_expires_in: -1 } }, accessSec: 1200 - 60, note: /refresh_token_expires_in=-1 → 3600 \(default\)/ },
+  ])('odd field ($name): the successor is stored in the secret with a default and a WARNING; the next run presents the successor', async ({ odd, accessSec, note }) => {
+    const { r, t } = await seeded();
+    await until(r, t, 590 * SEC);
+    r.saxo.odd.push(odd);
+    const out = await runCloudRefresh(r.deps);
+    expect(out).toMatchObject({ outcome: 'refreshed', generation: 2 });
+    const latest = (await r.store.latest())!.token!;
+    expect(latest.accessExpiresAt).toBe(r.clock.now() + accessSec * SEC);
+    expect(r.log.events('lifetime_clamped').map((l) => l.message).join()).toMatch(note);
+    await until(r, latest, 590 * SEC);
+    expect(await runCloudRefresh(r.deps)).toMatchObject({ outcome: 'refreshed', generation: 3 });
+    expect(r.saxo.stats).toMatchObject({ presentations: 2, reusedPresentations: 0, refreshes: 2 });
+  });
+
+  it.each([
+    { name: 'no refresh_token', odd: { omit: ['refresh_token'] } as const },
+    { name: 'an HTML body', odd: 'html' as const },
+  ])('a 2xx with $name: ALERT refresh_token_missing, rejected (login), no new version, failure counted', async ({ odd }) => {
+    const { r, t } = await seeded();
+    await until(r, t, 590 * SEC);
+    r.saxo.odd.push(odd === 'html' ? { html: true } : { omit: [...odd.omit] });
+    const out = await runCloudRefresh(r.deps);
+    expect(out).toMatchObject({ outcome: 'rejected', reason: 'no_successor' });
+    expect(r.log.events('refresh_token_missing')[0]).toMatchObject({ severity: 'ALERT' });
+    expect(r.store.versions()).toHaveLength(1);
+    expect((await r.store.meta()).failures).toBe(1);
+    expect(r.saxo.stats).toMatchObject({ presentations: 1, reusedPresentations: 0 });
+    // The secret remembers it: the next runs (and a forced one) never present the consumed token.
+    for (const force of [false, true]) {
+      await r.clock.advance(60 * SEC);
+      expect(await runCloudRefresh(r.deps, { force })).toMatchObject({ outcome: 'rejected' });
+    }
+    expect(r.saxo.stats).toMatchObject({ presentations: 1, reusedPresentations: 0 });
+  });
+});

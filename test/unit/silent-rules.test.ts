@@ -151,6 +151,7 @@ describe('a failed cache write says where the only copy of the pair is', () => {
       logger,
       known: () => undefined,
       adopt: () => undefined,
+      consumed: () => undefined,
       saveState: () => Promise.resolve(stateOk ? undefined : new Error('EROFS: state')),
     });
     const counted: (Error | undefined)[] = [];

@@ -11,6 +11,7 @@
  */
 import { parseTimestamp } from '../../core/codec.js';
 import { SaxoError } from '../../core/errors.js';
+import { pairOf } from '../../core/grant.js';
 import type { Held } from '../../core/ports.js';
 import { Proc, SimCrash } from './procs.js';
 import type { World } from './world.js';
@@ -171,7 +172,7 @@ export class Bot {
         this.stats.errors++;
         return;
       }
-      const res = await w.present(proc, c.refresh_token, { deadline: Infinity, appKey: c.app_key ?? '', appSecret: c.app_secret });
+      const res = pairOf(await w.present(proc, c.refresh_token, { deadline: Infinity, appKey: c.app_key ?? '', appSecret: c.app_secret }));
       const expiry = new Date(w.now() + (res.expiresIn - 60) * SEC);
       const next: BotCache = {
         access_token: res.accessToken,

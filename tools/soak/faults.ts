@@ -28,7 +28,20 @@ export type Fault =
   | { kind: 'corrupt-write'; at: number; variant: number }
   | { kind: 'cloud-duplicate'; at: number }
   /** Something holds the bots' flock for `durMs` (a bot stuck mid-refresh) while bot `bot` restarts. */
-  | { kind: 'lock-hog'; at: number; durMs: number; bot: number };
+  | { kind: 'lock-hog'; at: number; durMs: number; bot: number }
+  /** Saxo's next grant answers a 2xx with an odd lifetime (ODD_ANSWERS[variant]); the refresh token is there. */
+  | { kind: 'saxo-odd'; at: number; variant: number }
+  /** The VM's data dir has no room for `durMs`: the agent must not present (the others carry the chain). */
+  | { kind: 'disk-full'; at: number; durMs: number };
+
+/** Odd 2xx answers that still carry the successor (core/grant.ts must keep every one). */
+export const ODD_ANSWERS = [
+  { set: { expires_in: -5 } },
+  { set: { expires_in: 0 } },
+  { set: { expires_in: '1200 seconds' } },
+  { omit: ['expires_in'] },
+  { set: { refresh_token_expires_in: -1 } },
+];
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -72,6 +85,17 @@ export function drawFaults(rng: Rng, start: number, days: number, extra?: Rng): 
       const at2 = () => Math.round(t0 + extra.next() * span);
       const n = Math.floor(0.7) + (extra.chance(0.7) ? 1 : 0);
       for (let i = n; i > 0; i--) out.push({ kind: 'lock-hog', at: at2(), durMs: extra.int(10, 90) * 1000, bot: extra.int(0, 2) });
+    }
+  }
+  if (extra) {
+    // Drawn after every day's other faults, so the earlier draws of a seed stay as they were.
+    for (let d = 0; d < days; d++) {
+      const t0 = start + d * DAY + (d === 0 ? 30 * MIN : 0);
+      const span = DAY - (d === 0 ? 30 * MIN : 0);
+      for (let i = 2 + (extra.chance(0.5) ? 1 : 0); i > 0; i--) {
+        out.push({ kind: 'saxo-odd', at: Math.round(t0 + extra.next() * span), variant: extra.int(0, ODD_ANSWERS.length - 1) });
+      }
+      if (extra.chance(0.7)) out.push({ kind: 'disk-full', at: Math.round(t0 + extra.next() * span), durMs: extra.int(10, 90) * MIN });
     }
   }
   return out.sort((a, b) => a.at - b.at);

@@ -3,10 +3,10 @@
  * SimCrash (a kill -9 leaves no further side effects); a crash plan kills a process right after a
  * chosen step of its refresh; the `recovery` break makes its unsynced writes vanish on a kill.
  */
-import type { EventBus, Held, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent } from '../../core/ports.js';
+import type { EventBus, Held, Journal, SecretStore, TokenCache, TokenEndpoint, TokenRotatedEvent } from '../../core/ports.js';
 import type { StateStore } from '../../agent/reconciler.js';
 import type { TokenSet } from '../../core/token.js';
-import type { MemoryCache, MemoryEventBus, MemoryLock, MemorySecretStore, MemoryState } from '../../standins/memory.js';
+import type { MemoryCache, MemoryEventBus, MemoryJournal, MemoryLock, MemorySecretStore, MemoryState } from '../../standins/memory.js';
 import type { CrashStep } from './faults.js';
 
 export type BreakMode = 'lease' | 'generation' | 'recovery';
@@ -57,6 +57,7 @@ export class Proc {
 
 export interface Shared {
   cache: MemoryCache;
+  journal: MemoryJournal;
   lock: MemoryLock;
   state: MemoryState;
   store: MemorySecretStore;
@@ -66,6 +67,29 @@ export interface Shared {
   present(proc: Proc, refreshToken: string, opts: Parameters<TokenEndpoint['refresh']>[1]): ReturnType<TokenEndpoint['refresh']>;
   published(proc: Proc, e: TokenRotatedEvent): void;
   secretAdded(proc: Proc, token: TokenSet): void;
+}
+
+/** The agent's journal; a killed agent writes nothing more (what it recorded stays for the next one). */
+export function journalPort(s: Shared, p: Proc): Journal {
+  return {
+    path: s.journal.path,
+    room: async () => {
+      p.gate();
+      return s.journal.room();
+    },
+    record: async (e) => {
+      p.gate();
+      await s.journal.record(e);
+    },
+    pending: async () => {
+      p.gate();
+      return s.journal.pending();
+    },
+    wipe: async () => {
+      p.gate();
+      await s.journal.wipe();
+    },
+  };
 }
 
 export function saxoPort(s: Shared, p: Proc): TokenEndpoint {

@@ -2,7 +2,7 @@
  * One seeded soak run: draw the fault schedule, start the world from a fresh login, advance
  * virtual time through the days while checking the invariants each minute, and summarise.
  */
-import { describeFault, drawFaults, fmtDur, type Fault } from './faults.js';
+import { describeFault, drawFaults, fmtDur, ODD_ANSWERS, type Fault } from './faults.js';
 import { VirtualClock } from '../../standins/virtual-clock.js';
 import { Bot, BotStats } from './bots.js';
 import type { Violation } from './ledger.js';
@@ -224,6 +224,13 @@ function apply(w: World, f: Fault, bots: Bot[]): void {
       break;
     case 'lost-response':
       w.saxo.faults.push('lost_response');
+      break;
+    case 'saxo-odd':
+      w.saxo.odd.push(ODD_ANSWERS[f.variant % ODD_ANSWERS.length]!);
+      break;
+    case 'disk-full':
+      w.journal.full = true;
+      later(f.durMs, () => void (w.journal.full = false));
       break;
     case 'bot-fallback':
       // The function fails first; the agent dies 10 min later (after it has adopted the function's

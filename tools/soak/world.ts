@@ -9,14 +9,15 @@ import { parseFlat, serializeFlat } from '../../core/codec.js';
 import { loadConfig } from '../../core/config.js';
 import { SaxoError, SecretStoreError } from '../../core/errors.js';
 import { createLogger, type Logger } from '../../core/log.js';
-import type { RefreshOptions, TokenRotatedEvent } from '../../core/ports.js';
+import type { RawAnswer, RefreshOptions, TokenRotatedEvent } from '../../core/ports.js';
+import { pairOf } from '../../core/grant.js';
 import { agentSettings, cloudSettings, type AgentSettings, type CloudSettings } from '../../core/settings.js';
-import { fromResponse, type TokenResponse, type TokenSet } from '../../core/token.js';
-import { MemoryCache, MemoryEventBus, MemoryLock, MemorySecretStore, MemoryState, SaxoModel } from '../../standins/memory.js';
+import { fromResponse, type TokenSet } from '../../core/token.js';
+import { MemoryCache, MemoryEventBus, MemoryJournal, MemoryLock, MemorySecretStore, MemoryState, SaxoModel } from '../../standins/memory.js';
 import { skewed, type VirtualClock } from '../../standins/virtual-clock.js';
 import type { CrashStep } from './faults.js';
 import { Ledger } from './ledger.js';
-import { busPort, cachePort, lockPort, Proc, saxoPort, SimCrash, statePort, storePort, type BreakMode, type Shared } from './procs.js';
+import { busPort, cachePort, journalPort, lockPort, Proc, saxoPort, SimCrash, statePort, storePort, type BreakMode, type Shared } from './procs.js';
 import { Rng, TOKEN_RE } from './rng.js';
 
 export const APP_KEY = 'soak-app-key';
@@ -30,6 +31,8 @@ export class World implements Shared {
   readonly store = new MemorySecretStore('projects/soak/secrets/saxo-token');
   readonly bus = new MemoryEventBus();
   readonly cache = new MemoryCache();
+  /** The agent's journal: survives the agent's deaths, as the file does (a VM reboot included). */
+  readonly journal = new MemoryJournal();
   readonly lock: MemoryLock;
   readonly state = new MemoryState();
   readonly agentSettings: AgentSettings;
@@ -188,7 +191,7 @@ export class World implements Shared {
   }
 
   // ---- Saxo --------------------------------------------------------------------------------
-  async present(proc: Proc, rt: string, opts: RefreshOptions): Promise<TokenResponse> {
+  async present(proc: Proc, rt: string, opts: RefreshOptions): Promise<RawAnswer> {
     const start = this.now();
     const deadline = opts.deadline - proc.skewMs; // the caller's deadline, in true time
     if (start >= deadline) throw new SaxoError('retryable', 'deadline', 'No attempt: past the deadline');
@@ -222,9 +225,9 @@ export class World implements Shared {
     };
     const before = this.saxo.stats.refreshes;
     const presentedBefore = this.saxo.stats.presentations;
-    let res: TokenResponse;
+    let raw: RawAnswer;
     try {
-      res = await this.saxo.refresh(rt, { ...opts, deadline: Infinity }); // deadlines are judged above, in true time
+      raw = await this.saxo.refresh(rt, { ...opts, deadline: Infinity }); // deadlines are judged above, in true time
     } catch (err) {
       if (this.saxo.stats.presentations > presentedBefore) classify();
       if (this.saxo.stats.refreshes > before) {
@@ -235,6 +238,7 @@ export class World implements Shared {
     }
     classify();
     if (e) e.consumed = 'ok';
+    const res = pairOf(raw);
     const got = this.ledger.byRefresh.get(res.refreshToken)!;
     got.parent = rt;
     if (proc.dead) {
@@ -260,7 +264,7 @@ export class World implements Shared {
       throw new SimCrash(`${proc.name} killed after-saxo`);
     }
     proc.received = res.refreshToken;
-    return res;
+    return raw;
   }
 
   // ---- sinks observed ------------------------------------------------------------------------
@@ -373,6 +377,7 @@ export class World implements Shared {
       bus: busPort(this, proc),
       logger: this.loggerFor(proc),
       settings: this.agentSettings,
+      journal: journalPort(this, proc),
     });
     proc.revertOnKill = this.breakMode === 'recovery';
     const a = { proc, rec, since: this.now() };

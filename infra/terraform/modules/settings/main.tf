@@ -197,7 +197,7 @@ locals {
   deadline_events = ["chain_deadline"]
   own_events      = concat(local.login_events, local.relogin_events, local.deadline_events)
   # Known ALERT events of the generic policy (documentation only; the filter does not list them).
-  alert_events = ["event_subscription_broken", "identity_mismatch", "refresh_alert", "relogin_wrong_account", "secret_write_lost"]
+  alert_events = ["event_subscription_broken", "identity_mismatch", "refresh_alert", "refresh_token_missing", "relogin_wrong_account", "secret_write_lost"]
   vm_side      = "(resource.type=\"gce_instance\" AND jsonPayload._SYSTEMD_UNIT=\"${var.agent_systemd_unit}\")"
   this_chain = join(" OR ", [
     "(resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.function_name}\")",
