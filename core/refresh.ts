@@ -151,11 +151,15 @@ export async function runRefreshSession(p: SessionPorts, s: SessionSettings, o: 
     }
   }
   let result: SessionResult | undefined;
+  // Publishes that must not hold the flock or the lease (TOKEN_CONSUMED): awaited after the release.
+  const background: Promise<unknown>[] = [];
   try {
-    result = await attempts(p, s, o, secret, leased);
+    result = await attempts(p, s, o, secret, leased, background);
     return result;
   } finally {
     if (leased) await release(p, s, result);
+    // Stopping: nothing slow may follow; a publish in flight goes on unawaited.
+    const published = o.stop?.aborted ? undefined : Promise.allSettled(background);
     if (result?.kind === 'refreshed' && result.version && store) {
       const event = rotatedEvent(result.token, result.version, clock.now());
       // Stopping: the version is stored; announcing is left to the next start (nothing slow now).
@@ -165,10 +169,18 @@ export async function runRefreshSession(p: SessionPorts, s: SessionSettings, o: 
         await pruneVersions(store, s.keepSecretVersions, logger);
       }
     }
+    await published;
   }
 }
 
-async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, secret: SecretView, leased: boolean): Promise<SessionResult> {
+async function attempts(
+  p: SessionPorts,
+  s: SessionSettings,
+  o: SessionOptions,
+  secret: SecretView,
+  leased: boolean,
+  background: Promise<unknown>[],
+): Promise<SessionResult> {
   const { clock, logger, local, failures } = p;
   const start = clock.now();
   let presented: TokenSet | undefined;
@@ -307,17 +319,12 @@ async function attempts(p: SessionPorts, s: SessionSettings, o: SessionOptions, 
       await held?.release();
     }
     // The spent token is announced once its successor is durable here (the function: at once), or
-    // once Saxo ended the chain, after the flock and independent of the secret write: with Secret
-    // Manager down this is the only word other VMs get before their bots' fallback would present it
-    // (docs/DESIGN.md "Consumed announcements").
-    const told = p.bus?.publishConsumed ? announceConsumed(p, consumedEvent(spent, s.source, clock.now())) : undefined;
-    try {
-      if (ended || !next) return { kind: 'rejected', reason: 'no_successor', newest: spent };
-      const stored = await storeUpstream(p, s, o, { secret, next, lifetimeSec, start, localError, httpRequest: saxoHttp });
-      return stored.kind === 'refreshed' && clockSkew ? { ...stored, clockSkew } : stored;
-    } finally {
-      // Stopping: the pair is on disk and nothing slow may follow; the publish goes on unawaited.
-      if (!o.stop?.aborted) await told;
-    }
+    // once Saxo ended the chain, after the flock and independent of the secret write and the lease:
+    // with Secret Manager down this is the only word other VMs get before their bots' fallback would
+    // present it (docs/DESIGN.md "Consumed announcements").
+    if (p.bus?.publishConsumed) background.push(announceConsumed(p, consumedEvent(spent, s.source, clock.now())));
+    if (ended || !next) return { kind: 'rejected', reason: 'no_successor', newest: spent };
+    const stored = await storeUpstream(p, s, o, { secret, next, lifetimeSec, start, localError, httpRequest: saxoHttp });
+    return stored.kind === 'refreshed' && clockSkew ? { ...stored, clockSkew } : stored;
   }
 }

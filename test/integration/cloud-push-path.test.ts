@@ -99,7 +99,13 @@ describeWithPubSub('push path with project numbers in resource names', () => {
     expect((await fn.post({ force: true })).body).toMatchObject({ outcome: 'refreshed', generation: 3 });
     await agent.waitFor((l) => l.event === 'event_received' && l.generation === 3, 15_000, 'the announcement of gen 3');
     // The pair it holds falls due: it must hold back, not present.
-    const held_back = await agent.waitFor((l) => l.event === 'superseded_token', 60_000, 'the agent to refuse the consumed refresh token');
+    // Either word stops it: the unreadable announcement (superseded_token) or the function's
+    // TOKEN_CONSUMED for that very pair (the fence: consumed_token / consumed_blanked).
+    const held_back = await agent.waitFor(
+      (l) => l.event === 'superseded_token' || l.event === 'consumed_token' || l.event === 'consumed_blanked',
+      60_000,
+      'the agent to refuse the consumed refresh token',
+    );
     expect(held_back.severity).toBe('WARNING');
     expect(rig.presented.filter((t) => t === held.refreshToken)).toHaveLength(1); // the function's, only
     expect(agent.logs.filter((l) => l.event === 'refresh_started' || l.event === 'token_refreshed')).toEqual([]);

@@ -80,8 +80,16 @@ function plant(target: string, at: string): void {
 }
 
 /** Output lines of a finished CLI run that mention `needle`. */
+/** Lines whose message says `needle` (a JSON line's `message`; other lines whole): what a person reads. */
 const linesWith = (r: { stdout: string; stderr: string }, needle: string) =>
-  `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => l.includes(needle));
+  `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => {
+    try {
+      const j = JSON.parse(l) as { message?: unknown };
+      return typeof j.message === 'string' && j.message.includes(needle);
+    } catch {
+      return l.includes(needle);
+    }
+  });
 
 /** The python bot as the bots' user, run to completion (asynchronously: the Saxo stand-in answers from this process). */
 async function bot(dir: string, args: string[]): Promise<{ status: number; out: string }> {
