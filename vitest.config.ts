@@ -6,12 +6,13 @@ import { defineConfig } from 'vitest/config';
  * when it needs the Pub/Sub emulator or a browser, or is about infra/.
  */
 const INFRA = ['test/unit/infra-*.test.ts', 'test/integration/infra-*.test.ts'];
-const BROWSER = ['test/browser/**/*.test.ts', 'test/**/*.browser.test.ts'];
+const BROWSER = ['test/browser/**/*.test.ts', 'test/**/*.browser.test.ts', 'test/integration/relogin-browser.test.ts'];
 /** Integration tests that need the Pub/Sub emulator (and the Secret Manager stand-in). */
 const EMULATOR = [
   'cloud-crash',
   'cloud-e2e',
   'cloud-outage',
+  'cloud-push-path',
   'cloud-race',
   'demo',
   'doctor-cloud',
@@ -22,10 +23,12 @@ const EMULATOR = [
   'reliability-announce-unreadable',
   'reliability-cloud',
   'reliability-config',
+  'reliability-consumed',
   'reliability-events',
   'reliability-login',
   'reliability-slow-deps',
   'reliability-stop',
+  'relogin-issue',
   'secret-store',
   'several-vms',
   'status-cli',

@@ -42,6 +42,12 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'SECRET_MANAGER_EMULATOR_HOST', dflt: '', what: 'local Secret Manager stand-in, gRPC (tests, demo)' },
   { name: 'SECRET_MANAGER_EMULATOR_REST_HOST', dflt: '', what: "the stand-in's REST front (the function)" },
   { name: 'LOG_FORMAT', dflt: 'json', what: 'json or pretty' },
+  { name: 'STATUS_LOG_SECONDS', dflt: '900', what: "the agent's human status line when nothing changes (0: every check)" },
+  { name: 'INVALID_GRANT_RECHECK_SECONDS', dflt: '5', what: 'after invalid_grant, look once more for a newer pair after this long' },
+  { name: 'LOGIN_ALERT_REPEAT_SECONDS', dflt: '900', what: 'while login is required, repeat the ALERT this often' },
+  { name: 'RELOGIN_BASE_URL', dflt: 'unset: no phone re-login links', what: "the phone re-login service's https origin" },
+  { name: 'RELOGIN_LINK_SECRET_ID', dflt: '<TOKEN_SECRET_ID>-relogin', what: "the re-login links' state secret" },
+  { name: 'SAXO_OPENAPI_BASE_URL', dflt: "Saxo's gateway for SAXO_ENVIRONMENT", what: 'users/me, for the identity check' },
 ];
 
 export const SETTING_NAMES: ReadonlySet<string> = new Set(SETTINGS.map((s) => s.name));

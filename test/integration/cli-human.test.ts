@@ -79,7 +79,7 @@ describe('the terminal summary after login / refresh', () => {
       await seed(tty);
       const t = await onTerminal(['refresh', '--force'], env(tty));
       expect(t.code, t.out).toBe(0);
-      expect(t.out).toMatch(/\nRefreshed: new token stored\.\n {2}access token {3}expires \d{4}-\d\d-\d\dT[\d:.]+Z \(in (19m \d+s|20m 0s)\)\n {2}refresh token {2}expires .*\n {2}generation {5}5\nThe agent picks it up at its next check: no restart needed\.\n$/);
+      expect(t.out).toMatch(/\nRefreshed: new token stored\.\n {2}access token {3}expires \d{4}-\d\d-\d\dT[\d:.]+Z \(in (1[89]m \d+s|20m 0s)\)\n {2}refresh token {2}expires .*\n {2}generation {5}5\nThe agent picks it up at its next check: no restart needed\.\n$/);
 
       const piped = mkdtempSync(join(tmpdir(), 'tk-cli-pipe-'));
       await seed(piped);

@@ -147,7 +147,7 @@ describe(`a cache the agent cannot use (item 2; agent runs as ${as ? 'uid 65534'
     const refreshed = await a.waitForEvent('token_refreshed_unstored', 20_000);
     expect(refreshed.severity).toBe('WARNING');
     expect(a.logs.some((l) => l.event === 'token_refreshed')).toBe(false);
-    expect(a.logs.find((l) => l.event === 'cache_write_failed' && /kept in the agent's state file and the journal/.test(l.message))).toBeDefined();
+    expect(a.logs.find((l) => l.event === 'cache_write_failed' && /only in the agent's state file and the journal/.test(l.message))).toBeDefined();
     // The refresh itself succeeded (the count restarts), its cache write did not: counted again.
     const after = a.logs.indexOf(refreshed);
     await a.waitFor((l) => a.logs.indexOf(l) > after && l.event === 'refresh_failed' && l.reason === 'cache_write_failed', 5_000, 'a failed write counted after the refresh');

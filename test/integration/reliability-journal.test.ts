@@ -189,7 +189,7 @@ describe('a stop after the answer reached the journal, before any local write su
     await a.waitForEvent('token_refreshed_unstored', 10_000);
     expect(a.logs.some((l) => l.event === 'token_refreshed')).toBe(false); // no success NOTICE after a failed store
     const kept = a.logs.find((l) => l.event === 'cache_write_failed');
-    expect(kept?.message).toMatch(/kept in the journal .*token-keeper\.journal/);
+    expect(kept?.message).toMatch(/only in the journal .*token-keeper\.journal/);
     expect(kept?.message).not.toMatch(/state file/); // its write failed too: the message says so
     const stopped = await a.stop(signal);
     if (signal === 'SIGTERM') {

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_ACCESS_LIFE_SEC, DEFAULT_REFRESH_LIFE_SEC, interpretGrant, journalEntry, pairOf, successorFrom } from '../../core/grant.js';
 import { pairId, type TokenSet } from '../../core/token.js';
+import { saxoIssued } from '../helpers/saxo-time.js';
 
 const A = 'sa_access-token-0123456789abcdef';
 const R = 'sr_refresh-token-0123456789abcdef';
@@ -105,7 +106,7 @@ describe('successorFrom: the same answer gives the same successor live and after
     expect(s.kind).toBe('pair');
     if (s.kind !== 'pair') return;
     expect(s.next).toMatchObject({ refreshToken: R, generation: 8, parentId: pairId(presented.refreshToken), chainStartedAt: presented.chainStartedAt, appKey: 'k', extra: { bot_note: 'kept' } });
-    expect(s.next.accessExpiresAt).toBe(T0 + 600_000 - 60_000);
+    expect(s.next.accessExpiresAt).toBe(saxoIssued(T0) + 600_000 - 60_000); // issued on Saxo's clock
     expect(s.adjusted).toEqual(['expires_in=-5 → 600 (default)']);
   });
 

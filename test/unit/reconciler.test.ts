@@ -10,6 +10,7 @@ import type { TokenRotatedEvent } from '../../core/ports.js';
 import type { TokenSet } from '../../core/token.js';
 import { flush } from '../../standins/memory.js';
 import { agentRig, cloudRig, MIN, SEC, settleWithClock, type AgentRig, type AgentRigOptions } from '../helpers/memory-rig.js';
+import { saxoIssued } from '../helpers/saxo-time.js';
 
 const rigs: { leaks(): string[] }[] = [];
 function mk(o: AgentRigOptions = {}): AgentRig {
@@ -59,7 +60,7 @@ describe('Reconciler, standalone', () => {
     const c = await r.cached();
     expect(c?.generation).toBe(2);
     expect(c?.refreshToken).not.toBe(t.refreshToken);
-    expect(c?.accessExpiresAt).toBe(r.clock.now() + 1140 * SEC);
+    expect(c?.accessExpiresAt).toBe(saxoIssued(r.clock.now()) + 1140 * SEC); // issued on Saxo's clock
     expect(c?.appKey).toBe(t.appKey);
     expect(r.reconciler.newestKnown?.refreshToken).toBe(c?.refreshToken);
     const done = r.log.events('token_refreshed');

@@ -12,6 +12,7 @@ import type { TokenSet } from '../../core/token.js';
 import { runCloudRefresh } from '../../functions/refresher.js';
 import { flush } from '../../standins/memory.js';
 import { agentRig, cloudRig, MIN, SEC, settleWithClock, type AgentRig, type AgentRigOptions } from '../helpers/memory-rig.js';
+import { saxoIssued } from '../helpers/saxo-time.js';
 
 const rigs: { leaks(): string[] }[] = [];
 afterEach(() => {
@@ -137,7 +138,7 @@ describe('absurd answers are bounded; the successor of a consumed refresh token 
     const { r } = await steady();
     r.saxo.refreshLifetimeSec = 1e300;
     expect(await tick(r)).toBe('refreshed');
-    expect(r.reconciler.newestKnown!.refreshExpiresAt! - r.clock.now()).toBe(24 * 3600 * SEC);
+    expect(r.reconciler.newestKnown!.refreshExpiresAt! - saxoIssued(r.clock.now())).toBe(24 * 3600 * SEC);
     expect(parseFlat(r.cache.raw!).ok).toBe(true);
   });
 });

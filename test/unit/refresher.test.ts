@@ -7,6 +7,7 @@ import { runCloudRefresh as runOutcome, type CloudDeps } from '../../functions/r
 import { httpStatus } from '../../functions/handler.js';
 import type { TokenSet } from '../../core/token.js';
 import { cloudRig, MIN, SEC, settleWithClock, type CloudRig } from '../helpers/memory-rig.js';
+import { saxoIssued } from '../helpers/saxo-time.js';
 
 /** One run, with the HTTP status functions/handler.ts would answer the Scheduler with. */
 async function runCloudRefresh(deps: CloudDeps, opts?: { force?: boolean }) {
@@ -55,7 +56,7 @@ describe('runCloudRefresh', () => {
     expect(r.saxo.stats).toMatchObject({ presentations: 1, reusedPresentations: 0 });
     expect(r.saxo.presented).toEqual([t.refreshToken]);
     expect(latest?.token).toMatchObject({ generation: 2, source: 'cloud', appKey: t.appKey, appSecret: t.appSecret });
-    expect(latest?.token?.accessExpiresAt).toBe(r.clock.now() + 1140 * SEC);
+    expect(latest?.token?.accessExpiresAt).toBe(saxoIssued(r.clock.now()) + 1140 * SEC);
     expect(r.bus.published).toHaveLength(1);
     const ev = r.bus.published[0]!;
     expect(ev).toMatchObject({
@@ -276,7 +277,7 @@ describe('runCloudRefresh reads a 2xx with the one interpreter (core/grant.ts)',
     const out = await runCloudRefresh(r.deps);
     expect(out).toMatchObject({ outcome: 'refreshed', generation: 2 });
     const latest = (await r.store.latest())!.token!;
-    expect(latest.accessExpiresAt).toBe(r.clock.now() + accessSec * SEC);
+    expect(latest.accessExpiresAt).toBe(saxoIssued(r.clock.now()) + accessSec * SEC);
     expect(r.log.events('lifetime_clamped').map((l) => l.message).join()).toMatch(note);
     await until(r, latest, 590 * SEC);
     expect(await runCloudRefresh(r.deps)).toMatchObject({ outcome: 'refreshed', generation: 3 });
