@@ -60,10 +60,13 @@ function kindOf(st: Stats): UnsafeKind | undefined {
 }
 
 /** The descriptor's file must be regular, singly linked and (when bounded) small. */
-function check(path: string, st: Stats, opts: SafeOpenOptions): void {
+export function check(path: string, st: Stats, opts: SafeOpenOptions): void {
   const k = kindOf(st);
   if (k) throw refuse(path, k);
-  if (st.nlink !== 1) throw refuse(path, 'hard-linked', String(st.nlink));
+  // nlink 0 is the file we opened being replaced by a rename (a bot's or our own atomic write)
+  // between open and fstat: what we read is that whole, older file — never a reason to refuse it
+  // (a refused cache would be "repaired" over the bot's newer pair). Two or more is a planted link.
+  if (st.nlink > 1) throw refuse(path, 'hard-linked', String(st.nlink));
   if (opts.maxBytes !== undefined && st.size > opts.maxBytes) throw refuse(path, 'oversize', `${st.size} bytes, limit ${opts.maxBytes}`);
 }
 

@@ -164,7 +164,7 @@ describe('the wall clock stepped ±2 h (libfaketime, monotonic clock untouched)'
     expect(report.token.accessLeftSeconds).toBeLessThanOrEqual(LIFE);
     expect(report.token.accessLeftSeconds).toBeGreaterThan(-5);
     expect(Math.abs((report.agent.clockSkew?.seconds ?? 0) + 7200)).toBeLessThan(5);
-    expect(report.problems.join('\n')).toMatch(/7200 s behind Saxo/);
+    expect(report.problems.join('\n')).toMatch(/(7199|7200|7201) s behind Saxo/);
     expect((await a.stop()).code).toBe(0);
 
     // Saxo saw every refresh token once, and the cache holds a pair Saxo accepts.
@@ -272,7 +272,7 @@ describe('status on an expiry the state file knows to be wrong', () => {
     const r2 = await runCliAs(['status'], env);
     expect(r2.stdout).not.toMatch(/HEALTHY \(exit 0\)/);
     expect(r2.stdout).toMatch(/clock skew +-7200 s/);
-    expect(r2.stdout).toMatch(/7200 s behind Saxo/);
+    expect(r2.stdout).toMatch(/(7199|7200|7201) s behind Saxo/);
     // Judged on Saxo's time, the pair (10 min left in true time) is already past its expiry.
     expect(r2.code).toBe(2);
     expectNoSecrets([r.stdout + r.stderr, r2.stdout + r2.stderr], [...seen, APP.secret]);

@@ -14,7 +14,7 @@ import { probeFlock } from '../../agent/doctor/probes/locks.js';
 import { fileInfo } from '../../agent/doctor/probes/files.js';
 import { acquireFlock } from '../../agent/flock.js';
 import { acquireInstanceLock, INSTANCE_LOCK_FILE } from '../../agent/instance-lock.js';
-import { openRegularNoFollow, openRegularNoFollowSync, readRegularNoFollow, UnsafePathError, type UnsafeKind } from '../../agent/safe-open.js';
+import { check, openRegularNoFollow, openRegularNoFollowSync, readRegularNoFollow, UnsafePathError, type UnsafeKind } from '../../agent/safe-open.js';
 
 let dir: string;
 let victim: string;
@@ -105,6 +105,22 @@ describe('openRegularNoFollow / readRegularNoFollow', () => {
     const e = await refusal(() => openRegularNoFollowSync(p, C.O_RDWR), p, 'hard-linked');
     expect(e.message).toContain('2 links');
     expect(await readRegularNoFollow(p, 100)).toMatchObject({ kind: 'unusable', unsafe: 'hard-linked' });
+  });
+
+  it('a file replaced by a rename after we opened it (nlink 0) is read, not refused: a bot\'s atomic write must never make the cache look unusable', () => {
+    const p = join(dir, 'replaced');
+    writeFileSync(p, 'old');
+    const fd = openRegularNoFollowSync(p, C.O_RDONLY);
+    try {
+      writeFileSync(join(dir, 'new'), 'new');
+      execFileSync('mv', [join(dir, 'new'), p]); // the rename a writer does: our descriptor's file is unlinked
+      const st = fstatSync(fd, { bigint: false });
+      expect(st.nlink).toBe(0);
+      expect(() => check(p, st, {})).not.toThrow();
+      expect(() => check(p, { ...st, nlink: 2, isFile: () => true, isSymbolicLink: () => false, isFIFO: () => false, isDirectory: () => false, isSocket: () => false, isCharacterDevice: () => false, isBlockDevice: () => false } as typeof st, {})).toThrow(UnsafePathError);
+    } finally {
+      closeSync(fd);
+    }
   });
 
   it('an oversize file is refused by a bounded read, and by a bounded open', async () => {
