@@ -1,6 +1,6 @@
 /** Check 10: the cloud path's last refresh (the secret's annotations) against the Scheduler's period. */
 import { DEFAULT_ACCESS_LIFE_MS } from '../../../core/tiers.js';
-import type { Facts } from '../facts.js';
+import type { Facts } from '../doctor.js';
 import { human, sh, skip, type CheckResult } from '../types.js';
 
 /** The function names itself `cloud:<revision>:<random>` in the lease and the annotations (functions/index.ts). */

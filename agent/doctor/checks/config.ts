@@ -1,7 +1,7 @@
 /** Check 1: the configuration parses and makes sense; the refresh tiers are in order. */
 import { configuredTiers, DEFAULT_ACCESS_LIFE_MS, tierProblems } from '../../../core/tiers.js';
-import type { Facts } from '../facts.js';
-import { isLoopbackHost } from '../probes/network.js';
+import type { Facts } from '../doctor.js';
+import { isLoopbackHost } from '../../../core/config-check.js';
 import { fold, human, type CheckResult, type Finding } from '../types.js';
 
 export function configCheck(f: Facts): CheckResult {

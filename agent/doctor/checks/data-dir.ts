@@ -1,8 +1,89 @@
-/** Check 2: the data dir, its files, leftover tmp files and free space, judged for the bots' user. */
+/**
+ * `data-dir`, `data-dir.files`, `data-dir.tmp`, `data-dir.space`: the data dir and its files, judged
+ * for the bots' user — access is reasoned from owner/group/mode for that user, never tried as
+ * whoever runs doctor (as root every access succeeds and proves nothing). Read-only: files are
+ * lstat'ed, the dir listed and statfs'ed; nothing is opened for writing or created.
+ */
+import { promises as fsp, type Stats } from 'node:fs';
 import { basename } from 'node:path';
-import type { BotsUser, Facts, FileInfo, Probe, UnitInfo } from '../facts.js';
-import { fold, human, sh, skip, type CheckResult, type Finding } from '../types.js';
-import { can, chownFix, octal, owner, userName } from './access.js';
+import type { Config } from '../../../core/config.js';
+import { isTmpNameOf } from '../../atomic-write.js';
+import type { Facts } from '../doctor.js';
+import type { BotsUser, UnitInfo } from '../system.js';
+import { attempt, fold, human, sh, skip, type CheckResult, type Finding, type Probe } from '../types.js';
+
+export interface FileInfo {
+  kind: 'file' | 'dir' | 'symlink' | 'other';
+  uid: number;
+  gid: number;
+  /** Permission bits only (0o7777). */
+  mode: number;
+  mtimeMs: number;
+  ino: number;
+  dev: number;
+}
+
+export interface DataDirFacts {
+  dir: Probe<FileInfo | undefined>;
+  cache: Probe<FileInfo | undefined>;
+  lock: Probe<FileInfo | undefined>;
+  state: Probe<FileInfo | undefined>;
+  tmpFiles: Probe<{ name: string; ageMs: number }[]>;
+  /** `files`: the filesystem's inode count; 0 where inodes are allocated on demand (btrfs): no inode limit. */
+  space: Probe<{ freeBytes: number; freeInodes: number; files: number }>;
+}
+
+export function fileInfo(st: Stats): FileInfo {
+  const kind = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
+  return { kind, uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev };
+}
+
+/** lstat; undefined when the path does not exist. */
+export async function statNoFollow(path: string): Promise<FileInfo | undefined> {
+  return fsp.lstat(path).then(fileInfo, (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+}
+
+/** Tmp files of writers that died mid-write: the bots' `saxo_token_cache.tmp`, and atomic-write's own (its naming rule). */
+export function isTmpName(name: string, config: Pick<Config, 'cachePath' | 'statePath'>): boolean {
+  return name === 'saxo_token_cache.tmp' || isTmpNameOf(config.cachePath, name) || isTmpNameOf(config.statePath, name);
+}
+
+export async function dataDirFacts(config: Config, now: number, t: number): Promise<DataDirFacts> {
+  const [dir, cache, lock, state] = await Promise.all([config.dataDir, config.cachePath, config.lockPath, config.statePath].map((p) => attempt(() => statNoFollow(p), t)));
+  const present = dir!.ok && dir!.value?.kind === 'dir';
+  const [tmpFiles, space] = await Promise.all([
+    attempt(async () => {
+      const names = present ? (await fsp.readdir(config.dataDir)).filter((n) => isTmpName(n, config)).sort((a, b) => a.localeCompare(b)) : [];
+      const stats = await Promise.all(names.map((name) => statNoFollow(`${config.dataDir}/${name}`).catch(() => undefined)));
+      return names.flatMap((name, i) => (stats[i] ? [{ name, ageMs: now - stats[i].mtimeMs }] : []));
+    }, t),
+    attempt(async () => {
+      if (!present) throw new Error('no data dir');
+      const s = await fsp.statfs(config.dataDir);
+      return { freeBytes: s.bavail * s.bsize, freeInodes: s.ffree, files: s.files };
+    }, t),
+  ]);
+  return { dir: dir!, cache: cache!, lock: lock!, state: state!, tmpFiles, space };
+}
+
+/** Whether `u` may `want` ('r', 'w', 'x' letters) on `f`, by the owner/group/other class rule. */
+export function can(f: Pick<FileInfo, 'uid' | 'gid' | 'mode' | 'kind'>, u: Pick<BotsUser, 'uid' | 'groups'>, want: string): boolean {
+  if (u.uid === 0) return !want.includes('x') || f.kind === 'dir' || (f.mode & 0o111) !== 0;
+  const bits = f.uid === u.uid ? (f.mode >> 6) & 7 : u.groups.includes(f.gid) ? (f.mode >> 3) & 7 : f.mode & 7;
+  const need = (want.includes('r') ? 4 : 0) | (want.includes('w') ? 2 : 0) | (want.includes('x') ? 1 : 0);
+  return (bits & need) === need;
+}
+
+const octal = (mode: number) => `0${(mode & 0o7777).toString(8).padStart(3, '0')}`;
+type Names = Facts['names'];
+
+/** "calypso(1000):calypso(1000)", or bare ids where no name is known. */
+const owner = (f: Pick<FileInfo, 'uid' | 'gid'>, n: Names) =>
+  `${n.users[f.uid] ? `${n.users[f.uid]}(${f.uid})` : f.uid}:${n.groups[f.gid] ? `${n.groups[f.gid]}(${f.gid})` : f.gid}`;
+const groupName = (u: BotsUser, n: Names) => n.groups[u.gid] ?? String(u.gid);
+
+/** `sudo chown U:G path && sudo chmod MODE path` */
+export const chownFix = (path: string, u: BotsUser, n: Names, mode: string) => `sudo chown ${sh(u.name)}:${sh(groupName(u, n))} ${sh(path)} && sudo chmod ${mode} ${sh(path)}`;
 
 /** A tmp file older than this is not a write in progress (writes take milliseconds). */
 const STALE_TMP_MS = 60_000;
@@ -13,13 +94,12 @@ const READ_ONLY: Record<UnitInfo['protectSystem'], string[]> = { no: [], yes: ['
 
 const under = (path: string, root: string) => root === '/' || path === root || path.startsWith(root.endsWith('/') ? root : `${root}/`);
 
-/** Whether the data dir is unusable for the checks that look inside it (and why). */
+/** Why the data dir is unusable for the checks that look inside it, if it is. */
 export function dirMissing(f: Facts): string | undefined {
   const d = f.dataDir.dir;
   if (!d.ok) return `cannot stat the data dir: ${d.error}`;
   if (!d.value) return `data dir ${f.config.dataDir} does not exist`;
-  if (d.value.kind !== 'dir') return `${f.config.dataDir} is not a directory`;
-  return undefined;
+  return d.value.kind !== 'dir' ? `${f.config.dataDir} is not a directory` : undefined;
 }
 
 export function dataDirCheck(f: Facts): CheckResult {
@@ -28,7 +108,7 @@ export function dataDirCheck(f: Facts): CheckResult {
     return { id: 'data-dir', status: 'fail', summary: `cannot tell who the bots run as: ${f.botsUser.error}`, fix: `npx token-keeper doctor${f.deployment.cliFlags} --bots-user <the bots' user>` };
   }
   const u = f.botsUser.value;
-  const { user, group } = userName(u, f.names);
+  const [user, group] = [u.name, groupName(u, f.names)];
   const missing = dirMissing(f);
   const d = f.dataDir.dir;
   if (!d.ok && (d.code === 'EACCES' || d.code === 'EPERM')) {
@@ -90,7 +170,7 @@ function fileFindings(r: FileRule, u: BotsUser, f: Facts): Finding[] {
   if (!r.probe.ok) return [{ status: 'fail', text: `cannot stat the ${r.label}: ${r.probe.error}` }];
   const info = r.probe.value;
   if (!info) return [];
-  const { user } = userName(u, f.names);
+  const user = u.name;
   const fix = chownFix(r.path, u, f.names, r.mode);
   if (info.kind === 'symlink' && r.goodModes) {
     return [{ status: 'fail', text: `the ${r.label} is a symlink (the agent never follows one)`, fix: `sudo rm ${sh(r.path)} (the agent rewrites it)` }];

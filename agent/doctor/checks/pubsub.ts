@@ -1,19 +1,94 @@
-/** Check 6: the topic exists, the subscription is attached to it and fits the agent, IAM grants publish/consume. */
-import type { Facts, Probe } from '../facts.js';
-import { pubsubGrantFix, SUBSCRIPTION_PERMISSIONS, TOPIC_PERMISSIONS } from '../permissions.js';
-import { fold, human, sh, skip, type CheckResult, type Finding } from '../types.js';
-import { credentialsFix, isCredentialFailure } from './credentials.js';
+/**
+ * `pubsub.topic`, `pubsub.subscription`, `pubsub.iam`: the topic exists, the subscription is
+ * attached to it and fits the agent, IAM grants publish/consume (the IAM table). Read-only.
+ */
+import type { GcpConfig } from '../../../core/config.js';
+import { createPubSubGapicClient, type PublisherClient, type SubscriberClient } from '../../../core/gcp/clients.js';
+import type { Facts } from '../doctor.js';
+import { call, connect, pubsubGrantFix, SUBSCRIPTION_PERMISSIONS, TOPIC_PERMISSIONS } from '../gcp.js';
+import { attempt, credentialsFix, fold, human, isCredentialFailure, sh, skip, type CheckResult, type Failed, type Finding, type Probe } from '../types.js';
+
+export interface SubscriptionInfo {
+  topic: string;
+  ackDeadlineSeconds: number;
+  retentionSeconds?: number | undefined;
+  /** Undefined: never expires. */
+  expirationTtlSeconds?: number | undefined;
+  filter: string;
+  detached: boolean;
+}
+
+export interface PubSubFacts {
+  emulator: boolean;
+  topicName: string;
+  subscriptionName?: string | undefined;
+  topic: Probe<true>;
+  subscription?: Probe<SubscriptionInfo> | undefined;
+  topicIam: Probe<string[]>;
+  subscriptionIam?: Probe<string[]> | undefined;
+}
+
+export interface PubSubClients {
+  publisher: PublisherClient;
+  subscriber: SubscriberClient;
+}
+
+const seconds = (d: { seconds?: unknown; nanos?: unknown } | null | undefined) => (d?.seconds !== undefined && d.seconds !== null ? Number(d.seconds) + Number(d.nanos ?? 0) / 1e9 : undefined);
+
+/** `create` lets unit tests hand in clients whose initialise fails. */
+export async function pubsubFacts(
+  gcp: GcpConfig,
+  timeoutMs: number,
+  create: () => Promise<PubSubClients> = async () => {
+    const [publisher, subscriber] = await Promise.all([createPubSubGapicClient('publisher', gcp), createPubSubGapicClient('subscriber', gcp)]);
+    return { publisher, subscriber };
+  },
+): Promise<PubSubFacts> {
+  const topicName = `projects/${gcp.projectId}/topics/${gcp.topicId}`;
+  const subscriptionName = gcp.subscriptionId ? `projects/${gcp.projectId}/subscriptions/${gcp.subscriptionId}` : undefined;
+  const emulator = Boolean(gcp.pubsubEmulatorHost);
+  // The IAM mixin (TestIamPermissions) initialises itself with the same, by then loaded, credentials.
+  const ready = await connect(async () => {
+    const c = await create();
+    return [c.publisher, c.subscriber] as const;
+  }, timeoutMs);
+  if ('failed' in ready) {
+    const f = ready.failed;
+    return { emulator, topicName, subscriptionName, topic: f, topicIam: f, subscription: subscriptionName ? f : undefined, subscriptionIam: subscriptionName ? f : undefined };
+  }
+  const [publisher, subscriber] = ready.clients;
+  // The IAM mixin is typed with the protobuf classes; a plain request object is what it sends.
+  type IamRequest = Parameters<typeof publisher.testIamPermissions>[0];
+  const granted = (client: PublisherClient | SubscriberClient, resource: string, permissions: readonly string[]) =>
+    attempt(async () => ((await client.testIamPermissions({ resource, permissions: [...permissions] } as unknown as IamRequest, call(timeoutMs)))[0].permissions ?? []).map(String), timeoutMs);
+  const subscriptionInfo = async (name: string): Promise<SubscriptionInfo> => {
+    const [s] = await subscriber.getSubscription({ subscription: name }, call(timeoutMs));
+    const { topic, ackDeadlineSeconds, filter, detached } = s;
+    return { topic: topic ?? '', ackDeadlineSeconds: ackDeadlineSeconds ?? 0, retentionSeconds: seconds(s.messageRetentionDuration), expirationTtlSeconds: seconds(s.expirationPolicy?.ttl), filter: filter ?? '', detached: detached === true };
+  };
+  try {
+    const [topic, topicIam, subscription, subscriptionIam] = await Promise.all([
+      attempt(async () => (await publisher.getTopic({ topic: topicName }, call(timeoutMs)), true as const), timeoutMs),
+      granted(publisher, topicName, TOPIC_PERMISSIONS),
+      subscriptionName ? attempt(() => subscriptionInfo(subscriptionName), timeoutMs) : undefined,
+      subscriptionName ? granted(subscriber, subscriptionName, SUBSCRIPTION_PERMISSIONS) : undefined,
+    ]);
+    return { emulator, topicName, subscriptionName, topic, topicIam, subscription, subscriptionIam };
+  } finally {
+    await Promise.allSettled([publisher.close(), subscriber.close()]);
+  }
+}
 
 const STANDALONE = 'standalone: no Pub/Sub';
 /** Saxo's documented refresh-token life, when the newest pair does not say. */
 const REFRESH_LIFE_MS = 3_600_000;
 
-function failed(f: Facts, p: Extract<Probe<unknown>, { ok: false }>, what: string): Finding {
+function failed(f: Facts, p: Failed, what: string): Finding {
   const host = f.config.gcp?.pubsubEmulatorHost;
   return {
     status: 'fail',
     text: `${what}: ${p.error} (after ${p.ms} ms)`,
-    fix: isCredentialFailure(p) ? credentialsFix(f) : host ? `is the Pub/Sub emulator at ${host} running?` : 'check egress from this host to pubsub.googleapis.com:443',
+    fix: isCredentialFailure(p) ? credentialsFix(f.credentialsFile) : host ? `is the Pub/Sub emulator at ${host} running?` : 'check egress from this host to pubsub.googleapis.com:443',
   };
 }
 
@@ -30,7 +105,7 @@ export function topicCheck(f: Facts): CheckResult {
       id: 'pubsub.topic',
       status: 'warn',
       summary: `cannot read ${p.topicName} as this identity (roles/pubsub.publisher does not include pubsub.topics.get); publish is checked in pubsub.iam`,
-      fix: `terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the topic), or: ${pubsubGrantFix('topics', g.projectId, g.topicId, f.identity).replace('roles/pubsub.publisher', 'roles/pubsub.viewer')}`,
+      fix: `terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the topic), or: ${pubsubGrantFix('topics', g.projectId, g.topicId, f.identity, 'roles/pubsub.viewer')}`,
     };
   }
   return fold('pubsub.topic', '', [failed(f, p.topic, 'GetTopic failed')]);
@@ -52,7 +127,7 @@ export function subscriptionCheck(f: Facts): CheckResult {
         id: 'pubsub.subscription',
         status: 'warn',
         summary: `cannot read ${p.subscriptionName}'s configuration as this identity (roles/pubsub.subscriber does not include pubsub.subscriptions.get): its topic is unchecked`,
-        fix: `terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the subscription), or: ${pubsubGrantFix('subscriptions', g.projectId, sub, f.identity).replace('roles/pubsub.subscriber', 'roles/pubsub.viewer')}`,
+        fix: `terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the subscription), or: ${pubsubGrantFix('subscriptions', g.projectId, sub, f.identity, 'roles/pubsub.viewer')}`,
       };
     }
     return fold('pubsub.subscription', '', [failed(f, s, 'GetSubscription failed')]);
@@ -118,7 +193,7 @@ export function pubsubIamCheck(f: Facts): CheckResult {
   const granted: string[] = [];
   for (const [resource, probe, perms, kind, id] of asked) {
     if (!probe!.ok) {
-      if (probe!.code !== 'NOT_FOUND') findings.push({ status: 'warn', text: `TestIamPermissions on ${resource} failed: ${probe!.error}`, fix: isCredentialFailure(probe!) ? credentialsFix(f) : undefined });
+      if (probe!.code !== 'NOT_FOUND') findings.push({ status: 'warn', text: `TestIamPermissions on ${resource} failed: ${probe!.error}`, fix: isCredentialFailure(probe!) ? credentialsFix(f.credentialsFile) : undefined });
       continue;
     }
     const have = new Set(probe!.value);

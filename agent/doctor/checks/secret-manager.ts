@@ -1,13 +1,55 @@
-/** Check 5: Secret Manager answers, grants every permission the code uses, keeps few versions; the lease. */
-import type { Facts, Probe } from '../facts.js';
-import { SECRET_MANAGER_CALLS, SECRET_MANAGER_PERMISSIONS, secretGrantFix } from '../permissions.js';
-import { fold, human, sh, skip, type CheckResult, type Finding } from '../types.js';
-import { credentialsFix, isCredentialFailure } from './credentials.js';
+/**
+ * `secret-manager` (reachable, versions, lease) and `secret-manager.iam` (every permission the code
+ * uses, from the IAM table). Read through the runtime's own adapter (core/gcp/secret-store.ts) plus
+ * GetSecret and TestIamPermissions; nothing is written.
+ */
+import type { GcpConfig } from '../../../core/config.js';
+import { createSecretManagerClient } from '../../../core/gcp/clients.js';
+import { createSecretStore, parseMeta } from '../../../core/gcp/secret-store.js';
+import type { SecretMeta, SecretRead } from '../../../core/ports.js';
+import type { Facts } from '../doctor.js';
+import { call, connect, SECRET_MANAGER_CALLS, SECRET_MANAGER_PERMISSIONS, secretGrantFix } from '../gcp.js';
+import { attempt, credentialsFix, fold, human, isCredentialFailure, sh, skip, type CheckResult, type Failed, type Finding, type Probe } from '../types.js';
+
+export interface SecretFacts {
+  /** projects/P/secrets/S */
+  name: string;
+  meta: Probe<SecretMeta>;
+  latest: Probe<SecretRead | undefined>;
+  versions: Probe<number>;
+  /** TestIamPermissions: the permissions granted out of those asked. */
+  iam: Probe<string[]>;
+}
+
+type Client = Awaited<ReturnType<typeof createSecretManagerClient>>;
+
+/** `create` lets unit tests hand in a client whose initialise fails. */
+export async function secretFacts(gcp: GcpConfig, timeoutMs: number, create: () => Promise<Client> = () => createSecretManagerClient(gcp)): Promise<SecretFacts> {
+  const name = `projects/${gcp.projectId}/secrets/${gcp.secretId}`;
+  const ready = await connect(async () => [await create()] as const, timeoutMs);
+  if ('failed' in ready) return { name, meta: ready.failed, latest: ready.failed, versions: ready.failed, iam: ready.failed };
+  const [client] = ready.clients;
+  try {
+    // GetSecret first, once and without retries: when Secret Manager is down, say so at once
+    // instead of letting the adapter's read retries use up every deadline.
+    const meta = await attempt(async () => parseMeta((await client.getSecret({ name }, call(timeoutMs)))[0]), timeoutMs);
+    if (!meta.ok && ['UNAVAILABLE', 'DEADLINE_EXCEEDED', 'UNAUTHENTICATED'].includes(meta.code ?? '')) return { name, meta, latest: meta, versions: meta, iam: meta };
+    const store = createSecretStore({ client, projectId: gcp.projectId, secretId: gcp.secretId, timeoutMs: Math.max(100, timeoutMs - 250) });
+    const [latest, versions, iam] = await Promise.all([
+      attempt(() => store.latest(), timeoutMs),
+      attempt(() => store.countVersions(), timeoutMs),
+      attempt(async () => ((await client.testIamPermissions({ resource: name, permissions: [...SECRET_MANAGER_PERMISSIONS] }, call(timeoutMs)))[0].permissions ?? []).map(String), timeoutMs),
+    ]);
+    return { name, meta, latest, versions, iam };
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+}
 
 const STANDALONE = 'standalone (no GOOGLE_CLOUD_PROJECT + TOKEN_SECRET_ID): no Secret Manager';
 
 /** A failed Secret Manager probe as a finding with the fix that fits its cause. */
-function unreachable(f: Facts, p: Extract<Probe<unknown>, { ok: false }>, what: string): Finding {
+function unreachable(f: Facts, p: Failed, what: string): Finding {
   const g = f.config.gcp!;
   if (p.code === 'NOT_FOUND') {
     return {
@@ -17,7 +59,7 @@ function unreachable(f: Facts, p: Extract<Probe<unknown>, { ok: false }>, what: 
     };
   }
   if (p.code === 'PERMISSION_DENIED') return { status: 'fail', text: `${what}: ${p.error}`, fix: 'see secret-manager.iam' };
-  if (isCredentialFailure(p)) return { status: 'fail', text: `${what}: ${p.error}`, fix: credentialsFix(f) };
+  if (isCredentialFailure(p)) return { status: 'fail', text: `${what}: ${p.error}`, fix: credentialsFix(f.credentialsFile) };
   const where = g.secretManagerEmulatorHost ? `the stand-in at ${g.secretManagerEmulatorHost}` : 'secretmanager.googleapis.com:443';
   return {
     status: 'fail',
