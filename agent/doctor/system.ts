@@ -112,9 +112,5 @@ export async function botsUser(src: { flag?: string | undefined; unit?: UnitInfo
 /** uid → user name and gid → group name (display only), and group name → gid. */
 export async function nameMaps(): Promise<{ users: Record<number, string>; groups: Record<number, string>; groupIds: Record<string, number> }> {
   const [pw, gr] = await Promise.all([getent('passwd'), getent('group')]);
-  return {
-    users: Object.fromEntries(pw.map(([n, id]) => [id, n])),
-    groups: Object.fromEntries(gr.map(([n, id]) => [id, n])),
-    groupIds: Object.fromEntries(gr.map(([n, id]) => [n, id])),
-  };
+  return { users: Object.fromEntries(pw.map(([n, id]) => [id, n])), groups: Object.fromEntries(gr.map(([n, id]) => [id, n])), groupIds: Object.fromEntries(gr.map(([n, id]) => [n, id])) };
 }

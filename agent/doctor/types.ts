@@ -52,6 +52,7 @@ export function fold(id: string, okSummary: string, findings: Finding[], details
   return { id, status, summary: problems.length ? problems.map((p) => p.text).join('; ') : okSummary, fix: fixes.length ? fixes.join(' ; ') : undefined, details };
 }
 
+export const result = (id: string, status: CheckStatus, summary: string, fix?: string, details?: Record<string, unknown>): CheckResult => ({ id, status, summary, fix, details });
 export const skip = (id: string, why: string, details?: Record<string, unknown>): CheckResult => ({ id, status: 'skip', summary: why, details });
 
 /** "12 s", "4m 05s", "1h 02m": durations in summaries. */
