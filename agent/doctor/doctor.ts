@@ -23,6 +23,7 @@ import { identity } from './gcp.js';
 import { botsUser, nameMaps, readUnit, type BotsUser, type UnitInfo } from './system.js';
 import { attempt, type CheckResult, type Probe } from './types.js';
 
+/** What doctor learned, gathered once; checks read it and never do IO. No field's text is printed as is. */
 export interface Facts {
   now: number;
   config: Config;
@@ -39,9 +40,8 @@ export interface Facts {
   instance: InstanceProbe;
   cache: Probe<CacheRead>;
   state: Probe<AgentState | undefined>;
-  /** The service account doctor runs as, when known (for `gcloud … --member=` fixes). */
+  /** The service account doctor runs as, when known (`--member=` of fixes); GOOGLE_APPLICATION_CREDENTIALS, when set. */
   identity?: string | undefined;
-  /** GOOGLE_APPLICATION_CREDENTIALS, when set (named in the fix of a credential failure). */
   credentialsFile?: string | undefined;
   secret?: SecretFacts | undefined;
   pubsub?: PubSubFacts | undefined;
@@ -75,54 +75,28 @@ export async function gather(config: Config, opts: { botsUser?: string | undefin
     dataDir.lock.ok ? probeFlock(config.lockPath, dataDir.lock.value) : Promise.resolve({ state: 'error' as const, error: dataDir.lock.error }),
     instanceFile.ok ? probeHeld(instanceFile.value) : Promise.resolve({ state: 'unknown' as const, reason: instanceFile.error }),
   ]);
-  const facts: Omit<Facts, 'view'> = {
-    now,
-    config,
-    deployment: opts.deployment,
-    partialGcp: gcp ? [] : GCP_VARS.filter((k) => opts.env[k]),
-    botsUser: user,
-    unit,
-    names: { users: names.users, groups: names.groups },
-    dataDir,
-    lock,
-    instance,
-    cache,
-    state,
-    identity: id?.ok ? id.value : undefined,
-    credentialsFile: opts.env.GOOGLE_APPLICATION_CREDENTIALS || undefined,
-    secret,
-    pubsub,
-    clock,
-    saxo,
-  };
-  return { ...facts, view: tokenView(facts) };
+  const partialGcp = gcp ? [] : GCP_VARS.filter((k) => opts.env[k]);
+  const credentialsFile = opts.env.GOOGLE_APPLICATION_CREDENTIALS || undefined;
+  const facts = { now, config, deployment: opts.deployment, partialGcp, botsUser: user, unit, names: { users: names.users, groups: names.groups }, dataDir, lock, instance };
+  const more = { cache, state, identity: id?.ok ? id.value : undefined, credentialsFile, secret, pubsub, clock, saxo };
+  return { ...facts, ...more, view: tokenView({ ...facts, ...more }) };
 }
 
-const CHECKS: [string, (f: Facts) => CheckResult][] = [
-  ['config', configCheck],
-  ['config.tiers', tiersCheck],
-  ['data-dir', dataDirCheck],
-  ['data-dir.files', filesCheck],
-  ['data-dir.tmp', tmpCheck],
-  ['data-dir.space', spaceCheck],
-  ['lock', lockCheck],
-  ['token', tokenCheck],
-  ['secret-manager', secretManagerCheck],
-  ['secret-manager.iam', secretIamCheck],
-  ['pubsub.topic', topicCheck],
-  ['pubsub.subscription', subscriptionCheck],
-  ['pubsub.iam', pubsubIamCheck],
-  ['clock', clockCheck],
-  ['saxo', saxoCheck],
-  ['agent', agentCheck],
-  ['cloud-path', cloudPathCheck],
-];
+/** Every check, in the order printed; the id is the one a check's result carries. */
+const CHECKS: Record<string, (f: Facts) => CheckResult> = {
+  config: configCheck, 'config.tiers': tiersCheck,
+  'data-dir': dataDirCheck, 'data-dir.files': filesCheck, 'data-dir.tmp': tmpCheck, 'data-dir.space': spaceCheck,
+  lock: lockCheck, token: tokenCheck,
+  'secret-manager': secretManagerCheck, 'secret-manager.iam': secretIamCheck,
+  'pubsub.topic': topicCheck, 'pubsub.subscription': subscriptionCheck, 'pubsub.iam': pubsubIamCheck,
+  clock: clockCheck, saxo: saxoCheck, agent: agentCheck, 'cloud-path': cloudPathCheck,
+};
 
-export const CHECK_IDS: readonly string[] = CHECKS.map(([id]) => id);
+export const CHECK_IDS: readonly string[] = Object.keys(CHECKS);
 
 /** Every check; one that throws (a bug) is reported as a failure of that check, never a crash. */
 export function judge(f: Facts): CheckResult[] {
-  return CHECKS.map(([id, check]) => {
+  return Object.entries(CHECKS).map(([id, check]) => {
     try {
       return check(f);
     } catch (e) {
