@@ -16,10 +16,9 @@ import { attempt, result, skip, type CheckResult, type Probe } from '../types.js
 // One rule with the configuration check, one arithmetic for a Date header with the agent's expiries (docs/DESIGN.md "Server time").
 export { isLoopbackHost, skewOf };
 
+/** `local`: the target runs on this machine (an emulator): a skew is impossible, the check only proves the path. */
 export interface ClockFacts {
-  /** Where the Date header came from (an https/http origin). */
   target: string;
-  /** The target runs on this machine (an emulator): a skew is impossible, the check only proves the path. */
   local: boolean;
   probe: Probe<{ dateMs: number; sentAt: number; receivedAt: number }>;
 }

@@ -8,11 +8,11 @@ import type { Facts } from '../doctor.js';
 import { call, connect, pubsubGrantFix, SUBSCRIPTION_PERMISSIONS, TOPIC_PERMISSIONS } from '../gcp.js';
 import { attempt, credentialsFix, fold, human, isCredentialFailure, result, sh, skip, type CheckResult, type Failed, type Finding, type Probe } from '../types.js';
 
+/** `expirationTtlSeconds` undefined: never expires. */
 export interface SubscriptionInfo {
   topic: string;
   ackDeadlineSeconds: number;
   retentionSeconds?: number | undefined;
-  /** Undefined: never expires. */
   expirationTtlSeconds?: number | undefined;
   filter: string;
   detached: boolean;
@@ -28,10 +28,7 @@ export interface PubSubFacts {
   subscriptionIam?: Probe<string[]> | undefined;
 }
 
-export interface PubSubClients {
-  publisher: PublisherClient;
-  subscriber: SubscriberClient;
-}
+export type PubSubClients = { publisher: PublisherClient; subscriber: SubscriberClient };
 
 const seconds = (d: { seconds?: unknown; nanos?: unknown } | null | undefined) => (d?.seconds !== undefined && d.seconds !== null ? Number(d.seconds) + Number(d.nanos ?? 0) / 1e9 : undefined);
 
