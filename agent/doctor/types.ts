@@ -8,22 +8,23 @@ import { grpcCodeName } from '../../core/gcp/grpc-errors.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
+/**
+ * One check's answer: `id` stable to script against (e.g. `secret-manager.iam`); `summary` one line
+ * of what was found (for a skip: why it does not apply); `fix` what to do, a command to paste where
+ * one exists; `details` the machine-readable facts behind the summary (never a token or the app secret).
+ */
 export interface CheckResult {
-  /** Stable name to script against, e.g. `secret-manager.iam`. */
   id: string;
   status: CheckStatus;
-  /** One line: what was found (for a skip: why it does not apply). */
   summary: string;
-  /** What to do about it: a command to paste where one exists. */
   fix?: string | undefined;
-  /** Machine-readable facts behind the summary (never a token or the app secret). */
   details?: Record<string, unknown> | undefined;
 }
 
+/** `doctor --json`; `unit`: the systemd unit judged (token-keeper, or token-keeper@<chain>). */
 export interface DoctorReport {
   exitCode: 0 | 1 | 2;
   mode: 'standalone' | 'cloud-connected' | 'unknown';
-  /** The systemd unit judged: token-keeper, or token-keeper@<chain>. */
   unit: string;
   now: string;
   durationMs: number;

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { agentSeenRecently } from '../../status.js';
 import { openRegularNoFollowSync, UnsafePathError } from '../../safe-open.js';
 import type { Facts } from '../doctor.js';
-import { fold, human, skip, type CheckResult, type Finding } from '../types.js';
+import { fold, human, result, skip, type CheckResult, type Finding } from '../types.js';
 import { dirMissing, type FileInfo } from './data-dir.js';
 
 const fsExt = createRequire(import.meta.url)('fs-ext') as { flockSync(fd: number, flags: 'exnb' | 'un'): void };
@@ -124,23 +124,14 @@ function describeHolders(holders: LockHolder[]): string {
 }
 
 export function lockCheck(f: Facts): CheckResult {
-  const l = f.lock;
-  const path = f.config.lockPath;
-  const missing = dirMissing(f);
+  const [l, path, missing] = [f.lock, f.config.lockPath, dirMissing(f)];
   if (missing) return skip('lock', `${missing} (see data-dir)`);
   if (l.state === 'missing') return skip('lock', `${path} does not exist yet: the first bot or agent to lock creates it (doctor does not)`);
-  if (l.state === 'free') return { id: 'lock', status: 'ok', summary: `flock(LOCK_EX|LOCK_NB) on ${path} taken and released in ${l.ms} ms`, details: { state: 'free' } };
-  if (l.state === 'error') {
-    return { id: 'lock', status: 'warn', summary: `cannot try the lock on ${path}: ${l.error}`, fix: `run doctor as the bots' user or root: sudo -u <bots user> npx token-keeper doctor${f.deployment.cliFlags}` };
-  }
+  if (l.state === 'free') return result('lock', 'ok', `flock(LOCK_EX|LOCK_NB) on ${path} taken and released in ${l.ms} ms`, undefined, { state: 'free' });
+  if (l.state === 'error') return result('lock', 'warn', `cannot try the lock on ${path}: ${l.error}`, `run doctor as the bots' user or root: sudo -u <bots user> npx token-keeper doctor${f.deployment.cliFlags}`);
   const pids = l.holders.filter((h) => h.pid > 0).map((h) => h.pid);
-  return {
-    id: 'lock',
-    status: 'warn',
-    summary: `${path} is held by ${describeHolders(l.holders)}: a refresh or cache write in progress, or a stuck holder every bot now waits on (30 s, then they fail)`,
-    fix: pids.length ? `ps -o pid,etime,args -p ${pids.join(',')}  # still there after a minute? stop that process` : `cat /proc/locks`,
-    details: { state: 'held', holders: l.holders },
-  };
+  const summary = `${path} is held by ${describeHolders(l.holders)}: a refresh or cache write in progress, or a stuck holder every bot now waits on (30 s, then they fail)`;
+  return result('lock', 'warn', summary, pids.length ? `ps -o pid,etime,args -p ${pids.join(',')}  # still there after a minute? stop that process` : `cat /proc/locks`, { state: 'held', holders: l.holders });
 }
 
 export function agentCheck(f: Facts): CheckResult {
