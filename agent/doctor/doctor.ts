@@ -58,22 +58,30 @@ export async function gather(config: Config, opts: { botsUser?: string | undefin
   const now = Date.now();
   const t = opts.timeoutMs ?? 2500;
   const gcp = config.gcp;
-  const [unit, names] = await Promise.all([readUnit(opts.deployment), nameMaps()]);
-  const [user, dataDir, cache, state, instanceFile, secret, pubsub, clock, saxo, id] = await Promise.all([
-    attempt(() => botsUser({ flag: opts.botsUser, unit, unitPath: opts.deployment.unitPath }, names.groupIds), t),
-    dataDirFacts(config, now, t),
+  const local = async () => {
+    const [unit, names] = await Promise.all([readUnit(opts.deployment), nameMaps()]);
+    const user = await attempt(() => botsUser({ flag: opts.botsUser, unit, unitPath: opts.deployment.unitPath }, names.groupIds), t);
+    return { unit, names, user };
+  };
+  // The lock probes follow their file's stat, off the network calls' critical path.
+  const files = async () => {
+    const [dataDir, instanceFile] = await Promise.all([dataDirFacts(config, now, t), attempt(() => statNoFollow(join(config.dataDir, INSTANCE_LOCK_FILE)), t)]);
+    const [lock, instance] = await Promise.all([
+      dataDir.lock.ok ? probeFlock(config.lockPath, dataDir.lock.value) : ({ state: 'error', error: dataDir.lock.error } as const),
+      instanceFile.ok ? probeHeld(instanceFile.value) : ({ state: 'unknown', reason: instanceFile.error } as const),
+    ]);
+    return { dataDir, lock, instance };
+  };
+  const [{ unit, names, user }, { dataDir, lock, instance }, cache, state, secret, pubsub, clock, saxo, id] = await Promise.all([
+    local(),
+    files(),
     attempt(() => createCacheFile(config.cachePath).read(), t),
     attempt(() => createStateFile(config.statePath).read(), t),
-    attempt(() => statNoFollow(join(config.dataDir, INSTANCE_LOCK_FILE)), t),
     gcp ? secretFacts(gcp, t) : undefined,
     gcp ? pubsubFacts(gcp, t) : undefined,
     gcp ? clockFacts(gcp, t) : undefined,
     saxoFacts(config.authBaseUrl, t),
     gcp ? attempt(() => identity(gcp, opts.env, Math.min(t, 1000)), t) : undefined,
-  ]);
-  const [lock, instance] = await Promise.all([
-    dataDir.lock.ok ? probeFlock(config.lockPath, dataDir.lock.value) : Promise.resolve({ state: 'error' as const, error: dataDir.lock.error }),
-    instanceFile.ok ? probeHeld(instanceFile.value) : Promise.resolve({ state: 'unknown' as const, reason: instanceFile.error }),
   ]);
   const partialGcp = gcp ? [] : GCP_VARS.filter((k) => opts.env[k]);
   const credentialsFile = opts.env.GOOGLE_APPLICATION_CREDENTIALS || undefined;
