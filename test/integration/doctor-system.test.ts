@@ -4,13 +4,13 @@
  * files are parsed), `getent` for users and groups, `lslocks -J` for lock holders (else /proc/locks).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acquireFlock } from '../../agent/flock.js';
 import { deployment } from '../../agent/deployment.js';
 import { fileInfo } from '../../agent/doctor/checks/data-dir.js';
-import { probeHeld } from '../../agent/doctor/checks/locks.js';
+import { probeFlock, probeHeld } from '../../agent/doctor/checks/locks.js';
 import { botsUser, nameMaps, readUnit } from '../../agent/doctor/system.js';
 
 describe('doctor: what the system says', () => {
@@ -54,6 +54,26 @@ describe('doctor: what the system says', () => {
     await expect(botsUser({ flag: 'no-such-user-tk', unitPath: '/nope' }, names.groupIds)).rejects.toThrow('no such user "no-such-user-tk" (--bots-user)');
     const unit = { path: '/u', user: 'root', group: 'no-such-group-tk', readWritePaths: [], stateDirectories: [], protectSystem: 'no' as const };
     await expect(botsUser({ unit, unitPath: '/u' }, names.groupIds)).rejects.toThrow('no such group "no-such-group-tk" (User= in /u)');
+  });
+
+  // Re-homed from test/unit/doctor-probes.test.ts: looking up a holder runs lslocks (a process).
+  it('probeFlock: free, held (with this process as the holder), missing (the file is not created)', async () => {
+    const lock = join(dir, 'saxo_token.lock');
+    expect(await probeFlock(lock, undefined)).toEqual({ state: 'missing' });
+    expect(existsSync(lock)).toBe(false);
+    writeFileSync(lock, '');
+    const info = fileInfo(statSync(lock));
+    expect((await probeFlock(lock, info)).state).toBe('free');
+    const held = await acquireFlock(lock, { timeoutMs: 0 });
+    try {
+      const p = await probeFlock(lock, info);
+      expect(p).toMatchObject({ state: 'held', holders: [{ pid: process.pid, type: 'FLOCK' }] });
+      expect(await probeHeld(info)).toMatchObject({ state: 'held', holders: [{ pid: process.pid }] });
+    } finally {
+      await held.release();
+    }
+    expect(await probeHeld(info)).toEqual({ state: 'free' });
+    expect(await probeHeld(info, join(dir, 'no-proc-locks'))).toMatchObject({ state: 'unknown' });
   });
 
   it('lock holders from lslocks -J, and from a /proc/locks file where lslocks is not used', async () => {

@@ -1,18 +1,17 @@
 /**
- * doctor's helpers that touch the system or parse what it says: /proc/locks, the unit file, tmp
- * names, the flock probe (real fs-ext flock in this process), redaction and the report format.
+ * doctor's helpers that parse what the system says: /proc/locks, the unit file, tmp names,
+ * redaction and the report format (the flock probe is in test/integration/doctor-system.test.ts).
  * Also: the permission list doctor asks for is the one the code needs (one place, checked here).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { basename } from 'node:path';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { acquireFlock } from '../../agent/flock.js';
 import { SECRET_MANAGER_CALLS, SECRET_MANAGER_PERMISSIONS, identity } from '../../agent/doctor/gcp.js';
-import { fileInfo, isTmpName } from '../../agent/doctor/checks/data-dir.js';
-import { devParts, locksOn, parseProcLocks, probeFlock, probeHeld } from '../../agent/doctor/checks/locks.js';
+import { isTmpName } from '../../agent/doctor/checks/data-dir.js';
+import { devParts, locksOn, parseProcLocks } from '../../agent/doctor/checks/locks.js';
 import { clockTarget, isLoopbackHost } from '../../agent/doctor/checks/network.js';
 import { pubsubFacts, type PubSubClients } from '../../agent/doctor/checks/pubsub.js';
 import { secretFacts } from '../../agent/doctor/checks/secret-manager.js';
@@ -92,25 +91,6 @@ describe('doctor probes', () => {
     expect(locksOn(locks, { dev: 65024, ino: 2146472 }).map((l) => l.pid)).toEqual([7921]);
     expect(locksOn(locks, { dev: 1, ino: 2146472 }).map((l) => l.pid)).toEqual([7921, 6801]);
     expect(locksOn(locks, { dev: 65024, ino: 5 })).toEqual([]);
-  });
-
-  it('probeFlock: free, held (with this process as the holder), missing (the file is not created)', async () => {
-    const lock = join(dir, 'saxo_token.lock');
-    expect(await probeFlock(lock, undefined)).toEqual({ state: 'missing' });
-    expect(existsSync(lock)).toBe(false);
-    writeFileSync(lock, '');
-    const info = fileInfo(statSync(lock));
-    expect((await probeFlock(lock, info)).state).toBe('free');
-    const held = await acquireFlock(lock, { timeoutMs: 0 });
-    try {
-      const p = await probeFlock(lock, info);
-      expect(p).toMatchObject({ state: 'held', holders: [{ pid: process.pid, type: 'FLOCK' }] });
-      expect(await probeHeld(info)).toMatchObject({ state: 'held', holders: [{ pid: process.pid }] });
-    } finally {
-      await held.release();
-    }
-    expect(await probeHeld(info)).toEqual({ state: 'free' });
-    expect(await probeHeld(info, join(dir, 'no-proc-locks'))).toMatchObject({ state: 'unknown' });
   });
 
   it('parseUnit: [Service] keys only, drop-ins override, an empty ReadWritePaths= resets', () => {
