@@ -2,20 +2,20 @@
  * Is an agent running on this data dir? Its instance lock says so (agent/instance-lock.ts): the
  * kernel releases a flock the moment its holder dies, so a held lock is a live agent and a free one
  * is none — unlike the state file's "last seen" stamp, which stays fresh for a few check intervals
- * after a crash. Read from /proc/locks as doctor does (agent/doctor/probes/locks.ts): taking the lock,
+ * after a crash. Looked up (lslocks -J, else /proc/locks) as doctor does (agent/doctor/checks/locks.ts): taking the lock,
  * even for a moment, could turn away an agent starting right then.
  */
 import { join } from 'node:path';
 import { INSTANCE_LOCK_FILE } from './instance-lock.js';
-import { probeHeld } from './doctor/probes/locks.js';
-import { statNoFollow } from './doctor/probes/files.js';
+import { probeHeld } from './doctor/checks/locks.js';
+import { statNoFollow } from './doctor/checks/data-dir.js';
 
 export type AgentLiveness =
   | { state: 'running'; pids: number[] }
   | { state: 'not_running'; why: string }
   | { state: 'unknown'; why: string };
 
-export async function agentLiveness(dataDir: string, procLocks = '/proc/locks'): Promise<AgentLiveness> {
+export async function agentLiveness(dataDir: string, procLocks?: string): Promise<AgentLiveness> {
   const path = join(dataDir, INSTANCE_LOCK_FILE);
   let info;
   try {

@@ -6,11 +6,9 @@
 import { loadConfig } from '../../core/config.js';
 import { ConfigError } from '../../core/errors.js';
 import { secretsOf } from '../../core/token.js';
-import type { Facts } from './facts.js';
-import { gather } from './gather.js';
-import { buildReport, configErrorChecks, formatText, judge, redact } from './report.js';
 import { deployment, deploymentEnv, INSTALLED, type Deployment, type DeploymentRoots } from '../deployment.js';
-import type { DoctorReport } from './types.js';
+import { CHECK_IDS, gather, judge, type Facts } from './doctor.js';
+import { exitCodeOf, skip, type CheckResult, type CheckStatus, type DoctorReport } from './types.js';
 
 interface DoctorOptions {
   json?: boolean | undefined;
@@ -20,12 +18,34 @@ interface DoctorOptions {
   chain?: string | undefined;
 }
 
+/** The configuration does not parse (or cannot be read): that is the finding, and nothing else can be judged. */
+function configErrorChecks(message: string, fix: string): CheckResult[] {
+  return CHECK_IDS.map((id) => (id === 'config' ? { id, status: 'fail', summary: `configuration error: ${message}`, fix } : skip(id, 'the configuration does not parse')));
+}
+
+export function buildReport(checks: CheckResult[], mode: DoctorReport['mode'], unit: string, startedAt: number): DoctorReport {
+  const counts: Record<CheckStatus, number> = { ok: 0, warn: 0, fail: 0, skip: 0 };
+  for (const c of checks) counts[c.status]++;
+  return { exitCode: exitCodeOf(checks), mode, unit, now: new Date(startedAt).toISOString(), durationMs: Date.now() - startedAt, counts, checks };
+}
+
+/** One line a check: status, id, what was found, and the fix; then the counts. */
+export function formatText(r: DoctorReport): string {
+  const width = Math.max(...r.checks.map((c) => c.id.length));
+  const lines = r.checks.map((c) => `${c.status.padEnd(4)}  ${c.id.padEnd(width)}  ${c.summary}${c.fix ? ` — fix: ${c.fix}` : ''}`);
+  const n = r.counts;
+  return [...lines, `doctor: ${n.ok} ok, ${n.warn} warn, ${n.fail} fail, ${n.skip} skipped in ${r.durationMs} ms (${r.unit}, ${r.mode}) — exit ${r.exitCode}`].join('\n');
+}
+
+/** Replace every known secret value (≥ 8 chars) with [REDACTED]: a last guard (holders' command lines, error texts). */
+export function redact(text: string, secrets: Iterable<string | undefined>): string {
+  let out = text;
+  for (const s of secrets) if (s && s.length >= 8) out = out.split(s).join('[REDACTED]');
+  return out;
+}
+
 function secretsIn(f: Facts): (string | undefined)[] {
-  const tokens = [
-    f.cache.ok && f.cache.value.kind === 'ok' ? f.cache.value.token : undefined,
-    f.state.ok ? f.state.value?.token : undefined,
-    f.secret?.latest.ok ? f.secret.latest.value?.token : undefined,
-  ];
+  const tokens = [f.cache.ok && f.cache.value.kind === 'ok' ? f.cache.value.token : undefined, f.state.ok ? f.state.value?.token : undefined, f.secret?.latest.ok ? f.secret.latest.value?.token : undefined];
   return [f.config.appSecret, ...tokens.flatMap(secretsOf)];
 }
 
@@ -35,37 +55,34 @@ export async function doctorReport(
   roots: DeploymentRoots = INSTALLED,
 ): Promise<{ report: DoctorReport; secrets: (string | undefined)[] }> {
   const startedAt = Date.now();
-  const configError = (message: string, fix: string, unit: string, secret?: string) =>
-    ({ report: buildReport(configErrorChecks(message, fix), 'unknown', unit, startedAt), secrets: [secret] });
+  const configError = (e: unknown, fix: string, unit: string, secret?: string) => {
+    if (!(e instanceof ConfigError)) throw e;
+    return { report: buildReport(configErrorChecks(e.message, fix), 'unknown', unit, startedAt), secrets: [secret] };
+  };
   let d: Deployment;
   try {
     d = deployment(opts.chain, opts.unit, roots);
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    return configError(e.message, `ls ${roots.etcDir}  # the installed chains are the NAME of each NAME.env there`, `token-keeper@${opts.chain ?? ''}`);
+    return configError(e, `ls ${roots.etcDir}  # the installed chains are the NAME of each NAME.env there`, `token-keeper@${opts.chain ?? ''}`);
   }
   let env: Record<string, string | undefined>;
   try {
     env = await deploymentEnv(d, callerEnv);
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    return configError(e.message, `sudo npx token-keeper doctor${d.cliFlags}  (or as the bots' user); sudo ls -l ${d.envFile}  # does the chain exist?`, d.unit);
+    return configError(e, `sudo npx token-keeper doctor${d.cliFlags}  (or as the bots' user); sudo ls -l ${d.envFile}  # does the chain exist?`, d.unit);
   }
   let config;
   try {
     config = loadConfig(env);
   } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    return configError(e.message, `correct that variable in ${d.envFile} (README "Configuration")`, d.unit, env.SAXO_APP_SECRET);
+    return configError(e, `correct that variable in ${d.envFile} (README "Configuration")`, d.unit, env.SAXO_APP_SECRET);
   }
   const facts = await gather(config, { botsUser: opts.botsUser, deployment: d, env });
-  const report = buildReport(judge(facts), config.gcp ? 'cloud-connected' : 'standalone', d.unit, startedAt);
-  return { report, secrets: secretsIn(facts) };
+  return { report: buildReport(judge(facts), config.gcp ? 'cloud-connected' : 'standalone', d.unit, startedAt), secrets: secretsIn(facts) };
 }
 
 export async function runDoctor(opts: DoctorOptions): Promise<number> {
   const { report, secrets } = await doctorReport(opts);
-  const text = opts.json ? JSON.stringify(report, null, 2) : formatText(report);
-  process.stdout.write(redact(text, secrets) + '\n');
+  process.stdout.write(redact(opts.json ? JSON.stringify(report, null, 2) : formatText(report), secrets) + '\n');
   return report.exitCode;
 }

@@ -2,8 +2,10 @@
 import { deployment } from '../../agent/deployment.js';
 import { loadConfig } from '../../core/config.js';
 import type { TokenSet } from '../../core/token.js';
-import { tokenView } from '../../agent/doctor/checks/token-view.js';
-import type { Facts, FileInfo, Probe } from '../../agent/doctor/facts.js';
+import { tokenView } from '../../agent/doctor/checks/token.js';
+import type { Facts } from '../../agent/doctor/doctor.js';
+import type { FileInfo } from '../../agent/doctor/checks/data-dir.js';
+import type { Probe } from '../../agent/doctor/types.js';
 
 export const NOW = Date.parse('2026-03-02T10:00:00Z');
 

@@ -4,7 +4,7 @@
  * disagree), and bad requests fail as the real API's do.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SECRET_MANAGER_PERMISSIONS } from '../../agent/doctor/permissions.js';
+import { SECRET_MANAGER_PERMISSIONS } from '../../agent/doctor/gcp.js';
 import { startSecretManagerFixture, type SecretManagerFixture } from '../helpers/gcp.js';
 
 describe('Secret Manager stand-in: TestIamPermissions and denials', () => {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createStateFile } from '../../agent/state-file.js';
 import { doctorReport } from '../../agent/doctor/command.js';
-import { CHECK_IDS } from '../../agent/doctor/report.js';
+import { CHECK_IDS } from '../../agent/doctor/doctor.js';
 import type { TokenSet } from '../../core/token.js';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { APP_KEY, APP_SECRET, pair, runDoctor } from '../helpers/doctor-rig.js';

@@ -4,7 +4,9 @@ import { cloudPathCheck } from '../../agent/doctor/checks/cloud-path.js';
 import { clockCheck, saxoCheck, skewOf } from '../../agent/doctor/checks/network.js';
 import { pubsubIamCheck, subscriptionCheck, topicCheck } from '../../agent/doctor/checks/pubsub.js';
 import { secretIamCheck, secretManagerCheck } from '../../agent/doctor/checks/secret-manager.js';
-import type { Facts, PubSubFacts, SecretFacts, SubscriptionInfo } from '../../agent/doctor/facts.js';
+import type { Facts } from '../../agent/doctor/doctor.js';
+import type { PubSubFacts, SubscriptionInfo } from '../../agent/doctor/checks/pubsub.js';
+import type { SecretFacts } from '../../agent/doctor/checks/secret-manager.js';
 import { facts, failed, NOW, ok } from '../helpers/doctor-facts.js';
 
 const withSecret = (over: Partial<SecretFacts>, rest: Partial<Facts> = {}) => {

@@ -1,12 +1,12 @@
 /** The pure doctor checks of this host: configuration, tiers, data dir, lock, token, agent. */
 import { describe, expect, it } from 'vitest';
-import { can } from '../../agent/doctor/checks/access.js';
+import { can } from '../../agent/doctor/checks/data-dir.js';
 import { configCheck, tiersCheck } from '../../agent/doctor/checks/config.js';
 import { dataDirCheck, filesCheck, spaceCheck, tmpCheck } from '../../agent/doctor/checks/data-dir.js';
 import { agentCheck, lockCheck } from '../../agent/doctor/checks/locks.js';
 import { tokenCheck } from '../../agent/doctor/checks/token.js';
-import { judge } from '../../agent/doctor/report.js';
-import { tokenView } from '../../agent/doctor/checks/token-view.js';
+import { judge } from '../../agent/doctor/doctor.js';
+import { tokenView } from '../../agent/doctor/checks/token.js';
 import { facts, failed, file, NOW, ok, STANDALONE_ENV, token } from '../helpers/doctor-facts.js';
 
 const GCP = { TOKEN_KEEPER_DATA_DIR: '/opt/calypso/data', GOOGLE_CLOUD_PROJECT: 'p1', TOKEN_SECRET_ID: 's' };

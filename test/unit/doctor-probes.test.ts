@@ -1,50 +1,63 @@
 /**
- * doctor's helpers that touch the system or parse what it says: /proc/locks, the unit file, tmp
- * names, the flock probe (real fs-ext flock in this process), redaction and the report format.
+ * doctor's helpers that parse what the system says: /proc/locks, the unit file, tmp names,
+ * redaction and the report format (the flock probe is in test/integration/doctor-system.test.ts).
  * Also: the permission list doctor asks for is the one the code needs (one place, checked here).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { basename } from 'node:path';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { acquireFlock } from '../../agent/flock.js';
-import { SECRET_MANAGER_CALLS, SECRET_MANAGER_PERMISSIONS } from '../../agent/doctor/permissions.js';
-import { isTmpName } from '../../agent/doctor/probes/files.js';
-import { devParts, locksOn, parseProcLocks, probeFlock, probeHeld } from '../../agent/doctor/probes/locks.js';
-import { fileInfo } from '../../agent/doctor/probes/files.js';
-import { clockTarget, isLoopbackHost } from '../../agent/doctor/probes/network.js';
-import { identity, pubsubFacts, secretFacts, type PubSubClients } from '../../agent/doctor/probes/gcp.js';
-import { attempt } from '../../agent/doctor/probes/attempt.js';
+import { SECRET_MANAGER_CALLS, SECRET_MANAGER_PERMISSIONS, identity } from '../../agent/doctor/gcp.js';
+import { isTmpName } from '../../agent/doctor/checks/data-dir.js';
+import { devParts, locksOn, parseProcLocks } from '../../agent/doctor/checks/locks.js';
+import { clockTarget, isLoopbackHost } from '../../agent/doctor/checks/network.js';
+import { pubsubFacts, type PubSubClients } from '../../agent/doctor/checks/pubsub.js';
+import { secretFacts } from '../../agent/doctor/checks/secret-manager.js';
 import { isTmpNameOf, tmpPathFor } from '../../agent/atomic-write.js';
-import { parseUnit } from '../../agent/doctor/probes/users.js';
-import { buildReport, formatText, redact } from '../../agent/doctor/report.js';
-import { exitCodeOf, fold, human, sh } from '../../agent/doctor/types.js';
+import { parseUnit } from '../../agent/doctor/system.js';
+import { buildReport, formatText, redact } from '../../agent/doctor/command.js';
+import { attempt, exitCodeOf, fold, human, sh } from '../../agent/doctor/types.js';
 import { RPC_PERMISSION } from '../../standins/secret-manager/iam.js';
+import { inProcessSecretManager } from '../../standins/secret-manager/in-process.js';
+import { SecretManagerState } from '../../standins/secret-manager/state.js';
+import { createSecretStore } from '../../core/gcp/secret-store.js';
+import { createLinkStateStore } from '../../functions/relogin/link-store.js';
+import type { SecretStore } from '../../core/ports.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 describe('doctor permissions: exactly what the code uses', () => {
-  /** Every Secret Manager RPC, as the client's camelCase method, from the client's own proto. */
-  function smMethods(): Set<string> {
-    const pkg = dirname(createRequire(import.meta.url).resolve('@google-cloud/secret-manager/package.json'));
-    const proto = readFileSync(join(pkg, 'build/protos/google/cloud/secretmanager/v1/service.proto'), 'utf8');
-    return new Set([...proto.matchAll(/^\s*rpc\s+(\w+)\s*\(/gm)].map((m) => m[1]![0]!.toLowerCase() + m[1]!.slice(1)));
-  }
-
-  it('SECRET_MANAGER_CALLS = the literal client.<method>( Secret Manager calls of the runtime (core/, functions/, agent/)', () => {
-    const rpcs = smMethods();
-    const used = new Set<string>();
-    for (const dir of ['core', 'functions', 'agent']) {
-      for (const e of readdirSync(join(ROOT, dir), { recursive: true, withFileTypes: true })) {
-        const path = join(e.parentPath, e.name);
-        if (!e.isFile() || !e.name.endsWith('.ts') || path.endsWith(join('core', 'gcp', 'provision.ts'))) continue;
-        for (const m of readFileSync(path, 'utf8').matchAll(/\bclient\s*\.\s*([A-Za-z]\w*)\s*[(<]/g)) if (rpcs.has(m[1]!)) used.add(m[1]!);
-      }
-    }
-    expect([...used].sort()).toEqual(Object.keys(SECRET_MANAGER_CALLS).sort());
+  /**
+   * The runtime's Secret Manager adapters, driven through every method of their interfaces over the
+   * stand-in's in-process transport (which records each RPC): the calls made are the IAM table's.
+   * A new SecretStore method fails to compile here until it is driven too.
+   */
+  it('SECRET_MANAGER_CALLS = the RPCs the runtime adapters (core/gcp/secret-store.ts, functions/relogin/link-store.ts) make', async () => {
+    const model = new SecretManagerState();
+    model.CreateSecret({ parent: 'projects/p', secret_id: 'tok', secret: { replication: { automatic: {} } } });
+    model.CreateSecret({ parent: 'projects/p', secret_id: 'links', secret: { replication: { automatic: {} } } });
+    const t = inProcessSecretManager(model);
+    const store = createSecretStore({ client: t.client, projectId: 'p', secretId: 'tok' });
+    const pair = { accessToken: 'a'.repeat(20), refreshToken: 'r'.repeat(20), accessExpiresAt: Date.now() + 1e6, refreshExpiresAt: Date.now() + 3e6, generation: 1, extra: {} };
+    const drive: Record<Exclude<keyof SecretStore, 'name'>, () => Promise<unknown>> = {
+      add: () => store.add(pair),
+      latest: () => store.latest(),
+      version: () => store.version(1),
+      countVersions: () => store.countVersions(),
+      prune: async () => (await store.add({ ...pair, generation: 2 }), store.prune(1)),
+      meta: () => store.meta(),
+      acquireLease: () => store.acquireLease('doctor-test', 30_000, Date.now()),
+      releaseLease: () => store.releaseLease('doctor-test', { failures: 0 }),
+      record: () => store.record({ failures: 1 }),
+    };
+    for (const run of Object.values(drive)) await run();
+    const links = createLinkStateStore({ client: t.client, projectId: 'p', secretId: 'links' });
+    await links.transact((doc) => ({ doc, result: undefined }));
+    await links.mac('purpose', 'value');
+    const called = new Set(t.calls.map((m) => m[0]!.toLowerCase() + m.slice(1)));
+    expect([...called].sort()).toEqual(Object.keys(SECRET_MANAGER_CALLS).sort());
   });
 
   it('equals the custom role infra/terraform/iam.tf grants, and the stand-in\'s per-RPC permissions', () => {
@@ -78,25 +91,6 @@ describe('doctor probes', () => {
     expect(locksOn(locks, { dev: 65024, ino: 2146472 }).map((l) => l.pid)).toEqual([7921]);
     expect(locksOn(locks, { dev: 1, ino: 2146472 }).map((l) => l.pid)).toEqual([7921, 6801]);
     expect(locksOn(locks, { dev: 65024, ino: 5 })).toEqual([]);
-  });
-
-  it('probeFlock: free, held (with this process as the holder), missing (the file is not created)', async () => {
-    const lock = join(dir, 'saxo_token.lock');
-    expect(await probeFlock(lock, undefined)).toEqual({ state: 'missing' });
-    expect(existsSync(lock)).toBe(false);
-    writeFileSync(lock, '');
-    const info = fileInfo(statSync(lock));
-    expect((await probeFlock(lock, info)).state).toBe('free');
-    const held = await acquireFlock(lock, { timeoutMs: 0 });
-    try {
-      const p = await probeFlock(lock, info);
-      expect(p).toMatchObject({ state: 'held', holders: [{ pid: process.pid, type: 'FLOCK' }] });
-      expect(await probeHeld(info)).toMatchObject({ state: 'held', holders: [{ pid: process.pid }] });
-    } finally {
-      await held.release();
-    }
-    expect(await probeHeld(info)).toEqual({ state: 'free' });
-    expect(await probeHeld(info, join(dir, 'no-proc-locks'))).toMatchObject({ state: 'unknown' });
   });
 
   it('parseUnit: [Service] keys only, drop-ins override, an empty ReadWritePaths= resets', () => {

@@ -1,43 +1,30 @@
 /** Check 10: the cloud path's last refresh (the secret's annotations) against the Scheduler's period. */
 import { DEFAULT_ACCESS_LIFE_MS } from '../../../core/tiers.js';
-import type { Facts } from '../facts.js';
-import { human, sh, skip, type CheckResult } from '../types.js';
+import type { Facts } from '../doctor.js';
+import { human, result, sh, skip, type CheckResult } from '../types.js';
 
 /** The function names itself `cloud:<revision>:<random>` in the lease and the annotations (functions/index.ts). */
 const isCloudHolder = (by: string) => by.startsWith('cloud');
 
 export function cloudPathCheck(f: Facts): CheckResult {
-  const g = f.config.gcp;
+  const [c, g] = [f.config, f.config.gcp];
   if (!g || !f.secret) return skip('cloud-path', 'standalone: no cloud path');
   if (!f.secret.meta.ok) return skip('cloud-path', 'Secret Manager could not be read (see secret-manager)');
-  const c = f.config;
-  const meta = f.secret.meta.value;
+  const { lastRefresh: lr, failures: n } = f.secret.meta.value;
   const period = c.cloudSchedulePeriodMs;
   // The cloud refreshes once the token is within its threshold, at the next Scheduler run.
   const life = f.view.accessLifeMs ?? DEFAULT_ACCESS_LIFE_MS;
   const expected = Math.max(period, life - c.cloudRefreshThresholdMs) + period;
   const logs = `gcloud scheduler jobs list --project=${sh(g.projectId)}; gcloud logging read 'resource.type="cloud_run_revision" AND severity>=WARNING' --project=${sh(g.projectId)} --freshness=1h --limit=20`;
-  const details = {
-    lastRefresh: meta.lastRefresh ? { at: new Date(meta.lastRefresh.at).toISOString(), by: meta.lastRefresh.by, version: meta.lastRefresh.version } : undefined,
-    failures: meta.failures,
-    expectedWithinSeconds: Math.round(expected / 1000),
-    schedulePeriodSeconds: period / 1000,
-  };
-  if (meta.failures >= c.maxRefreshFailures) {
-    return { id: 'cloud-path', status: 'fail', summary: `${meta.failures} consecutive refresh failures recorded on the secret (ALERT at ${c.maxRefreshFailures})`, fix: logs, details };
-  }
-  const lr = meta.lastRefresh;
+  const details = { lastRefresh: lr && { at: new Date(lr.at).toISOString(), by: lr.by, version: lr.version }, failures: n, expectedWithinSeconds: Math.round(expected / 1000), schedulePeriodSeconds: period / 1000 };
+  const say = (status: 'ok' | 'warn' | 'fail', summary: string) => result('cloud-path', status, summary, status === 'ok' ? undefined : logs, details);
+  if (n >= c.maxRefreshFailures) return say('fail', `${n} consecutive refresh failures recorded on the secret (ALERT at ${c.maxRefreshFailures})`);
   const every = `expected at least every ${human(expected)}: token life ${human(life)} − cloud threshold ${human(c.cloudRefreshThresholdMs)}, + the Scheduler's ${human(period)}`;
-  const failures = meta.failures ? `; ${meta.failures} consecutive failure(s)` : '';
-  if (!lr) return { id: 'cloud-path', status: 'warn', summary: `no refresh recorded on the secret yet${failures} (${every})`, fix: logs, details };
-  const ago = f.now - lr.at;
-  if (!isCloudHolder(lr.by)) {
-    return { id: 'cloud-path', status: 'warn', summary: `the last refresh was by ${lr.by} ${human(ago)} ago, not by the cloud: the cloud missed its window then${failures}`, fix: logs, details };
-  }
+  const failures = n ? `; ${n} consecutive failure(s)` : '';
+  if (!lr) return say('warn', `no refresh recorded on the secret yet${failures} (${every})`);
+  const ago = human(f.now - lr.at);
+  if (!isCloudHolder(lr.by)) return say('warn', `the last refresh was by ${lr.by} ${ago} ago, not by the cloud: the cloud missed its window then${failures}`);
   // One missed run is covered by the next one and the Scheduler's retries.
-  if (ago > expected + period) {
-    return { id: 'cloud-path', status: 'warn', summary: `the cloud last refreshed ${human(ago)} ago (${every}): Scheduler paused or the function failing?${failures}`, fix: logs, details };
-  }
-  const status = meta.failures ? 'warn' : 'ok';
-  return { id: 'cloud-path', status, summary: `last refreshed by ${lr.by} ${human(ago)} ago (${every})${failures}`, fix: status === 'warn' ? logs : undefined, details };
+  if (f.now - lr.at > expected + period) return say('warn', `the cloud last refreshed ${ago} ago (${every}): Scheduler paused or the function failing?${failures}`);
+  return say(n ? 'warn' : 'ok', `last refreshed by ${lr.by} ${ago} ago (${every})${failures}`);
 }

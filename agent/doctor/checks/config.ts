@@ -1,60 +1,34 @@
 /** Check 1: the configuration parses and makes sense; the refresh tiers are in order. */
 import { configuredTiers, DEFAULT_ACCESS_LIFE_MS, tierProblems } from '../../../core/tiers.js';
-import type { Facts } from '../facts.js';
-import { isLoopbackHost } from '../probes/network.js';
+import type { Facts } from '../doctor.js';
 import { fold, human, type CheckResult, type Finding } from '../types.js';
 
+/** Plain http to a non-loopback Saxo host never gets here: core/config-check.ts refuses it, and doctor reports that as this check's failure. */
 export function configCheck(f: Facts): CheckResult {
-  const c = f.config;
+  const [c, env] = [f.config, f.deployment.envFile];
   const url = new URL(c.authBaseUrl);
   const findings: Finding[] = [];
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-    findings.push({
-      status: 'fail',
-      text: `SAXO_AUTH_BASE_URL ${url.origin} is plain HTTP to a non-loopback host: tokens would cross the network unencrypted`,
-      fix: `remove SAXO_AUTH_BASE_URL from ${f.deployment.envFile} (SAXO_ENVIRONMENT picks https://{sim,live}.logonvalidation.net)`,
-    });
-  }
-  const other = c.environment === 'SIM' ? 'live' : 'sim';
-  if (url.hostname.startsWith(`${other}.`)) {
-    findings.push({
-      status: 'warn',
-      text: `SAXO_ENVIRONMENT=${c.environment} but SAXO_AUTH_BASE_URL points at ${url.hostname}`,
-      fix: `make SAXO_ENVIRONMENT and SAXO_AUTH_BASE_URL agree in ${f.deployment.envFile}`,
-    });
+  if (url.hostname.startsWith(`${c.environment === 'SIM' ? 'live' : 'sim'}.`)) {
+    findings.push({ status: 'warn', text: `SAXO_ENVIRONMENT=${c.environment} but SAXO_AUTH_BASE_URL points at ${url.hostname}`, fix: `make SAXO_ENVIRONMENT and SAXO_AUTH_BASE_URL agree in ${env}` });
   }
   if (f.partialGcp.length) {
-    findings.push({
-      status: 'warn',
-      text: `${f.partialGcp.join(', ')} set, but cloud-connected mode needs both GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID: running standalone`,
-      fix: `set both in ${f.deployment.envFile} (terraform output -json agent_env), or remove the GCP lines`,
-    });
+    const text = `${f.partialGcp.join(', ')} set, but cloud-connected mode needs both GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID: running standalone`;
+    findings.push({ status: 'warn', text, fix: `set both in ${env} (terraform output -json agent_env), or remove the GCP lines` });
   }
   if (c.gcp && !c.gcp.subscriptionId) {
-    findings.push({
-      status: 'warn',
-      text: 'no TOKEN_SUBSCRIPTION_ID: the agent does not hear TOKEN_ROTATED and copies a cloud refresh into the cache only at its own threshold',
-      fix: `set TOKEN_SUBSCRIPTION_ID in ${f.deployment.envFile} (terraform output -json agent_env)`,
-    });
+    const text = 'no TOKEN_SUBSCRIPTION_ID: the agent does not hear TOKEN_ROTATED and copies a cloud refresh into the cache only at its own threshold';
+    findings.push({ status: 'warn', text, fix: `set TOKEN_SUBSCRIPTION_ID in ${env} (terraform output -json agent_env)` });
   }
-  const mode = c.gcp
-    ? `cloud-connected (project ${c.gcp.projectId}, secret ${c.gcp.secretId}, topic ${c.gcp.topicId}${c.gcp.subscriptionId ? `, subscription ${c.gcp.subscriptionId}` : ''})`
-    : 'standalone';
-  const primary = !c.gcp
+  const g = c.gcp;
+  const mode = g ? `cloud-connected (project ${g.projectId}, secret ${g.secretId}, topic ${g.topicId}${g.subscriptionId ? `, subscription ${g.subscriptionId}` : ''})` : 'standalone';
+  const primary = !g
     ? 'primary (standalone)'
     : c.primary
       ? 'this VM is the primary (refreshes without the lease when Secret Manager is down)'
       : 'this VM is not the primary (waits for Secret Manager when it is down)';
   const ok = `${c.environment} via ${url.origin}; ${mode}; ${primary}; data dir ${c.dataDir}${c.createDataDir ? ' (created at start if missing)' : ''}`;
-  return fold('config', ok, findings, {
-    environment: c.environment,
-    authBaseUrl: url.origin,
-    mode: c.gcp ? 'cloud-connected' : 'standalone',
-    primary: c.primary,
-    createDataDir: c.createDataDir,
-    dataDir: c.dataDir,
-    cloudSchedulePeriodSeconds: c.cloudSchedulePeriodMs / 1000,
-  });
+  const details = { environment: c.environment, authBaseUrl: url.origin, mode: g ? 'cloud-connected' : 'standalone', primary: c.primary, createDataDir: c.createDataDir, dataDir: c.dataDir };
+  return fold('config', ok, findings, { ...details, cloudSchedulePeriodSeconds: c.cloudSchedulePeriodMs / 1000 });
 }
 
 const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;

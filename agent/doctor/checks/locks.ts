@@ -1,8 +1,122 @@
-/** Check 3 (the bots' flock) and check 9 (the agent: instance lock, state file, failures). */
-import type { Facts, LockHolder } from '../facts.js';
+/**
+ * `lock` (the bots' flock can be taken now) and `agent` (instance lock, state file, failures).
+ * `saxo_token.lock`: a real non-blocking flock, taken and released at once, only when the file
+ * exists (opened without O_CREAT: doctor creates nothing). The agent's instance lock is only looked
+ * up: taking it, even for a moment, could turn away an agent starting right then. Holders come
+ * from `lslocks -J` (util-linux), else /proc/locks; command lines from /proc/<pid>/cmdline.
+ */
+import { execFile } from 'node:child_process';
+import { constants as C, closeSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { promisify } from 'node:util';
 import { agentSeenRecently } from '../../status.js';
-import { fold, human, skip, type CheckResult, type Finding } from '../types.js';
-import { dirMissing } from './data-dir.js';
+import { openRegularNoFollowSync, UnsafePathError } from '../../safe-open.js';
+import type { Facts } from '../doctor.js';
+import { fold, human, result, skip, type CheckResult, type Finding } from '../types.js';
+import { dirMissing, type FileInfo } from './data-dir.js';
+
+const fsExt = createRequire(import.meta.url)('fs-ext') as { flockSync(fd: number, flags: 'exnb' | 'un'): void };
+
+interface LockHolder {
+  pid: number;
+  /** /proc/<pid>/cmdline, spaces for NULs; undefined when unreadable (another pid namespace). */
+  command?: string | undefined;
+  /** FLOCK, POSIX, OFDLCK. */
+  type: string;
+}
+export type LockProbe = { state: 'missing' } | { state: 'free'; ms: number } | { state: 'held'; holders: LockHolder[] } | { state: 'error'; error: string };
+export type InstanceProbe = { state: 'missing' } | { state: 'free' } | { state: 'held'; holders: LockHolder[] } | { state: 'unknown'; reason: string };
+
+interface ProcLock {
+  type: string;
+  pid: number;
+  major: number;
+  minor: number;
+  ino: number;
+}
+
+/** Parse /proc/locks (the fallback where lslocks is missing); waiters (`->`) do not hold the lock. */
+export function parseProcLocks(text: string): ProcLock[] {
+  return [...text.matchAll(/^\d+:\s+(FLOCK|POSIX|OFDLCK|LEASE|DELEG)\s+\S+\s+\S+\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s/gim)].map((m) => ({
+    type: m[1]!.toUpperCase(),
+    pid: Number(m[2]),
+    major: parseInt(m[3]!, 16),
+    minor: parseInt(m[4]!, 16),
+    ino: Number(m[5]),
+  }));
+}
+
+/** `lslocks -J`: the same table, waiters (a BLOCKER) left out; its MAJ:MIN is decimal. */
+async function lslocks(): Promise<ProcLock[]> {
+  const { stdout } = await promisify(execFile)('lslocks', ['-J', '-u', '-o', 'PID,TYPE,INODE,MAJ:MIN,BLOCKER'], { timeout: 2000 });
+  const rows = (JSON.parse(stdout || '{"locks":[]}') as { locks: { pid: number; type: string; inode: number; 'maj:min': string; blocker: unknown }[] }).locks;
+  return rows.filter((r) => r.blocker === null || r.blocker === undefined).map((r) => {
+    const [major, minor] = r['maj:min'].split(':').map(Number);
+    return { type: r.type, pid: Number(r.pid), major: major!, minor: minor!, ino: Number(r.inode) };
+  });
+}
+
+/** Linux dev_t → (major, minor), as glibc's gnu_dev_major/minor (for device numbers below 2^32). */
+export function devParts(dev: number): { major: number; minor: number } {
+  const lo = dev >>> 0;
+  return { major: (lo >>> 8) & 0xfff, minor: (lo & 0xff) | ((lo >>> 12) & 0xfff00) };
+}
+
+/** The locks on `file`: device and inode, or inode alone when none matches both (overlay filesystems). */
+export function locksOn(locks: ProcLock[], file: Pick<FileInfo, 'dev' | 'ino'>): ProcLock[] {
+  const { major, minor } = devParts(file.dev);
+  const byIno = locks.filter((l) => l.ino === file.ino);
+  const exact = byIno.filter((l) => l.major === major && l.minor === minor);
+  return exact.length ? exact : byIno;
+}
+
+/** The holders of a lock on `file`: from `procLocks` when given, else lslocks, else /proc/locks. */
+async function holdersOf(file: Pick<FileInfo, 'dev' | 'ino'>, procLocks?: string): Promise<LockHolder[]> {
+  const fromFile = async () => parseProcLocks(await readFile(procLocks ?? '/proc/locks', 'utf8'));
+  const table = procLocks ? await fromFile() : await lslocks().catch(fromFile);
+  const seen = new Map<number, LockHolder>();
+  for (const l of locksOn(table, file)) {
+    if (seen.has(l.pid)) continue;
+    const raw = l.pid > 0 ? await readFile(`/proc/${l.pid}/cmdline`, 'utf8').catch(() => '') : '';
+    seen.set(l.pid, { pid: l.pid, type: l.type, command: raw.split('\0').filter(Boolean).join(' ').slice(0, 200) || undefined });
+  }
+  return [...seen.values()];
+}
+
+/** Try LOCK_EX|LOCK_NB on an existing lock file and release it at once. */
+export async function probeFlock(path: string, info: FileInfo | undefined): Promise<LockProbe> {
+  if (!info) return { state: 'missing' };
+  const start = Date.now();
+  let fd: number;
+  try {
+    fd = openRegularNoFollowSync(path, C.O_RDWR); // no O_CREAT: never create the bots' lock file; never through a link
+  } catch (e) {
+    return { state: 'error', error: e instanceof UnsafePathError ? `refused: ${e.detail}` : `cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}` };
+  }
+  try {
+    fsExt.flockSync(fd, 'exnb');
+    fsExt.flockSync(fd, 'un');
+    return { state: 'free', ms: Date.now() - start };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException | undefined)?.code ?? String(e);
+    if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK') return { state: 'error', error: `flock failed: ${code}` };
+    return { state: 'held', holders: await holdersOf(info).catch(() => []) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Whether some process holds a lock on `info` (the agent's instance lock), looked up only. */
+export async function probeHeld(info: FileInfo | undefined, procLocks?: string): Promise<InstanceProbe> {
+  if (!info) return { state: 'missing' };
+  try {
+    const holders = await holdersOf(info, procLocks);
+    return holders.length ? { state: 'held', holders } : { state: 'free' };
+  } catch (e) {
+    return { state: 'unknown', reason: `cannot read ${procLocks ?? 'lslocks -J or /proc/locks'}: ${(e as NodeJS.ErrnoException).code ?? String(e)}` };
+  }
+}
 
 function describeHolders(holders: LockHolder[]): string {
   if (!holders.length) return 'a process this doctor cannot see (another pid namespace?)';
@@ -10,33 +124,14 @@ function describeHolders(holders: LockHolder[]): string {
 }
 
 export function lockCheck(f: Facts): CheckResult {
-  const l = f.lock;
-  const path = f.config.lockPath;
-  const missing = dirMissing(f);
+  const [l, path, missing] = [f.lock, f.config.lockPath, dirMissing(f)];
   if (missing) return skip('lock', `${missing} (see data-dir)`);
-  switch (l.state) {
-    case 'missing':
-      return skip('lock', `${path} does not exist yet: the first bot or agent to lock creates it (doctor does not)`);
-    case 'free':
-      return { id: 'lock', status: 'ok', summary: `flock(LOCK_EX|LOCK_NB) on ${path} taken and released in ${l.ms} ms`, details: { state: 'free' } };
-    case 'held': {
-      const pids = l.holders.filter((h) => h.pid > 0).map((h) => h.pid);
-      return {
-        id: 'lock',
-        status: 'warn',
-        summary: `${path} is held by ${describeHolders(l.holders)}: a refresh or cache write in progress, or a stuck holder every bot now waits on (30 s, then they fail)`,
-        fix: pids.length ? `ps -o pid,etime,args -p ${pids.join(',')}  # still there after a minute? stop that process` : `cat /proc/locks`,
-        details: { state: 'held', holders: l.holders },
-      };
-    }
-    case 'error':
-      return {
-        id: 'lock',
-        status: 'warn',
-        summary: `cannot try the lock on ${path}: ${l.error}`,
-        fix: `run doctor as the bots' user or root: sudo -u <bots user> npx token-keeper doctor${f.deployment.cliFlags}`,
-      };
-  }
+  if (l.state === 'missing') return skip('lock', `${path} does not exist yet: the first bot or agent to lock creates it (doctor does not)`);
+  if (l.state === 'free') return result('lock', 'ok', `flock(LOCK_EX|LOCK_NB) on ${path} taken and released in ${l.ms} ms`, undefined, { state: 'free' });
+  if (l.state === 'error') return result('lock', 'warn', `cannot try the lock on ${path}: ${l.error}`, `run doctor as the bots' user or root: sudo -u <bots user> npx token-keeper doctor${f.deployment.cliFlags}`);
+  const pids = l.holders.filter((h) => h.pid > 0).map((h) => h.pid);
+  const summary = `${path} is held by ${describeHolders(l.holders)}: a refresh or cache write in progress, or a stuck holder every bot now waits on (30 s, then they fail)`;
+  return result('lock', 'warn', summary, pids.length ? `ps -o pid,etime,args -p ${pids.join(',')}  # still there after a minute? stop that process` : `cat /proc/locks`, { state: 'held', holders: l.holders });
 }
 
 export function agentCheck(f: Facts): CheckResult {
@@ -52,19 +147,11 @@ export function agentCheck(f: Facts): CheckResult {
   let running = '';
   if (i.state === 'held') {
     running = `running: ${describeHolders(i.holders)}`;
-    if (!fresh) {
-      findings.push({
-        status: 'warn',
-        text: `running but ${seen} (expected every ${human(c.checkIntervalMs)}): its check loop may be stuck`,
-        fix: `journalctl -u ${u} -n 50; sudo systemctl restart ${u}`,
-      });
-    }
+    if (!fresh) findings.push({ status: 'warn', text: `running but ${seen} (expected every ${human(c.checkIntervalMs)}): its check loop may be stuck`, fix: `journalctl -u ${u} -n 50; sudo systemctl restart ${u}` });
   } else if (i.state === 'unknown') {
     running = `cannot tell whether it runs (${i.reason})`;
     if (!fresh) findings.push({ status: 'warn', text: `${running}; ${seen}`, fix: start });
-  } else {
-    findings.push({ status: 'fail', text: `not running, ${seen}: nothing copies new tokens into the bots' cache`, fix: start });
-  }
+  } else findings.push({ status: 'fail', text: `not running, ${seen}: nothing copies new tokens into the bots' cache`, fix: start });
   if (!f.state.ok) findings.push({ status: 'warn', text: `agent state file unreadable: ${f.state.error}` });
   const failures = state?.failures ?? 0;
   if (failures > 0) {

@@ -1,133 +1,168 @@
-/** Check 6: the topic exists, the subscription is attached to it and fits the agent, IAM grants publish/consume. */
-import type { Facts, Probe } from '../facts.js';
-import { pubsubGrantFix, SUBSCRIPTION_PERMISSIONS, TOPIC_PERMISSIONS } from '../permissions.js';
-import { fold, human, sh, skip, type CheckResult, type Finding } from '../types.js';
-import { credentialsFix, isCredentialFailure } from './credentials.js';
+/**
+ * `pubsub.topic`, `pubsub.subscription`, `pubsub.iam`: the topic exists, the subscription is
+ * attached to it and fits the agent, IAM grants publish/consume (the IAM table). Read-only.
+ */
+import type { GcpConfig } from '../../../core/config.js';
+import { createPubSubGapicClient, type PublisherClient, type SubscriberClient } from '../../../core/gcp/clients.js';
+import type { Facts } from '../doctor.js';
+import { call, connect, pubsubGrantFix, SUBSCRIPTION_PERMISSIONS, TOPIC_PERMISSIONS } from '../gcp.js';
+import { attempt, credentialsFix, fold, human, isCredentialFailure, result, sh, skip, type CheckResult, type Failed, type Finding, type Probe } from '../types.js';
+
+/** `expirationTtlSeconds` undefined: never expires. */
+export interface SubscriptionInfo {
+  topic: string;
+  ackDeadlineSeconds: number;
+  retentionSeconds?: number | undefined;
+  expirationTtlSeconds?: number | undefined;
+  filter: string;
+  detached: boolean;
+}
+
+export interface PubSubFacts {
+  emulator: boolean;
+  topicName: string;
+  subscriptionName?: string | undefined;
+  topic: Probe<true>;
+  subscription?: Probe<SubscriptionInfo> | undefined;
+  topicIam: Probe<string[]>;
+  subscriptionIam?: Probe<string[]> | undefined;
+}
+
+export type PubSubClients = { publisher: PublisherClient; subscriber: SubscriberClient };
+
+const seconds = (d: { seconds?: unknown; nanos?: unknown } | null | undefined) => (d?.seconds !== undefined && d.seconds !== null ? Number(d.seconds) + Number(d.nanos ?? 0) / 1e9 : undefined);
+
+/** `create` lets unit tests hand in clients whose initialise fails. */
+export async function pubsubFacts(
+  gcp: GcpConfig,
+  timeoutMs: number,
+  create: () => Promise<PubSubClients> = async () => {
+    const [publisher, subscriber] = await Promise.all([createPubSubGapicClient('publisher', gcp), createPubSubGapicClient('subscriber', gcp)]);
+    return { publisher, subscriber };
+  },
+): Promise<PubSubFacts> {
+  const topicName = `projects/${gcp.projectId}/topics/${gcp.topicId}`;
+  const subscriptionName = gcp.subscriptionId ? `projects/${gcp.projectId}/subscriptions/${gcp.subscriptionId}` : undefined;
+  const emulator = Boolean(gcp.pubsubEmulatorHost);
+  // The IAM mixin (TestIamPermissions) initialises itself with the same, by then loaded, credentials.
+  const ready = await connect(async () => {
+    const c = await create();
+    return [c.publisher, c.subscriber] as const;
+  }, timeoutMs);
+  if ('failed' in ready) {
+    const f = ready.failed;
+    return { emulator, topicName, subscriptionName, topic: f, topicIam: f, subscription: subscriptionName ? f : undefined, subscriptionIam: subscriptionName ? f : undefined };
+  }
+  const [publisher, subscriber] = ready.clients;
+  // The IAM mixin is typed with the protobuf classes; a plain request object is what it sends.
+  type IamRequest = Parameters<typeof publisher.testIamPermissions>[0];
+  const granted = (client: PublisherClient | SubscriberClient, resource: string, permissions: readonly string[]) =>
+    attempt(async () => ((await client.testIamPermissions({ resource, permissions: [...permissions] } as unknown as IamRequest, call(timeoutMs)))[0].permissions ?? []).map(String), timeoutMs);
+  const subscriptionInfo = async (name: string): Promise<SubscriptionInfo> => {
+    const [s] = await subscriber.getSubscription({ subscription: name }, call(timeoutMs));
+    const { topic, ackDeadlineSeconds, filter, detached } = s;
+    return { topic: topic ?? '', ackDeadlineSeconds: ackDeadlineSeconds ?? 0, retentionSeconds: seconds(s.messageRetentionDuration), expirationTtlSeconds: seconds(s.expirationPolicy?.ttl), filter: filter ?? '', detached: detached === true };
+  };
+  try {
+    const [topic, topicIam, subscription, subscriptionIam] = await Promise.all([
+      attempt(async () => (await publisher.getTopic({ topic: topicName }, call(timeoutMs)), true as const), timeoutMs),
+      granted(publisher, topicName, TOPIC_PERMISSIONS),
+      subscriptionName ? attempt(() => subscriptionInfo(subscriptionName), timeoutMs) : undefined,
+      subscriptionName ? granted(subscriber, subscriptionName, SUBSCRIPTION_PERMISSIONS) : undefined,
+    ]);
+    return { emulator, topicName, subscriptionName, topic, topicIam, subscription, subscriptionIam };
+  } finally {
+    await Promise.allSettled([publisher.close(), subscriber.close()]);
+  }
+}
 
 const STANDALONE = 'standalone: no Pub/Sub';
 /** Saxo's documented refresh-token life, when the newest pair does not say. */
 const REFRESH_LIFE_MS = 3_600_000;
+const viewerFix = (what: string, fix: string) => `terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the ${what}), or: ${fix}`;
 
-function failed(f: Facts, p: Extract<Probe<unknown>, { ok: false }>, what: string): Finding {
+function failed(f: Facts, id: string, p: Failed, what: string): CheckResult {
   const host = f.config.gcp?.pubsubEmulatorHost;
-  return {
-    status: 'fail',
-    text: `${what}: ${p.error} (after ${p.ms} ms)`,
-    fix: isCredentialFailure(p) ? credentialsFix(f) : host ? `is the Pub/Sub emulator at ${host} running?` : 'check egress from this host to pubsub.googleapis.com:443',
-  };
+  const fix = isCredentialFailure(p) ? credentialsFix(f.credentialsFile) : host ? `is the Pub/Sub emulator at ${host} running?` : 'check egress from this host to pubsub.googleapis.com:443';
+  return result(id, 'fail', `${what}: ${p.error} (after ${p.ms} ms)`, fix);
 }
 
 export function topicCheck(f: Facts): CheckResult {
-  const p = f.pubsub;
-  const g = f.config.gcp;
+  const [p, g] = [f.pubsub, f.config.gcp];
   if (!p || !g) return skip('pubsub.topic', STANDALONE);
-  if (p.topic.ok) return { id: 'pubsub.topic', status: 'ok', summary: `${p.topicName} exists` };
+  if (p.topic.ok) return result('pubsub.topic', 'ok', `${p.topicName} exists`);
   if (p.topic.code === 'NOT_FOUND') {
-    return { id: 'pubsub.topic', status: 'fail', summary: `topic ${p.topicName} does not exist: nobody hears TOKEN_ROTATED`, fix: `terraform apply in infra/terraform (or: gcloud pubsub topics create ${sh(g.topicId)} --project=${sh(g.projectId)})` };
+    return result('pubsub.topic', 'fail', `topic ${p.topicName} does not exist: nobody hears TOKEN_ROTATED`, `terraform apply in infra/terraform (or: gcloud pubsub topics create ${sh(g.topicId)} --project=${sh(g.projectId)})`);
   }
-  if (p.topic.code === 'PERMISSION_DENIED') {
-    return {
-      id: 'pubsub.topic',
-      status: 'warn',
-      summary: `cannot read ${p.topicName} as this identity (roles/pubsub.publisher does not include pubsub.topics.get); publish is checked in pubsub.iam`,
-      fix: `terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the topic), or: ${pubsubGrantFix('topics', g.projectId, g.topicId, f.identity).replace('roles/pubsub.publisher', 'roles/pubsub.viewer')}`,
-    };
-  }
-  return fold('pubsub.topic', '', [failed(f, p.topic, 'GetTopic failed')]);
+  if (p.topic.code !== 'PERMISSION_DENIED') return failed(f, 'pubsub.topic', p.topic, 'GetTopic failed');
+  const summary = `cannot read ${p.topicName} as this identity (roles/pubsub.publisher does not include pubsub.topics.get); publish is checked in pubsub.iam`;
+  return result('pubsub.topic', 'warn', summary, viewerFix('topic', pubsubGrantFix('topics', g.projectId, g.topicId, f.identity, 'roles/pubsub.viewer')));
 }
 
 export function subscriptionCheck(f: Facts): CheckResult {
-  const p = f.pubsub;
-  const g = f.config.gcp;
+  const [p, g] = [f.pubsub, f.config.gcp];
   if (!p || !g) return skip('pubsub.subscription', STANDALONE);
   if (!p.subscription || !g.subscriptionId) return skip('pubsub.subscription', 'no TOKEN_SUBSCRIPTION_ID: the agent does not subscribe (see config)');
   const sub = g.subscriptionId;
   const scope = `--project=${sh(g.projectId)}`;
   const create = `gcloud pubsub subscriptions create ${sh(sub)} --topic=${sh(g.topicId)} ${scope} --ack-deadline=30 --message-retention-duration=1h --expiration-period=never`;
+  const recreate = `gcloud pubsub subscriptions delete ${sh(sub)} ${scope} && ${create}`;
   const s = p.subscription;
   if (!s.ok) {
-    if (s.code === 'NOT_FOUND') return { id: 'pubsub.subscription', status: 'fail', summary: `subscription ${p.subscriptionName} does not exist`, fix: `terraform apply in infra/terraform (or: ${create})` };
-    if (s.code === 'PERMISSION_DENIED') {
-      return {
-        id: 'pubsub.subscription',
-        status: 'warn',
-        summary: `cannot read ${p.subscriptionName}'s configuration as this identity (roles/pubsub.subscriber does not include pubsub.subscriptions.get): its topic is unchecked`,
-        fix: `terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the subscription), or: ${pubsubGrantFix('subscriptions', g.projectId, sub, f.identity).replace('roles/pubsub.subscriber', 'roles/pubsub.viewer')}`,
-      };
-    }
-    return fold('pubsub.subscription', '', [failed(f, s, 'GetSubscription failed')]);
+    if (s.code === 'NOT_FOUND') return result('pubsub.subscription', 'fail', `subscription ${p.subscriptionName} does not exist`, `terraform apply in infra/terraform (or: ${create})`);
+    if (s.code !== 'PERMISSION_DENIED') return failed(f, 'pubsub.subscription', s, 'GetSubscription failed');
+    const summary = `cannot read ${p.subscriptionName}'s configuration as this identity (roles/pubsub.subscriber does not include pubsub.subscriptions.get): its topic is unchecked`;
+    return result('pubsub.subscription', 'warn', summary, viewerFix('subscription', pubsubGrantFix('subscriptions', g.projectId, sub, f.identity, 'roles/pubsub.viewer')));
   }
   const v = s.value;
   const findings: Finding[] = [];
-  if (v.topic === '_deleted-topic_') {
-    findings.push({ status: 'fail', text: `the topic of ${sub} was deleted: it receives nothing`, fix: `gcloud pubsub subscriptions delete ${sh(sub)} ${scope} && ${create}` });
-  } else if (v.topic !== p.topicName) {
-    findings.push({
-      status: 'fail',
-      text: `${sub} is attached to ${v.topic}, not the configured ${p.topicName} (TOKEN_TOPIC_ID): TOKEN_ROTATED never reaches this agent`,
-      fix: `a subscription cannot change topic: gcloud pubsub subscriptions delete ${sh(sub)} ${scope} && ${create} (or set TOKEN_TOPIC_ID=${v.topic.split('/').pop()} if that topic is the right one)`,
-    });
+  if (v.topic === '_deleted-topic_') findings.push({ status: 'fail', text: `the topic of ${sub} was deleted: it receives nothing`, fix: recreate });
+  else if (v.topic !== p.topicName) {
+    const text = `${sub} is attached to ${v.topic}, not the configured ${p.topicName} (TOKEN_TOPIC_ID): TOKEN_ROTATED never reaches this agent`;
+    findings.push({ status: 'fail', text, fix: `a subscription cannot change topic: ${recreate} (or set TOKEN_TOPIC_ID=${v.topic.split('/').pop()} if that topic is the right one)` });
   }
-  if (v.detached) findings.push({ status: 'fail', text: `${sub} is detached from its topic: it receives nothing`, fix: `gcloud pubsub subscriptions delete ${sh(sub)} ${scope} && ${create}` });
-  if (v.filter) findings.push({ status: 'warn', text: `${sub} has a filter (${v.filter}): events it excludes never arrive`, fix: `gcloud pubsub subscriptions delete ${sh(sub)} ${scope} && ${create}` });
+  if (v.detached) findings.push({ status: 'fail', text: `${sub} is detached from its topic: it receives nothing`, fix: recreate });
+  if (v.filter) findings.push({ status: 'warn', text: `${sub} has a filter (${v.filter}): events it excludes never arrive`, fix: recreate });
   const life = f.view.refreshLifeMs ?? REFRESH_LIFE_MS;
   if (v.retentionSeconds !== undefined && v.retentionSeconds * 1000 < life) {
-    findings.push({
-      status: 'warn',
-      text: `message retention ${human(v.retentionSeconds * 1000)} is shorter than a refresh token's life (${human(life)}): an agent disconnected that long loses rotations it could still use`,
-      fix: `gcloud pubsub subscriptions update ${sh(sub)} ${scope} --message-retention-duration=${Math.ceil(life / 1000)}s`,
-    });
+    const text = `message retention ${human(v.retentionSeconds * 1000)} is shorter than a refresh token's life (${human(life)}): an agent disconnected that long loses rotations it could still use`;
+    findings.push({ status: 'warn', text, fix: `gcloud pubsub subscriptions update ${sh(sub)} ${scope} --message-retention-duration=${Math.ceil(life / 1000)}s` });
   }
-  if (v.expirationTtlSeconds !== undefined && v.expirationTtlSeconds > 0) {
-    findings.push({
-      status: 'warn',
-      text: `${sub} is deleted after ${human(v.expirationTtlSeconds * 1000)} without a subscriber: a VM off that long loses it`,
-      fix: `gcloud pubsub subscriptions update ${sh(sub)} ${scope} --expiration-period=never`,
-    });
-  }
+  const ttl = v.expirationTtlSeconds ? human(v.expirationTtlSeconds * 1000) : undefined;
+  if (ttl) findings.push({ status: 'warn', text: `${sub} is deleted after ${ttl} without a subscriber: a VM off that long loses it`, fix: `gcloud pubsub subscriptions update ${sh(sub)} ${scope} --expiration-period=never` });
   const retention = v.retentionSeconds !== undefined ? human(v.retentionSeconds * 1000) : 'default';
-  // The agent's streaming pull sets its own 60 s ack deadline and extends it while it handles an
-  // event (core/gcp/event-bus.ts), so the subscription's default never cuts a handler short.
-  const ok = `${p.subscriptionName} → ${v.topic}; ack deadline ${v.ackDeadlineSeconds} s (the agent's stream sets its own 60 s and extends it); retention ${retention}; ${v.expirationTtlSeconds ? `expires after ${human(v.expirationTtlSeconds * 1000)} idle` : 'never expires'}`;
+  // The agent's streaming pull sets its own 60 s ack deadline and extends it while it handles an event (core/gcp/event-bus.ts).
+  const ok = `${p.subscriptionName} → ${v.topic}; ack deadline ${v.ackDeadlineSeconds} s (the agent's stream sets its own 60 s and extends it); retention ${retention}; ${ttl ? `expires after ${ttl} idle` : 'never expires'}`;
   return fold('pubsub.subscription', ok, findings, { ...v });
 }
 
 export function pubsubIamCheck(f: Facts): CheckResult {
-  const p = f.pubsub;
-  const g = f.config.gcp;
+  const [p, g] = [f.pubsub, f.config.gcp];
   if (!p || !g) return skip('pubsub.iam', STANDALONE);
-  const probes: [string, Probe<string[]> | undefined, readonly string[], 'topics' | 'subscriptions', string][] = [
+  const probes = [
     [p.topicName, p.topicIam, TOPIC_PERMISSIONS, 'topics', g.topicId],
     [p.subscriptionName ?? '', p.subscriptionIam, SUBSCRIPTION_PERMISSIONS, 'subscriptions', g.subscriptionId ?? ''],
-  ];
-  const asked = probes.filter(([, probe]) => probe !== undefined);
-  const unimplemented = asked.filter(([, probe]) => probe && !probe.ok && probe.code === 'UNIMPLEMENTED');
-  if (p.emulator && unimplemented.length === asked.length) {
+  ] as const;
+  const asked = probes.flatMap(([resource, probe, perms, kind, id]) => (probe ? [{ resource, probe, perms, kind, id }] : []));
+  const failures = asked.flatMap(({ probe }) => (probe.ok ? [] : [probe]));
+  const all = (code: string) => failures.length === asked.length && failures.every((x) => x.code === code);
+  if (p.emulator && all('UNIMPLEMENTED')) {
     return skip('pubsub.iam', `the Pub/Sub emulator at ${g.pubsubEmulatorHost} does not implement TestIamPermissions (UNIMPLEMENTED): IAM cannot be checked against an emulator`);
   }
-  const failures = asked.flatMap(([, probe]) => (probe && !probe.ok ? [probe] : []));
-  if (failures.length === asked.length && failures.every(isCredentialFailure)) {
-    return skip('pubsub.iam', 'no usable Google credentials: nothing could be asked (see pubsub.topic)');
-  }
+  if (failures.length === asked.length && failures.every(isCredentialFailure)) return skip('pubsub.iam', 'no usable Google credentials: nothing could be asked (see pubsub.topic)');
   // TestIamPermissions on a resource that does not exist answers NOT_FOUND: nothing to verify there.
-  const absent = asked.filter(([, probe]) => probe && !probe.ok && probe.code === 'NOT_FOUND').map(([resource]) => resource);
-  if (absent.length === asked.length) {
-    return skip('pubsub.iam', `${absent.join(' and ')} ${absent.length > 1 ? 'do' : 'does'} not exist (see pubsub.topic, pubsub.subscription): no permission to check`);
-  }
+  const absent = asked.filter(({ probe }) => !probe.ok && probe.code === 'NOT_FOUND').map(({ resource }) => resource);
+  if (all('NOT_FOUND')) return skip('pubsub.iam', `${absent.join(' and ')} ${absent.length > 1 ? 'do' : 'does'} not exist (see pubsub.topic, pubsub.subscription): no permission to check`);
   const findings: Finding[] = [];
   const granted: string[] = [];
-  for (const [resource, probe, perms, kind, id] of asked) {
-    if (!probe!.ok) {
-      if (probe!.code !== 'NOT_FOUND') findings.push({ status: 'warn', text: `TestIamPermissions on ${resource} failed: ${probe!.error}`, fix: isCredentialFailure(probe!) ? credentialsFix(f) : undefined });
+  for (const { resource, probe, perms, kind, id } of asked) {
+    if (!probe.ok) {
+      if (probe.code !== 'NOT_FOUND') findings.push({ status: 'warn', text: `TestIamPermissions on ${resource} failed: ${probe.error}`, fix: isCredentialFailure(probe) ? credentialsFix(f.credentialsFile) : undefined });
       continue;
     }
-    const have = new Set(probe!.value);
-    const missing = perms.filter((x) => !have.has(x));
-    granted.push(...perms.filter((x) => have.has(x)).map((x) => `${x} on ${resource}`));
-    if (missing.length) {
-      findings.push({ status: 'fail', text: `missing ${missing.join(', ')} on ${resource}${f.identity ? ` for ${f.identity}` : ''}`, fix: pubsubGrantFix(kind, g.projectId, id, f.identity) });
-    }
+    const missing = perms.filter((x) => !probe.value.includes(x));
+    granted.push(...perms.filter((x) => probe.value.includes(x)).map((x) => `${x} on ${resource}`));
+    if (missing.length) findings.push({ status: 'fail', text: `missing ${missing.join(', ')} on ${resource}${f.identity ? ` for ${f.identity}` : ''}`, fix: pubsubGrantFix(kind, g.projectId, id, f.identity) });
   }
-  const unchecked = absent.length ? `; not checked: ${absent.join(', ')} (does not exist)` : '';
-  return fold('pubsub.iam', `granted: ${granted.join('; ')}${unchecked}`, findings);
+  return fold('pubsub.iam', `granted: ${granted.join('; ')}${absent.length ? `; not checked: ${absent.join(', ')} (does not exist)` : ''}`, findings);
 }

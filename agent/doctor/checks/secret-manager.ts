@@ -1,107 +1,118 @@
-/** Check 5: Secret Manager answers, grants every permission the code uses, keeps few versions; the lease. */
-import type { Facts, Probe } from '../facts.js';
-import { SECRET_MANAGER_CALLS, SECRET_MANAGER_PERMISSIONS, secretGrantFix } from '../permissions.js';
-import { fold, human, sh, skip, type CheckResult, type Finding } from '../types.js';
-import { credentialsFix, isCredentialFailure } from './credentials.js';
+/**
+ * `secret-manager` (reachable, versions, lease) and `secret-manager.iam` (every permission the code
+ * uses, from the IAM table). Read through the runtime's own adapter (core/gcp/secret-store.ts) plus
+ * GetSecret and TestIamPermissions; nothing is written.
+ */
+import type { GcpConfig } from '../../../core/config.js';
+import { createSecretManagerClient } from '../../../core/gcp/clients.js';
+import { createSecretStore, parseMeta } from '../../../core/gcp/secret-store.js';
+import type { SecretMeta, SecretRead } from '../../../core/ports.js';
+import type { Facts } from '../doctor.js';
+import { call, connect, SECRET_MANAGER_CALLS, SECRET_MANAGER_PERMISSIONS, secretGrantFix } from '../gcp.js';
+import { attempt, credentialsFix, fold, human, isCredentialFailure, result, sh, skip, type CheckResult, type Failed, type Finding, type Probe } from '../types.js';
+
+export interface SecretFacts {
+  /** projects/P/secrets/S */
+  name: string;
+  meta: Probe<SecretMeta>;
+  latest: Probe<SecretRead | undefined>;
+  versions: Probe<number>;
+  /** TestIamPermissions: the permissions granted out of those asked. */
+  iam: Probe<string[]>;
+}
+
+type Client = Awaited<ReturnType<typeof createSecretManagerClient>>;
+
+/** `create` lets unit tests hand in a client whose initialise fails. */
+export async function secretFacts(gcp: GcpConfig, timeoutMs: number, create: () => Promise<Client> = () => createSecretManagerClient(gcp)): Promise<SecretFacts> {
+  const name = `projects/${gcp.projectId}/secrets/${gcp.secretId}`;
+  const ready = await connect(async () => [await create()] as const, timeoutMs);
+  if ('failed' in ready) return { name, meta: ready.failed, latest: ready.failed, versions: ready.failed, iam: ready.failed };
+  const [client] = ready.clients;
+  try {
+    // GetSecret first, once and without retries: when Secret Manager is down, say so at once
+    // instead of letting the adapter's read retries use up every deadline.
+    const meta = await attempt(async () => parseMeta((await client.getSecret({ name }, call(timeoutMs)))[0]), timeoutMs);
+    if (!meta.ok && ['UNAVAILABLE', 'DEADLINE_EXCEEDED', 'UNAUTHENTICATED'].includes(meta.code ?? '')) return { name, meta, latest: meta, versions: meta, iam: meta };
+    const store = createSecretStore({ client, projectId: gcp.projectId, secretId: gcp.secretId, timeoutMs: Math.max(100, timeoutMs - 250) });
+    const [latest, versions, iam] = await Promise.all([
+      attempt(() => store.latest(), timeoutMs),
+      attempt(() => store.countVersions(), timeoutMs),
+      attempt(async () => ((await client.testIamPermissions({ resource: name, permissions: [...SECRET_MANAGER_PERMISSIONS] }, call(timeoutMs)))[0].permissions ?? []).map(String), timeoutMs),
+    ]);
+    return { name, meta, latest, versions, iam };
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+}
 
 const STANDALONE = 'standalone (no GOOGLE_CLOUD_PROJECT + TOKEN_SECRET_ID): no Secret Manager';
 
 /** A failed Secret Manager probe as a finding with the fix that fits its cause. */
-function unreachable(f: Facts, p: Extract<Probe<unknown>, { ok: false }>, what: string): Finding {
+function unreachable(f: Facts, p: Failed, what: string): Finding {
   const g = f.config.gcp!;
-  if (p.code === 'NOT_FOUND') {
-    return {
-      status: 'fail',
-      text: `secret ${g.secretId} does not exist in project ${g.projectId}`,
-      fix: `terraform apply in infra/terraform (or: gcloud secrets create ${sh(g.secretId)} --project=${sh(g.projectId)} --replication-policy=automatic, then npx token-keeper login)`,
-    };
-  }
+  const [secret, project, host] = [sh(g.secretId), sh(g.projectId), g.secretManagerEmulatorHost];
+  const create = `terraform apply in infra/terraform (or: gcloud secrets create ${secret} --project=${project} --replication-policy=automatic, then npx token-keeper login)`;
+  if (p.code === 'NOT_FOUND') return { status: 'fail', text: `secret ${g.secretId} does not exist in project ${g.projectId}`, fix: create };
   if (p.code === 'PERMISSION_DENIED') return { status: 'fail', text: `${what}: ${p.error}`, fix: 'see secret-manager.iam' };
-  if (isCredentialFailure(p)) return { status: 'fail', text: `${what}: ${p.error}`, fix: credentialsFix(f) };
-  const where = g.secretManagerEmulatorHost ? `the stand-in at ${g.secretManagerEmulatorHost}` : 'secretmanager.googleapis.com:443';
-  return {
-    status: 'fail',
-    text: `${what}: ${p.error} (after ${p.ms} ms)`,
-    fix: g.secretManagerEmulatorHost
-      ? `is the Secret Manager stand-in at ${g.secretManagerEmulatorHost} running?`
-      : `check egress from this host to ${where}, then: gcloud secrets describe ${sh(g.secretId)} --project=${sh(g.projectId)}`,
-  };
+  if (isCredentialFailure(p)) return { status: 'fail', text: `${what}: ${p.error}`, fix: credentialsFix(f.credentialsFile) };
+  const fix = host ? `is the Secret Manager stand-in at ${host} running?` : `check egress from this host to secretmanager.googleapis.com:443, then: gcloud secrets describe ${secret} --project=${project}`;
+  return { status: 'fail', text: `${what}: ${p.error} (after ${p.ms} ms)`, fix };
 }
 
 export function secretManagerCheck(f: Facts): CheckResult {
-  const s = f.secret;
-  const g = f.config.gcp;
+  const [s, g] = [f.secret, f.config.gcp];
   if (!s || !g) return skip('secret-manager', STANDALONE);
   if (!s.meta.ok) return fold('secret-manager', '', [unreachable(f, s.meta, 'Secret Manager GetSecret failed')]);
   const findings: Finding[] = [];
   const keep = f.config.keepSecretVersions;
-  let versions = '';
+  const n = s.versions.ok ? s.versions.value : undefined;
+  const versions = n !== undefined ? `${n} live version(s), KEEP_SECRET_VERSIONS=${keep}` : '';
+  const scope = `--secret=${sh(g.secretId)} --project=${sh(g.projectId)}`;
+  const destroy = `gcloud secrets versions list ${sh(g.secretId)} --project=${sh(g.projectId)} --filter='state:(ENABLED OR DISABLED)' --sort-by=~createTime --format='value(name)' | tail -n +${keep + 1} | xargs -r -n1 gcloud secrets versions destroy ${scope} --quiet`;
   if (!s.versions.ok) findings.push(unreachable(f, s.versions, 'ListSecretVersions failed'));
-  else {
-    const n = s.versions.value;
-    versions = `${n} live version(s), KEEP_SECRET_VERSIONS=${keep}`;
-    if (n === 0) findings.push({ status: 'fail', text: `secret ${g.secretId} has no enabled version: it holds no token`, fix: 'npx token-keeper login' });
-    // One above K is a refresh between its add and its prune.
-    else if (n > keep + 1) {
-      findings.push({
-        status: 'warn',
-        text: `${versions}: old versions are not being destroyed ($0.06/month each)`,
-        fix: `gcloud secrets versions list ${sh(g.secretId)} --project=${sh(g.projectId)} --filter='state:(ENABLED OR DISABLED)' --sort-by=~createTime --format='value(name)' | tail -n +${keep + 1} | xargs -r -n1 gcloud secrets versions destroy --secret=${sh(g.secretId)} --project=${sh(g.projectId)} --quiet`,
-      });
-    }
-  }
+  else if (n === 0) findings.push({ status: 'fail', text: `secret ${g.secretId} has no enabled version: it holds no token`, fix: 'npx token-keeper login' });
+  // One above K is a refresh between its add and its prune.
+  else if (n! > keep + 1) findings.push({ status: 'warn', text: `${versions}: old versions are not being destroyed ($0.06/month each)`, fix: destroy });
   if (!s.latest.ok) findings.push(unreachable(f, s.latest, 'AccessSecretVersion failed'));
-  else if (s.latest.value?.error) {
-    findings.push({ status: 'fail', text: `latest version ${s.latest.value.version} unusable: ${s.latest.value.error}`, fix: 'a running agent pushes its pair over it; else npx token-keeper login' });
-  }
+  else if (s.latest.value?.error) findings.push({ status: 'fail', text: `latest version ${s.latest.value.version} unusable: ${s.latest.value.error}`, fix: 'a running agent pushes its pair over it; else npx token-keeper login' });
   const lease = s.meta.value.lease;
+  const left = lease ? lease.expiresAt - f.now : 0;
   let leaseText = 'no lease held';
-  if (lease) {
-    const left = lease.expiresAt - f.now;
-    if (left <= 0) leaseText = `stale lease of ${lease.holder} expired ${human(-left)} ago (the next refresher takes it over)`;
-    else {
-      leaseText = `lease held by ${lease.holder} for ${human(left)} more (a refresh in progress)`;
-      if (left > f.config.leaseTtlMs + 5000) {
-        findings.push({
-          status: 'warn',
-          text: `the lease of ${lease.holder} runs ${human(left)} more, beyond LEASE_TTL_SECONDS (${human(f.config.leaseTtlMs)}): that host's clock is ahead or it uses a longer TTL`,
-          fix: 'compare `date -u` on that host with this one; every refresher should share LEASE_TTL_SECONDS',
-        });
-      }
-    }
+  if (lease && left <= 0) leaseText = `stale lease of ${lease.holder} expired ${human(-left)} ago (the next refresher takes it over)`;
+  else if (lease) {
+    leaseText = `lease held by ${lease.holder} for ${human(left)} more (a refresh in progress)`;
+    const text = `the lease of ${lease.holder} runs ${human(left)} more, beyond LEASE_TTL_SECONDS (${human(f.config.leaseTtlMs)}): that host's clock is ahead or it uses a longer TTL`;
+    if (left > f.config.leaseTtlMs + 5000) findings.push({ status: 'warn', text, fix: 'compare `date -u` on that host with this one; every refresher should share LEASE_TTL_SECONDS' });
   }
   const latest = s.latest.ok && s.latest.value ? `latest version ${s.latest.value.version}` : 'no latest version';
   return fold('secret-manager', `${s.name} answered in ${s.meta.ms} ms; ${latest}; ${versions}; ${leaseText}`, findings, {
     secret: s.name,
     latestVersion: s.latest.ok ? s.latest.value?.name : undefined,
-    liveVersions: s.versions.ok ? s.versions.value : undefined,
+    liveVersions: n,
     keep,
     lease: lease ? { holder: lease.holder, expiresAt: new Date(lease.expiresAt).toISOString() } : undefined,
   });
 }
 
 export function secretIamCheck(f: Facts): CheckResult {
-  const s = f.secret;
-  const g = f.config.gcp;
+  const [s, g] = [f.secret, f.config.gcp];
   if (!s || !g) return skip('secret-manager.iam', STANDALONE);
   if (!s.iam.ok) {
-    if (s.iam.code === 'NOT_FOUND') return skip('secret-manager.iam', `secret ${g.secretId} does not exist (see secret-manager)`);
-    if (s.iam.code === 'UNIMPLEMENTED') return skip('secret-manager.iam', `the Secret Manager endpoint does not implement TestIamPermissions (${s.iam.error})`);
-    if (s.iam.code === 'UNAVAILABLE' || s.iam.code === 'DEADLINE_EXCEEDED') return skip('secret-manager.iam', 'Secret Manager did not answer (see secret-manager)');
+    const why: Record<string, string> = {
+      NOT_FOUND: `secret ${g.secretId} does not exist (see secret-manager)`,
+      UNIMPLEMENTED: `the Secret Manager endpoint does not implement TestIamPermissions (${s.iam.error})`,
+      UNAVAILABLE: 'Secret Manager did not answer (see secret-manager)',
+      DEADLINE_EXCEEDED: 'Secret Manager did not answer (see secret-manager)',
+    };
+    if (why[s.iam.code ?? '']) return skip('secret-manager.iam', why[s.iam.code!]!);
     if (isCredentialFailure(s.iam)) return skip('secret-manager.iam', 'no usable Google credentials: nothing could be asked (see secret-manager)');
     return fold('secret-manager.iam', '', [{ ...unreachable(f, s.iam, 'TestIamPermissions failed'), fix: undefined }]);
   }
-  const granted = new Set(s.iam.value);
-  const missing = SECRET_MANAGER_PERMISSIONS.filter((p) => !granted.has(p));
-  if (!missing.length) {
-    return { id: 'secret-manager.iam', status: 'ok', summary: `all ${SECRET_MANAGER_PERMISSIONS.length} permissions the code uses are granted on ${s.name}`, details: { granted: [...granted].sort() } };
-  }
+  const granted = [...new Set(s.iam.value)].sort();
+  const missing = SECRET_MANAGER_PERMISSIONS.filter((p) => !granted.includes(p));
+  if (!missing.length) return result('secret-manager.iam', 'ok', `all ${SECRET_MANAGER_PERMISSIONS.length} permissions the code uses are granted on ${s.name}`, undefined, { granted });
   const uses = (p: string) => Object.entries(SECRET_MANAGER_CALLS).filter(([, perm]) => perm === p).map(([m]) => m).join(', ');
-  return {
-    id: 'secret-manager.iam',
-    status: 'fail',
-    summary: `missing on ${s.name}${f.identity ? ` for ${f.identity}` : ''}: ${missing.map((p) => `${p} (${uses(p)})`).join(', ')}`,
-    fix: secretGrantFix(g.projectId, g.secretId, missing, f.identity),
-    details: { missing, granted: [...granted].sort() },
-  };
+  const summary = `missing on ${s.name}${f.identity ? ` for ${f.identity}` : ''}: ${missing.map((p) => `${p} (${uses(p)})`).join(', ')}`;
+  return result('secret-manager.iam', 'fail', summary, secretGrantFix(g.projectId, g.secretId, missing, f.identity), { missing, granted });
 }

@@ -1,30 +1,51 @@
-/** Check 4: the token across the cache, the agent state and the secret — never its text. */
+/**
+ * `token`: the newest pair across the cache, the agent state and the secret — never its text. The
+ * view (Facts.view) is also read by the tiers, subscription and cloud-path checks.
+ */
+import { decide, type Plan, type SecretView } from '../../../core/decide.js';
 import { compareFreshness, type TokenSet } from '../../../core/token.js';
 import { tokenHealth } from '../../status.js';
-import type { Facts } from '../facts.js';
-import { fold, human, sh, type CheckResult, type Finding } from '../types.js';
-import { chownFix } from './access.js';
-import { isCredentialFailure } from './credentials.js';
+import type { Facts } from '../doctor.js';
+import { fold, human, isCredentialFailure, result, sh, type CheckResult, type Finding } from '../types.js';
+import { chownFix } from './data-dir.js';
+
+export interface TokenView {
+  plan: Plan;
+  /** Each source's pair (undefined: none there, or unreadable). */
+  sources: { cache?: TokenSet | undefined; state?: TokenSet | undefined; secret?: TokenSet | undefined };
+  /** The newest pair's usable life (token_expiry − issue time), when both are known. */
+  accessLifeMs?: number | undefined;
+  /** The newest pair's refresh-token life (refresh expiry − issue time), when known. */
+  refreshLifeMs?: number | undefined;
+}
+
+/** The one decision over the sources doctor read (core/decide.ts, as the agent and `status` use it), made once by gather. */
+export function tokenView(f: Pick<Facts, 'now' | 'config' | 'cache' | 'state' | 'secret'>): TokenView {
+  const cache = f.cache.ok ? f.cache.value : ({ kind: 'unreadable', code: f.cache.code ?? 'error', reason: f.cache.error } as const);
+  const state = f.state.ok ? f.state.value : undefined;
+  const secret: SecretView = !f.secret ? { kind: 'absent' } : f.secret.latest.ok ? { kind: 'read', read: f.secret.latest.value } : { kind: 'unavailable' };
+  const plan = decide({ now: f.now, cache, known: state?.token, secret }, { refreshThresholdMs: f.config.refreshThresholdMs, refreshTokenAlertMs: f.config.refreshTokenAlertMs });
+  const b = plan.best;
+  const life = (end: number | undefined) => (b?.issuedAt !== undefined && end !== undefined && end > b.issuedAt ? end - b.issuedAt : undefined);
+  const sources = { cache: cache.kind === 'ok' ? cache.token : undefined, state: state?.token, secret: secret.kind === 'read' ? secret.read?.token : undefined };
+  return { plan, sources, accessLifeMs: life(b?.accessExpiresAt), refreshLifeMs: life(b?.refreshExpiresAt) };
+}
 
 const ORIGIN_NAME = { cache: 'cache', known: 'agent state', secret: 'secret' } as const;
 
-function describe(t: TokenSet | undefined, best: TokenSet): string {
-  if (!t) return 'none';
-  const same = compareFreshness(t, best) === 0;
-  return `${t.generation !== undefined ? `gen ${t.generation}` : 'no generation'}${same ? '' : ' (older)'}`;
-}
+const describe = (t: TokenSet | undefined, best: TokenSet) =>
+  !t ? 'none' : `${t.generation !== undefined ? `gen ${t.generation}` : 'no generation'}${compareFreshness(t, best) === 0 ? '' : ' (older)'}`;
 
+/** The latest refresh recorded, on the secret or in the agent's state. */
 function lastRefresh(f: Facts): { at: number; by: string } | undefined {
   const a = f.secret?.meta.ok ? f.secret.meta.value.lastRefresh : undefined;
   const b = f.state.ok ? f.state.value?.lastRefresh : undefined;
-  if (a && b) return a.at >= b.at ? a : b;
-  return a ?? b;
+  return a && b ? (a.at >= b.at ? a : b) : (a ?? b);
 }
 
-/** A source doctor could not read: the newest pair may be there, so "login" is not the fix. */
+/** A source doctor could not read (`how`: "unreadable (EACCES)", "unreachable"): the newest pair may be there, so "login" is not the fix. */
 interface Unread {
   source: 'cache' | 'state' | 'secret';
-  /** "unreadable (EACCES)", "did not answer" … */
   how: string;
   text: string;
   fix: string;
@@ -42,19 +63,14 @@ function fileFix(f: Facts, path: string, code: string | undefined): string {
 function unreadSources(f: Facts): Unread[] {
   const out: Unread[] = [];
   const c = f.cache;
-  const cacheCode = !c.ok ? c.code : c.value.kind === 'unreadable' ? c.value.code : undefined;
-  if (!c.ok || c.value.kind === 'unreadable') {
-    const code = cacheCode ?? 'error';
-    out.push({ source: 'cache', how: `unreadable (${code})`, text: `cannot read the cache ${f.config.cachePath} (${code})`, fix: fileFix(f, f.config.cachePath, cacheCode) });
-  }
-  if (!f.state.ok) {
-    const code = f.state.code ?? 'error';
-    out.push({ source: 'state', how: `unreadable (${code})`, text: `cannot read the agent state file ${f.config.statePath} (${code})`, fix: fileFix(f, f.config.statePath, f.state.code) });
-  }
+  const file = (source: Unread['source'], what: string, path: string, code: string | undefined) =>
+    out.push({ source, how: `unreadable (${code ?? 'error'})`, text: `cannot read the ${what} ${path} (${code ?? 'error'})`, fix: fileFix(f, path, code) });
+  if (!c.ok || c.value.kind === 'unreadable') file('cache', 'cache', f.config.cachePath, !c.ok ? c.code : c.value.kind === 'unreadable' ? c.value.code : undefined);
+  if (!f.state.ok) file('state', 'agent state file', f.config.statePath, f.state.code);
   const latest = f.secret?.latest;
   if (latest && !latest.ok) {
-    const creds = isCredentialFailure(latest);
-    out.push({ source: 'secret', how: 'unreachable', text: creds ? 'the secret could not be read (no usable Google credentials)' : 'the secret did not answer', fix: 'see secret-manager' });
+    const text = isCredentialFailure(latest) ? 'the secret could not be read (no usable Google credentials)' : 'the secret did not answer';
+    out.push({ source: 'secret', how: 'unreachable', text, fix: 'see secret-manager' });
   }
   return out;
 }
@@ -68,70 +84,56 @@ export function tokenCheck(f: Facts): CheckResult {
   const unread = unreadSources(f);
   if (!b) {
     // Propose a login only when every source was read and none holds a pair.
-    if (!unread.length) return { id: 'token', status: 'fail', summary: 'no token in the cache, the agent state or the secret', fix: LOGIN };
+    if (!unread.length) return result('token', 'fail', 'no token in the cache, the agent state or the secret', LOGIN);
     // The bots read the cache: when doctor read it and found nothing, they have nothing either.
-    const cacheRead = !unread.some((u) => u.source === 'cache');
-    return {
-      id: 'token',
-      status: cacheRead ? 'fail' : 'warn',
-      summary: `no token in what doctor could read (${unread.map((u) => u.text).join('; ')}): the newest pair may be there, so no login is proposed yet`,
-      fix: [...new Set(unread.map((u) => u.fix))].join(' ; '),
-    };
+    const summary = `no token in what doctor could read (${unread.map((u) => u.text).join('; ')}): the newest pair may be there, so no login is proposed yet`;
+    return result('token', unread.some((u) => u.source === 'cache') ? 'warn' : 'fail', summary, [...new Set(unread.map((u) => u.fix))].join(' ; '));
   }
   const findings: Finding[] = [];
   const access = plan.accessLeftMs ?? 0;
   const refresh = plan.refreshLeftMs;
   const state = f.state.ok ? f.state.value : undefined;
   const health = tokenHealth(plan, state?.loginRequired === true);
-  if (health === 'login_required') {
-    findings.push(
-      plan.health === 'login_required'
-        ? { status: 'fail', text: `the newest refresh token expired ${human(-(refresh ?? 0))} ago: the chain is dead`, fix: LOGIN }
-        : { status: 'fail', text: 'the agent recorded that Saxo rejected the newest refresh token (login required)', fix: LOGIN },
-    );
-  } else if (health === 'expired') {
-    findings.push({ status: 'fail', text: `the access token expired ${human(-access)} ago and nobody refreshed it`, fix: `${cli('refresh')}; ${journal}` });
-  } else if (health === 'refresh_overdue') {
+  const dead = plan.health === 'login_required' ? `the newest refresh token expired ${human(-(refresh ?? 0))} ago: the chain is dead` : 'the agent recorded that Saxo rejected the newest refresh token (login required)';
+  if (health === 'login_required') findings.push({ status: 'fail', text: dead, fix: LOGIN });
+  else if (health === 'expired') findings.push({ status: 'fail', text: `the access token expired ${human(-access)} ago and nobody refreshed it`, fix: `${cli('refresh')}; ${journal}` });
+  else if (health === 'refresh_overdue') {
     const why = f.config.gcp ? 'the cloud missed its window' : 'the agent refreshes now if it runs';
     findings.push({ status: 'warn', text: `only ${human(access)} left: inside the agent's threshold, ${why}`, fix: `${cli('status')}; ${journal}` });
   }
-  if (plan.refreshTokenExpiring) {
-    findings.push({ status: 'warn', text: `the refresh token dies in ${human(refresh ?? 0)} and no refresh is due before`, fix: cli('refresh --force') });
-  }
+  if (plan.refreshTokenExpiring) findings.push({ status: 'warn', text: `the refresh token dies in ${human(refresh ?? 0)} and no refresh is due before`, fix: cli('refresh --force') });
   if (sources.cache && plan.writeCache) findings.push({ status: 'warn', text: 'the cache holds an older pair than the newest (the running agent rewrites it within seconds)' });
   if (!sources.cache && f.cache.ok && f.cache.value.kind === 'corrupt') findings.push({ status: 'warn', text: `the cache is unusable: ${f.cache.value.reason}` });
   const unreadCache = unread.find((u) => u.source === 'cache');
   if (unreadCache) findings.push({ status: 'warn', text: `${unreadCache.text}: doctor cannot tell what the bots see`, fix: unreadCache.fix });
   if (plan.pushSecret) findings.push({ status: 'warn', text: 'the secret holds an older pair than the newest (the running agent pushes it)' });
-  if (!(f.config.appKey ?? b.appKey)) {
-    findings.push({ status: 'fail', text: 'no app key (SAXO_APP_KEY, or app_key in the cache / secret payload): no refresh is possible', fix: `SAXO_APP_KEY=… in ${f.deployment.envFile}` });
-  }
+  const noKey = 'no app key (SAXO_APP_KEY, or app_key in the cache / secret payload): no refresh is possible';
+  if (!(f.config.appKey ?? b.appKey)) findings.push({ status: 'fail', text: noKey, fix: `SAXO_APP_KEY=… in ${f.deployment.envFile}` });
   const last = lastRefresh(f);
-  const parts = [
-    `newest: ${b.generation !== undefined ? `gen ${b.generation}` : 'no generation'} from the ${ORIGIN_NAME[plan.origin ?? 'cache']}`,
-    `(${(['cache', 'state', 'secret'] as const)
-      .filter((s) => s !== 'secret' || f.secret)
-      .map((s) => `${s} ${unread.find((u) => u.source === s)?.how ?? describe(sources[s], b)}`)
-      .join(', ')})`,
+  const ago = (ms: number) => `${human(f.now - ms)} ago`;
+  const each = (['cache', 'state', 'secret'] as const).filter((s) => s !== 'secret' || f.secret).map((s) => `${s} ${unread.find((u) => u.source === s)?.how ?? describe(sources[s], b)}`);
+  const summary = [
+    `newest: ${b.generation !== undefined ? `gen ${b.generation}` : 'no generation'} from the ${ORIGIN_NAME[plan.origin ?? 'cache']} (${each.join(', ')})`,
     `access ${human(access)} left`,
     `refresh ${refresh !== undefined ? `${human(refresh)} left` : 'expiry unknown (a bot wrote it)'}`,
-    `obtained by ${b.source ?? 'unknown'}${b.issuedAt !== undefined ? ` ${human(f.now - b.issuedAt)} ago` : ''}`,
-    last ? `last refresh ${human(f.now - last.at)} ago by ${last.by}` : 'no refresh recorded',
-    b.chainStartedAt !== undefined ? `chain started ${human(f.now - b.chainStartedAt)} ago (login)` : 'chain start unknown (a bot wrote a pair of this chain, or the login predates token-keeper)',
-  ];
+    `obtained by ${b.source ?? 'unknown'}${b.issuedAt !== undefined ? ` ${ago(b.issuedAt)}` : ''}`,
+    last ? `last refresh ${ago(last.at)} by ${last.by}` : 'no refresh recorded',
+    b.chainStartedAt !== undefined ? `chain started ${ago(b.chainStartedAt)} (login)` : 'chain start unknown (a bot wrote a pair of this chain, or the login predates token-keeper)',
+  ].join('; ');
   const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
-  return fold('token', `${parts[0]} ${parts[1]}; ${parts.slice(2).join('; ')}`, findings, {
+  const secs = (ms: number | undefined) => (ms === undefined ? undefined : Math.round(ms / 1000));
+  return fold('token', summary, findings, {
     origin: ORIGIN_NAME[plan.origin ?? 'cache'],
     health: plan.health,
     generation: b.generation,
     source: b.source,
     accessExpiresAt: iso(b.accessExpiresAt),
-    accessLeftSeconds: Math.round(access / 1000),
+    accessLeftSeconds: secs(access),
     refreshExpiresAt: iso(b.refreshExpiresAt),
-    refreshLeftSeconds: refresh !== undefined ? Math.round(refresh / 1000) : undefined,
+    refreshLeftSeconds: secs(refresh),
     issuedAt: iso(b.issuedAt),
     chainStartedAt: iso(b.chainStartedAt),
-    chainAgeSeconds: b.chainStartedAt !== undefined ? Math.round((f.now - b.chainStartedAt) / 1000) : undefined,
+    chainAgeSeconds: secs(b.chainStartedAt !== undefined ? f.now - b.chainStartedAt : undefined),
     lastRefresh: last ? { at: iso(last.at), by: last.by } : undefined,
     sources: { cache: sources.cache?.generation ?? null, state: sources.state?.generation ?? null, secret: sources.secret?.generation ?? null },
   });
