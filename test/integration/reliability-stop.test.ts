@@ -11,7 +11,6 @@
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createStateFile } from '../../agent/state-file.js';
 import { createSecretStore } from '../../core/gcp/secret-store.js';
@@ -20,7 +19,8 @@ import type { SecretStore } from '../../core/ports.js';
 import type { TokenSet } from '../../core/token.js';
 import type { CliProcess } from '../helpers/agent-process.js';
 import { cloudEnv, describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
-import { cachedPair, dataDirFor, expectNoSecrets, issuedPair, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { dataDirFor, expectNoSecrets } from '../helpers/reliability-cli.js';
+import { useStandinRig } from '../helpers/reliability-rig.js';
 
 const APP_KEY = 'rel-stop-app';
 const APP_SECRET = 'rel-stop-app-secret-0123456789abcdef';
@@ -28,53 +28,33 @@ const LIFE = 8; // s; token_expiry = issue + 8 − 1 (margin)
 const THRESHOLD = 4; // s: a successor is due 3 s after it was issued
 const SAXO_DELAY_MS = 4000;
 
-let standin: SaxoStandin;
-const procs: CliProcess[] = [];
-const seen = new Set<string>([APP_SECRET]);
-
-beforeAll(async () => {
-  standin = await startSaxoStandin({ accessLifetimeSec: LIFE, refreshLifetimeSec: 120, clients: { [APP_KEY]: APP_SECRET } });
-});
-afterAll(async () => {
-  await standin.close();
-});
-afterEach(async () => {
-  standin.clearFaults();
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-});
-
-const env = (dir: string) => ({
-  ...STANDALONE,
-  TOKEN_KEEPER_DATA_DIR: dir,
-  SAXO_AUTH_BASE_URL: standin.url,
-  SAXO_APP_KEY: APP_KEY,
-  SAXO_APP_SECRET: APP_SECRET,
-  CHECK_INTERVAL_SECONDS: '0.5',
-  REFRESH_THRESHOLD_SECONDS: String(THRESHOLD),
-  BOT_REFRESH_THRESHOLD_SECONDS: '1',
-  TOKEN_EXPIRY_MARGIN_SECONDS: '1',
-  REFRESH_TOKEN_ALERT_SECONDS: '0',
-  SAXO_HTTP_TIMEOUT_SECONDS: '6',
-  TOKEN_KEEPER_HOLDER_ID: 'agent:rel-stop',
-});
+const rig = useStandinRig({ appKey: APP_KEY, appSecret: APP_SECRET, accessLifetimeSec: LIFE, refreshLifetimeSec: 120 });
+const { seen } = rig;
 
 function agent(dir: string, extra: Record<string, string | undefined> = {}): CliProcess {
-  const p = startCliAs(['agent'], { ...env(dir), ...extra });
-  procs.push(p);
-  return p;
+  return rig.start(['agent'], rig.env(dir, {
+    CHECK_INTERVAL_SECONDS: '0.5',
+    REFRESH_THRESHOLD_SECONDS: String(THRESHOLD),
+    BOT_REFRESH_THRESHOLD_SECONDS: '1',
+    TOKEN_EXPIRY_MARGIN_SECONDS: '1',
+    REFRESH_TOKEN_ALERT_SECONDS: '0',
+    SAXO_HTTP_TIMEOUT_SECONDS: '6',
+    TOKEN_KEEPER_HOLDER_ID: 'agent:rel-stop',
+    ...extra,
+  }));
 }
 
 /** A data dir whose cache holds a live pair with `leftSec` of access left. */
 async function seeded(leftSec: number): Promise<{ dir: string; token: TokenSet }> {
   const dir = dataDirFor(undefined, 'tk-rel-stop-');
   // Issued 5 s ago, whatever is left.
-  const token = issuedPair(standin, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: leftSec + 5, refreshLeftSec: 120, generation: 7, source: 'agent:before', seen });
+  const token = rig.pair({ leftSec, lifeSec: leftSec + 5, refreshLeftSec: 120, generation: 7, source: 'agent:before' });
   await createCacheFile(join(dir, 'saxo_token_cache.json')).write(token);
   return { dir, token };
 }
 
 function cacheOf(dir: string): TokenSet {
-  const token = cachedPair(dir, seen);
+  const token = rig.cached(dir);
   if (!token) throw new Error(`cache missing or unusable in ${dir}`);
   return token;
 }
@@ -110,7 +90,7 @@ describeWithPubSub('stopping the agent (item 1): real processes, real signals', 
 
   it('SIGTERM mid-exchange exits 0 after storing the answer; a second SIGTERM exits 1 at once; idle exits 0 inside 5 s; Secret Manager hanging: exit 0 inside Saxo + 5 s', async () => {
     const [inFlight, twice, idle, hanging] = await Promise.all([seeded(2), seeded(2), seeded(LIFE * 100), seededInSecret(2)]);
-    standin.inject({ kind: 'delay', delayMs: SAXO_DELAY_MS, times: 3 });
+    rig.saxo.inject({ kind: 'delay', delayMs: SAXO_DELAY_MS, times: 3 });
     const a = agent(inFlight.dir);
     const c = agent(twice.dir);
     const d = agent(idle.dir);
@@ -133,7 +113,7 @@ describeWithPubSub('stopping the agent (item 1): real processes, real signals', 
       expect(cached.refreshToken).not.toBe(inFlight.token.refreshToken);
       expect(state?.token?.refreshToken).toBe(cached.refreshToken);
       expect(cached.generation).toBe(8);
-      expect(standin.isValidAccessToken(cached.accessToken)).toBe(true);
+      expect(rig.saxo.isValidAccessToken(cached.accessToken)).toBe(true);
     })();
 
     const stoppedTwice = (async () => {
@@ -181,7 +161,7 @@ describeWithPubSub('stopping the agent (item 1): real processes, real signals', 
     })();
 
     await Promise.all([stoppedInFlight, stoppedTwice, stoppedIdle, stoppedHanging]);
-    expect(standin.stats().reusedPresentations).toBe(0);
+    expect(rig.saxo.stats().reusedPresentations).toBe(0);
     expectNoSecrets([a, c, d, h], seen);
   }, 60_000);
 });
