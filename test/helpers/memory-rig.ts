@@ -94,8 +94,8 @@ interface BaseRig {
   leaks(): string[];
 }
 
-function base(clock: VirtualClock): BaseRig & { bus?: MemoryEventBus } {
-  const saxo = new RecordingSaxo(clock);
+function base(clock: VirtualClock, shared?: RecordingSaxo): BaseRig & { bus?: MemoryEventBus } {
+  const saxo = shared ?? new RecordingSaxo(clock);
   const log = captureLogger();
   const make = (res: TokenResponse, prev: TokenSet | undefined, source: string): TokenSet =>
     fromResponse(res, clock.now(), prev, source, 60 * SEC);
@@ -156,12 +156,14 @@ export interface AgentRigOptions {
   clock?: VirtualClock;
   store?: MemorySecretStore;
   bus?: MemoryEventBus;
+  /** One Saxo for several rigs on one clock (several VMs, an agent and the function). */
+  saxo?: RecordingSaxo;
 }
 
 /** Build the ports and a Reconciler; call `reconciler.load()` (after planting state) before running. */
 export function agentRig(o: AgentRigOptions = {}): AgentRig {
   const clock = o.clock ?? new VirtualClock();
-  const b = base(clock);
+  const b = base(clock, o.saxo);
   const cache = new MemoryCache();
   const lock = new MemoryLock(clock, o.lockTimeoutMs ?? 30 * SEC);
   const state = new MemoryState();
@@ -204,9 +206,9 @@ export interface CloudRig extends BaseRig {
   deps: CloudDeps;
 }
 
-export function cloudRig(o: { env?: Record<string, string>; settings?: Partial<CloudSettings>; clock?: VirtualClock; store?: MemorySecretStore } = {}): CloudRig {
+export function cloudRig(o: { env?: Record<string, string>; settings?: Partial<CloudSettings>; clock?: VirtualClock; store?: MemorySecretStore; saxo?: RecordingSaxo } = {}): CloudRig {
   const clock = o.clock ?? new VirtualClock();
-  const b = base(clock);
+  const b = base(clock, o.saxo);
   const store = o.store ?? new MemorySecretStore();
   const bus = new MemoryEventBus();
   b.bus = bus;

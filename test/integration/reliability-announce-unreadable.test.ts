@@ -13,15 +13,15 @@ import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { createEventBus } from '../../core/gcp/event-bus.js';
 import { silentLogger } from '../../core/log.js';
 import type { SecretStore } from '../../core/ports.js';
-import type { CliProcess, LogLine } from '../helpers/agent-process.js';
+import type { LogLine } from '../helpers/agent-process.js';
 import { cloudEnv, describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, waitFor, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
-import { dataDirFor, expectNoSecrets, issuedPair, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { dataDirFor, expectNoSecrets, issuedPair, startCliAs } from '../helpers/reliability-cli.js';
+import { useStandinRig } from '../helpers/reliability-rig.js';
 
 const PROJECT = 'tk-rel-unreadable';
 const SECRET_ID = 'saxo-token';
@@ -29,19 +29,18 @@ const APP_KEY = 'rel-unreadable-app';
 const APP_SECRET = 'rel-unreadable-app-secret-0123456789abcdef';
 const LIFE_MS = 60_000;
 
-let saxo: SaxoStandin;
 let sm: SecretManagerFixture;
 let ps: PubSubFixture;
 let store: SecretStore;
-const procs: CliProcess[] = [];
 const n = randomBytes(3).toString('hex');
 const topic = `rel-unreadable-${n}`;
 const sub = `rel-unreadable-agent-${n}`;
 const at = (l: LogLine) => Date.parse(String(l.time));
 
 describeWithPubSub('an announced version that cannot be read (item 5)', () => {
+  const rig = useStandinRig({ appKey: APP_KEY, appSecret: APP_SECRET, accessLifetimeSec: 60, refreshLifetimeSec: 600 });
+  const { procs } = rig;
   beforeAll(async () => {
-    saxo = await startSaxoStandin({ accessLifetimeSec: 60, refreshLifetimeSec: 600, clients: { [APP_KEY]: APP_SECRET } });
     sm = await startSecretManagerFixture(PROJECT, SECRET_ID);
     store = createSecretStore({ client: sm.client, projectId: PROJECT, secretId: SECRET_ID, logger: silentLogger });
     ps = await startPubSubFixture(PROJECT);
@@ -51,26 +50,20 @@ describeWithPubSub('an announced version that cannot be read (item 5)', () => {
     await ps?.pubsub.topic(topic).delete().catch(() => undefined);
     await ps?.close();
     await sm?.close();
-    await saxo?.close();
   });
   afterEach(async () => {
     sm.server.clearFaults();
-    for (const p of procs.splice(0)) await p.stop('SIGKILL');
   });
 
   it('stalls the agent\'s own refresh for at most one token lifetime, then it refreshes (the held token presented once)', async () => {
-    const held = issuedPair(saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec: LIFE_MS / 1000, refreshLeftSec: 600, generation: 3 });
+    const held = issuedPair(rig.saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec: LIFE_MS / 1000, refreshLeftSec: 600, generation: 3 });
     const now = Date.now();
     await store.add(held);
     const dir = dataDirFor(undefined, 'tk-rel-unreadable-');
     await createCacheFile(join(dir, 'saxo_token_cache.json')).write(held);
     const a = startCliAs(['agent'], {
-      ...STANDALONE,
-      TOKEN_KEEPER_DATA_DIR: dir,
+      ...rig.env(dir),
       ...cloudEnv(sm, { topic, sub, pubsubHost: ps.emulator.host }),
-      SAXO_AUTH_BASE_URL: saxo.url,
-      SAXO_APP_KEY: APP_KEY,
-      SAXO_APP_SECRET: APP_SECRET,
       CHECK_INTERVAL_SECONDS: '1',
       // Due 8 s after it was issued: after the announcement, long before a lifetime has passed.
       REFRESH_THRESHOLD_SECONDS: '52',
@@ -82,7 +75,7 @@ describeWithPubSub('an announced version that cannot be read (item 5)', () => {
     });
     procs.push(a);
     await a.waitForEvent('subscribed', 30_000);
-    const presentedBefore = saxo.stats().presentations;
+    const presentedBefore = rig.saxo.stats().presentations;
 
     // Generation 4 is announced; nobody can read it.
     sm.server.inject({ code: grpcStatus.PERMISSION_DENIED, methods: ['AccessSecretVersion'], times: Infinity, message: 'injected: version unreadable' });
@@ -106,7 +99,7 @@ describeWithPubSub('an announced version that cannot be read (item 5)', () => {
     expect(stalled).toBeLessThan(LIFE_MS + 5_000);
     expect(a.logs.filter((l) => l.event === 'superseded_token').length).toBeGreaterThanOrEqual(2);
 
-    const stats = saxo.stats();
+    const stats = rig.saxo.stats();
     expect(stats.presentations - presentedBefore).toBe(1);
     expect(stats.reusedPresentations).toBe(0);
     const cache = await createCacheFile(join(dir, 'saxo_token_cache.json')).read();

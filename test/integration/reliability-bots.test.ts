@@ -8,36 +8,26 @@
  * The python model (test/helpers/python_bot.py) writes through the fleet's fixed tmp name without
  * fsync, exactly as the fleet does.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import type { TokenSet } from '../../core/token.js';
 import type { CliProcess, LogLine } from '../helpers/agent-process.js';
 import { until } from '../helpers/agent-process.js';
 import { spawnPythonBot, type PythonBot } from '../helpers/python.js';
-import { cachedPair, dataDirFor, expectNoSecrets, issuedPair, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { cachedPair, dataDirFor, expectNoSecrets, issuedPair, startCliAs } from '../helpers/reliability-cli.js';
+import { useStandinRig } from '../helpers/reliability-rig.js';
 
 const APP_KEY = 'rel-bots-app';
 const APP_SECRET = 'rel-bots-app-secret-0123456789abcdef';
 const LIFE = 30;
 
-let saxo: SaxoStandin;
-const procs: CliProcess[] = [];
 const bots: PythonBot[] = [];
-const seen = new Set<string>([APP_SECRET]);
-
-beforeAll(async () => {
-  saxo = await startSaxoStandin({ accessLifetimeSec: LIFE, refreshLifetimeSec: 600, clients: { [APP_KEY]: APP_SECRET } });
-});
-afterAll(async () => {
-  await saxo.close();
-});
+const rig = useStandinRig({ appKey: APP_KEY, appSecret: APP_SECRET, accessLifetimeSec: LIFE, refreshLifetimeSec: 600 });
+const { procs, seen } = rig;
 afterEach(async () => {
-  saxo.clearFaults();
   for (const b of bots.splice(0)) b.kill('SIGKILL');
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
 });
 
 const cachePath = (dir: string) => join(dir, 'saxo_token_cache.json');
@@ -46,18 +36,14 @@ const readCache = (dir: string): TokenSet | undefined => cachedPair(dir, seen);
 const at = (l: LogLine) => Date.parse(String(l.time));
 
 async function seed(dir: string, leftSec: number): Promise<TokenSet> {
-  const t = issuedPair(saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: LIFE, refreshLeftSec: 600, generation: 3, seen });
+  const t = issuedPair(rig.saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: LIFE, refreshLeftSec: 600, generation: 3, seen });
   await createCacheFile(cachePath(dir)).write(t);
   return t;
 }
 
 function agent(dir: string): CliProcess {
   const p = startCliAs(['agent'], {
-    ...STANDALONE,
-    TOKEN_KEEPER_DATA_DIR: dir,
-    SAXO_AUTH_BASE_URL: saxo.url,
-    SAXO_APP_KEY: APP_KEY,
-    SAXO_APP_SECRET: APP_SECRET,
+    ...rig.env(dir),
     CHECK_INTERVAL_SECONDS: '0.5',
     REFRESH_THRESHOLD_SECONDS: '4',
     BOT_REFRESH_THRESHOLD_SECONDS: '1',
@@ -82,10 +68,10 @@ describe('the bots as they really are (item 12)', () => {
     const held = await seed(dir, LIFE - 2);
     const a = agent(dir);
     await a.waitForEvent('agent_ready', 20_000);
-    const before = saxo.stats();
-    saxo.inject({ kind: 'invalid_grant' });
+    const before = rig.saxo.stats();
+    rig.saxo.inject({ kind: 'invalid_grant' });
     // A bot whose buffer says "refresh now" (its check came first), and Saxo says invalid_grant.
-    const b = bot(['--mode', 'refresh', '--data-dir', dir, '--buffer', '1000', '--margin', '1', '--token-url', `${saxo.url}/token`]);
+    const b = bot(['--mode', 'refresh', '--data-dir', dir, '--buffer', '1000', '--margin', '1', '--token-url', `${rig.saxo.url}/token`]);
     const from = a.logs.length;
     await b.waitForLine('CLEARED', 10_000);
     const cleared = Date.now();
@@ -96,7 +82,7 @@ describe('the bots as they really are (item 12)', () => {
     const written = await a.waitFor((l) => a.logs.indexOf(l) >= from && l.event === 'cache_written', 2_000, 'cache_written');
     expect(written.reason).toBe('missing');
     expect((await b.exited).code).toBe(1);
-    const after = saxo.stats();
+    const after = rig.saxo.stats();
     expect(after.presentations).toBe(before.presentations); // the injected refusal came before any grant
     expect(after.reusedPresentations).toBe(0);
     expect((await a.stop()).code).toBe(0);
@@ -111,7 +97,7 @@ describe('the bots as they really are (item 12)', () => {
     await a.waitForEvent('agent_ready', 20_000);
     const current = readCache(dir)!;
     expect(current.refreshToken).not.toBe(old.refreshToken);
-    const presented = saxo.stats().presentations;
+    const presented = rig.saxo.stats().presentations;
 
     // What the starting bot "loaded from the secret": an older version (the consumed pair).
     const payload = join(dir, 'loaded-from-secret.json');
@@ -146,8 +132,8 @@ describe('the bots as they really are (item 12)', () => {
     // A few more checks: the consumed pair is never presented, nothing is presented twice.
     const t = Date.now();
     await a.waitFor((l) => l.event === 'token_status' && Date.parse(String(l.time)) > t + 1_500, 10_000, 'later checks');
-    expect(saxo.stats().presentations).toBe(presented);
-    expect(saxo.stats().reusedPresentations).toBe(0);
+    expect(rig.saxo.stats().presentations).toBe(presented);
+    expect(rig.saxo.stats().reusedPresentations).toBe(0);
     expect(readCache(dir)?.refreshToken).toBe(current.refreshToken);
     expect((await a.stop()).code).toBe(0);
     expectNoSecrets([a], seen);

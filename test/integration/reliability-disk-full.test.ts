@@ -13,7 +13,7 @@
  *     restart on the full disk recovers it from there (`journal_recovered`) and presents nothing;
  *     with room the state is written and the journal wiped.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, chownSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,29 +23,20 @@ import { createStateFile } from '../../agent/state-file.js';
 import { pairOf } from '../../core/grant.js';
 import { createSaxoClient } from '../../core/saxo/client.js';
 import type { TokenSet } from '../../core/token.js';
-import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import type { CliProcess } from '../helpers/agent-process.js';
 import { spawnPythonBot } from '../helpers/python.js';
-import { agentUser, cachedPair, expectNoSecrets, isRoot, issuedPair, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { agentUser, cachedPair, expectNoSecrets, isRoot, issuedPair, startCliAs } from '../helpers/reliability-cli.js';
+import { useStandinRig } from '../helpers/reliability-rig.js';
 
 const APP_KEY = 'rel-full-app';
 const APP_SECRET = 'rel-full-app-secret-0123456789abcdef';
 const as = agentUser();
 
-let saxo: SaxoStandin;
-const procs: CliProcess[] = [];
 const mounts: string[] = [];
-const seen = new Set<string>([APP_SECRET]);
-
-beforeAll(async () => {
-  saxo = await startSaxoStandin({ accessLifetimeSec: 30, refreshLifetimeSec: 600, clients: { [APP_KEY]: APP_SECRET } });
-});
-afterAll(async () => {
-  await saxo.close();
-});
+const rig = useStandinRig({ appKey: APP_KEY, appSecret: APP_SECRET, accessLifetimeSec: 30, refreshLifetimeSec: 600 });
+const { procs, seen } = rig;
 afterEach(async () => {
-  saxo.clearFaults();
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
+  await rig.stopAll(); // before the unmount: a running agent keeps the tmpfs busy
   for (const m of mounts.splice(0)) {
     execFileSync('umount', [m]);
     rmSync(m, { recursive: true, force: true });
@@ -59,7 +50,7 @@ async function smallDisk(prefix: string, leftSec: number): Promise<{ dir: string
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0750', 'tmpfs', dir]);
   mounts.push(dir);
   if (as) chownSync(dir, as.uid, as.gid);
-  const seed = issuedPair(saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: 30, refreshLeftSec: 600, generation: 2, source: 'agent:before', seen });
+  const seed = issuedPair(rig.saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: 30, refreshLeftSec: 600, generation: 2, source: 'agent:before', seen });
   await createStateFile(join(dir, '.token-keeper-state.json')).write({ token: seed, failures: 0, agentSeenAt: Date.now() });
   await createCacheFile(join(dir, 'saxo_token_cache.json')).write(seed);
   return { dir, seed };
@@ -81,11 +72,7 @@ function fill(dir: string): string {
 
 function agent(dir: string, extra: Record<string, string> = {}): CliProcess {
   const p = startCliAs(['agent'], {
-    ...STANDALONE,
-    TOKEN_KEEPER_DATA_DIR: dir,
-    SAXO_AUTH_BASE_URL: saxo.url,
-    SAXO_APP_KEY: APP_KEY,
-    SAXO_APP_SECRET: APP_SECRET,
+    ...rig.env(dir),
     CHECK_INTERVAL_SECONDS: '0.3',
     REFRESH_THRESHOLD_SECONDS: '4',
     BOT_REFRESH_THRESHOLD_SECONDS: '1',
@@ -110,7 +97,7 @@ async function botReads(dir: string): Promise<{ refresh_token?: string } | null>
 async function expectSaxoAccepts(dir: string): Promise<void> {
   const cached = cachedPair(dir, seen);
   expect(cached, 'the cache holds a pair').toBeDefined();
-  const client = createSaxoClient({ authBaseUrl: saxo.url, httpTimeoutMs: 5_000 });
+  const client = createSaxoClient({ authBaseUrl: rig.saxo.url, httpTimeoutMs: 5_000 });
   const next = pairOf(await client.refresh(cached!.refreshToken, { deadline: Date.now() + 5_000, appKey: APP_KEY, appSecret: APP_SECRET }));
   seen.add(next.accessToken).add(next.refreshToken);
 }
@@ -121,7 +108,7 @@ describe('a full data dir (64 KiB tmpfs)', () => {
   it('(a) full before the refresh: nothing presented, failures counted, ALERT naming the dir and its free bytes; the bot reads a live pair; with room the chain moves on', async () => {
     const { dir, seed } = await smallDisk('tk-rel-full-a-', 6);
     const filler = fill(dir);
-    const before = saxo.stats();
+    const before = rig.saxo.stats();
     const a = agent(dir);
     const alert = await a.waitForEvent('refresh_alert', 20_000).catch((e: unknown) => {
       console.log(a.logs.map((l) => `${l.event}: ${l.message}`).join('\n'));
@@ -135,7 +122,7 @@ describe('a full data dir (64 KiB tmpfs)', () => {
     const noRoom = a.logs.filter((l) => l.event === 'refresh_failed');
     expect(noRoom.map((l) => l.reason)).toEqual(['no_room', 'no_room', 'no_room']);
     expect(noRoom.map((l) => l.message)).toEqual(['Token refresh failed (attempt 1/3)', 'Token refresh failed (attempt 2/3)', 'Token refresh failed (attempt 3/3)']);
-    expect(saxo.stats().presentations).toBe(before.presentations); // never presented without room
+    expect(rig.saxo.stats().presentations).toBe(before.presentations); // never presented without room
     expect((await botReads(dir))?.refresh_token).toBe(seed.refreshToken); // live: nobody consumed it
 
     unlinkSync(filler);
@@ -146,7 +133,7 @@ describe('a full data dir (64 KiB tmpfs)', () => {
     expect((await botReads(dir))?.refresh_token).toBe(cached?.refreshToken);
     expect(journalIsZero(dir)).toBe(true);
     expect((await a.stop()).code).toBe(0);
-    const st = saxo.stats();
+    const st = rig.saxo.stats();
     expect(st.presentations - before.presentations).toBe(1);
     expect(st.reusedPresentations - before.reusedPresentations).toBe(0);
     await expectSaxoAccepts(dir);
@@ -155,8 +142,8 @@ describe('a full data dir (64 KiB tmpfs)', () => {
 
   it('(b) full while Saxo answers: the successor is stored in place, the bot reads it (never the consumed token); SIGTERM + restart on the full disk present nothing; the journal ends wiped', async () => {
     const { dir, seed } = await smallDisk('tk-rel-full-b-', 6);
-    const before = saxo.stats();
-    saxo.inject({ kind: 'delay', delayMs: 1_500 });
+    const before = rig.saxo.stats();
+    rig.saxo.inject({ kind: 'delay', delayMs: 1_500 });
     const a = agent(dir);
     await a.waitForEvent('refresh_started', 20_000);
     const filler = fill(dir); // the disk fills while the answer is on its way
@@ -179,7 +166,7 @@ describe('a full data dir (64 KiB tmpfs)', () => {
     expect((await b.stop()).code).toBe(0);
     expect(cachedPair(dir, seen)?.refreshToken).toBe(cached?.refreshToken);
     expect((await createStateFile(join(dir, '.token-keeper-state.json')).read())?.token?.refreshToken).toBe(cached?.refreshToken);
-    const st = saxo.stats();
+    const st = rig.saxo.stats();
     expect(st.presentations - before.presentations).toBe(1);
     expect(st.reusedPresentations - before.reusedPresentations).toBe(0);
     await expectSaxoAccepts(dir);
@@ -189,8 +176,8 @@ describe('a full data dir (64 KiB tmpfs)', () => {
   it('(c) full while Saxo answers and no state file to overwrite: the answer waits in the journal through SIGTERM; the restart recovers it from there, presenting nothing; with room it is stored and the journal wiped', async () => {
     const { dir, seed } = await smallDisk('tk-rel-full-c-', 3);
     const statePath = join(dir, '.token-keeper-state.json');
-    const before = saxo.stats();
-    saxo.inject({ kind: 'delay', delayMs: 1_500 });
+    const before = rig.saxo.stats();
+    rig.saxo.inject({ kind: 'delay', delayMs: 1_500 });
     const a = agent(dir, { CHECK_INTERVAL_SECONDS: '60' }); // the startup run refreshes; no tick meanwhile
     await a.waitForEvent('refresh_started', 20_000);
     unlinkSync(statePath); // (a state file lost with a reinstall, say) …
@@ -218,7 +205,7 @@ describe('a full data dir (64 KiB tmpfs)', () => {
     expect((await b.stop()).code).toBe(0);
     expect((await createStateFile(statePath).read())?.token?.refreshToken).toBe(successor);
     expect(cachedPair(dir, seen)?.refreshToken).toBe(successor);
-    const st = saxo.stats();
+    const st = rig.saxo.stats();
     expect(st.presentations - before.presentations).toBe(1);
     expect(st.reusedPresentations - before.reusedPresentations).toBe(0);
     await expectSaxoAccepts(dir);

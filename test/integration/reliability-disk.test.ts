@@ -9,16 +9,16 @@
  *     at MAX_REFRESH_FAILURES with the path and errno, the state file keeps the newest pair (a
  *     refresh made meanwhile included); once the directory is gone the next check writes the cache.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { chmodSync, chownSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createStateFile } from '../../agent/state-file.js';
 import type { TokenSet } from '../../core/token.js';
 import type { CliProcess } from '../helpers/agent-process.js';
 import { until } from '../helpers/agent-process.js';
-import { agentUser, cachedPair, dataDirFor, expectNoSecrets, expectNoStack, issuedPair, runCliAs, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { agentUser, cachedPair, dataDirFor, expectNoSecrets, expectNoStack, issuedPair, runCliAs, startCliAs } from '../helpers/reliability-cli.js';
+import { useStandinRig } from '../helpers/reliability-rig.js';
 
 const APP_KEY = 'rel-disk-app';
 const APP_SECRET = 'rel-disk-app-secret-0123456789abcdef';
@@ -26,27 +26,12 @@ const LIFE = 30;
 const as = agentUser();
 const myUid = process.getuid?.() ?? 0;
 
-let saxo: SaxoStandin;
-const procs: CliProcess[] = [];
-const seen = new Set<string>([APP_SECRET]);
-
-beforeAll(async () => {
-  saxo = await startSaxoStandin({ accessLifetimeSec: LIFE, refreshLifetimeSec: 600, clients: { [APP_KEY]: APP_SECRET } });
-});
-afterAll(async () => {
-  await saxo.close();
-});
-afterEach(async () => {
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-});
+const rig = useStandinRig({ appKey: APP_KEY, appSecret: APP_SECRET, accessLifetimeSec: LIFE, refreshLifetimeSec: 600 });
+const { procs, seen } = rig;
 
 function env(dir: string, extra: Record<string, string> = {}): Record<string, string | undefined> {
   return {
-    ...STANDALONE,
-    TOKEN_KEEPER_DATA_DIR: dir,
-    SAXO_AUTH_BASE_URL: saxo.url,
-    SAXO_APP_KEY: APP_KEY,
-    SAXO_APP_SECRET: APP_SECRET,
+    ...rig.env(dir),
     CHECK_INTERVAL_SECONDS: '0.3',
     REFRESH_THRESHOLD_SECONDS: '4',
     BOT_REFRESH_THRESHOLD_SECONDS: '1',
@@ -59,7 +44,7 @@ function env(dir: string, extra: Record<string, string> = {}): Record<string, st
 
 /** A pair with `leftSec` of access left, generation 2. */
 function pair(leftSec: number): TokenSet {
-  return issuedPair(saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: LIFE, refreshLeftSec: 600, generation: 2, source: 'agent:before', seen });
+  return issuedPair(rig.saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: LIFE, refreshLeftSec: 600, generation: 2, source: 'agent:before', seen });
 }
 
 /** The agent's own record, as a previous run left it (owned by the agent's user). */
@@ -117,7 +102,7 @@ describe(`a cache the agent cannot use (item 2; agent runs as ${as ? 'uid 65534'
     expect(s.uid).toBe(as?.uid ?? myUid);
     expect(s.mode & 0o777).toBe(0o600);
     expect(a.logs.filter((l) => l.event === 'refresh_failed')).toEqual([]);
-    expect(saxo.stats().reusedPresentations).toBe(0);
+    expect(rig.saxo.stats().reusedPresentations).toBe(0);
     expect((await a.stop()).code).toBe(0);
     expectNoSecrets([st.p, a], seen);
   }, 60_000);
@@ -165,7 +150,7 @@ describe(`a cache the agent cannot use (item 2; agent runs as ${as ? 'uid 65534'
     await until(() => statSync(cachePath, { throwIfNoEntry: false })?.isFile() === true, 2_000, 'a regular cache file');
     expect(readCache(dir).refreshToken).toBe(state?.token?.refreshToken);
     expect(statSync(cachePath).mode & 0o777).toBe(0o600);
-    expect(saxo.stats().reusedPresentations).toBe(0);
+    expect(rig.saxo.stats().reusedPresentations).toBe(0);
     expect((await a.stop()).code).toBe(0);
     expectNoSecrets([a], seen);
   }, 60_000);

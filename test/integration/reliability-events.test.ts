@@ -5,18 +5,17 @@
  * Manager for them (the stand-in sees no AccessSecretVersion at all), and acks them — no second
  * event_foreign after the 5 s nack delay, and nothing left on the subscription.
  */
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createSecretStore } from '../../core/gcp/secret-store.js';
 import { createEventBus } from '../../core/gcp/event-bus.js';
 import { createPubSubGapicClient } from '../../core/gcp/clients.js';
 import { silentLogger } from '../../core/log.js';
-import type { CliProcess } from '../helpers/agent-process.js';
 import { cloudEnv, describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
-import { dataDirFor, expectNoSecrets, issuedPair, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { dataDirFor, expectNoSecrets, issuedPair, startCliAs } from '../helpers/reliability-cli.js';
+import { useStandinRig } from '../helpers/reliability-rig.js';
 
 const PROJECT = 'tk-rel-events';
 const SECRET_ID = 'saxo-token';
@@ -24,17 +23,16 @@ const APP_KEY = 'rel-events-app';
 const APP_SECRET = 'rel-events-app-secret-0123456789abcdef';
 const NACK_DELAY_MS = 5_000; // the event bus's default
 
-let saxo: SaxoStandin;
 let sm: SecretManagerFixture;
 let ps: PubSubFixture;
-const procs: CliProcess[] = [];
 const n = randomBytes(3).toString('hex');
 const topic = `rel-events-${n}`;
 const sub = `rel-events-agent-${n}`;
 
 describeWithPubSub('events for another secret (item 5)', () => {
+  const rig = useStandinRig({ appKey: APP_KEY, appSecret: APP_SECRET, accessLifetimeSec: 600, refreshLifetimeSec: 3600 });
+  const { procs } = rig;
   beforeAll(async () => {
-    saxo = await startSaxoStandin({ accessLifetimeSec: 600, refreshLifetimeSec: 3600, clients: { [APP_KEY]: APP_SECRET } });
     sm = await startSecretManagerFixture(PROJECT, SECRET_ID);
     ps = await startPubSubFixture(PROJECT);
     await ensureTopicAndSubscription(ps.pubsub, topic, sub);
@@ -43,26 +41,18 @@ describeWithPubSub('events for another secret (item 5)', () => {
     await ps?.pubsub.topic(topic).delete().catch(() => undefined);
     await ps?.close();
     await sm?.close();
-    await saxo?.close();
-  });
-  afterEach(async () => {
-    for (const p of procs.splice(0)) await p.stop('SIGKILL');
   });
 
   it('a valid TOKEN_ROTATED naming another project\'s or secret\'s version: event_foreign, never read, acked (not redelivered)', async () => {
-    const t = issuedPair(saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec: 590, refreshLeftSec: 3590, generation: 3 });
+    const t = issuedPair(rig.saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec: 590, refreshLeftSec: 3590, generation: 3 });
     const now = Date.now();
     await createSecretStore({ client: sm.client, projectId: PROJECT, secretId: SECRET_ID, logger: silentLogger }).add(t);
     const dir = dataDirFor(undefined, 'tk-rel-events-');
     await createCacheFile(join(dir, 'saxo_token_cache.json')).write(t);
 
     const a = startCliAs(['agent'], {
-      ...STANDALONE,
-      TOKEN_KEEPER_DATA_DIR: dir,
+      ...rig.env(dir),
       ...cloudEnv(sm, { topic, sub, pubsubHost: ps.emulator.host }),
-      SAXO_AUTH_BASE_URL: saxo.url,
-      SAXO_APP_KEY: APP_KEY,
-      SAXO_APP_SECRET: APP_SECRET,
       CHECK_INTERVAL_SECONDS: '1',
       TOKEN_KEEPER_HOLDER_ID: 'agent:rel-events',
     });
@@ -99,7 +89,7 @@ describeWithPubSub('events for another secret (item 5)', () => {
     } finally {
       await client.close();
     }
-    expect(saxo.stats().presentations).toBe(0);
+    expect(rig.saxo.stats().presentations).toBe(0);
     expectNoSecrets([a], [t.accessToken, t.refreshToken, APP_SECRET]);
   }, 60_000);
 });

@@ -10,7 +10,7 @@
  * - kill -9 after the answer reached the journal but before any local write: the next start
  *   finishes the job from the journal, presenting nothing.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { chownSync, mkdirSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCacheFile } from '../../agent/cache-file.js';
@@ -18,29 +18,17 @@ import { createStateFile } from '../../agent/state-file.js';
 import { pairOf } from '../../core/grant.js';
 import { createSaxoClient } from '../../core/saxo/client.js';
 import type { TokenSet } from '../../core/token.js';
-import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import type { CliProcess } from '../helpers/agent-process.js';
 import { agentUser, cachedPair, dataDirFor, expectNoSecrets, issuedPair, runCliAs, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { useStandinRig } from '../helpers/reliability-rig.js';
 
 const APP_KEY = 'rel-journal-app';
 const APP_SECRET = 'rel-journal-app-secret-0123456789abcdef';
 const HOUR = 3600;
 const as = agentUser();
 
-let saxo: SaxoStandin;
-const procs: CliProcess[] = [];
-const seen = new Set<string>([APP_SECRET]);
-
-beforeAll(async () => {
-  saxo = await startSaxoStandin({ accessLifetimeSec: 30, refreshLifetimeSec: 600, clients: { [APP_KEY]: APP_SECRET } });
-});
-afterAll(async () => {
-  await saxo.close();
-});
-afterEach(async () => {
-  saxo.clearFaults();
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-});
+const rig = useStandinRig({ appKey: APP_KEY, appSecret: APP_SECRET, accessLifetimeSec: 30, refreshLifetimeSec: 600 });
+const { procs, seen } = rig;
 
 export function journalEnv(dir: string, url: string, extra: Record<string, string> = {}): Record<string, string | undefined> {
   return {
@@ -60,7 +48,7 @@ export function journalEnv(dir: string, url: string, extra: Record<string, strin
 }
 
 function agent(dir: string, extra: Record<string, string> = {}): CliProcess {
-  const p = startCliAs(['agent'], journalEnv(dir, saxo.url, extra), as);
+  const p = startCliAs(['agent'], journalEnv(dir, rig.saxo.url, extra), as);
   procs.push(p);
   return p;
 }
@@ -68,7 +56,7 @@ function agent(dir: string, extra: Record<string, string> = {}): CliProcess {
 /** A data dir whose cache and state hold a live pair with `leftSec` of access left (generation 2). */
 async function seeded(prefix: string, leftSec: number, lifeSec = 30): Promise<{ dir: string; seed: TokenSet }> {
   const dir = dataDirFor(as, prefix);
-  const seed = issuedPair(saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec, refreshLeftSec: 600, generation: 2, source: 'agent:before', seen });
+  const seed = issuedPair(rig.saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec, refreshLeftSec: 600, generation: 2, source: 'agent:before', seen });
   for (const [path, write] of [
     [join(dir, '.token-keeper-state.json'), (p: string) => createStateFile(p).write({ token: seed, failures: 0, agentSeenAt: Date.now() })],
     [join(dir, 'saxo_token_cache.json'), (p: string) => createCacheFile(p).write(seed)],
@@ -83,7 +71,7 @@ async function seeded(prefix: string, leftSec: number, lifeSec = 30): Promise<{ 
 async function expectSaxoAccepts(dir: string): Promise<void> {
   const cached = cachedPair(dir, seen);
   expect(cached, 'the cache holds a pair').toBeDefined();
-  const client = createSaxoClient({ authBaseUrl: saxo.url, httpTimeoutMs: 5_000 });
+  const client = createSaxoClient({ authBaseUrl: rig.saxo.url, httpTimeoutMs: 5_000 });
   const next = pairOf(await client.refresh(cached!.refreshToken, { deadline: Date.now() + 5_000, appKey: APP_KEY, appSecret: APP_SECRET }));
   seen.add(next.accessToken).add(next.refreshToken);
 }
@@ -99,11 +87,11 @@ describe('odd 2xx fields: the successor is always kept (item 2)', () => {
       { omit: ['expires_in'], note: /expires_in=missing → 600 \(default\)/ },
       { set: { refresh_token_expires_in: -1 }, note: /refresh_token_expires_in=-1 → 3600 \(default\)/ },
     ];
-    saxo.setLifetimes({ accessLifetimeSec: HOUR });
+    rig.saxo.setLifetimes({ accessLifetimeSec: HOUR });
     try {
       const { dir } = await seeded('tk-rel-odd-', 3, HOUR);
-      const before = saxo.stats();
-      saxo.inject(VARIANTS.map((v) => ({ kind: 'odd2xx' as const, set: v.set, omit: v.omit })));
+      const before = rig.saxo.stats();
+      rig.saxo.inject(VARIANTS.map((v) => ({ kind: 'odd2xx' as const, set: v.set, omit: v.omit })));
       // Every stored pair is due within seconds (threshold HOUR − 3): the default 600 s at once,
       // Saxo's plain hour 2 s later — so the chain walks through every odd answer in turn.
       const a = agent(dir, { REFRESH_THRESHOLD_SECONDS: String(HOUR - 3) });
@@ -119,7 +107,7 @@ describe('odd 2xx fields: the successor is always kept (item 2)', () => {
       }
       await a.waitFor((l) => l.event === 'token_refreshed' && l.generation === 3 + VARIANTS.length, 20_000, 'the plain refresh after the odd ones');
       expect((await a.stop()).code).toBe(0);
-      const st = saxo.stats();
+      const st = rig.saxo.stats();
       expect(st.reusedPresentations - before.reusedPresentations).toBe(0);
       expect(st.presentations - before.presentations).toBe(st.refreshes - before.refreshes); // every presentation was a live token
       expect(a.logs.filter((l) => l.event === 'refresh_failed' || l.event === 'reconcile_error' || l.event === 'refresh_api_failed')).toEqual([]);
@@ -129,7 +117,7 @@ describe('odd 2xx fields: the successor is always kept (item 2)', () => {
       await expectSaxoAccepts(dir);
       expectNoSecrets([a], seen);
     } finally {
-      saxo.setLifetimes({ accessLifetimeSec: 30 });
+      rig.saxo.setLifetimes({ accessLifetimeSec: 30 });
     }
   }, 90_000);
 });
@@ -140,8 +128,8 @@ describe('a 2xx without a successor ends the chain, loudly, and the consumed tok
     { name: 'an HTML 2xx', fault: { kind: 'odd2xx' as const, html: true }, why: /non-JSON 201 body \(text\/html/, newAccess: false },
   ])('$name: ALERT naming the cause, login required, no presentation after it (restart included)', async ({ fault, why, newAccess }) => {
     const { dir, seed } = await seeded('tk-rel-norefresh-', 6);
-    const before = saxo.stats();
-    saxo.inject(fault);
+    const before = rig.saxo.stats();
+    rig.saxo.inject(fault);
     const a = agent(dir);
     const alert = await a.waitForEvent('refresh_token_missing', 20_000);
     expect(alert.severity).toBe('ALERT');
@@ -159,13 +147,13 @@ describe('a 2xx without a successor ends the chain, loudly, and the consumed tok
     const cached = cachedPair(dir, seen);
     expect(cached?.refreshToken).toBe(seed.refreshToken);
     expect(cached?.accessToken === seed.accessToken).toBe(!newAccess);
-    expect(saxo.isValidAccessToken(cached!.accessToken)).toBe(true);
+    expect(rig.saxo.isValidAccessToken(cached!.accessToken)).toBe(true);
 
     const b = agent(dir);
     await b.waitForEvent('agent_ready', 20_000);
     await new Promise((r) => setTimeout(r, 1_500));
     expect((await b.stop()).code).toBe(0);
-    const st = saxo.stats();
+    const st = rig.saxo.stats();
     expect(st.presentations - before.presentations).toBe(1);
     expect(st.reusedPresentations - before.reusedPresentations).toBe(0);
     expectNoSecrets([a, b], seen);
@@ -177,8 +165,8 @@ describe('a stop after the answer reached the journal, before any local write su
     const { dir, seed } = await seeded('tk-rel-crash-', 6);
     const cachePath = join(dir, 'saxo_token_cache.json');
     const statePath = join(dir, '.token-keeper-state.json');
-    const before = saxo.stats();
-    saxo.inject({ kind: 'delay', delayMs: 1_500 }); // Saxo answers 1.5 s after the presentation
+    const before = rig.saxo.stats();
+    rig.saxo.inject({ kind: 'delay', delayMs: 1_500 }); // Saxo answers 1.5 s after the presentation
     const a = agent(dir);
     await a.waitForEvent('refresh_started', 20_000);
     // While the answer is on its way, neither the cache nor the state can be written any more.
@@ -203,7 +191,7 @@ describe('a stop after the answer reached the journal, before any local write su
 
     for (const p of [cachePath, statePath]) rmdirSync(p);
     // `status` reads the journal with the same interpreter: the successor is there, not yet stored.
-    const st0 = await runCliAs(['status'], journalEnv(dir, saxo.url), as);
+    const st0 = await runCliAs(['status'], journalEnv(dir, rig.saxo.url), as);
     expect(st0.code).toBe(1);
     expect(st0.stdout).toMatch(/an unfinished refresh waits in the journal/);
     expect(st0.stdout).toMatch(/generation\s*:?\s*3/i);
@@ -215,7 +203,7 @@ describe('a stop after the answer reached the journal, before any local write su
     expect((await createStateFile(statePath).read())?.token?.refreshToken).toBe(successor);
     expect(journalBytes(dir).every((x) => x === 0)).toBe(true);
     expect((await b.stop()).code).toBe(0);
-    const st = saxo.stats();
+    const st = rig.saxo.stats();
     expect(st.presentations - before.presentations).toBe(1);
     expect(st.reusedPresentations - before.reusedPresentations).toBe(0);
     await expectSaxoAccepts(dir);

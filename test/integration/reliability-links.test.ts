@@ -12,7 +12,7 @@
  * replaces the cache, and a python bot then reads a pair Saxo accepts.
  * Needs root (owners change; root is the case that matters); CI runs as root on this machine kind.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, lchownSync, lstatSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,36 +21,20 @@ import { promisify } from 'node:util';
 import { tmpPathFor } from '../../agent/atomic-write.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createStateFile } from '../../agent/state-file.js';
-import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
-import type { CliProcess } from '../helpers/agent-process.js';
 import { PYTHON, PYTHON_BOT } from '../helpers/python.js';
-import { cachedPair, dataDirFor, expectNoSecrets, isRoot, issuedPair, NOBODY, runCliAs, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { cachedPair, dataDirFor, expectNoSecrets, isRoot, issuedPair, NOBODY, runCliAs, startCliAs } from '../helpers/reliability-cli.js';
+import { useStandinRig } from '../helpers/reliability-rig.js';
 
 const APP = { key: 'rel-links-app', secret: 'rel-links-app-secret-0123456789abcdef' };
 const LIFE = 60;
 const OWNER = { uid: NOBODY, gid: NOBODY };
 const VICTIM_TEXT = 'root-only: must stay as it is\n';
 
-let saxo: SaxoStandin;
-const procs: CliProcess[] = [];
-const seen = new Set<string>([APP.secret]);
-
-beforeAll(async () => {
-  saxo = await startSaxoStandin({ accessLifetimeSec: LIFE, refreshLifetimeSec: 600, clients: { [APP.key]: APP.secret } });
-});
-afterAll(async () => {
-  await saxo.close();
-});
-afterEach(async () => {
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-});
+const rig = useStandinRig({ appKey: APP.key, appSecret: APP.secret, accessLifetimeSec: LIFE, refreshLifetimeSec: 600 });
+const { procs, seen } = rig;
 
 const env = (dir: string) => ({
-  ...STANDALONE,
-  TOKEN_KEEPER_DATA_DIR: dir,
-  SAXO_AUTH_BASE_URL: saxo.url,
-  SAXO_APP_KEY: APP.key,
-  SAXO_APP_SECRET: APP.secret,
+  ...rig.env(dir),
   CHECK_INTERVAL_SECONDS: '0.5',
   REFRESH_THRESHOLD_SECONDS: '10',
   BOT_REFRESH_THRESHOLD_SECONDS: '2',
@@ -104,9 +88,9 @@ describe.skipIf(!isRoot())('no planted link is followed (skipped only when not r
   it('a symlinked lock file pointing at a root-owned 0600 file: `refresh --force` as root refuses with one line; the file keeps owner and mode; Saxo sees nothing', async () => {
     const dir = dataDirFor(OWNER, 'tk-rel-links-lock-');
     const { victim } = rootOnly();
-    await createCacheFile(join(dir, 'saxo_token_cache.json')).write(issuedPair(saxo, APP, { leftSec: 40, lifeSec: LIFE, generation: 2, seen }));
+    await createCacheFile(join(dir, 'saxo_token_cache.json')).write(issuedPair(rig.saxo, APP, { leftSec: 40, lifeSec: LIFE, generation: 2, seen }));
     plant(victim, join(dir, 'saxo_token.lock'));
-    const before = saxo.stats().presentations;
+    const before = rig.saxo.stats().presentations;
 
     const r = await runCliAs(['refresh', '--force'], env(dir)); // as root
     expect(r.code).not.toBe(0);
@@ -115,7 +99,7 @@ describe.skipIf(!isRoot())('no planted link is followed (skipped only when not r
     expect(refusals[0]).toContain(`refusing ${join(dir, 'saxo_token.lock')}: symlink (a link is never followed); remove it`);
     expectUntouched(victim);
     expect(lstatSync(join(dir, 'saxo_token.lock')).isSymbolicLink()).toBe(true);
-    expect(saxo.stats().presentations - before).toBe(0);
+    expect(rig.saxo.stats().presentations - before).toBe(0);
     expectNoSecrets([r.p], seen);
   }, 60_000);
 
@@ -123,16 +107,16 @@ describe.skipIf(!isRoot())('no planted link is followed (skipped only when not r
     const dir = dataDirFor(OWNER, 'tk-rel-links-dangling-');
     const root = rootOnly();
     const target = join(root.dir, 'created-by-root');
-    await createCacheFile(join(dir, 'saxo_token_cache.json')).write(issuedPair(saxo, APP, { leftSec: 40, lifeSec: LIFE, generation: 2, seen }));
+    await createCacheFile(join(dir, 'saxo_token_cache.json')).write(issuedPair(rig.saxo, APP, { leftSec: 40, lifeSec: LIFE, generation: 2, seen }));
     plant(target, join(dir, 'saxo_token.lock'));
-    const before = saxo.stats().presentations;
+    const before = rig.saxo.stats().presentations;
 
     const r = await runCliAs(['refresh', '--force'], env(dir));
     expect(r.code).not.toBe(0);
     expect(linesWith(r, 'refusing')).toHaveLength(1);
     expect(existsSync(target)).toBe(false);
     expect(readdirSync(root.dir)).toEqual(['root-secret']);
-    expect(saxo.stats().presentations - before).toBe(0);
+    expect(rig.saxo.stats().presentations - before).toBe(0);
   }, 60_000);
 
   it('a lock file an earlier root run left root-owned 0600 is handed back to the data dir\'s owner (through the descriptor), and the bots can take it', async () => {
@@ -140,9 +124,9 @@ describe.skipIf(!isRoot())('no planted link is followed (skipped only when not r
     const lock = join(dir, 'saxo_token.lock');
     writeFileSync(lock, '', { mode: 0o600 }); // root's, as an older root run left it
     expect(statSync(lock).uid).toBe(0);
-    const old = issuedPair(saxo, APP, { leftSec: 40, lifeSec: LIFE, generation: 2, seen });
+    const old = issuedPair(rig.saxo, APP, { leftSec: 40, lifeSec: LIFE, generation: 2, seen });
     await createCacheFile(join(dir, 'saxo_token_cache.json')).write(old);
-    const reusedBefore = saxo.stats().reusedPresentations;
+    const reusedBefore = rig.saxo.stats().reusedPresentations;
 
     const r = await runCliAs(['refresh', '--force'], env(dir)); // as root
     expect(r.code, r.stderr).toBe(0);
@@ -151,8 +135,8 @@ describe.skipIf(!isRoot())('no planted link is followed (skipped only when not r
     expect(lockTry.out).toContain('LOCKED');
     const now = cachedPair(dir, seen);
     expect(now?.refreshToken).not.toBe(old.refreshToken);
-    expect(saxo.isValidAccessToken(now!.accessToken)).toBe(true);
-    expect(saxo.stats().reusedPresentations - reusedBefore).toBe(0);
+    expect(rig.saxo.isValidAccessToken(now!.accessToken)).toBe(true);
+    expect(rig.saxo.stats().reusedPresentations - reusedBefore).toBe(0);
     expectNoSecrets([r.p], seen);
   }, 60_000);
 
@@ -160,7 +144,7 @@ describe.skipIf(!isRoot())('no planted link is followed (skipped only when not r
     const dir = dataDirFor(OWNER, 'tk-rel-links-state-');
     const { victim } = rootOnly();
     const statePath = join(dir, '.token-keeper-state.json');
-    await createCacheFile(join(dir, 'saxo_token_cache.json')).write(issuedPair(saxo, APP, { leftSec: 40, lifeSec: LIFE, generation: 2, seen }));
+    await createCacheFile(join(dir, 'saxo_token_cache.json')).write(issuedPair(rig.saxo, APP, { leftSec: 40, lifeSec: LIFE, generation: 2, seen }));
     plant(victim, statePath);
 
     const r = await runCliAs(['refresh', '--force'], env(dir)); // as root
@@ -186,7 +170,7 @@ describe.skipIf(!isRoot())('no planted link is followed (skipped only when not r
     for (const p of ours) expect(lstatSync(p, { throwIfNoEntry: false })).toBeUndefined();
     expect(lstatSync(join(dir, 'saxo_token_cache.tmp')).isSymbolicLink()).toBe(true); // the bots' name: not ours to touch
     expectUntouched(victim);
-    expect(saxo.stats().reusedPresentations).toBe(0);
+    expect(rig.saxo.stats().reusedPresentations).toBe(0);
     expectNoSecrets([r.p, a], seen);
   }, 60_000);
 
@@ -194,7 +178,7 @@ describe.skipIf(!isRoot())('no planted link is followed (skipped only when not r
     const dir = dataDirFor(OWNER, 'tk-rel-links-cache-');
     const { victim } = rootOnly();
     const cachePath = join(dir, 'saxo_token_cache.json');
-    const pair = issuedPair(saxo, APP, { leftSec: 50, lifeSec: LIFE, generation: 4, seen });
+    const pair = issuedPair(rig.saxo, APP, { leftSec: 50, lifeSec: LIFE, generation: 4, seen });
     await createStateFile(join(dir, '.token-keeper-state.json')).write({ failures: 0, token: pair });
     plant(victim, cachePath);
 
@@ -226,7 +210,7 @@ describe.skipIf(!isRoot())('no planted link is followed (skipped only when not r
   ])('a cache that is %s next to a valid state file: status shows the state\'s pair, the agent names it and repairs it, a python bot reads a pair Saxo accepts', async (_name, kind, reason) => {
     const dir = dataDirFor(OWNER, `tk-rel-links-${kind}-`);
     const cachePath = join(dir, 'saxo_token_cache.json');
-    const pair = issuedPair(saxo, APP, { leftSec: 50, lifeSec: LIFE, generation: 5, source: 'agent:before', seen });
+    const pair = issuedPair(rig.saxo, APP, { leftSec: 50, lifeSec: LIFE, generation: 5, source: 'agent:before', seen });
     await createStateFile(join(dir, '.token-keeper-state.json')).write({ failures: 0, token: pair }); // handed to nobody (we are root)
     if (kind === 'fifo') execFileSync('mkfifo', ['-m', '600', cachePath]);
     else writeFileSync(cachePath, Buffer.alloc(50 << 20, 0x20), { mode: 0o600 });
@@ -260,12 +244,12 @@ describe.skipIf(!isRoot())('no planted link is followed (skipped only when not r
     expect(read.status, read.out).toBe(0);
     const cached = JSON.parse(read.out.trim().split('\n').at(-1)!) as { access_token: string; refresh_token: string };
     expect(cached.refresh_token).toBe(pair.refreshToken);
-    expect(saxo.isValidAccessToken(cached.access_token)).toBe(true);
-    const reusedBefore = saxo.stats().reusedPresentations;
-    const refreshed = await bot(dir, ['--mode', 'refresh', '--buffer', '100000', '--token-url', `${saxo.url}/token`]);
+    expect(rig.saxo.isValidAccessToken(cached.access_token)).toBe(true);
+    const reusedBefore = rig.saxo.stats().reusedPresentations;
+    const refreshed = await bot(dir, ['--mode', 'refresh', '--buffer', '100000', '--token-url', `${rig.saxo.url}/token`]);
     expect(refreshed.out, refreshed.out).toContain('REFRESHED');
     seen.add(cachedPair(dir, seen)?.refreshToken ?? '');
-    expect(saxo.stats().reusedPresentations - reusedBefore).toBe(0);
+    expect(rig.saxo.stats().reusedPresentations - reusedBefore).toBe(0);
     expectNoSecrets([st.p, a], seen);
   }, 90_000);
 });

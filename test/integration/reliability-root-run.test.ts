@@ -7,42 +7,26 @@
  * keep the agent from starting: it is ignored with a warning and replaced.
  * Needs root (it changes owners); CI runs as root on this machine kind.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCacheFile } from '../../agent/cache-file.js';
 import type { TokenSet } from '../../core/token.js';
-import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
-import type { CliProcess } from '../helpers/agent-process.js';
 import { PYTHON, pythonBotForOtherUsers } from '../helpers/python.js';
-import { dataDirFor, expectNoSecrets, isRoot, NOBODY, runCliAs, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { dataDirFor, expectNoSecrets, isRoot, NOBODY, runCliAs, startCliAs } from '../helpers/reliability-cli.js';
+import { useStandinRig } from '../helpers/reliability-rig.js';
 
 const APP_KEY = 'rel-root-app';
 const APP_SECRET = 'rel-root-app-secret-0123456789abcdef';
 const LIFE = 60;
 const OWNER = { uid: NOBODY, gid: NOBODY };
 
-let saxo: SaxoStandin;
-const procs: CliProcess[] = [];
-const seen = new Set<string>([APP_SECRET]);
-
-beforeAll(async () => {
-  saxo = await startSaxoStandin({ accessLifetimeSec: LIFE, refreshLifetimeSec: 600, clients: { [APP_KEY]: APP_SECRET } });
-});
-afterAll(async () => {
-  await saxo.close();
-});
-afterEach(async () => {
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
-});
+const rig = useStandinRig({ appKey: APP_KEY, appSecret: APP_SECRET, accessLifetimeSec: LIFE, refreshLifetimeSec: 600 });
+const { procs, seen } = rig;
 
 const env = (dir: string) => ({
-  ...STANDALONE,
-  TOKEN_KEEPER_DATA_DIR: dir,
-  SAXO_AUTH_BASE_URL: saxo.url,
-  SAXO_APP_KEY: APP_KEY,
-  SAXO_APP_SECRET: APP_SECRET,
+  ...rig.env(dir),
   CHECK_INTERVAL_SECONDS: '0.5',
   REFRESH_THRESHOLD_SECONDS: '10',
   BOT_REFRESH_THRESHOLD_SECONDS: '2',
@@ -52,7 +36,7 @@ const env = (dir: string) => ({
 });
 
 function pair(leftSec: number): TokenSet {
-  const p = saxo.issue(APP_KEY);
+  const p = rig.saxo.issue(APP_KEY);
   seen.add(p.access_token).add(p.refresh_token);
   const now = Date.now();
   return {
@@ -98,7 +82,7 @@ describe.skipIf(!isRoot())('a root run (sudo) leaves files the bots can use (ski
     expect(refreshed.generation).toBe(4);
     expect(a.logs.filter((l) => l.severity === 'ERROR' || l.event === 'state_file_corrupt')).toEqual([]);
     expect((await a.stop()).code).toBe(0);
-    expect(saxo.stats().reusedPresentations).toBe(0);
+    expect(rig.saxo.stats().reusedPresentations).toBe(0);
     expectNoSecrets([r.p, a], seen);
   }, 60_000);
 
@@ -118,7 +102,7 @@ describe.skipIf(!isRoot())('a root run (sudo) leaves files the bots can use (ski
     expect(refreshed.generation).toBe(3);
     expect(statSync(statePath).uid).toBe(NOBODY);
     expect((await a.stop()).code).toBe(0);
-    expect(saxo.stats().reusedPresentations).toBe(0);
+    expect(rig.saxo.stats().reusedPresentations).toBe(0);
     expectNoSecrets([a], seen);
   }, 60_000);
 });

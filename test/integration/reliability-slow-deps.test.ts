@@ -12,7 +12,6 @@ import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Message } from '@google-cloud/pubsub';
-import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createStateFile } from '../../agent/state-file.js';
 import { createSecretStore } from '../../core/gcp/secret-store.js';
@@ -22,7 +21,8 @@ import type { TokenSet } from '../../core/token.js';
 import type { CliProcess, LogLine } from '../helpers/agent-process.js';
 import { spawnPythonBot, type PythonBot } from '../helpers/python.js';
 import { cloudEnv, describeWithPubSub, ensureTopicAndSubscription, startPubSubFixture, startSecretManagerFixture, waitFor, type PubSubFixture, type SecretManagerFixture } from '../helpers/gcp.js';
-import { cachedPair, dataDirFor, expectNoSecrets, issuedPair, STANDALONE, startCliAs } from '../helpers/reliability-cli.js';
+import { cachedPair, dataDirFor, expectNoSecrets, issuedPair, startCliAs } from '../helpers/reliability-cli.js';
+import { useStandinRig } from '../helpers/reliability-rig.js';
 import { startBlackHole, type BlackHole } from '../helpers/reliability-servers.js';
 
 const PROJECT = 'tk-rel-slow';
@@ -30,19 +30,17 @@ const APP_KEY = 'rel-slow-app';
 const APP_SECRET = 'rel-slow-app-secret-0123456789abcdef';
 const LIFE = 60;
 
-let saxo: SaxoStandin;
 let sm: SecretManagerFixture;
 let ps: PubSubFixture;
 let store: SecretStore;
 let hole: BlackHole;
-const procs: CliProcess[] = [];
 const bots: PythonBot[] = [];
-const seen = new Set<string>([APP_SECRET]);
 const events: TokenRotatedEvent[] = [];
 const topic = `rel-slow-${randomBytes(3).toString('hex')}`;
 
+const rig = useStandinRig({ appKey: APP_KEY, appSecret: APP_SECRET, accessLifetimeSec: LIFE, refreshLifetimeSec: 600 });
+const { procs, seen } = rig;
 beforeAll(async () => {
-  saxo = await startSaxoStandin({ accessLifetimeSec: LIFE, refreshLifetimeSec: 600, clients: { [APP_KEY]: APP_SECRET } });
   sm = await startSecretManagerFixture(PROJECT, 'saxo-token');
   store = createSecretStore({ client: sm.client, projectId: PROJECT, secretId: 'saxo-token', logger: silentLogger });
   hole = await startBlackHole();
@@ -50,24 +48,18 @@ beforeAll(async () => {
 afterAll(async () => {
   await hole?.close();
   await sm?.close();
-  await saxo?.close();
 });
 afterEach(async () => {
   for (const b of bots.splice(0)) b.kill('SIGKILL');
-  for (const p of procs.splice(0)) await p.stop('SIGKILL');
 });
 
 function pair(leftSec: number, generation: number): TokenSet {
-  return issuedPair(saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: LIFE, refreshLeftSec: 600, generation, seen });
+  return issuedPair(rig.saxo, { key: APP_KEY, secret: APP_SECRET }, { leftSec, lifeSec: LIFE, refreshLeftSec: 600, generation, seen });
 }
 
 function agent(dir: string, extra: Record<string, string | undefined>): CliProcess {
   const p = startCliAs(['agent'], {
-    ...STANDALONE,
-    TOKEN_KEEPER_DATA_DIR: dir,
-    SAXO_AUTH_BASE_URL: saxo.url,
-    SAXO_APP_KEY: APP_KEY,
-    SAXO_APP_SECRET: APP_SECRET,
+    ...rig.env(dir),
     CHECK_INTERVAL_SECONDS: '1',
     REFRESH_THRESHOLD_SECONDS: '4',
     BOT_REFRESH_THRESHOLD_SECONDS: '1',
@@ -141,7 +133,7 @@ describeWithPubSub('Pub/Sub hangs (item 4)', () => {
     const ev = await waitFor(() => events.find((e) => e.version === version), 40_000, 'the announcement delivered');
     expect(ev.generation).toBe(5);
     await waitFor(async () => (await stateOf(dir))?.announce === undefined, 10_000, 'announce cleared from the state file');
-    expect(saxo.stats().reusedPresentations).toBe(0);
+    expect(rig.saxo.stats().reusedPresentations).toBe(0);
     expect((await a.stop()).code).toBe(0);
     expect(cachedPair(dir, seen), 'the cache holds the pair (its tokens join the no-secrets check)').toBeDefined();
     expectNoSecrets([a, ...events.map((e) => JSON.stringify(e))], seen);
@@ -151,7 +143,7 @@ describeWithPubSub('Pub/Sub hangs (item 4)', () => {
 it('while Pub/Sub hangs, retrying the announcement does not starve the periodic check: a token due meanwhile is refreshed in time', async () => {
   const hung = await startBlackHole(); // never forwards
   // Successors: token_expiry = issue + 23 s, due at issue + 15 s — well into the hang, after ten retries.
-  saxo.setLifetimes({ accessLifetimeSec: 24 });
+  rig.saxo.setLifetimes({ accessLifetimeSec: 24 });
   try {
     const dir = dataDirFor(undefined, 'tk-rel-starve-');
     const old = pair(2, ((await store.latest())?.token?.generation ?? 0) + 1);
@@ -174,12 +166,12 @@ it('while Pub/Sub hangs, retrying the announcement does not starve the periodic 
     expect(at(second)).toBeLessThan(expiresAt);
     expect(checks.length, 'periodic checks ran during the hang').toBeGreaterThanOrEqual(2);
     expect(Math.max(...gaps)).toBeLessThan(1_000 + 5_000 + 1_500);
-    expect(saxo.stats().reusedPresentations).toBe(0);
+    expect(rig.saxo.stats().reusedPresentations).toBe(0);
     expect((await a.stop()).code).toBe(0);
     expect(cachedPair(dir, seen), 'the cache holds the pair (its tokens join the no-secrets check)').toBeDefined();
     expectNoSecrets([a], seen);
   } finally {
-    saxo.setLifetimes({ accessLifetimeSec: LIFE });
+    rig.saxo.setLifetimes({ accessLifetimeSec: LIFE });
     await hung.close();
   }
 }, 70_000);
@@ -191,21 +183,21 @@ it('a Python bot holding the flock longer than LOCK_TIMEOUT_SECONDS: the due che
   const holder = spawnPythonBot(['--mode', 'hold-lock', '--data-dir', dir, '--hold', '4']);
   bots.push(holder);
   await holder.waitForLine('LOCKED', 5_000);
-  const before = saxo.stats().presentations;
+  const before = rig.saxo.stats().presentations;
   const a = agent(dir, { LOCK_TIMEOUT_SECONDS: '1', MAX_REFRESH_FAILURES: '5' });
   const timeout = await a.waitForEvent('lock_timeout', 15_000);
   expect(timeout.severity).toBe('WARNING');
   const failed = await a.waitFor((l) => l.event === 'refresh_failed', 5_000, 'refresh_failed');
   expect(failed.reason).toBe('lock_timeout');
   expect(failed.consecutiveFailures).toBe(1);
-  expect(saxo.stats().presentations).toBe(before); // nothing presented without the lock
+  expect(rig.saxo.stats().presentations).toBe(before); // nothing presented without the lock
   await holder.waitForLine('RELEASED', 10_000);
   const released = Date.now();
   const ok = await a.waitForEvent('token_refreshed', 10_000);
   console.log(`[measure] refreshed ${at(ok) - released} ms after the test saw the bot release the flock`);
   expect(at(ok), 'refreshed only once the bot had released the flock').toBeGreaterThanOrEqual(released - 200);
-  expect(saxo.stats().presentations - before).toBe(1);
-  expect(saxo.stats().reusedPresentations).toBe(0);
+  expect(rig.saxo.stats().presentations - before).toBe(1);
+  expect(rig.saxo.stats().reusedPresentations).toBe(0);
   expect((await stateOf(dir))?.failures).toBe(0);
   expect((await a.stop()).code).toBe(0);
   expect(cachedPair(dir, seen), 'the cache holds the pair (its tokens join the no-secrets check)').toBeDefined();
