@@ -21,7 +21,7 @@ import { promisify } from 'node:util';
 import { tmpPathFor } from '../../agent/atomic-write.js';
 import { createCacheFile } from '../../agent/cache-file.js';
 import { createStateFile } from '../../agent/state-file.js';
-import { PYTHON, PYTHON_BOT } from '../helpers/python.js';
+import { PYTHON, pythonBotForOtherUsers } from '../helpers/python.js';
 import { cachedPair, dataDirFor, expectNoSecrets, isRoot, issuedPair, NOBODY, runCliAs, startCliAs } from '../helpers/reliability-cli.js';
 import { useStandinRig } from '../helpers/reliability-rig.js';
 
@@ -77,7 +77,7 @@ const linesWith = (r: { stdout: string; stderr: string }, needle: string) =>
 
 /** The python bot as the bots' user, run to completion (asynchronously: the Saxo stand-in answers from this process). */
 async function bot(dir: string, args: string[]): Promise<{ status: number; out: string }> {
-  const r = await promisify(execFile)(PYTHON, ['-u', PYTHON_BOT, '--data-dir', dir, ...args], { ...OWNER, encoding: 'utf8', timeout: 20_000 }).then(
+  const r = await promisify(execFile)(PYTHON, ['-u', pythonBotForOtherUsers(), '--data-dir', dir, ...args], { ...OWNER, encoding: 'utf8', timeout: 20_000 }).then(
     (x) => ({ status: 0, out: `${x.stdout}${x.stderr}` }),
     (e: { code?: number; stdout?: string; stderr?: string }) => ({ status: e.code ?? -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` }),
   );
