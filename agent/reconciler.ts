@@ -5,7 +5,7 @@
  * shared protocol (core/refresh.ts) with the agent's LocalSide: the bots' flock, the cache, the
  * private state file. The secret side lives in upstream.ts, failures and alerts in health.ts.
  */
-import { decide, expiryMovedText, type Plan, type SecretView } from '../core/decide.js';
+import { decide, expiryMovedText, type Gates, type Plan, type SecretView } from '../core/decide.js';
 import { errorText, SecretStoreError } from '../core/errors.js';
 import { runRefreshSession, type Phase } from '../core/refresh.js';
 import { pushGraceMs } from '../core/tiers.js';
@@ -151,7 +151,8 @@ export class Reconciler {
       }
     }
     const cache = await this.d.cache.read();
-    const viewOf = (s: SecretView) => ({ now: this.d.clock.now(), cache, known: this.known, secret: s, consumed: this.up.consumed });
+    const force = trigger.kind === 'refresh' && trigger.force;
+    const viewOf = (s: SecretView) => ({ now: this.d.clock.now(), cache, known: this.known, secret: s, consumed: this.up.consumed, gates: this.triggerGates(force) });
     let plan = decide(viewOf(secret), this.policy());
     const wantSecret =
       secret.kind === 'unknown' &&
@@ -171,11 +172,14 @@ export class Reconciler {
     if (plan.consumed) await this.fenceCache(cache);
 
     let outcome = await this.apply(plan, secret);
-    const force = trigger.kind === 'refresh' && trigger.force;
-    if (plan.refresh || force) outcome = await this.refresh(force, secret.kind === 'unavailable');
-    else {
-      // decide() never refreshes a dead refresh token: say "login required" (once) instead of idling.
-      if (plan.health === 'login_required' && plan.best && outcome === 'idle') outcome = this.requireLogin(plan.health, plan.best);
+    const action = plan.action;
+    if (action.kind === 'present') outcome = await this.refresh(force, secret.kind === 'unavailable');
+    else if (action.kind === 'wait' && action.reason === 'awaiting_primary') {
+      logger.info('awaiting_primary', 'Secret Manager is back; giving the primary VM time to push what it refreshed meanwhile');
+      outcome = 'deferred';
+    } else {
+      // decide() never presents a dead refresh token: say "login required" (once) instead of idling.
+      if (action.kind === 'login_required' && action.pair && outcome === 'idle') outcome = this.requireLogin(plan.health, action.pair);
       if (trigger.kind === 'tick') this.health.logStatus(plan, this.d.clock.now(), this.d.settings.statusLogMs);
       this.awaiting = plan.consumed
         ? (this.awaiting ?? { reason: 'another VM spent the refresh token; waiting for its successor from the secret or a push', since: this.d.clock.now() })
@@ -232,12 +236,6 @@ export class Reconciler {
   /** One refresh under the flock and, when Secret Manager answers, the cross-host lease. */
   private async refresh(force: boolean, secretDown: boolean): Promise<Outcome> {
     const { clock, logger, store, bus, saxo, settings } = this.d;
-    // Not the primary, and Secret Manager just came back: the primary may have refreshed during the
-    // outage and be pushing that pair now. Presenting the secret's pair first would reuse it.
-    if (!settings.presentWithoutLease && this.up.recoveredWithin(pushGraceMs(settings))) {
-      logger.info('awaiting_primary', 'Secret Manager is back; giving the primary VM time to push what it refreshed meanwhile');
-      return 'deferred';
-    }
     const r = await runRefreshSession(
       { clock, saxo, store, bus, logger, failures: this.health.failures, local: this.local, announceMark: this.up.mark },
       settings,
@@ -247,7 +245,7 @@ export class Reconciler {
         stop: this.serial.signal,
         onPhase: (p) => (this.phaseNow = p),
         // I7: another account's pair is never presented (nor adopted below).
-        refuse: (t) => (this.health.isRejected(t) || !this.pin.accepts(t) ? 'rejected' : this.up.isSuperseded(t) ? 'superseded' : undefined),
+        gates: { rejected: this.health.rejectedIds, pinAccepts: (t) => this.pin.accepts(t), superseded: (t) => this.up.isSuperseded(t) },
         consumed: this.up.consumed,
         announcedNewer: (t) => this.up.announcedNewer(t),
       },
@@ -329,6 +327,12 @@ export class Reconciler {
 
   private page() {
     return { clock: this.d.clock, repeatMs: this.d.settings.loginAlertRepeatMs, environment: this.d.settings.environment };
+  }
+
+  /** The agent check's own gates: force, and (not the primary) when Secret Manager came back. */
+  private triggerGates(force: boolean): Gates {
+    const s = this.d.settings;
+    return { stage: 'trigger', force, notPrimary: s.presentWithoutLease ? undefined : { secretBackAt: this.up.backAt, pushGraceMs: pushGraceMs(s) } };
   }
 
   private policy() {

@@ -4,6 +4,7 @@
  * Used by the VM agent (all sources), the cloud function (secret only) and `status`.
  */
 import type { CacheRead, Room, SecretRead } from './ports.js';
+import { cloudMove, type Patience } from './tiers.js';
 import { compareFreshness, pairId, type TokenSet } from './token.js';
 
 export type SecretView =
@@ -25,7 +26,61 @@ export interface View {
   consumed?: ReadonlySet<string> | undefined;
   /** Room for a successor (the agent's journal and data dir); absent = not this caller's concern. */
   room?: Room | undefined;
+  /** Everything else that decides whether the refresh token is presented (absent: no such gate). */
+  gates?: Gates | undefined;
 }
+
+/**
+ * The rest of the decision's input: what the caller knows beyond the sources. Read-only callers
+ * (`status`, `doctor`) pass none. docs/ARCHITECTURE.md "One refresh, as code walks it".
+ */
+export interface Gates {
+  /**
+   * 'trigger': may a refresh session start (the agent's check)? 'attempt': present now — under the
+   * locks, or the function's look before its lease. Default 'trigger'.
+   */
+  stage?: 'trigger' | 'attempt' | undefined;
+  /** An operator asked for a refresh whatever the expiry (`refresh --force`). */
+  force?: boolean | undefined;
+  /** This session presented this pair at an earlier attempt (it backed off since). */
+  presented?: TokenSet | undefined;
+  /**
+   * pairId()s Saxo refused (invalid_grant with nothing newer) or consumed without a successor:
+   * never presented again.
+   */
+  rejected?: ReadonlySet<string> | undefined;
+  /** I7: does the pair belong to the pinned account (agent/pin.ts; ALERTs once per refused pair)? */
+  pinAccepts?: ((t: TokenSet) => boolean) | undefined;
+  /** A newer version was announced but cannot be read yet: this pair is consumed (agent/upstream.ts). */
+  superseded?: ((t: TokenSet) => boolean) | undefined;
+  /** The cloud's patience with the lower tiers after it missed its own window (core/tiers.ts cloudMove). */
+  cloud?: Patience | undefined;
+  /**
+   * Set on a VM that is not the primary: when Secret Manager last came back from an outage, and the
+   * push grace. Within it the primary may still be pushing what it refreshed during the outage, and
+   * presenting the secret's pair would reuse it (docs/DESIGN.md "Several VMs").
+   */
+  notPrimary?: { secretBackAt: number; pushGraceMs: number } | undefined;
+}
+
+/** Why nothing is presented now, though the pair is due (or forced). */
+export type WaitReason = 'consumed_elsewhere' | 'superseded_unreadable' | 'awaiting_lower_tiers' | 'awaiting_primary' | 'no_room';
+export type LoginReason = 'no_token' | 'refresh_token_expired' | 'invalid_grant';
+
+/** The one thing to do about presenting the refresh token (the side effects ride on the Plan's flags). */
+export type Action =
+  /** Present `pair`'s refresh token (at 'trigger': open a session, which decides again under the lock). */
+  | { kind: 'present'; pair: TokenSet; lastChance?: boolean | undefined }
+  /** Someone else refreshed while this session backed off: take their pair, present nothing. */
+  | { kind: 'adopt'; pair: TokenSet; origin: Origin | undefined }
+  | { kind: 'fresh'; pair: TokenSet; origin: Origin | undefined }
+  | { kind: 'wait'; reason: WaitReason; pair: TokenSet }
+  /** Due (or forced, or retried) with nowhere for a successor: a failure, said loudly. */
+  | { kind: 'no_room'; reason: string; pair: TokenSet }
+  | { kind: 'login_required'; reason: LoginReason; pair?: TokenSet | undefined };
+
+/** A present action: only the code holding one may call TokenEndpoint.refresh (test/unit/architecture.test.ts). */
+export type PresentAction = Extract<Action, { kind: 'present' }>;
 
 export interface Policy {
   /** Refresh when no more than this remains of the newest access token. */
@@ -67,6 +122,8 @@ export interface Plan {
   expiryMoved?: Origin[] | undefined;
   /** `best`'s refresh token was announced as spent elsewhere (the fence): wait for its successor. */
   consumed?: boolean | undefined;
+  /** What to do about presenting, given the gates (docs/ARCHITECTURE.md "One refresh, as code walks it"). */
+  action: Action;
 }
 
 interface Candidate {
@@ -101,6 +158,7 @@ export function decide(view: View, policy: Policy): Plan {
 
   if (!best) {
     return {
+      action: { kind: 'login_required', reason: 'no_token' },
       writeCache: false,
       updateKnown: false,
       pushSecret: false,
@@ -146,13 +204,16 @@ export function decide(view: View, policy: Policy): Plan {
 
   // Durable before interpreted (docs/DESIGN.md): never present without a place for the answer.
   const noRoom = view.room && !view.room.ok ? view.room.reason : undefined;
+  const refresh = due && !refreshDead && !consumed && noRoom === undefined;
+  const action = chooseAction({ b, origin: best.origin, health, due: health === 'due' || health === 'expired', refresh, consumed, noRoom, accessLeftMs, refreshLeftMs }, view);
   return {
+    action,
     best: b,
     origin: best.origin,
     writeCache: writeCache && !consumed,
     updateKnown,
     pushSecret: pushSecret && !consumed,
-    refresh: due && !refreshDead && !consumed && noRoom === undefined,
+    refresh,
     noRoom,
     health,
     accessLeftMs,
@@ -162,6 +223,52 @@ export function decide(view: View, policy: Policy): Plan {
     ...(expiryMoved.length ? { expiryMoved } : {}),
     ...(consumed ? { consumed } : {}),
   };
+}
+
+interface Facts {
+  b: TokenSet;
+  origin: Origin;
+  health: Health;
+  due: boolean;
+  refresh: boolean;
+  consumed: boolean;
+  noRoom: string | undefined;
+  accessLeftMs: number;
+  refreshLeftMs: number | undefined;
+}
+
+/** Every rule about presenting the single-use refresh token, in the order they are weighed. */
+function chooseAction(f: Facts, view: View): Action {
+  const g = view.gates ?? {};
+  const { b, origin } = f;
+  if ((g.stage ?? 'trigger') === 'trigger') {
+    // The agent's check: open a session (which weighs every gate under the lock) when due or forced.
+    if (!f.refresh && !g.force) {
+      if (f.health === 'login_required') return { kind: 'login_required', reason: 'refresh_token_expired', pair: b };
+      if (f.consumed) return { kind: 'wait', reason: 'consumed_elsewhere', pair: b };
+      // Due with nowhere for a successor: no session (the start-up WARNING and `status` say why).
+      if (f.noRoom !== undefined && f.due) return { kind: 'wait', reason: 'no_room', pair: b };
+      return { kind: 'fresh', pair: b, origin };
+    }
+    if (g.notPrimary && view.now - g.notPrimary.secretBackAt < g.notPrimary.pushGraceMs) return { kind: 'wait', reason: 'awaiting_primary', pair: b };
+    return { kind: 'present', pair: b };
+  }
+  if (g.presented && compareFreshness(b, g.presented) > 0) return { kind: 'adopt', pair: b, origin };
+  // Asked once, in this order (the pin ALERTs once per refused pair; an expired announcement says so once).
+  const refusal = g.rejected?.has(pairId(b.refreshToken)) || (g.pinAccepts && !g.pinAccepts(b)) ? 'rejected' : g.superseded?.(b) ? 'superseded' : undefined;
+  if (refusal === 'rejected') return { kind: 'login_required', reason: 'invalid_grant', pair: b };
+  if (f.health === 'login_required' && !g.force) return { kind: 'login_required', reason: 'refresh_token_expired', pair: b };
+  if (f.consumed) return { kind: 'wait', reason: 'consumed_elsewhere', pair: b };
+  // decide() withholds `refresh` when there is no room; a due (or forced, or retried) pair then fails loudly.
+  if (f.noRoom !== undefined && (f.due || g.force || g.presented)) return { kind: 'no_room', reason: f.noRoom, pair: b };
+  if (!f.refresh && !g.force && !g.presented) return { kind: 'fresh', pair: b, origin };
+  if (g.cloud && !g.force && !g.presented) {
+    const move = cloudMove(f.accessLeftMs, f.refreshLeftMs, g.cloud);
+    if (move === 'await_lower_tiers') return { kind: 'wait', reason: 'awaiting_lower_tiers', pair: b };
+    if (move === 'last_chance') return { kind: 'present', pair: b, lastChance: true };
+  }
+  if (refusal === 'superseded') return { kind: 'wait', reason: 'superseded_unreadable', pair: b };
+  return { kind: 'present', pair: b };
 }
 
 /** Slack for a rewrite of the same pair (a bot's naive local time keeps whole seconds). */
@@ -203,9 +310,9 @@ export function secretBehind(best: TokenSet, secret: TokenSet | undefined): bool
 }
 
 /** The cloud function's view: only the secret matters. */
-export function decideCloud(now: number, read: SecretRead | undefined, cloudThresholdMs: number): Plan {
+export function decideCloud(now: number, read: SecretRead | undefined, cloudThresholdMs: number, gates?: Gates): Plan {
   return decide(
-    { now, cache: { kind: 'missing' }, known: undefined, secret: { kind: 'read', read } },
+    { now, cache: { kind: 'missing' }, known: undefined, secret: { kind: 'read', read }, gates },
     { refreshThresholdMs: cloudThresholdMs, refreshTokenAlertMs: 0 },
   );
 }

@@ -12,7 +12,7 @@
  */
 import { announce, announceConsumed, consumedEvent, pruneVersions, rotatedEvent, type AnnounceMark } from './announce.js';
 import type { Clock } from './clock.js';
-import { decide, type Origin, type SecretView } from './decide.js';
+import { decide, type Action, type Gates, type Origin, type PresentAction, type SecretView, type WaitReason } from './decide.js';
 import { errorText, LockTimeoutError, SaxoError, SecretStoreError } from './errors.js';
 import { recover, release, retryDelay, sessionDeadline, storeUpstream } from './refresh-steps.js';
 import { takeAnswer } from './refresh-answer.js';
@@ -20,7 +20,7 @@ import type { FailureCounter } from './failures.js';
 import { httpRequestRecord, type Logger } from './log.js';
 import type { CacheRead, EventBus, Held, JournalEntry, Room, SecretStore, TokenEndpoint } from './ports.js';
 import { issueTime, serverTimeNote, type ClockSkew } from './server-time.js';
-import { compareFreshness, requestCredentials, secretsOf, type Credentials, type TokenSet } from './token.js';
+import { requestCredentials, secretsOf, type Credentials, type TokenSet } from './token.js';
 
 /** The refresher's own side: the agent's flock, cache and state file. The function has none. */
 export interface LocalSide {
@@ -86,8 +86,8 @@ export interface SessionPorts {
 
 export interface SessionOptions {
   force?: boolean | undefined;
-  /** A reason not to present this pair (announced as consumed; rejected by Saxo before). */
-  refuse?: ((t: TokenSet) => 'superseded' | 'rejected' | undefined) | undefined;
+  /** What else decides whether a pair is presented (rejected pairs, the pin, superseded pairs): decide()'s gates. */
+  gates?: Pick<Gates, 'rejected' | 'pinAccepts' | 'superseded'> | undefined;
   /** Stop: start nothing new; an exchange already sent still finishes and is stored. */
   stop?: AbortSignal | undefined;
   onPhase?: ((p: Phase) => void) | undefined;
@@ -101,7 +101,7 @@ export interface SessionOptions {
   consumed?: ReadonlySet<string> | undefined;
 }
 
-export type DeferReason = 'lease_held' | 'secret_unavailable' | 'stopping' | 'superseded_unreadable' | 'consumed_elsewhere';
+export type DeferReason = 'lease_held' | 'secret_unavailable' | 'stopping' | WaitReason;
 
 /** One result; `newest` is the newest pair seen under the locks, for the caller to adopt. */
 export type SessionResult =
@@ -212,40 +212,14 @@ async function attempts(
       }
       // Re-read everything under the locks: someone may have refreshed while we waited or slept.
       const view = local ? await local.read() : { cache: { kind: 'missing' } as CacheRead, known: undefined };
-      const plan = decide({ now: clock.now(), ...view, secret, consumed: o.consumed }, { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: s.refreshTokenAlertMs });
+      const plan = decide(
+        { now: clock.now(), ...view, secret, consumed: o.consumed, gates: { ...o.gates, stage: 'attempt', force: o.force, presented } },
+        { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: s.refreshTokenAlertMs },
+      );
       for (const n of plan.notes) logger.warn('input_problem', n);
-      const best = plan.best;
-      if (!best) return { kind: 'rejected', reason: 'no_token' };
-      if (presented && compareFreshness(best, presented) > 0) {
-        failures.recovered();
-        logger.info('superseded', 'Someone else refreshed while this refresher backed off; adopting their pair');
-        return { kind: 'superseded', token: best, origin: plan.origin };
-      }
-      const refusal = o.refuse?.(best);
-      if (refusal === 'rejected' || (plan.health === 'login_required' && !o.force)) {
-        return { kind: 'rejected', reason: refusal === 'rejected' ? 'invalid_grant' : 'refresh_token_expired', newest: best };
-      }
-      if (plan.consumed) {
-        logger.warn('consumed_token', 'Another VM announced this refresh token as spent; not presenting it, waiting for its successor', {
-          generation: best.generation,
-        });
-        return { kind: 'deferred', reason: 'consumed_elsewhere', newest: best };
-      }
-      // decide() withholds `refresh` when there is no room; a due (or forced, or retried) pair then fails loudly.
-      const due = plan.health === 'due' || plan.health === 'expired';
-      if (plan.noRoom !== undefined && (due || o.force || presented)) {
-        // Durable before interpreted: a successor with nowhere to go would be lost with the presented token.
-        logger.error('no_room', `Not presenting the refresh token: ${plan.noRoom}`, { generation: best.generation });
-        failures.failed('no_room', plan.noRoom);
-        return { kind: 'failed', reason: 'no_room', newest: best };
-      }
-      if (!plan.refresh && !o.force && !presented) return { kind: 'fresh', token: best, origin: plan.origin };
-      if (refusal === 'superseded') {
-        logger.warn('superseded_token', 'A newer token was announced but Secret Manager cannot be read yet; not presenting the consumed one', {
-          generation: best.generation,
-        });
-        return { kind: 'deferred', reason: 'superseded_unreadable', newest: best };
-      }
+      const action = plan.action;
+      if (action.kind !== 'present') return answerWithout(p, action);
+      const best = action.pair;
       const creds = requestCredentials(s.credentials, best);
       if (!creds.appKey) {
         logger.error('config_missing', 'No app key: set SAXO_APP_KEY or store app_key with the token');
@@ -258,7 +232,7 @@ async function attempts(
       let res;
       const sentAt = clock.now();
       try {
-        res = await p.saxo.refresh(best.refreshToken, { deadline, appKey: creds.appKey, appSecret: creds.appSecret });
+        res = await present(p, action, { deadline, appKey: creds.appKey, appSecret: creds.appSecret });
       } catch (err) {
         o.onPhase?.('idle');
         if (!(err instanceof SaxoError)) throw err;
@@ -326,5 +300,41 @@ async function attempts(
     if (ended || !next) return { kind: 'rejected', reason: 'no_successor', newest: spent };
     const stored = await storeUpstream(p, s, o, { secret, next, lifetimeSec, start, localError, httpRequest: saxoHttp });
     return stored.kind === 'refreshed' && clockSkew ? { ...stored, clockSkew } : stored;
+  }
+}
+
+/** The only call of TokenEndpoint.refresh: it takes a present action (test/unit/architecture.test.ts). */
+function present(p: SessionPorts, action: PresentAction, opts: { deadline: number; appKey: string; appSecret?: string | undefined }) {
+  return p.saxo.refresh(action.pair.refreshToken, opts);
+}
+
+/** decide() said not to present under the locks: say why, count what is a failure, and answer. */
+function answerWithout(p: SessionPorts, action: Exclude<Action, PresentAction>): SessionResult {
+  const { logger, failures } = p;
+  switch (action.kind) {
+    case 'adopt':
+      failures.recovered();
+      logger.info('superseded', 'Someone else refreshed while this refresher backed off; adopting their pair');
+      return { kind: 'superseded', token: action.pair, origin: action.origin };
+    case 'fresh':
+      return { kind: 'fresh', token: action.pair, origin: action.origin };
+    case 'login_required':
+      return action.pair ? { kind: 'rejected', reason: action.reason, newest: action.pair } : { kind: 'rejected', reason: 'no_token' };
+    case 'no_room':
+      // Durable before interpreted: a successor with nowhere to go would be lost with the presented token.
+      logger.error('no_room', `Not presenting the refresh token: ${action.reason}`, { generation: action.pair.generation });
+      failures.failed('no_room', action.reason);
+      return { kind: 'failed', reason: 'no_room', newest: action.pair };
+    case 'wait':
+      if (action.reason === 'consumed_elsewhere') {
+        logger.warn('consumed_token', 'Another VM announced this refresh token as spent; not presenting it, waiting for its successor', {
+          generation: action.pair.generation,
+        });
+      } else if (action.reason === 'superseded_unreadable') {
+        logger.warn('superseded_token', 'A newer token was announced but Secret Manager cannot be read yet; not presenting the consumed one', {
+          generation: action.pair.generation,
+        });
+      }
+      return { kind: 'deferred', reason: action.reason, newest: action.pair };
   }
 }

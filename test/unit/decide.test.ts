@@ -175,6 +175,7 @@ const PRODUCT: Case[] = CACHE_CASES.flatMap((c) =>
 function expectedPlan(k: Case): Plan {
   if (k.bestLevel === undefined || !k.bestToken) {
     return {
+      action: { kind: 'login_required', reason: 'no_token' },
       writeCache: false,
       updateKnown: false,
       pushSecret: false,
@@ -199,7 +200,15 @@ function expectedPlan(k: Case): Plan {
     'refresh-dead': { refresh: false, health: 'login_required' },
     'refresh-unknown': { refresh: true, health: 'due' },
   };
+  // No gates: the agent's check ('trigger'): open a session when due, else say why not.
+  const { refresh, health } = byTime[k.time];
+  const action: Plan['action'] = refresh
+    ? { kind: 'present', pair: b }
+    : health === 'login_required'
+      ? { kind: 'login_required', reason: 'refresh_token_expired', pair: b }
+      : { kind: 'fresh', pair: b, origin: k.origin };
   return {
+    action,
     best: b,
     origin: k.origin,
     writeCache: cacheLevel === undefined || cacheLevel < bl,
@@ -620,6 +629,7 @@ describe('decide: room for the successor is an input (docs/DESIGN.md "Durable be
     expect(decide({ ...k.view, room: { ok: true } }, POLICY)).toEqual(without);
     // No room: nothing is presented; every other part of the plan stands (repairs, adoption, pushes).
     const blocked = decide({ ...k.view, room: NO_ROOM }, POLICY);
-    expect(blocked).toEqual({ ...without, refresh: false, noRoom: NO_ROOM.reason });
+    const action = without.action.kind === 'present' ? { kind: 'wait', reason: 'no_room', pair: without.best } : without.action;
+    expect(blocked).toEqual({ ...without, refresh: false, noRoom: NO_ROOM.reason, action });
   });
 });
