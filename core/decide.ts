@@ -262,12 +262,12 @@ function chooseAction(f: Facts, view: View): Action {
   // decide() withholds `refresh` when there is no room; a due (or forced, or retried) pair then fails loudly.
   if (f.noRoom !== undefined && (f.due || g.force || g.presented)) return { kind: 'no_room', reason: f.noRoom, pair: b };
   if (!f.refresh && !g.force && !g.presented) return { kind: 'fresh', pair: b, origin };
+  if (refusal === 'superseded') return { kind: 'wait', reason: 'superseded_unreadable', pair: b };
   if (g.cloud && !g.force && !g.presented) {
     const move = cloudMove(f.accessLeftMs, f.refreshLeftMs, g.cloud);
     if (move === 'await_lower_tiers') return { kind: 'wait', reason: 'awaiting_lower_tiers', pair: b };
     if (move === 'last_chance') return { kind: 'present', pair: b, lastChance: true };
   }
-  if (refusal === 'superseded') return { kind: 'wait', reason: 'superseded_unreadable', pair: b };
   return { kind: 'present', pair: b };
 }
 
