@@ -7,9 +7,9 @@ import { addVersion } from './announce.js';
 import { decide, type Plan, type SecretView } from './decide.js';
 import { errorText, SecretStoreError, type SaxoError } from './errors.js';
 import type { CacheRead } from './ports.js';
-import type { SessionOptions, SessionPorts, SessionResult, SessionSettings } from './refresh.js';
+import type { SessionOptions, SessionPorts, SessionResult, SessionSettings } from './session.js';
 import { nextRetryDelay } from './saxo/retry.js';
-import { compareFreshness, describeLifetime, pairId, withPayloadCredentials, type TokenSet } from './token.js';
+import { describeLifetime, pairId, withPayloadCredentials, type TokenSet } from './token.js';
 
 const MAX_SESSION_MS = 5 * 60_000;
 const SECRET_RETRY_BASE_MS = 500;
@@ -143,9 +143,9 @@ async function lookForNewer(
     if (read) fresh = { kind: 'read', read };
   }
   const localView = local ? await local.read() : view;
-  const plan: Plan = decide({ now: clock.now(), ...localView, secret: fresh }, { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: 0 });
-  if (plan.best && compareFreshness(plan.best, presented) > 0) return { token: plan.best, origin: plan.origin };
-  return undefined;
+  // The same decision as under the lock: with `presented` given, a newer pair anywhere is to be adopted.
+  const plan = decide({ now: clock.now(), ...localView, secret: fresh, gates: { stage: 'attempt', presented } }, { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: 0 });
+  return plan.action.kind === 'adopt' ? { token: plan.action.pair, origin: plan.action.origin } : undefined;
 }
 
 /**

@@ -91,3 +91,15 @@ describe('architecture: the refresh token is presented only by code holding a pr
     }
   });
 });
+
+describe('architecture: the refresh session has no import circle', () => {
+  it('core/refresh.ts imports its steps; no step (nor the session types) imports core/refresh.ts back', async () => {
+    const { readFileSync } = await import('node:fs');
+    const importsOf = (f: string) => [...readFileSync(path.join(ROOT, f), 'utf8').matchAll(/^(?:import|export)[^;]*?from '(\.[^']+)'/gms)].map((m) => path.join(path.dirname(f), m[1]!).replace(/\.js$/, '.ts'));
+    expect(importsOf('core/refresh.ts')).toEqual(expect.arrayContaining(['core/refresh-steps.ts', 'core/refresh-answer.ts', 'core/session.ts']));
+    for (const f of ['core/refresh-steps.ts', 'core/refresh-answer.ts', 'core/session.ts', 'core/decide.ts', 'core/believed.ts']) {
+      expect(importsOf(f), f).not.toContain('core/refresh.ts');
+    }
+    expect(importsOf('core/believed.ts')).not.toContain('core/decide.ts');
+  });
+});
