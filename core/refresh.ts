@@ -128,7 +128,7 @@ async function attempts(
         failures.failed('no_app_key');
         return { kind: 'failed', reason: 'no_app_key', newest: best };
       }
-      const deadline = sessionDeadline(best, start, s, leased, local !== undefined);
+      const deadline = sessionDeadline(s, { pair: best, start, leased, holdsBotsLock: local !== undefined });
       if (attempt === 1) logger.info('refresh_started', 'Token needs refresh: threshold reached', { generation: best.generation });
       o.onPhase?.('presenting');
       let res;
@@ -156,7 +156,7 @@ async function attempts(
             await held?.release();
             held = undefined;
           };
-          return await recover(p, s, secret, view, best, { unlock, stop: o.stop, announcedNewer: o.announcedNewer });
+          return await recover(p, s, { presented: best, secret, view, unlock, stop: o.stop, announcedNewer: o.announcedNewer });
         }
         if (delay === undefined) {
           failures.failed(err.code, err.message);
