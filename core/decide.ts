@@ -1,7 +1,10 @@
 /**
  * The one decision function (Vault-Agent's reconciler, made pure): given what each source holds
- * right now, say what must happen. No IO, no clock reads: callers pass `now`.
- * Used by the VM agent (all sources), the cloud function (secret only) and `status`.
+ * right now and the gates (everything else that decides whether the single-use refresh token is
+ * presented), say what must happen — the side effects as flags and one action. No IO, no clock
+ * reads: callers pass `now`. The agent decides at each trigger (after a first look without the
+ * secret, which only says whether the secret is worth a read), the refresh session once per attempt
+ * under the lock, the function before its lease; `status` and `doctor` call it read-only.
  */
 import type { CacheRead, Room, SecretRead } from './ports.js';
 import { cloudMove, type Patience } from './tiers.js';
