@@ -9,7 +9,7 @@ import type { Plan } from '../core/decide.js';
 import { chainDeadlineAlert, FailureCounter, loginAlertDue, loginRequiredMessage } from '../core/failures.js';
 import type { Logger } from '../core/log.js';
 import { StatusLineGate } from './checkin.js';
-import type { TokenSet } from '../core/token.js';
+import { pairId, type TokenSet } from '../core/token.js';
 
 export class Health {
   readonly failures: FailureCounter;
@@ -38,9 +38,9 @@ export class Health {
     return this.loginSaid;
   }
 
-  /** Was this pair rejected (so that presenting it again could only count as a reuse, I1)? */
-  isRejected(t: TokenSet): boolean {
-    return this.rejected !== undefined && this.rejected === t.refreshToken;
+  /** The pairId() of the pair Saxo rejected (presenting it again could only count as a reuse, I1): decide()'s gate. */
+  get rejectedIds(): ReadonlySet<string> {
+    return new Set(this.rejected !== undefined ? [pairId(this.rejected)] : []);
   }
 
   /**

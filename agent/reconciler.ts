@@ -3,119 +3,23 @@
  * manual refresh, push retry) runs through one serialized `run()`, which gathers what the sources
  * hold, asks the pure `decide()` what to do, and applies it through the sinks. A refresh is the
  * shared protocol (core/refresh.ts) with the agent's LocalSide: the bots' flock, the cache, the
- * private state file. The secret side lives in upstream.ts, failures and alerts in health.ts.
+ * private state file. The secret side lives in upstream.ts, failures and alerts in health.ts, what
+ * the agent remembers and the writes every run shares in reconciler-memory.ts. One decide() call
+ * per trigger ('trigger' stage); the session decides again under the lock ('attempt').
  */
-import { decide, expiryMovedText, type Plan, type SecretView } from '../core/decide.js';
-import { errorText, SecretStoreError } from '../core/errors.js';
-import { runRefreshSession, type Phase } from '../core/refresh.js';
+import { decide, expiryMovedText, type Gates, type Plan, type SecretView } from '../core/decide.js';
+import { SecretStoreError } from '../core/errors.js';
+import { runRefreshSession } from '../core/refresh.js';
 import { pushGraceMs } from '../core/tiers.js';
-import { compareFreshness, describeExpiry, secretsOf, withNextGeneration, type TokenSet } from '../core/token.js';
+import { compareFreshness, withNextGeneration } from '../core/token.js';
 import type { CacheRead } from '../core/ports.js';
 import { blankSpentPair } from './fence.js';
-import { createLocalSide, recoverFromJournal, writeCacheIfNewer, type AgentLocalSide } from './local-side.js';
-import { Serial } from './serial.js';
-import { Upstream } from './upstream.js';
-import { Health } from './health.js';
-import { PinGuard } from './pin.js';
-import type { AgentState } from './state-file.js';
-import type { Outcome, ReconcilerDeps, Trigger } from './reconciler-types.js';
+import { ReconcilerMemory } from './reconciler-memory.js';
+import type { Outcome, Trigger } from './reconciler-types.js';
 
 export type { Outcome, ReconcilerDeps, StateStore, Trigger } from './reconciler-types.js';
 
-export class Reconciler {
-  private known: TokenSet | undefined;
-  private lastRefresh: AgentState['lastRefresh'];
-  private awaiting: AgentState['awaiting'];
-  private clockSkew: AgentState['clockSkew'];
-  private watchFailed: AgentState['watchFailed'];
-  private readonly serial = new Serial<Outcome>('ignored');
-  private phaseNow: Phase = 'idle';
-  private readonly up: Upstream;
-  private health: Health;
-  /** The agent's side of a refresh: its flock, its cache and state (agent/local-side.ts). */
-  private readonly local: AgentLocalSide;
-  /** I7: the account every adopted pair must belong to (agent/pin.ts; loaded by agent.ts). */
-  readonly pin: PinGuard;
-
-  constructor(private readonly d: ReconcilerDeps) {
-    this.pin = new PinGuard(d.logger, d.settings.environment ?? 'SIM');
-    this.up = new Upstream({ clock: d.clock, store: d.store, bus: d.bus, logger: d.logger, keepSecretVersions: d.settings.keepSecretVersions });
-    this.health = new Health(d.logger, d.settings.maxRefreshFailures, {}, this.page());
-    this.local = createLocalSide({
-      lock: (signal) => d.lock(signal),
-      cache: d.cache,
-      credentials: d.settings.credentials,
-      logger: d.logger,
-      known: () => this.known,
-      adopt: (next) => {
-        this.health.refreshed();
-        this.known = next;
-      },
-      saveState: () => this.saveState(),
-      consumed: (t) => void this.requireLogin('no_successor', t),
-      journal: d.journal,
-    });
-  }
-
-  /** Load the private state; call once before the first run. */
-  async load(): Promise<void> {
-    const s = await this.d.state.read();
-    this.known = s?.token;
-    this.lastRefresh = s?.lastRefresh;
-    this.awaiting = s?.awaiting;
-    this.clockSkew = s?.clockSkew;
-    this.up.restore(s?.announce);
-    this.up.restoreConsumed(s?.consumed);
-    this.health = new Health(this.d.logger, this.d.settings.maxRefreshFailures, { failures: s?.failures, loginRequired: s?.loginRequired, known: s?.token }, this.page());
-    this.d.logger.addSecret(...secretsOf(this.known));
-    await this.recoverJournal();
-  }
-
-  /** Finish a refresh Saxo answered but this agent did not store (docs/DESIGN.md "Durable before interpreted"). */
-  private async recoverJournal(): Promise<void> {
-    const r = await recoverFromJournal(this.local, this.d.settings.source, this.d.settings.expiryMarginMs);
-    // Reserve the journal now, so that a disk that fills later still has room for an answer.
-    const room = await this.d.journal?.room();
-    if (room && !room.ok) this.d.logger.warn('no_room', `At start: ${room.reason}; no refresh token will be presented until there is room`);
-    if (r.kind === 'none') return;
-    if (r.kind === 'ended') {
-      this.d.logger.alert('refresh_token_missing', `ALERT: an unfinished refresh in the journal ended the chain (${r.why}); log in again (run \`npx token-keeper login\`)`);
-      if (r.presented) await this.local.ended(r.presented, r.kept);
-      else if (!(await this.saveState())) await this.d.journal?.wipe().catch(() => undefined);
-      return;
-    }
-    if (r.adjusted.length) this.d.logger.warn('lifetime_clamped', `Saxo answered an unusable or implausible token lifetime; stored a bounded one instead (${r.adjusted.join(', ')})`, { clamped: r.adjusted });
-    if (!this.known || compareFreshness(r.next, this.known) > 0) {
-      this.health.refreshed();
-      this.known = r.next;
-      this.up.markPending();
-      this.d.logger.notice('journal_recovered', 'Recovered the token Saxo issued before the last stop from the journal', { generation: r.next.generation });
-    }
-    this.local.hold(r.next);
-    await this.writeCacheIfNewer(this.known);
-    await this.local.settle(!(await this.saveState()));
-  }
-
-  /** The cache watcher failed: recorded in the state file for `status`. */
-  noteWatchFailed(reason: string): void {
-    this.watchFailed = { reason: reason.slice(0, 200), since: this.d.clock.now() };
-  }
-
-  get newestKnown(): TokenSet | undefined {
-    return this.known;
-  }
-  get consecutiveFailures(): number {
-    return this.health.failures.count;
-  }
-  /** Something waits for Secret Manager or Pub/Sub: run `{kind: 'push'}` every few seconds. */
-  get hasPendingPush(): boolean {
-    return this.up.hasWork;
-  }
-  /** 'presenting' or 'persisting' while an exchange with Saxo is in flight or being stored. */
-  get phase(): Phase {
-    return this.phaseNow;
-  }
-
+export class Reconciler extends ReconcilerMemory {
   /** One decision at a time, in arrival order; bursts of file events coalesce. */
   run(trigger: Trigger): Promise<Outcome> {
     // Noted on arrival, not when its turn comes: a refresh in progress (its invalid_grant recheck)
@@ -151,7 +55,8 @@ export class Reconciler {
       }
     }
     const cache = await this.d.cache.read();
-    const viewOf = (s: SecretView) => ({ now: this.d.clock.now(), cache, known: this.known, secret: s, consumed: this.up.consumed });
+    const force = trigger.kind === 'refresh' && trigger.force;
+    const viewOf = (s: SecretView) => ({ now: this.d.clock.now(), cache, known: this.known, secret: s, consumed: this.up.consumed, gates: this.triggerGates(force) });
     let plan = decide(viewOf(secret), this.policy());
     const wantSecret =
       secret.kind === 'unknown' &&
@@ -171,11 +76,14 @@ export class Reconciler {
     if (plan.consumed) await this.fenceCache(cache);
 
     let outcome = await this.apply(plan, secret);
-    const force = trigger.kind === 'refresh' && trigger.force;
-    if (plan.refresh || force) outcome = await this.refresh(force, secret.kind === 'unavailable');
-    else {
-      // decide() never refreshes a dead refresh token: say "login required" (once) instead of idling.
-      if (plan.health === 'login_required' && plan.best && outcome === 'idle') outcome = this.requireLogin(plan.health, plan.best);
+    const action = plan.action;
+    if (action.kind === 'present') outcome = await this.refresh(force, secret.kind === 'unavailable');
+    else if (action.kind === 'wait' && action.reason === 'awaiting_primary') {
+      logger.info('awaiting_primary', 'Secret Manager is back; giving the primary VM time to push what it refreshed meanwhile');
+      outcome = 'deferred';
+    } else {
+      // decide() never presents a dead refresh token: say "login required" (once) instead of idling.
+      if (action.kind === 'login_required' && action.pair && outcome === 'idle') outcome = this.requireLogin(plan.health, action.pair);
       if (trigger.kind === 'tick') this.health.logStatus(plan, this.d.clock.now(), this.d.settings.statusLogMs);
       this.awaiting = plan.consumed
         ? (this.awaiting ?? { reason: 'another VM spent the refresh token; waiting for its successor from the secret or a push', since: this.d.clock.now() })
@@ -205,39 +113,9 @@ export class Reconciler {
     return outcome;
   }
 
-  private adopt(token: TokenSet, from: string): void {
-    const prev = this.known;
-    this.known = token;
-    // A pair from the cache was made by a bot (or another agent): the cloud must learn of it before
-    // it presents the refresh token the bot just consumed.
-    if (from === 'cache') this.up.markPending();
-    this.up.onAdopted(token);
-    this.health.adopted(token, prev);
-    this.d.logger.addSecret(...secretsOf(token));
-    this.d.logger.info('token_adopted', `Adopted a newer token from the ${from} (${describeExpiry(token, this.d.clock.now())})`, {
-      from,
-      generation: token.generation,
-      expiresAt: new Date(token.accessExpiresAt).toISOString(),
-    });
-  }
-
-  /** Write under the bots' flock, re-reading first: a bot may have written something newer meanwhile. */
-  private async writeCacheIfNewer(token: TokenSet): Promise<boolean> {
-    const r = await writeCacheIfNewer(this.local, token, this.serial.signal);
-    if (r.kind === 'newer') this.adopt(withNextGeneration(r.token, this.known), 'cache');
-    if (r.kind === 'failed' && !this.serial.signal.aborted) this.health.failures.failed(r.reason, r.detail);
-    return r.kind === 'written';
-  }
-
   /** One refresh under the flock and, when Secret Manager answers, the cross-host lease. */
   private async refresh(force: boolean, secretDown: boolean): Promise<Outcome> {
     const { clock, logger, store, bus, saxo, settings } = this.d;
-    // Not the primary, and Secret Manager just came back: the primary may have refreshed during the
-    // outage and be pushing that pair now. Presenting the secret's pair first would reuse it.
-    if (!settings.presentWithoutLease && this.up.recoveredWithin(pushGraceMs(settings))) {
-      logger.info('awaiting_primary', 'Secret Manager is back; giving the primary VM time to push what it refreshed meanwhile');
-      return 'deferred';
-    }
     const r = await runRefreshSession(
       { clock, saxo, store, bus, logger, failures: this.health.failures, local: this.local, announceMark: this.up.mark },
       settings,
@@ -247,7 +125,7 @@ export class Reconciler {
         stop: this.serial.signal,
         onPhase: (p) => (this.phaseNow = p),
         // I7: another account's pair is never presented (nor adopted below).
-        refuse: (t) => (this.health.isRejected(t) || !this.pin.accepts(t) ? 'rejected' : this.up.isSuperseded(t) ? 'superseded' : undefined),
+        gates: { rejected: this.health.rejectedIds, pinAccepts: (t) => this.pin.accepts(t), superseded: (t) => this.up.isSuperseded(t) },
         consumed: this.up.consumed,
         announcedNewer: (t) => this.up.announcedNewer(t),
       },
@@ -290,48 +168,14 @@ export class Reconciler {
     if (failed) this.health.failures.failed('cache_write_failed', failed);
   }
 
-  private requireLogin(why: string, pair: TokenSet | undefined): Outcome {
-    this.health.requireLogin(why, pair);
-    return 'login_required';
-  }
-
   private async flushUpstream(announce: boolean): Promise<void> {
     this.keep(await this.up.flush(this.known, { announce }));
   }
 
-  /** A push renumbers the pair above the secret's generation: that is the pair we hold now. */
-  private keep(stored: TokenSet | undefined): void {
-    if (stored && stored.refreshToken === this.known?.refreshToken) this.known = { ...this.known, generation: stored.generation };
+  /** The agent check's own gates: force, and (not the primary) when Secret Manager came back. */
+  private triggerGates(force: boolean): Gates {
+    const s = this.d.settings;
+    return { stage: 'trigger', force, notPrimary: s.presentWithoutLease ? undefined : { secretBackAt: this.up.backAt, pushGraceMs: pushGraceMs(s) } };
   }
 
-  /** Resolves with the error when the state could not be written (logged here). */
-  private async saveState(): Promise<Error | undefined> {
-    try {
-      await this.d.state.write({
-        token: this.known,
-        failures: this.health.failures.count,
-        lastRefresh: this.lastRefresh,
-        agentSeenAt: this.d.clock.now(),
-        loginRequired: this.health.loginRequired,
-        announce: this.up.pendingAnnouncement,
-        awaiting: this.awaiting,
-        clockSkew: this.d.clockWatch?.skew ?? this.clockSkew,
-        consumed: [...this.up.consumed],
-        watchFailed: this.watchFailed,
-        subscription: this.d.bus?.subscriptionProblem?.(),
-      });
-      return undefined;
-    } catch (err) {
-      this.d.logger.error('state_write_failed', `Could not write the agent state file: ${errorText(err)}`);
-      return err instanceof Error ? err : new Error(String(err));
-    }
-  }
-
-  private page() {
-    return { clock: this.d.clock, repeatMs: this.d.settings.loginAlertRepeatMs, environment: this.d.settings.environment };
-  }
-
-  private policy() {
-    return { refreshThresholdMs: this.d.settings.thresholdMs, refreshTokenAlertMs: this.d.settings.refreshTokenAlertMs };
-  }
 }

@@ -139,9 +139,9 @@ export class Upstream {
     }
   }
 
-  /** Did Secret Manager come back from an outage less than `ms` ago? */
-  recoveredWithin(ms: number): boolean {
-    return this.d.clock.now() - this.recoveredAt < ms;
+  /** When Secret Manager last answered again after failing (-Infinity: never failed). */
+  get backAt(): number {
+    return this.recoveredAt;
   }
 
   /** Secret Manager failed its last call (a TOKEN_CONSUMED then blanks at once instead of asking it first). */

@@ -1,10 +1,17 @@
 /**
  * The one decision function (Vault-Agent's reconciler, made pure): given what each source holds
- * right now, say what must happen. No IO, no clock reads: callers pass `now`.
- * Used by the VM agent (all sources), the cloud function (secret only) and `status`.
+ * right now and the gates (everything else that decides whether the single-use refresh token is
+ * presented), say what must happen — the side effects as flags and one action. No IO, no clock
+ * reads: callers pass `now`. The agent decides at each trigger (after a first look without the
+ * secret, which only says whether the secret is worth a read), the refresh session once per attempt
+ * under the lock, the function before its lease; `status` and `doctor` call it read-only.
  */
 import type { CacheRead, Room, SecretRead } from './ports.js';
+import { cloudMove, type Patience } from './tiers.js';
 import { compareFreshness, pairId, type TokenSet } from './token.js';
+import { believedExpiry, secretBehind } from './believed.js';
+
+export { believedExpiry, expiryMovedText, secretBehind } from './believed.js';
 
 export type SecretView =
   | { kind: 'absent' } // standalone: no Secret Manager configured
@@ -25,7 +32,61 @@ export interface View {
   consumed?: ReadonlySet<string> | undefined;
   /** Room for a successor (the agent's journal and data dir); absent = not this caller's concern. */
   room?: Room | undefined;
+  /** Everything else that decides whether the refresh token is presented (absent: no such gate). */
+  gates?: Gates | undefined;
 }
+
+/**
+ * The rest of the decision's input: what the caller knows beyond the sources. Read-only callers
+ * (`status`, `doctor`) pass none. docs/ARCHITECTURE.md "One refresh, as code walks it".
+ */
+export interface Gates {
+  /**
+   * 'trigger': may a refresh session start (the agent's check)? 'attempt': present now — under the
+   * locks, or the function's look before its lease. Default 'trigger'.
+   */
+  stage?: 'trigger' | 'attempt' | undefined;
+  /** An operator asked for a refresh whatever the expiry (`refresh --force`). */
+  force?: boolean | undefined;
+  /** This session presented this pair at an earlier attempt (it backed off since). */
+  presented?: TokenSet | undefined;
+  /**
+   * pairId()s Saxo refused (invalid_grant with nothing newer) or consumed without a successor:
+   * never presented again.
+   */
+  rejected?: ReadonlySet<string> | undefined;
+  /** I7: does the pair belong to the pinned account (agent/pin.ts; ALERTs once per refused pair)? */
+  pinAccepts?: ((t: TokenSet) => boolean) | undefined;
+  /** A newer version was announced but cannot be read yet: this pair is consumed (agent/upstream.ts). */
+  superseded?: ((t: TokenSet) => boolean) | undefined;
+  /** The cloud's patience with the lower tiers after it missed its own window (core/tiers.ts cloudMove). */
+  cloud?: Patience | undefined;
+  /**
+   * Set on a VM that is not the primary: when Secret Manager last came back from an outage, and the
+   * push grace. Within it the primary may still be pushing what it refreshed during the outage, and
+   * presenting the secret's pair would reuse it (docs/DESIGN.md "Several VMs").
+   */
+  notPrimary?: { secretBackAt: number; pushGraceMs: number } | undefined;
+}
+
+/** Why nothing is presented now, though the pair is due (or forced). */
+export type WaitReason = 'consumed_elsewhere' | 'superseded_unreadable' | 'awaiting_lower_tiers' | 'awaiting_primary' | 'no_room';
+export type LoginReason = 'no_token' | 'refresh_token_expired' | 'invalid_grant';
+
+/** The one thing to do about presenting the refresh token (the side effects ride on the Plan's flags). */
+export type Action =
+  /** Present `pair`'s refresh token (at 'trigger': open a session, which decides again under the lock). */
+  | { kind: 'present'; pair: TokenSet; lastChance?: boolean | undefined }
+  /** Someone else refreshed while this session backed off: take their pair, present nothing. */
+  | { kind: 'adopt'; pair: TokenSet; origin: Origin | undefined }
+  | { kind: 'fresh'; pair: TokenSet; origin: Origin | undefined }
+  | { kind: 'wait'; reason: WaitReason; pair: TokenSet }
+  /** Due (or forced, or retried) with nowhere for a successor: a failure, said loudly. */
+  | { kind: 'no_room'; reason: string; pair: TokenSet }
+  | { kind: 'login_required'; reason: LoginReason; pair?: TokenSet | undefined };
+
+/** A present action: only the code holding one may call TokenEndpoint.refresh (test/unit/architecture.test.ts). */
+export type PresentAction = Extract<Action, { kind: 'present' }>;
 
 export interface Policy {
   /** Refresh when no more than this remains of the newest access token. */
@@ -67,6 +128,8 @@ export interface Plan {
   expiryMoved?: Origin[] | undefined;
   /** `best`'s refresh token was announced as spent elsewhere (the fence): wait for its successor. */
   consumed?: boolean | undefined;
+  /** What to do about presenting, given the gates (docs/ARCHITECTURE.md "One refresh, as code walks it"). */
+  action: Action;
 }
 
 interface Candidate {
@@ -101,6 +164,7 @@ export function decide(view: View, policy: Policy): Plan {
 
   if (!best) {
     return {
+      action: { kind: 'login_required', reason: 'no_token' },
       writeCache: false,
       updateKnown: false,
       pushSecret: false,
@@ -146,13 +210,16 @@ export function decide(view: View, policy: Policy): Plan {
 
   // Durable before interpreted (docs/DESIGN.md): never present without a place for the answer.
   const noRoom = view.room && !view.room.ok ? view.room.reason : undefined;
+  const refresh = due && !refreshDead && !consumed && noRoom === undefined;
+  const action = chooseAction({ b, origin: best.origin, health, due: health === 'due' || health === 'expired', refresh, consumed, noRoom, accessLeftMs, refreshLeftMs }, view);
   return {
+    action,
     best: b,
     origin: best.origin,
     writeCache: writeCache && !consumed,
     updateKnown,
     pushSecret: pushSecret && !consumed,
-    refresh: due && !refreshDead && !consumed && noRoom === undefined,
+    refresh,
     noRoom,
     health,
     accessLeftMs,
@@ -164,53 +231,56 @@ export function decide(view: View, policy: Policy): Plan {
   };
 }
 
-/** Slack for a rewrite of the same pair (a bot's naive local time keeps whole seconds). */
-const EXPIRY_MOVE_SLACK_MS = 1000;
-
-/**
- * docs/DESIGN.md "Server time": an expiry only moves later with a new refresh token. `t` holding the
- * `known` pair's refresh token with a later access or refresh expiry is not believed: the earlier
- * (recorded) expiries stand. A hand edit to 2099 or a writer with a clock hours ahead otherwise
- * stops every refresh while the real token dies.
- */
-export function believedExpiry(t: TokenSet, known: TokenSet | undefined): { token: TokenSet; moved: boolean } {
-  if (!known || known.refreshToken !== t.refreshToken) return { token: t, moved: false };
-  const accessMoved = t.accessExpiresAt > known.accessExpiresAt + EXPIRY_MOVE_SLACK_MS;
-  const refreshMoved =
-    known.refreshExpiresAt !== undefined && t.refreshExpiresAt !== undefined && t.refreshExpiresAt > known.refreshExpiresAt + EXPIRY_MOVE_SLACK_MS;
-  if (!accessMoved && !refreshMoved) return { token: t, moved: false };
-  return {
-    token: {
-      ...t,
-      accessExpiresAt: Math.min(t.accessExpiresAt, known.accessExpiresAt),
-      refreshExpiresAt: refreshMoved ? known.refreshExpiresAt : t.refreshExpiresAt,
-    },
-    moved: true,
-  };
+interface Facts {
+  b: TokenSet;
+  origin: Origin;
+  health: Health;
+  due: boolean;
+  refresh: boolean;
+  consumed: boolean;
+  noRoom: string | undefined;
+  accessLeftMs: number;
+  refreshLeftMs: number | undefined;
 }
 
-/**
- * The secret must be given `best`: it holds nothing, an older pair, or `best` under another
- * number. The last case follows a bot's own save (its copy carries no number of ours) or a pair
- * this host numbered while Secret Manager was behind: storing our number keeps every host
- * numbering on from the same generation, so announcements stay comparable.
- */
-export function secretBehind(best: TokenSet, secret: TokenSet | undefined): boolean {
-  if (!secret) return true;
-  const c = compareFreshness(best, secret);
-  if (c !== 0) return c > 0;
-  return best.generation !== undefined && secret.generation !== best.generation;
+/** Every rule about presenting the single-use refresh token, in the order they are weighed. */
+function chooseAction(f: Facts, view: View): Action {
+  const g = view.gates ?? {};
+  const { b, origin } = f;
+  if ((g.stage ?? 'trigger') === 'trigger') {
+    // The agent's check: open a session (which weighs every gate under the lock) when due or forced.
+    if (!f.refresh && !g.force) {
+      if (f.health === 'login_required') return { kind: 'login_required', reason: 'refresh_token_expired', pair: b };
+      if (f.consumed) return { kind: 'wait', reason: 'consumed_elsewhere', pair: b };
+      // Due with nowhere for a successor: no session (the start-up WARNING and `status` say why).
+      if (f.noRoom !== undefined && f.due) return { kind: 'wait', reason: 'no_room', pair: b };
+      return { kind: 'fresh', pair: b, origin };
+    }
+    if (g.notPrimary && view.now - g.notPrimary.secretBackAt < g.notPrimary.pushGraceMs) return { kind: 'wait', reason: 'awaiting_primary', pair: b };
+    return { kind: 'present', pair: b };
+  }
+  if (g.presented && compareFreshness(b, g.presented) > 0) return { kind: 'adopt', pair: b, origin };
+  // Asked once, in this order (the pin ALERTs once per refused pair; an expired announcement says so once).
+  const refusal = g.rejected?.has(pairId(b.refreshToken)) || (g.pinAccepts && !g.pinAccepts(b)) ? 'rejected' : g.superseded?.(b) ? 'superseded' : undefined;
+  if (refusal === 'rejected') return { kind: 'login_required', reason: 'invalid_grant', pair: b };
+  if (f.health === 'login_required' && !g.force) return { kind: 'login_required', reason: 'refresh_token_expired', pair: b };
+  if (f.consumed) return { kind: 'wait', reason: 'consumed_elsewhere', pair: b };
+  // decide() withholds `refresh` when there is no room; a due (or forced, or retried) pair then fails loudly.
+  if (f.noRoom !== undefined && (f.due || g.force || g.presented)) return { kind: 'no_room', reason: f.noRoom, pair: b };
+  if (!f.refresh && !g.force && !g.presented) return { kind: 'fresh', pair: b, origin };
+  if (refusal === 'superseded') return { kind: 'wait', reason: 'superseded_unreadable', pair: b };
+  if (g.cloud && !g.force && !g.presented) {
+    const move = cloudMove(f.accessLeftMs, f.refreshLeftMs, g.cloud);
+    if (move === 'await_lower_tiers') return { kind: 'wait', reason: 'awaiting_lower_tiers', pair: b };
+    if (move === 'last_chance') return { kind: 'present', pair: b, lastChance: true };
+  }
+  return { kind: 'present', pair: b };
 }
 
 /** The cloud function's view: only the secret matters. */
-export function decideCloud(now: number, read: SecretRead | undefined, cloudThresholdMs: number): Plan {
+export function decideCloud(now: number, read: SecretRead | undefined, cloudThresholdMs: number, gates?: Gates): Plan {
   return decide(
-    { now, cache: { kind: 'missing' }, known: undefined, secret: { kind: 'read', read } },
+    { now, cache: { kind: 'missing' }, known: undefined, secret: { kind: 'read', read }, gates },
     { refreshThresholdMs: cloudThresholdMs, refreshTokenAlertMs: 0 },
   );
-}
-
-/** The WARNING for `expiryMoved` (agent and `status` say the same). */
-export function expiryMovedText(where: Origin[]): string {
-  return `The ${where.join(' and ')} holds the known pair with a later expiry than it was issued with (no new refresh token): not believed, the earlier expiry stands and is written back`;
 }

@@ -7,7 +7,7 @@
  */
 import { journalEntry, successorFrom } from './grant.js';
 import type { RawAnswer } from './ports.js';
-import type { SessionPorts, SessionSettings } from './refresh.js';
+import type { SessionPorts, SessionSettings } from './session.js';
 import { secretsOf, withNextGeneration, type TokenSet } from './token.js';
 
 export type Taken =

@@ -7,9 +7,9 @@ import { addVersion } from './announce.js';
 import { decide, type Plan, type SecretView } from './decide.js';
 import { errorText, SecretStoreError, type SaxoError } from './errors.js';
 import type { CacheRead } from './ports.js';
-import type { SessionOptions, SessionPorts, SessionResult, SessionSettings } from './refresh.js';
+import type { SessionOptions, SessionPorts, SessionResult, SessionSettings } from './session.js';
 import { nextRetryDelay } from './saxo/retry.js';
-import { compareFreshness, describeLifetime, pairId, withPayloadCredentials, type TokenSet } from './token.js';
+import { describeLifetime, pairId, withPayloadCredentials, type TokenSet } from './token.js';
 
 const MAX_SESSION_MS = 5 * 60_000;
 const SECRET_RETRY_BASE_MS = 500;
@@ -79,8 +79,11 @@ export async function storeUpstream(
   return { kind: 'refreshed', token: next, version, lastRefresh: { at: now, by: s.refresher, version: version ?? '' }, stored: version ? 'secret' : 'local' };
 }
 
-/** What recover() may do while it waits: let go of the bots' flock, stop, hear of announcements. */
-export interface RecoverHooks {
+/** What recover() looks at (the presented pair, the sources read under the lock) and may do while it waits. */
+export interface RecoverArgs {
+  presented: TokenSet;
+  secret: SecretView;
+  view: { cache: CacheRead; known?: TokenSet | undefined };
   /** Release the bots' flock before waiting (a bot may write the newer pair meanwhile). */
   unlock?: (() => Promise<void>) | undefined;
   stop?: AbortSignal | undefined;
@@ -94,23 +97,17 @@ export interface RecoverHooks {
  * announcements seen meanwhile): the refresher that spent it may still be storing its successor.
  * The presented token is never presented again, whatever the second look finds.
  */
-export async function recover(
-  p: SessionPorts,
-  s: SessionSettings,
-  secret: SecretView,
-  view: { cache: CacheRead; known?: TokenSet | undefined },
-  presented: TokenSet,
-  hooks: RecoverHooks = {},
-): Promise<SessionResult> {
+export async function recover(p: SessionPorts, s: SessionSettings, hooks: RecoverArgs): Promise<SessionResult> {
   const { clock, logger, failures } = p;
-  let found = await lookForNewer(p, s, secret, view, presented);
+  const { presented } = hooks;
+  let found = await lookForNewer(p, s, hooks);
   if (!found && s.invalidGrantRecheckMs > 0 && !hooks.stop?.aborted) {
     logger.warn('invalid_grant_recheck', `Saxo rejected the refresh token; looking once more for a newer pair in ${s.invalidGrantRecheckMs} ms before saying login required`, {
       generation: presented.generation,
     });
     await hooks.unlock?.();
     await clock.sleep(s.invalidGrantRecheckMs, hooks.stop).catch(() => undefined);
-    found = await lookForNewer(p, s, secret, view, presented);
+    found = await lookForNewer(p, s, hooks);
   }
   if (found) {
     failures.recovered();
@@ -132,9 +129,7 @@ export async function recover(
 async function lookForNewer(
   p: SessionPorts,
   s: SessionSettings,
-  secret: SecretView,
-  view: { cache: CacheRead; known?: TokenSet | undefined },
-  presented: TokenSet,
+  { secret, view, presented }: Pick<RecoverArgs, 'secret' | 'view' | 'presented'>,
 ): Promise<{ token: TokenSet; origin: Plan['origin'] } | undefined> {
   const { clock, store, local } = p;
   let fresh: SecretView = secret;
@@ -143,16 +138,16 @@ async function lookForNewer(
     if (read) fresh = { kind: 'read', read };
   }
   const localView = local ? await local.read() : view;
-  const plan: Plan = decide({ now: clock.now(), ...localView, secret: fresh }, { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: 0 });
-  if (plan.best && compareFreshness(plan.best, presented) > 0) return { token: plan.best, origin: plan.origin };
-  return undefined;
+  // The same decision as under the lock: with `presented` given, a newer pair anywhere is to be adopted.
+  const plan = decide({ now: clock.now(), ...localView, secret: fresh, gates: { stage: 'attempt', presented } }, { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: 0 });
+  return plan.action.kind === 'adopt' ? { token: plan.action.pair, origin: plan.action.origin } : undefined;
 }
 
 /**
  * No attempt may run past: the refresh token's death, 3/4 of the lease (another refresher may take
  * it after), the bots' window when nothing keeps them out (they take no lease), five minutes.
  */
-export function sessionDeadline(t: TokenSet, start: number, s: SessionSettings, leased: boolean, holdsBotsLock: boolean): number {
+export function sessionDeadline(s: SessionSettings, { pair: t, start, leased, holdsBotsLock }: { pair: TokenSet; start: number; leased: boolean; holdsBotsLock: boolean }): number {
   const botCut = t.accessExpiresAt - s.botThresholdMs;
   return Math.min(
     t.refreshExpiresAt ?? Infinity,

@@ -10,116 +10,18 @@
  * The session never holds the bots' flock across anything slow: only one exchange and the local
  * writes happen under it; backoff sleeps, Secret Manager and Pub/Sub calls happen outside it.
  */
-import { announce, announceConsumed, consumedEvent, pruneVersions, rotatedEvent, type AnnounceMark } from './announce.js';
-import type { Clock } from './clock.js';
-import { decide, type Origin, type SecretView } from './decide.js';
+import { announce, announceConsumed, consumedEvent, pruneVersions, rotatedEvent } from './announce.js';
+import { decide, type Action, type PresentAction, type SecretView } from './decide.js';
 import { errorText, LockTimeoutError, SaxoError, SecretStoreError } from './errors.js';
 import { recover, release, retryDelay, sessionDeadline, storeUpstream } from './refresh-steps.js';
 import { takeAnswer } from './refresh-answer.js';
-import type { FailureCounter } from './failures.js';
-import { httpRequestRecord, type Logger } from './log.js';
-import type { CacheRead, EventBus, Held, JournalEntry, Room, SecretStore, TokenEndpoint } from './ports.js';
+import { httpRequestRecord } from './log.js';
+import type { CacheRead, Held } from './ports.js';
 import { issueTime, serverTimeNote, type ClockSkew } from './server-time.js';
-import { compareFreshness, requestCredentials, secretsOf, type Credentials, type TokenSet } from './token.js';
+import type { SessionOptions, SessionPorts, SessionResult, SessionSettings } from './session.js';
+import { requestCredentials, secretsOf, type TokenSet } from './token.js';
 
-/** The refresher's own side: the agent's flock, cache and state file. The function has none. */
-export interface LocalSide {
-  /** The bots' flock for one attempt; throws LockTimeoutError when it stays held. */
-  lock(signal?: AbortSignal): Promise<Held>;
-  /** The local sources, re-read under the lock, and whether a successor would have room. */
-  read(): Promise<{ cache: CacheRead; known?: TokenSet | undefined; room?: Room | undefined }>;
-  /** Keep Saxo's 2xx durably before anything parses it (the journal, fsynced). Never throws: a failure is logged. */
-  keep(entry: JournalEntry): Promise<void>;
-  /**
-   * Make `next` durable here: the cache, then `counted` with the cache's outcome (so the state
-   * records the count), then the private state; the journal is wiped once both hold it. Resolves
-   * with what failed, if anything (the journal then still holds the answer).
-   */
-  persist(next: TokenSet, counted: (cacheError: Error | undefined) => void): Promise<Error | undefined>;
-  /**
-   * Saxo consumed `presented` and issued no successor: record that it may never be presented
-   * again; `kept` (same refresh token, the new access token) is what the bots may still use.
-   */
-  ended(presented: TokenSet, kept?: TokenSet | undefined): Promise<void>;
-}
-
-/** Where the session is, for a clean stop: an answer that arrived must reach the disk first. */
-export type Phase = 'idle' | 'presenting' | 'persisting';
-
-export interface SessionSettings {
-  /** Lease holder: unique per refresher (per invocation for the function). */
-  holder: string;
-  /** Who refreshed, for logs and the lastRefresh record ("cloud:…", "agent:host:pid"). */
-  refresher: string;
-  /** Written as the new pair's `source`. */
-  source: string;
-  /** This tier's threshold. */
-  thresholdMs: number;
-  refreshTokenAlertMs: number;
-  /** The bots' buffer: retries end before it unless the LocalSide's flock keeps the bots out. */
-  botThresholdMs: number;
-  leaseTtlMs: number;
-  expiryMarginMs: number;
-  keepSecretVersions: number;
-  /** Present even when Secret Manager cannot grant the lease (standalone, or the primary VM). */
-  presentWithoutLease: boolean;
-  /** Configured credentials (they win over those stored with the pair). */
-  credentials: Credentials;
-  /** AddSecretVersion attempts after Saxo answered (function: several; agent: one, then the push retry). */
-  secretWriteAttempts: number;
-  /** After invalid_grant with no newer pair anywhere: wait this long and look once more (0: never). */
-  invalidGrantRecheckMs: number;
-  retry: { maxAttempts: number; baseMs: number; capMs: number; minAttemptMs: number; random: () => number };
-}
-
-export interface SessionPorts {
-  clock: Clock;
-  saxo: TokenEndpoint;
-  store?: SecretStore | undefined;
-  bus?: EventBus | undefined;
-  logger: Logger;
-  failures: FailureCounter;
-  local?: LocalSide | undefined;
-  /** Remembers an announcement that did not go out. */
-  announceMark?: AnnounceMark | undefined;
-}
-
-export interface SessionOptions {
-  force?: boolean | undefined;
-  /** A reason not to present this pair (announced as consumed; rejected by Saxo before). */
-  refuse?: ((t: TokenSet) => 'superseded' | 'rejected' | undefined) | undefined;
-  /** Stop: start nothing new; an exchange already sent still finishes and is stored. */
-  stop?: AbortSignal | undefined;
-  onPhase?: ((p: Phase) => void) | undefined;
-  /** The secret write is abandoned after this long while stopping (the pair is already on disk). */
-  stopSecretTimeoutMs?: number | undefined;
-  /** The caller just saw Secret Manager fail: do not spend another deadline asking it for the lease. */
-  secretDown?: boolean | undefined;
-  /** An announcement seen meanwhile names a pair newer than this one (recover()'s second look). */
-  announcedNewer?: ((t: TokenSet) => boolean) | undefined;
-  /** pairId()s announced as spent by another refresher (TOKEN_CONSUMED): never presented (decide()'s fence). */
-  consumed?: ReadonlySet<string> | undefined;
-}
-
-export type DeferReason = 'lease_held' | 'secret_unavailable' | 'stopping' | 'superseded_unreadable' | 'consumed_elsewhere';
-
-/** One result; `newest` is the newest pair seen under the locks, for the caller to adopt. */
-export type SessionResult =
-  | {
-      kind: 'refreshed';
-      token: TokenSet;
-      version?: string | undefined;
-      lastRefresh: { at: number; by: string; version: string };
-      stored: 'secret' | 'local';
-      /** This machine's clock against Saxo's Date header at this exchange (docs/DESIGN.md "Server time"). */
-      clockSkew?: ClockSkew | undefined;
-    }
-  | { kind: 'superseded'; token: TokenSet; origin: Origin | undefined }
-  | { kind: 'fresh'; token: TokenSet; origin: Origin | undefined }
-  | { kind: 'deferred'; reason: DeferReason; newest?: TokenSet | undefined }
-  | { kind: 'rejected'; reason: 'no_token' | 'refresh_token_expired' | 'invalid_grant' | 'no_successor'; newest?: TokenSet | undefined }
-  | { kind: 'failed'; reason: string; newest?: TokenSet | undefined };
-
+export type { DeferReason, LocalSide, Phase, SessionOptions, SessionPorts, SessionResult, SessionSettings } from './session.js';
 
 export async function runRefreshSession(p: SessionPorts, s: SessionSettings, o: SessionOptions = {}): Promise<SessionResult> {
   const { clock, store, logger } = p;
@@ -212,53 +114,27 @@ async function attempts(
       }
       // Re-read everything under the locks: someone may have refreshed while we waited or slept.
       const view = local ? await local.read() : { cache: { kind: 'missing' } as CacheRead, known: undefined };
-      const plan = decide({ now: clock.now(), ...view, secret, consumed: o.consumed }, { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: s.refreshTokenAlertMs });
+      const plan = decide(
+        { now: clock.now(), ...view, secret, consumed: o.consumed, gates: { ...o.gates, stage: 'attempt', force: o.force, presented } },
+        { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: s.refreshTokenAlertMs },
+      );
       for (const n of plan.notes) logger.warn('input_problem', n);
-      const best = plan.best;
-      if (!best) return { kind: 'rejected', reason: 'no_token' };
-      if (presented && compareFreshness(best, presented) > 0) {
-        failures.recovered();
-        logger.info('superseded', 'Someone else refreshed while this refresher backed off; adopting their pair');
-        return { kind: 'superseded', token: best, origin: plan.origin };
-      }
-      const refusal = o.refuse?.(best);
-      if (refusal === 'rejected' || (plan.health === 'login_required' && !o.force)) {
-        return { kind: 'rejected', reason: refusal === 'rejected' ? 'invalid_grant' : 'refresh_token_expired', newest: best };
-      }
-      if (plan.consumed) {
-        logger.warn('consumed_token', 'Another VM announced this refresh token as spent; not presenting it, waiting for its successor', {
-          generation: best.generation,
-        });
-        return { kind: 'deferred', reason: 'consumed_elsewhere', newest: best };
-      }
-      // decide() withholds `refresh` when there is no room; a due (or forced, or retried) pair then fails loudly.
-      const due = plan.health === 'due' || plan.health === 'expired';
-      if (plan.noRoom !== undefined && (due || o.force || presented)) {
-        // Durable before interpreted: a successor with nowhere to go would be lost with the presented token.
-        logger.error('no_room', `Not presenting the refresh token: ${plan.noRoom}`, { generation: best.generation });
-        failures.failed('no_room', plan.noRoom);
-        return { kind: 'failed', reason: 'no_room', newest: best };
-      }
-      if (!plan.refresh && !o.force && !presented) return { kind: 'fresh', token: best, origin: plan.origin };
-      if (refusal === 'superseded') {
-        logger.warn('superseded_token', 'A newer token was announced but Secret Manager cannot be read yet; not presenting the consumed one', {
-          generation: best.generation,
-        });
-        return { kind: 'deferred', reason: 'superseded_unreadable', newest: best };
-      }
+      const action = plan.action;
+      if (action.kind !== 'present') return answerWithout(p, action);
+      const best = action.pair;
       const creds = requestCredentials(s.credentials, best);
       if (!creds.appKey) {
         logger.error('config_missing', 'No app key: set SAXO_APP_KEY or store app_key with the token');
         failures.failed('no_app_key');
         return { kind: 'failed', reason: 'no_app_key', newest: best };
       }
-      const deadline = sessionDeadline(best, start, s, leased, local !== undefined);
+      const deadline = sessionDeadline(s, { pair: best, start, leased, holdsBotsLock: local !== undefined });
       if (attempt === 1) logger.info('refresh_started', 'Token needs refresh: threshold reached', { generation: best.generation });
       o.onPhase?.('presenting');
       let res;
       const sentAt = clock.now();
       try {
-        res = await p.saxo.refresh(best.refreshToken, { deadline, appKey: creds.appKey, appSecret: creds.appSecret });
+        res = await present(p, action, { deadline, appKey: creds.appKey, appSecret: creds.appSecret });
       } catch (err) {
         o.onPhase?.('idle');
         if (!(err instanceof SaxoError)) throw err;
@@ -280,7 +156,7 @@ async function attempts(
             await held?.release();
             held = undefined;
           };
-          return await recover(p, s, secret, view, best, { unlock, stop: o.stop, announcedNewer: o.announcedNewer });
+          return await recover(p, s, { presented: best, secret, view, unlock, stop: o.stop, announcedNewer: o.announcedNewer });
         }
         if (delay === undefined) {
           failures.failed(err.code, err.message);
@@ -326,5 +202,41 @@ async function attempts(
     if (ended || !next) return { kind: 'rejected', reason: 'no_successor', newest: spent };
     const stored = await storeUpstream(p, s, o, { secret, next, lifetimeSec, start, localError, httpRequest: saxoHttp });
     return stored.kind === 'refreshed' && clockSkew ? { ...stored, clockSkew } : stored;
+  }
+}
+
+/** The only call of TokenEndpoint.refresh: it takes a present action (test/unit/architecture.test.ts). */
+function present(p: SessionPorts, action: PresentAction, opts: { deadline: number; appKey: string; appSecret?: string | undefined }) {
+  return p.saxo.refresh(action.pair.refreshToken, opts);
+}
+
+/** decide() said not to present under the locks: say why, count what is a failure, and answer. */
+function answerWithout(p: SessionPorts, action: Exclude<Action, PresentAction>): SessionResult {
+  const { logger, failures } = p;
+  switch (action.kind) {
+    case 'adopt':
+      failures.recovered();
+      logger.info('superseded', 'Someone else refreshed while this refresher backed off; adopting their pair');
+      return { kind: 'superseded', token: action.pair, origin: action.origin };
+    case 'fresh':
+      return { kind: 'fresh', token: action.pair, origin: action.origin };
+    case 'login_required':
+      return action.pair ? { kind: 'rejected', reason: action.reason, newest: action.pair } : { kind: 'rejected', reason: 'no_token' };
+    case 'no_room':
+      // Durable before interpreted: a successor with nowhere to go would be lost with the presented token.
+      logger.error('no_room', `Not presenting the refresh token: ${action.reason}`, { generation: action.pair.generation });
+      failures.failed('no_room', action.reason);
+      return { kind: 'failed', reason: 'no_room', newest: action.pair };
+    case 'wait':
+      if (action.reason === 'consumed_elsewhere') {
+        logger.warn('consumed_token', 'Another VM announced this refresh token as spent; not presenting it, waiting for its successor', {
+          generation: action.pair.generation,
+        });
+      } else if (action.reason === 'superseded_unreadable') {
+        logger.warn('superseded_token', 'A newer token was announced but Secret Manager cannot be read yet; not presenting the consumed one', {
+          generation: action.pair.generation,
+        });
+      }
+      return { kind: 'deferred', reason: action.reason, newest: action.pair };
   }
 }

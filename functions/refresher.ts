@@ -15,8 +15,8 @@ import type { Logger } from '../core/log.js';
 import type { EventBus, SecretMeta, SecretRead, SecretStore, TokenEndpoint } from '../core/ports.js';
 import { runRefreshSession, type SessionResult } from '../core/refresh.js';
 import type { CloudSettings } from '../core/settings.js';
-import { cloudMove, pushGraceMs } from '../core/tiers.js';
-import { pairId, secretsOf } from '../core/token.js';
+import { pushGraceMs } from '../core/tiers.js';
+import { secretsOf } from '../core/token.js';
 
 export interface CloudDeps {
   clock: Clock;
@@ -54,65 +54,66 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
     return { outcome: 'failed', reason: 'secret_unavailable' };
   }
   logger.addSecret(...secretsOf(latest?.token));
-  const now = clock.now();
-  const plan = decideCloud(now, latest, settings.thresholdMs);
+  // Saxo rejected this pair's refresh token with nothing newer, or consumed it without a successor
+  // (both recorded in the secret): never presented again. Before the lease a forced run skips the
+  // first (the session, under the lease, still refuses it).
+  const rejected = new Set([meta.rejected, meta.ended].filter((id): id is string => id !== undefined));
+  const plan = decideCloud(clock.now(), latest, settings.thresholdMs, {
+    stage: 'attempt',
+    force: opts.force,
+    rejected: !opts.force && meta.rejected !== undefined ? new Set([meta.rejected]) : undefined,
+    cloud: settings.patience,
+  });
+  const action = plan.action;
   for (const n of plan.notes) logger.warn('input_problem', n);
-  if (!plan.best) {
-    logger.alert('login_required', loginRequiredMessage(settings.environment, 'no_token'), { reason: 'no_token' });
-    await d.relogin?.('no usable token in the secret');
-    return { outcome: 'rejected', reason: 'no_token' };
-  }
   const accessLeftSeconds = Math.round((plan.accessLeftMs ?? 0) / 1000);
-  // A dead refresh token is not "valid": decide() never marks it for refresh, so say so here.
-  if (plan.health === 'login_required' && !opts.force) {
-    logger.alert('login_required', loginRequiredMessage(settings.environment, 'refresh_token_expired'), { reason: 'refresh_token_expired' });
-    await d.relogin?.('the refresh token has expired');
-    return { outcome: 'rejected', reason: 'refresh_token_expired', version: latest?.name };
-  }
-  // Saxo rejected this very refresh token at an earlier run (nothing newer then or since): never again.
-  const rejectedBefore = (t: { refreshToken: string }) => meta.rejected !== undefined && meta.rejected === pairId(t.refreshToken);
-  if (rejectedBefore(plan.best) && !opts.force) {
-    logger.alert('login_required', loginRequiredMessage(settings.environment, 'invalid_grant'), { reason: 'invalid_grant' });
-    return { outcome: 'rejected', reason: 'invalid_grant', version: latest?.name };
-  }
-  if (!plan.refresh && !opts.force) {
-    logger.info('token_status', `Token status: valid, ${Math.floor(accessLeftSeconds / 60)} minutes until expiry`, {
-      version: latest?.name,
-      generation: plan.best.generation,
-      accessLeftSeconds,
-      health: plan.health,
-    });
-    return { outcome: 'fresh', version: latest?.name, generation: plan.best.generation, accessLeftSeconds };
-  }
-  if (!opts.force) {
-    const move = cloudMove(plan.accessLeftMs ?? 0, plan.refreshLeftMs, settings.patience);
-    if (move === 'await_lower_tiers') {
+  switch (action.kind) {
+    case 'login_required':
+      logger.alert('login_required', loginRequiredMessage(settings.environment, action.reason), { reason: action.reason });
+      if (action.reason === 'no_token') {
+        await d.relogin?.('no usable token in the secret');
+        return { outcome: 'rejected', reason: 'no_token' };
+      }
+      // A dead refresh token is not "valid"; a pair Saxo rejected at an earlier run is not presented again.
+      if (action.reason === 'refresh_token_expired') await d.relogin?.('the refresh token has expired');
+      return { outcome: 'rejected', reason: action.reason, version: latest?.name };
+    case 'fresh':
+      logger.info('token_status', `Token status: valid, ${Math.floor(accessLeftSeconds / 60)} minutes until expiry`, {
+        version: latest?.name,
+        generation: action.pair.generation,
+        accessLeftSeconds,
+        health: plan.health,
+      });
+      return { outcome: 'fresh', version: latest?.name, generation: action.pair.generation, accessLeftSeconds };
+    case 'wait':
       logger.warn('awaiting_agent', 'The cloud missed its refresh window; giving the VM agent (or a bot) time to push its newer pair', {
         version: latest?.name,
         accessLeftSeconds,
       });
       return { outcome: 'deferred', reason: 'awaiting_lower_tiers', version: latest?.name, accessLeftSeconds };
-    }
-    if (move === 'last_chance') {
-      // A pair the agent refreshed during an outage is pushed within a push retry of Secret Manager
-      // answering again: give it that long to land before presenting what may be its predecessor.
-      logger.warn('last_chance', 'The lower tiers have not pushed a newer pair; refreshing from the cloud to save the chain', { accessLeftSeconds });
-      await clock.sleep(pushGraceMs(settings.patience));
-    }
+    case 'present':
+      if (action.lastChance) {
+        // A pair the agent refreshed during an outage is pushed within a push retry of Secret Manager
+        // answering again: give it that long to land before presenting what may be its predecessor.
+        logger.warn('last_chance', 'The lower tiers have not pushed a newer pair; refreshing from the cloud to save the chain', { accessLeftSeconds });
+        await clock.sleep(pushGraceMs(settings.patience));
+      }
+      break;
+    default:
+      return { outcome: 'failed', reason: action.kind };
   }
+  const best = action.pair;
 
   const failures = new FailureCounter(logger, settings.maxRefreshFailures, meta.failures);
-  failures.chainDeadline = plan.best.refreshExpiresAt;
+  failures.chainDeadline = best.refreshExpiresAt;
   const r = await runRefreshSession(
     { clock, saxo: d.saxo, store, bus: d.bus, logger, failures, announceMark: cloudMark(store) },
     // One lease holder per invocation, not per instance: acquireLease lets a holder re-take its own
     // lease, so overlapping invocations in one instance (duplicate Scheduler calls) would both get in.
     { ...settings, holder: `${settings.refresher}:${randomBytes(4).toString('hex')}` },
-    // Saxo rejected this pair's refresh token with nothing newer, or consumed it without a successor
-    // (both recorded in the secret): never presented again.
-    { force: opts.force, refuse: (t) => (rejectedBefore(t) || (meta.ended !== undefined && meta.ended === pairId(t.refreshToken)) ? 'rejected' : undefined) },
+    { force: opts.force, gates: { rejected } },
   );
-  if (r.kind === 'failed' || r.kind === 'deferred') watchChainDeadline(d, plan.best.refreshExpiresAt);
+  if (r.kind === 'failed' || r.kind === 'deferred') watchChainDeadline(d, best.refreshExpiresAt);
   switch (r.kind) {
     case 'refreshed':
       return { outcome: r.kind, version: r.version, generation: r.token.generation, expiresAt: new Date(r.token.accessExpiresAt).toISOString() };

@@ -4,10 +4,10 @@
  * life. An independent oracle computes the expected Plan; invariants are checked over the product.
  */
 import { describe, expect, it } from 'vitest';
-import { decide, decideCloud, type Plan, type Policy, type SecretView, type View } from '../../core/decide.js';
+import { decide, decideCloud, type Gates, type Plan, type Policy, type SecretView, type View } from '../../core/decide.js';
 import { shouldAlert } from '../../core/failures.js';
 import type { CacheRead, SecretRead } from '../../core/ports.js';
-import { compareFreshness, fromResponse, type TokenSet } from '../../core/token.js';
+import { compareFreshness, fromResponse, pairId, type TokenSet } from '../../core/token.js';
 
 const T0 = Date.UTC(2025, 0, 6, 9, 0, 0);
 const S = 1000;
@@ -175,6 +175,7 @@ const PRODUCT: Case[] = CACHE_CASES.flatMap((c) =>
 function expectedPlan(k: Case): Plan {
   if (k.bestLevel === undefined || !k.bestToken) {
     return {
+      action: { kind: 'login_required', reason: 'no_token' },
       writeCache: false,
       updateKnown: false,
       pushSecret: false,
@@ -199,7 +200,15 @@ function expectedPlan(k: Case): Plan {
     'refresh-dead': { refresh: false, health: 'login_required' },
     'refresh-unknown': { refresh: true, health: 'due' },
   };
+  // No gates: the agent's check ('trigger'): open a session when due, else say why not.
+  const { refresh, health } = byTime[k.time];
+  const action: Plan['action'] = refresh
+    ? { kind: 'present', pair: b }
+    : health === 'login_required'
+      ? { kind: 'login_required', reason: 'refresh_token_expired', pair: b }
+      : { kind: 'fresh', pair: b, origin: k.origin };
   return {
+    action,
     best: b,
     origin: k.origin,
     writeCache: cacheLevel === undefined || cacheLevel < bl,
@@ -620,6 +629,152 @@ describe('decide: room for the successor is an input (docs/DESIGN.md "Durable be
     expect(decide({ ...k.view, room: { ok: true } }, POLICY)).toEqual(without);
     // No room: nothing is presented; every other part of the plan stands (repairs, adoption, pushes).
     const blocked = decide({ ...k.view, room: NO_ROOM }, POLICY);
-    expect(blocked).toEqual({ ...without, refresh: false, noRoom: NO_ROOM.reason });
+    const action = without.action.kind === 'present' ? { kind: 'wait', reason: 'no_room', pair: without.best } : without.action;
+    expect(blocked).toEqual({ ...without, refresh: false, noRoom: NO_ROOM.reason, action });
+  });
+});
+
+// ── The action under every gate ─────────────────────────────────────────────────────────────────
+// One source (the known pair, generation 11) at three moments of its life, crossed with every
+// gate decide() weighs. The oracle is the rule table of docs/ARCHITECTURE.md "One refresh, as code
+// walks it", written as a list read top to bottom.
+describe('decide: the action, over every gate', () => {
+  const b = tok(1, 'keeper');
+  const at = { fresh: nowFor('fresh', b), due: nowFor('due', b), dead: nowFor('refresh-dead', b) };
+  type When = keyof typeof at;
+  type Presented = 'none' | 'older' | 'same';
+  type CloudCase = 'none' | 'in-window' | 'missed' | 'last-chance';
+  const patience = (c: CloudCase) => {
+    const base = { expiredGraceMs: 10 * MIN, schedulePeriodMs: MIN, leaseTtlMs: MIN, pushRetryMs: 5 * S };
+    if (c === 'in-window') return { ...base, agentThresholdMs: MIN }; // 2.5 min left > 1 min: the cloud's own window
+    if (c === 'missed') return { ...base, agentThresholdMs: 4 * MIN }; // inside the agent's window, the chain has time
+    if (c === 'last-chance') return { ...base, agentThresholdMs: 4 * MIN, schedulePeriodMs: 30 * MIN }; // no later run can save it
+    return undefined;
+  };
+  const bools = [false, true];
+  const cases = (['fresh', 'due', 'dead'] as When[]).flatMap((when) =>
+    (['none', 'older', 'same'] as Presented[]).flatMap((presented) =>
+      bools.flatMap((rejected) =>
+        bools.flatMap((pinRefuses) =>
+          bools.flatMap((superseded) =>
+            bools.flatMap((consumed) =>
+              bools.flatMap((noRoom) =>
+                bools.flatMap((force) => (['none', 'in-window', 'missed', 'last-chance'] as CloudCase[]).map((cloud) => ({ when, presented, rejected, pinRefuses, superseded, consumed, noRoom, force, cloud }))),
+              ),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+  type C = (typeof cases)[number];
+
+  function expected(c: C): Plan['action'] {
+    const pair = b;
+    if (c.presented === 'older') return { kind: 'adopt', pair, origin: 'known' };
+    if (c.rejected || c.pinRefuses) return { kind: 'login_required', reason: 'invalid_grant', pair };
+    if (c.when === 'dead' && !c.force) return { kind: 'login_required', reason: 'refresh_token_expired', pair };
+    if (c.consumed) return { kind: 'wait', reason: 'consumed_elsewhere', pair };
+    const retried = c.presented === 'same';
+    if (c.noRoom && (c.when === 'due' || c.force || retried)) return { kind: 'no_room', reason: 'disk full', pair };
+    if (c.when !== 'due' && !c.force && !retried) return { kind: 'fresh', pair, origin: 'known' };
+    if (c.superseded) return { kind: 'wait', reason: 'superseded_unreadable', pair };
+    if (!c.force && !retried && c.cloud === 'missed') return { kind: 'wait', reason: 'awaiting_lower_tiers', pair };
+    const lastChance = !c.force && !retried && c.cloud === 'last-chance';
+    return lastChance ? { kind: 'present', pair, lastChance: true } : { kind: 'present', pair };
+  }
+
+  it(`the oracle's table holds for all ${cases.length} combinations; each gate is asked at most once, and only when it can matter`, () => {
+    const kinds = new Set<string>();
+    for (const c of cases) {
+      const asked = { pin: 0, superseded: 0 };
+      const gates: Gates = {
+        stage: 'attempt',
+        force: c.force,
+        presented: c.presented === 'none' ? undefined : tok(c.presented === 'older' ? 0 : 1, 'keeper'),
+        rejected: c.rejected ? new Set([pairId(b.refreshToken)]) : new Set([pairId('another-refresh-token')]),
+        pinAccepts: () => (asked.pin++, !c.pinRefuses),
+        superseded: () => (asked.superseded++, c.superseded),
+        cloud: patience(c.cloud),
+      };
+      const view: View = {
+        now: at[c.when],
+        cache: { kind: 'missing' },
+        known: tok(1, 'keeper'),
+        secret: { kind: 'absent' },
+        consumed: c.consumed ? new Set([pairId(b.refreshToken)]) : undefined,
+        room: c.noRoom ? { ok: false, reason: 'disk full' } : { ok: true },
+        gates,
+      };
+      const label = JSON.stringify(c);
+      const plan = decide(view, POLICY);
+      expect(plan.action, label).toEqual(expected(c));
+      kinds.add(plan.action.kind + ('reason' in plan.action ? `:${plan.action.reason}` : ''));
+      // The pin ALERTs per refused pair, an expired announcement logs: each is asked once at most,
+      // the pin never for a pair already rejected, neither for a pair someone else replaced.
+      expect(asked.pin, label).toBe(c.presented === 'older' || c.rejected ? 0 : 1);
+      expect(asked.superseded, label).toBe(c.presented === 'older' || c.rejected || c.pinRefuses ? 0 : 1);
+    }
+    // Every kind of action (and every reason) occurs in the product.
+    expect([...kinds].sort()).toEqual(
+      ['adopt', 'fresh', 'login_required:invalid_grant', 'login_required:refresh_token_expired', 'no_room:disk full', 'present',
+        'wait:awaiting_lower_tiers', 'wait:consumed_elsewhere', 'wait:superseded_unreadable'].sort(),
+    );
+  });
+
+  it("'trigger' (the agent's check): a session opens when due or forced, unless a non-primary VM is within the push grace", () => {
+    const grace = 13 * S;
+    for (const when of ['fresh', 'due', 'dead'] as When[]) {
+      for (const force of bools) {
+        for (const consumed of bools) {
+          for (const noRoom of bools) {
+            for (const back of ['primary', 'never', 'just-now', 'long-ago'] as const) {
+              const now = at[when];
+              const notPrimary = back === 'primary' ? undefined : { secretBackAt: back === 'never' ? -Infinity : back === 'just-now' ? now - grace + 1 : now - grace, pushGraceMs: grace };
+              const plan = decide(
+                {
+                  now,
+                  cache: { kind: 'missing' },
+                  known: tok(1, 'keeper'),
+                  secret: { kind: 'absent' },
+                  consumed: consumed ? new Set([pairId(b.refreshToken)]) : undefined,
+                  room: noRoom ? { ok: false, reason: 'disk full' } : undefined,
+                  gates: { stage: 'trigger', force, notPrimary },
+                },
+                POLICY,
+              );
+              const label = JSON.stringify({ when, force, consumed, noRoom, back });
+              const refresh = when === 'due' && !consumed && !noRoom;
+              let want: Plan['action'];
+              if (refresh || force) want = back === 'just-now' ? { kind: 'wait', reason: 'awaiting_primary', pair: b } : { kind: 'present', pair: b };
+              else if (when === 'dead') want = { kind: 'login_required', reason: 'refresh_token_expired', pair: b };
+              else if (consumed) want = { kind: 'wait', reason: 'consumed_elsewhere', pair: b };
+              else if (noRoom && when === 'due') want = { kind: 'wait', reason: 'no_room', pair: b };
+              else want = { kind: 'fresh', pair: b, origin: 'known' };
+              expect(plan.action, label).toEqual(want);
+            }
+          }
+        }
+      }
+    }
+  });
+
+  it('no pair anywhere: login required (no_token), whatever the gates', () => {
+    for (const stage of ['trigger', 'attempt'] as const) {
+      const plan = decide({ now: T0, cache: { kind: 'missing' }, secret: { kind: 'absent' }, gates: { stage, force: true } }, POLICY);
+      expect(plan.action).toEqual({ kind: 'login_required', reason: 'no_token' });
+    }
+  });
+
+  it("the function's look (decideCloud) weighs the same gates", () => {
+    const read: SecretRead = { name: `${SECRET_NAME}6`, version: 6, token: b };
+    const gates: Gates = { stage: 'attempt', cloud: patience('missed') };
+    expect(decideCloud(at.due, read, POLICY.refreshThresholdMs, gates).action).toEqual({ kind: 'wait', reason: 'awaiting_lower_tiers', pair: b });
+    expect(decideCloud(at.due, read, POLICY.refreshThresholdMs, { ...gates, rejected: new Set([pairId(b.refreshToken)]) }).action).toEqual({
+      kind: 'login_required',
+      reason: 'invalid_grant',
+      pair: b,
+    });
+    expect(decideCloud(at.fresh, read, POLICY.refreshThresholdMs, gates).action).toEqual({ kind: 'fresh', pair: b, origin: 'secret' });
   });
 });
