@@ -20,6 +20,14 @@ const IDLE_STOP_MS = 4_500;
 
 async function runAgent(): Promise<number> {
   const { config, logger } = setup();
+  if (!config.gcp) {
+    // Standalone: a refresh every ~17 min and a file watcher need no optimising compiler; without
+    // TurboFan, Maglev (newer Node) and Sparkplug the agent keeps ~5 MB less resident (docs/BENCHMARKS.md "Memory").
+    const { setFlagsFromString } = await import('node:v8');
+    setFlagsFromString('--no-turbofan');
+    setFlagsFromString('--no-maglev');
+    setFlagsFromString('--no-sparkplug');
+  }
   const { unknownSettings } = await import('../core/config-check.js');
   for (const w of unknownSettings(process.env)) logger.warn('config_unknown_setting', `Configuration: ${w}`);
   const { startAgent } = await import('./agent.js');
