@@ -20,9 +20,10 @@ const IDLE_STOP_MS = 4_500;
 
 async function runAgent(): Promise<number> {
   const { config, logger } = setup();
-  if (!config.gcp) {
-    // Standalone: a refresh every ~17 min and a file watcher need no optimising compiler; without
-    // TurboFan, Maglev (newer Node) and Sparkplug the agent keeps ~5 MB less resident (docs/BENCHMARKS.md "Memory").
+  {
+    // A refresh every ~17 min, a file watcher and a rare event need no optimising compiler: without
+    // TurboFan, Maglev (newer Node) and Sparkplug the agent keeps ~4 MB less resident (docs/BENCHMARKS.md
+    // "The standalone agent"). Set before the agent's modules load.
     const { setFlagsFromString } = await import('node:v8');
     setFlagsFromString('--no-turbofan');
     setFlagsFromString('--no-maglev');
