@@ -13,6 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import { systemClock, type Clock } from '../core/clock.js';
 import { errorText } from '../core/errors.js';
+import { httpRequest } from '../core/saxo/http.js';
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/log.js';
 import { describeSkew, parseServerDate, serverTimeNote, skewOf, SKEW_WARN_MS, type ClockSkew } from '../core/server-time.js';
@@ -136,10 +137,9 @@ export class ClockWatch {
 export function saxoTimeProbe(authBaseUrl: string, timeoutMs: number, wallNow: () => number = Date.now) {
   return async (): Promise<{ sentAt: number; receivedAt: number; date: string | null } | undefined> => {
     const sentAt = wallNow();
-    const res = await fetch(authBaseUrl.replace(/\/+$/, '') + '/', { method: 'HEAD', signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
+    const res = await httpRequest(authBaseUrl.replace(/\/+$/, '') + '/', { method: 'HEAD', signal: AbortSignal.timeout(timeoutMs) });
     const receivedAt = wallNow();
-    await res.arrayBuffer().catch(() => undefined);
-    return { sentAt, receivedAt, date: res.headers.get('date') };
+    return { sentAt, receivedAt, date: res.header('date') };
   };
 }
 

@@ -4,8 +4,8 @@
  * acks on resolve and nacks (delayed) on reject.
  *
  * Built on the generated clients only (no high-level `PubSub`: its lease manager, OpenTelemetry
- * and stream pool cost the agent ~10 MB RSS and the function's cold start). The publisher is
- * created on the first publish, so a function run with nothing to announce never loads it. One
+ * and stream pool cost the agent ~10 MB RSS and the function's cold start). Publishing lives in
+ * event-publish.ts (its client is created on the first publish); this file subscribes. One
  * streaming pull, reconnected with jittered backoff; acks and nacks go through the unary RPCs,
  * which survive a stream swap. A code that retrying cannot heal (subscription deleted, role
  * removed) stops the fast loop: one ALERT, a slow retry (pull-retry.ts).
@@ -16,8 +16,9 @@ import type { GcpConfig } from '../config.js';
 import { ConfigError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EventBus } from '../ports.js';
-import { createPubSubGapicClient, type PublisherClient } from './clients.js';
-import { parseTokenEvent, tokenConsumedEventSchema, tokenRotatedEventSchema } from './event-schema.js';
+import { createPubSubGapicClient } from './clients.js';
+import { createEventPublisher } from './event-publish.js';
+import { parseTokenEvent } from './event-schema.js';
 import { BROKEN_RETRY_MS, jittered, nonRetryableCode, SubscriptionHealth, type SubscriptionProblem } from './pull-retry.js';
 
 export { ensureTopicAndSubscription } from './provision.js';
@@ -73,63 +74,13 @@ export function createEventBus(opts: EventBusOptions): ClosableEventBus {
   const publishTimeoutMs = opts.publishTimeoutMs ?? 5_000;
   const brokenRetryMs = opts.brokenRetryMs ?? BROKEN_RETRY_MS;
   const subscriptions = new Set<() => Promise<void>>();
-  let publisher: Promise<PublisherClient> | undefined;
+  const publisher = createEventPublisher(gcp, publishTimeoutMs);
+  const closePublisher = () => publisher.close();
   const healths = new Set<SubscriptionHealth>();
 
-  const getPublisher = () => {
-    // Initialise before the first call: a generated client's methods re-throw a failed initialise
-    // (no credentials, say) from a detached promise — an unhandled rejection that kills the agent.
-    publisher ??= createPubSubGapicClient('publisher', gcp)
-      .then(async (c) => {
-        try {
-          await c.initialize();
-          return c;
-        } catch (err) {
-          await c.close().catch(() => undefined);
-          throw err;
-        }
-      })
-      .catch((err: unknown) => {
-        publisher = undefined;
-        throw err;
-      });
-    return publisher;
-  };
-  const closePublisher = async () => {
-    const p = publisher;
-    publisher = undefined;
-    if (p) await p.then((c) => c.close()).catch(() => undefined);
-  };
-
   return {
-    async publish(event) {
-      const body = tokenRotatedEventSchema.parse(event);
-      const client = await getPublisher();
-      const [res] = await client.publish(
-        {
-          topic,
-          messages: [
-            { data: Buffer.from(JSON.stringify(body), 'utf8'), attributes: { type: 'TOKEN_ROTATED', generation: String(body.generation) } },
-          ],
-        },
-        { timeout: publishTimeoutMs },
-      );
-      const id = res.messageIds?.[0];
-      if (!id) throw new Error('Pub/Sub Publish returned no message id');
-      return id;
-    },
-
-    async publishConsumed(event) {
-      const body = tokenConsumedEventSchema.parse(event);
-      const client = await getPublisher();
-      const [res] = await client.publish(
-        { topic, messages: [{ data: Buffer.from(JSON.stringify(body), 'utf8'), attributes: { type: 'TOKEN_CONSUMED', generation: String(body.generation) } }] },
-        { timeout: publishTimeoutMs },
-      );
-      const id = res.messageIds?.[0];
-      if (!id) throw new Error('Pub/Sub Publish returned no message id');
-      return id;
-    },
+    publish: (event) => publisher.publish(event),
+    publishConsumed: (event) => publisher.publishConsumed(event),
 
     async subscribe(handler, onConsumed) {
       if (!gcp.subscriptionId) throw new ConfigError('EventBus.subscribe needs a subscription id (TOKEN_SUBSCRIPTION_ID)');

@@ -1,5 +1,6 @@
 /**
- * Saxo's /token endpoint as a TokenEndpoint, on plain `fetch`. Each call is one HTTP attempt;
+ * Saxo's /token endpoint as a TokenEndpoint, on plain node:http(s) (http.ts: `fetch` would cost the
+ * agent ~10 MB of resident memory). Each call is one HTTP attempt;
  * retries are the refresh protocol's (core/refresh.ts).
  *
  * The request is the form POST Saxo documents (grant_type, the grant's fields, client_id and
@@ -18,6 +19,7 @@ import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import type { RawAnswer, RefreshOptions, TokenEndpoint } from '../ports.js';
 import { classifyFailure, isSuccess } from './classify.js';
+import { httpRequest } from './http.js';
 import { attemptTimeout } from './retry.js';
 
 /** Shortest attempt worth starting. */
@@ -61,19 +63,18 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
     }, timeoutMs);
     let raw: RawAnswer;
     try {
-      const res = await fetch(tokenUrl, {
+      const res = await httpRequest(tokenUrl, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body,
-        redirect: 'manual',
+        body: body.toString(),
         signal: AbortSignal.any([ctl.signal, ...(ro.signal ? [ro.signal] : [])]),
       });
       raw = {
         status: res.status,
-        contentType: res.headers.get('content-type') ?? '',
-        retryAfter: res.headers.get('retry-after'),
-        date: res.headers.get('date'),
-        text: await res.text(),
+        contentType: res.header('content-type') ?? '',
+        retryAfter: res.header('retry-after'),
+        date: res.header('date'),
+        text: res.text,
       };
     } catch (err) {
       if (ro.signal?.aborted) throw new SaxoError('retryable', 'aborted', 'Saxo request aborted by caller');
@@ -106,7 +107,7 @@ export function createSaxoClient(opts: SaxoClientOptions): TokenEndpoint {
   };
 }
 
-/** A short, secret-free reason for a fetch failure (error codes only, never URLs with bodies). */
+/** A short, secret-free reason for a transport failure (error codes only, never URLs with bodies). */
 function networkReason(err: unknown): string {
   let e: unknown = err;
   for (let i = 0; i < 4 && e; i++) {

@@ -7,26 +7,14 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod/v3';
+import { FaultQueue, faultSchema, HTML_503, type QueuedFault, type SaxoFault } from './faults.js';
+import { clientCredentials, readBody, send } from './http.js';
 import { oddBody } from './odd.js';
 import { DEFAULT_ACCOUNT, StandinState, type GrantResult, type IssuedPair, type StandinAccount, type StandinStats } from './state.js';
 import { signInPage } from './sign-in.js';
 
 export type { IssuedPair, StandinAccount, StandinStats } from './state.js';
-
-export const faultSchema = z.object({
-  kind: z.enum(['html503', 'bare429', 'json500', 'invalid_grant', 'delay', 'reset', 'odd2xx']),
-  times: z.number().int().positive().optional(),
-  delayMs: z.number().nonnegative().optional(),
-  /**
-   * odd2xx: the grant is made (the presented token is consumed, a pair issued) but the answer is
-   * odd — fields replaced (`set`: expires_in −5, "1200 seconds", …), left out (`omit`), or the
-   * whole body an HTML page (`html`).
-   */
-  set: z.record(z.unknown()).optional(),
-  omit: z.array(z.string()).optional(),
-  html: z.boolean().optional(),
-});
-export type SaxoFault = z.infer<typeof faultSchema>;
+export { faultSchema, type SaxoFault } from './faults.js';
 
 export interface SaxoStandinOptions {
   port?: number;
@@ -64,42 +52,6 @@ export interface SaxoStandin {
   close(): Promise<void>;
 }
 
-type Queued = { kind: SaxoFault['kind']; remaining: number; delayMs: number; odd?: Pick<SaxoFault, 'set' | 'omit' | 'html'> };
-
-const HTML_503 = '<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1><p>The server is temporarily unable to service your request.</p></body></html>';
-
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': typeof body === 'string' ? 'text/plain' : 'application/json; charset=utf-8',
-    'cache-control': 'no-store',
-    ...headers,
-  });
-  res.end(text);
-}
-
-async function readBody(req: IncomingMessage, limit = 64 * 1024): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > limit) throw new Error('body too large');
-    chunks.push(c);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-/** client_id/client_secret from the form body or HTTP Basic. */
-function clientCredentials(req: IncomingMessage, form: URLSearchParams): { id?: string; secret?: string } {
-  const auth = req.headers.authorization;
-  if (auth?.startsWith('Basic ')) {
-    const dec = Buffer.from(auth.slice(6), 'base64').toString('utf8');
-    const i = dec.indexOf(':');
-    if (i > 0) return { id: decodeURIComponent(dec.slice(0, i)), secret: decodeURIComponent(dec.slice(i + 1)) };
-  }
-  return { id: form.get('client_id') ?? undefined, secret: form.get('client_secret') ?? undefined };
-}
-
 export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<SaxoStandin> {
   const now = opts.now ?? Date.now;
   const state = new StandinState(now, {
@@ -108,20 +60,14 @@ export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<S
   });
   const successStatus = opts.successStatus ?? 201;
   const clients = opts.clients;
-  const faults: Queued[] = [];
+  const faults = new FaultQueue();
   const timers = new Set<NodeJS.Timeout>();
 
-  const inject = (f: SaxoFault | SaxoFault[]) => {
-    for (const one of Array.isArray(f) ? f : [f]) {
-      faults.push({ kind: one.kind, remaining: one.times ?? 1, delayMs: one.delayMs ?? 1000, odd: { set: one.set, omit: one.omit, html: one.html } });
-    }
-  };
-  const nextFault = (): Queued | undefined => {
-    const head = faults[0];
-    if (!head) return undefined;
-    if (--head.remaining <= 0) faults.shift();
-    state.counters.faultsServed++;
-    return head;
+  const inject = (f: SaxoFault | SaxoFault[]) => faults.inject(f);
+  const nextFault = (): QueuedFault | undefined => {
+    const f = faults.next();
+    if (f) state.counters.faultsServed++;
+    return f;
   };
   const wait = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -240,14 +186,14 @@ export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<S
     const json = (): unknown => JSON.parse(bodyText || 'null');
     if (path === '/_admin/stats' && req.method === 'GET') return send(res, 200, state.stats());
     if (path === '/_admin/faults' && req.method === 'DELETE') {
-      faults.length = 0;
+      faults.clear();
       return send(res, 200, { queued: 0 });
     }
     if (path === '/_admin/faults' && req.method === 'POST') {
       const parsed = z.union([faultSchema, z.array(faultSchema)]).safeParse(json());
       if (!parsed.success) return send(res, 400, { error: 'invalid_fault', error_description: parsed.error.message });
       inject(parsed.data);
-      return send(res, 200, { queued: faults.reduce((n, f) => n + f.remaining, 0) });
+      return send(res, 200, { queued: faults.queued() });
     }
     if (path === '/_admin/lifetimes' && req.method === 'POST') {
       const l = z.object({ accessLifetimeSec: z.number().positive().optional(), refreshLifetimeSec: z.number().positive().optional() }).safeParse(json());
@@ -304,7 +250,7 @@ export async function startSaxoStandin(opts: SaxoStandinOptions = {}): Promise<S
     port,
     initial,
     inject,
-    clearFaults: () => void (faults.length = 0),
+    clearFaults: () => faults.clear(),
     setLifetimes,
     stats: () => state.stats(),
     issue: (clientId, account) => state.issue(clientId, account),

@@ -5,41 +5,16 @@
 import { status } from '@grpc/grpc-js';
 import { checksumValue, crc32c } from '../../core/gcp/crc32c.js';
 import { RpcError } from './errors.js';
-import { MAX_PAYLOAD, newEtag, page, SECRET_ID, str, strMap, ts, validateAnnotations, type Msg } from './fields.js';
+import { MAX_PAYLOAD, newEtag, page, SECRET_ID, str, strMap, validateAnnotations, type Msg } from './fields.js';
 import { parseStateFilter } from './filter.js';
 import { ProjectRegistry, type ProjectNumbers } from './projects.js';
+import { renderSecret, renderVersion, type StoredSecret, type StoredVersion } from './stored.js';
 
 export { RpcError } from './errors.js';
 export { parseStateFilter } from './filter.js';
 
 export type { VersionState } from './filter.js';
 import type { VersionState } from './filter.js';
-
-interface StoredVersion {
-  number: number;
-  state: VersionState;
-  createTime: number;
-  destroyTime?: number | undefined;
-  data?: Buffer | undefined;
-  crc: number;
-  clientChecksum: boolean;
-  etag: string;
-}
-
-interface StoredSecret {
-  /** The project NUMBER: every name the service returns carries it (projects.ts). */
-  project: string;
-  id: string;
-  createTime: number;
-  replication: unknown;
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  versionAliases: Record<string, number>;
-  topics: unknown[];
-  etag: string;
-  versions: StoredVersion[];
-  nextVersion: number;
-}
 
 export class SecretManagerState {
   /** Keyed by `projects/<number>/secrets/<id>`; requests may name the project by id or number. */
@@ -95,33 +70,6 @@ export class SecretManagerState {
     return { secret, version };
   }
 
-  // ---- rendering ----------------------------------------------------------------------------
-
-  private renderSecret(s: StoredSecret): Msg {
-    return {
-      name: `projects/${s.project}/secrets/${s.id}`,
-      replication: s.replication,
-      create_time: ts(s.createTime),
-      labels: { ...s.labels },
-      annotations: { ...s.annotations },
-      version_aliases: Object.fromEntries(Object.entries(s.versionAliases).map(([k, v]) => [k, String(v)])),
-      topics: s.topics,
-      etag: s.etag,
-    };
-  }
-
-  private renderVersion(s: StoredSecret, v: StoredVersion): Msg {
-    return {
-      name: `projects/${s.project}/secrets/${s.id}/versions/${v.number}`,
-      create_time: ts(v.createTime),
-      ...(v.destroyTime !== undefined ? { destroy_time: ts(v.destroyTime) } : {}),
-      state: v.state,
-      replication_status: { automatic: {} },
-      etag: v.etag,
-      client_specified_payload_checksum: v.clientChecksum,
-    };
-  }
-
   private checkEtag(given: string, current: string, what: string): void {
     if (given && given !== current) {
       throw new RpcError(status.FAILED_PRECONDITION, `The etag provided for ${what} does not match the current etag.`);
@@ -156,18 +104,18 @@ export class SecretManagerState {
       nextVersion: 1,
     };
     this.secrets.set(key, s);
-    return this.renderSecret(s);
+    return renderSecret(s);
   }
 
   GetSecret(req: Msg): Msg {
-    return this.renderSecret(this.getSecretByName(str(req, 'name')));
+    return renderSecret(this.getSecretByName(str(req, 'name')));
   }
 
   ListSecrets(req: Msg): Msg {
     const parent = this.projects.canonical(str(req, 'parent'));
     const all = [...this.secrets.entries()].filter(([k]) => k.startsWith(parent + '/secrets/')).map(([, s]) => s);
     const { items, next_page_token, total_size } = page(all, req);
-    return { secrets: items.map((s) => this.renderSecret(s)), next_page_token, total_size };
+    return { secrets: items.map((s) => renderSecret(s)), next_page_token, total_size };
   }
 
   UpdateSecret(req: Msg): Msg {
@@ -201,7 +149,7 @@ export class SecretManagerState {
     }
     Object.assign(s, next);
     s.etag = newEtag();
-    return this.renderSecret(s);
+    return renderSecret(s);
   }
 
   DeleteSecret(req: Msg): Msg {
@@ -232,12 +180,12 @@ export class SecretManagerState {
       etag: newEtag(),
     };
     s.versions.push(v);
-    return this.renderVersion(s, v);
+    return renderVersion(s, v);
   }
 
   GetSecretVersion(req: Msg): Msg {
     const { secret, version } = this.getVersionByName(str(req, 'name'));
-    return this.renderVersion(secret, version);
+    return renderVersion(secret, version);
   }
 
   AccessSecretVersion(req: Msg): Msg {
@@ -257,7 +205,7 @@ export class SecretManagerState {
     const match = parseStateFilter(str(req, 'filter'));
     const all = [...s.versions].reverse().filter((v) => match(v.state));
     const { items, next_page_token, total_size } = page(all, req);
-    return { versions: items.map((v) => this.renderVersion(s, v)), next_page_token, total_size };
+    return { versions: items.map((v) => renderVersion(s, v)), next_page_token, total_size };
   }
 
   DestroySecretVersion(req: Msg): Msg {
@@ -285,7 +233,7 @@ export class SecretManagerState {
       version.data = undefined;
       version.destroyTime = this.now();
     }
-    return this.renderVersion(secret, version);
+    return renderVersion(secret, version);
   }
 
   // ---- introspection for tests --------------------------------------------------------------

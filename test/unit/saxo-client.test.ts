@@ -141,8 +141,9 @@ const matrix: Case[] = [
   { name: '429 with Retry-After', setup: (i) => i.reply(429, { error: 'rate_limited' }, { 'Retry-After': '7' }), kind: 'retryable', code: 'http_429', status: 429, retryAfter: 7 },
   { name: 'bare-text 429 without Retry-After', setup: (i) => i.reply(429, 'Too Many Requests', { 'content-type': 'text/plain' }), kind: 'retryable', code: 'http_429', status: 429, msg: /non-JSON 429 body \(text\/plain/ },
   { name: 'bare text 400 from a proxy', setup: (i) => i.reply(400, 'Bad Request'), kind: 'retryable', code: 'http_400', status: 400 },
-  { name: 'connection refused', setup: (i) => i.replyWithError({ code: 'ECONNREFUSED', message: `connect ECONNREFUSED ${REFRESH}` }), kind: 'retryable', code: 'network', msg: /ECONNREFUSED/ },
-  { name: 'connection reset', setup: (i) => i.replyWithError({ code: 'ECONNRESET', message: 'socket hang up' }), kind: 'retryable', code: 'network', msg: /ECONNRESET/ },
+  // As node:http reports them: an Error with a code (nock drops a plain object on node:http).
+  { name: 'connection refused', setup: (i) => i.replyWithError(Object.assign(new Error(`connect ECONNREFUSED ${REFRESH}`), { code: 'ECONNREFUSED' })), kind: 'retryable', code: 'network', msg: /ECONNREFUSED/ },
+  { name: 'connection reset', setup: (i) => i.replyWithError(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })), kind: 'retryable', code: 'network', msg: /ECONNRESET/ },
   { name: 'timeout (delayed reply)', setup: (i) => i.delay(2000).reply(200, okBody), kind: 'retryable', code: 'timeout', msg: /within 300 ms/ },
 ];
 

@@ -16,6 +16,7 @@ import { countCalls, monthlyCost, naiveMonthlyCost, PRICES } from './cost.js';
 import { cacheRead, cloudDeps, functionNoop, median, percentile, propagation } from './measure.js';
 import { APP_KEY, startRig, type Channel, type Rig } from './rig.js';
 import { coldStarts } from './cold-start.js';
+import { standaloneRss } from './standalone.js';
 
 interface Options {
   json: boolean;
@@ -130,6 +131,10 @@ export async function runBench(o: Options): Promise<Record<string, unknown>> {
     const foreign = seen('event_foreign');
     await a.stop();
 
+    // Phase 1b: the standalone agent (no GCP settings), as the Python keeper it replaces runs.
+    log('standalone agent (no GCP settings)');
+    const rssStandalone = await standaloneRss({ saxoUrl: rig.saxo.url, appKey: APP_KEY, pair: rig.loginPair(), settleMs: o.quick ? 10_000 : 30_000, samples: 5, nodeFlags: o.nodeFlags });
+
     // Phase 2: accelerated agent (50 ms checks) under a continuous stream of rotations.
     log(`growth run: ${(growthWarmMs + growthMs) / 1000} s at CHECK_INTERVAL_SECONDS=0.05 with continuous rotations`);
     const dirB = mkdtempSync(join(tmpdir(), 'tk-bench-b-'));
@@ -164,6 +169,7 @@ export async function runBench(o: Options): Promise<Record<string, unknown>> {
       propagation_via_push: viaPush,
       propagation_event_foreign: foreign,
       agent_rss_mb: round(rssSteady),
+      agent_rss_standalone_mb: round(rssStandalone),
       agent_rss_growth_mb: round(rssEnd - rssWarm),
       agent_cpu_idle_pct: round(cpuIdlePct, 3),
       function_noop_ms: round(median(noop), 2),
@@ -207,6 +213,7 @@ function report(r: Record<string, unknown> & { details: Record<string, unknown> 
     ['propagation p50 (publish → cache renamed)', r.propagation_p50_ms, 'ms'],
     ['propagation p99', r.propagation_p99_ms, 'ms'],
     ['agent RSS, steady (subscribed)', r.agent_rss_mb, `MB after ${String(r.details.steady_rss_after_s)} s`],
+    ['agent RSS, standalone (no GCP settings)', r.agent_rss_standalone_mb, 'MB'],
     ['agent RSS growth (accelerated run)', r.agent_rss_growth_mb, `MB (${String(r.details.growth_rotations)} rotations)`],
     ['agent CPU idle (60 s check)', r.agent_cpu_idle_pct, '%'],
     ['function no-op (handler)', r.function_noop_ms, 'ms'],
@@ -231,6 +238,7 @@ function report(r: Record<string, unknown> & { details: Record<string, unknown> 
   check(Number(r.propagation_p99_ms) <= 100, `propagation p99 ≤ 100 ms (${String(r.propagation_p99_ms)})`);
   check(Number(r.propagation_via_push) >= Number(r.n) && r.propagation_event_foreign === 0, `every propagation by the push path (${String(r.propagation_via_push)} of ${String(r.n)} announcements read, ${String(r.propagation_event_foreign)} called foreign)`);
   check(Number(r.agent_rss_mb) <= 72, `agent RSS ≤ 72 MB steady (${String(r.agent_rss_mb)}; the @google-cloud/pubsub import alone is ~69 MB)`);
+  check(Number(r.agent_rss_standalone_mb) <= 50, `standalone agent RSS ≤ 50 MB (${String(r.agent_rss_standalone_mb)}; the Python keeper: 30–50 MB)`);
   check(Number(r.function_cold_start_ratio) <= 1.5, `function cold start ≤ 1.5 × a trivial function (${String(r.function_cold_start_ratio)})`);
   check(Number(r.agent_rss_growth_mb) <= 2, `agent RSS growth ≤ 2 MB (${String(r.agent_rss_growth_mb)})`);
   check(Number(r.agent_cpu_idle_pct) <= 0.1, `agent idle CPU ≈ 0 (≤ 0.1 %: ${String(r.agent_cpu_idle_pct)})`);

@@ -1,29 +1,34 @@
 /**
  * The simulated installation: Saxo, Secret Manager, Pub/Sub, the cache + flock, the agent (the
  * real Reconciler), the function (the real runCloudRefresh) and the bots (TS model of the Python
- * TokenCoordinator). Invariant checks that need to see writes as they happen live here too.
+ * TokenCoordinator). This class holds the world's state and what the other parts read; each
+ * concern lives in its own room under world/: the Saxo model (saxo-model.ts), the invariants that
+ * watch writes as they happen (invariants.ts), Pub/Sub (pubsub.ts), the agent's and the
+ * function's lifecycles (agent-life.ts, cloud-life.ts) and the operator's login (login.ts).
  */
-import { Reconciler } from '../../agent/reconciler.js';
-import { runCloudRefresh } from '../../functions/refresher.js';
-import { parseFlat, serializeFlat } from '../../core/codec.js';
+import { parseFlat } from '../../core/codec.js';
 import { loadConfig } from '../../core/config.js';
-import { SaxoError, SecretStoreError } from '../../core/errors.js';
 import { createLogger, type Logger } from '../../core/log.js';
 import type { RawAnswer, RefreshOptions, TokenRotatedEvent } from '../../core/ports.js';
-import { pairOf } from '../../core/grant.js';
+import type { Reconciler } from '../../agent/reconciler.js';
 import { agentSettings, cloudSettings, type AgentSettings, type CloudSettings } from '../../core/settings.js';
-import { fromResponse, type TokenSet } from '../../core/token.js';
+import type { TokenSet } from '../../core/token.js';
 import { MemoryCache, MemoryEventBus, MemoryJournal, MemoryLock, MemorySecretStore, MemoryState, SaxoModel } from '../../standins/memory.js';
-import { skewed, type VirtualClock } from '../../standins/virtual-clock.js';
+import type { VirtualClock } from '../../standins/virtual-clock.js';
 import type { CrashStep } from './faults.js';
 import { Ledger } from './ledger.js';
-import { busPort, cachePort, journalPort, lockPort, Proc, saxoPort, SimCrash, statePort, storePort, type BreakMode, type Shared } from './procs.js';
-import { Rng, TOKEN_RE } from './rng.js';
+import { SimCrash, type BreakMode, type Proc, type Shared } from './procs.js';
+import { Rng } from './rng.js';
+import { killAgent, startAgent } from './world/agent-life.js';
+import { runCloud } from './world/cloud-life.js';
+import { onCacheChange, onLog, published, secretAdded } from './world/invariants.js';
+import { login } from './world/login.js';
+import { deliver, route } from './world/pubsub.js';
+import { present } from './world/saxo-model.js';
 
 export const APP_KEY = 'soak-app-key';
 export const APP_SECRET = 'soak-app-secret-Q7v2xL';
 const SEC = 1000;
-const MIN = 60 * SEC;
 
 export class World implements Shared {
   readonly ledger: Ledger;
@@ -52,11 +57,16 @@ export class World implements Shared {
   cloudPlan: CrashStep | undefined;
   // The agent.
   agent: { proc: Proc; rec: Reconciler; since: number } | undefined;
-  private agentN = 0;
-  private cloudN = 0;
+  /** Process numbers (agent#n, cloud#n), for world/agent-life.ts and world/cloud-life.ts. */
+  agentN = 0;
+  cloudN = 0;
+  /** How long systemd waits before the next start after a kill from outside; then a crash plan's. */
+  restartAfter = 10 * SEC;
+  planDownMs = 10 * SEC;
   pendingEvents: TokenRotatedEvent[] = [];
   // Observations.
-  private writer = 'unknown';
+  /** Who writes the cache next (world/invariants.ts judges the write by it). */
+  writer = 'unknown';
   cacheHigh = 0;
   secretHigh = 0;
   pendingRepair: { at: number; what: string } | undefined;
@@ -94,7 +104,7 @@ export class World implements Shared {
     const backoff = new Rng(rng.int(1, 2 ** 30));
     this.agentSettings = agentSettings(config, { holderId: 'agent:vm-1', random: () => backoff.next() });
     this.cloudSettings = cloudSettings(config, { holderId: 'cloud:refreshToken', random: () => backoff.next() });
-    this.cache.onChange = (raw) => this.onCacheChange(raw);
+    this.cache.onChange = (raw) => onCacheChange(this, raw);
   }
 
   now(): number {
@@ -118,42 +128,7 @@ export class World implements Shared {
   }
 
   loggerFor(proc: Proc): Logger {
-    return createLogger({ minSeverity: 'INFO', write: (line) => !proc.dead && this.onLog(proc, line) });
-  }
-
-  private onLog(proc: Proc, line: string): void {
-    if (TOKEN_RE.test(line) || line.includes(APP_SECRET)) this.violate('I5', `${proc.name} logged token material`);
-    const rec = JSON.parse(line) as { event: string; severity: string };
-    this.events.set(rec.event, (this.events.get(rec.event) ?? 0) + 1);
-    if (rec.severity === 'ALERT') this.alerts++;
-    if (rec.event === 'login_required') this.onLoginRequired(proc);
-    if (rec.event === 'secret_write_lost') {
-      // Saxo answered, then Secret Manager failed the function's every write: the function has no
-      // other durable place. An injected outage makes that an injected loss; otherwise it is ours.
-      if (this.smDown > 0) {
-        this.ledger.lose(undefined, proc.received);
-        this.notes.push(`${proc.name} could not store pair #${this.ledger.seqOf(proc.received)} (Secret Manager down after Saxo answered)`);
-      } else this.violate('I3', `${proc.name} lost a pair Saxo issued although Secret Manager was up`);
-    }
-    if (rec.event === 'superseded_token') {
-      // The agent knows the cache's pair was consumed by the cloud but cannot fetch the successor
-      // (Secret Manager down); the bots, which do not know, may present it: the partition case.
-      const e = this.ledger.byRefresh.get(this.cacheToken()?.refreshToken ?? '');
-      if (e) e.partitioned = true;
-      this.partitionUntil = Math.max(this.partitionUntil, this.now() + 30 * MIN);
-    }
-  }
-
-  /** I4: "login required" is wrong while a source this component consults holds a live pair. */
-  private onLoginRequired(proc: Proc): void {
-    this.loginRequiredAt ??= this.now();
-    const live = (rt: string | undefined) => {
-      const e = rt ? this.ledger.byRefresh.get(rt) : undefined;
-      return !!e && e.delivered && !e.consumed && e.refreshExpiresAt > this.now();
-    };
-    const secret = this.smDown ? undefined : this.latestSecretToken();
-    const sources = proc.kind === 'cloud' ? [secret] : [secret, this.cacheToken()?.refreshToken, this.state.value?.token?.refreshToken];
-    if (sources.some(live)) this.violate('I4', `${proc.name} said login required while a live pair was stored`);
+    return createLogger({ minSeverity: 'INFO', write: (line) => !proc.dead && onLog(this, proc, line) });
   }
 
   latestSecretToken(): string | undefined {
@@ -190,288 +165,40 @@ export class World implements Shared {
     return p?.ok ? p.token : undefined;
   }
 
-  // ---- Saxo --------------------------------------------------------------------------------
-  async present(proc: Proc, rt: string, opts: RefreshOptions): Promise<RawAnswer> {
-    const start = this.now();
-    const deadline = opts.deadline - proc.skewMs; // the caller's deadline, in true time
-    if (start >= deadline) throw new SaxoError('retryable', 'deadline', 'No attempt: past the deadline');
-    const delay = start < this.slowUntil ? this.rng.range(SEC, this.slowMaxMs) : this.rng.range(150, 900);
-    // Bots use urlopen(timeout=10); our client gives up at the caller's deadline.
-    const giveUp = Math.min(deadline, start + (proc.kind === 'bot' ? 10 * SEC : Infinity));
-    if (start + delay > giveUp) {
-      await this.clock.sleep(giveUp - start);
-      proc.gate();
-      throw new SaxoError('retryable', 'timeout', 'Saxo did not answer in time');
-    }
-    await this.clock.sleep(delay);
-    proc.gate();
-    if (this.now() < this.saxoDownUntil) throw new SaxoError('retryable', 'http_503', 'Saxo answered 503 (non-JSON body)', 503);
-    this.saxo.accessLifetimeSec = this.rng.int(1070, 1200);
-    const e = this.ledger.byRefresh.get(rt);
-    // Classify a re-presentation only once Saxo processed it (a retryable fault answers first).
-    const classify = () => {
-      if (e?.consumed === 'lost') this.ledger.lostRepresentations++;
-      else if (e?.consumed === 'ok') {
-        if (proc.kind === 'bot' && rt === this.staleRefresh) this.ledger.botStaleRepresentations++;
-        else if ((proc.kind === 'agent' && this.smDown > 0) || (proc.kind === 'bot' && e.partitioned)) {
-          // The cloud consumed this pair, its event never reached the VM and Secret Manager is
-          // down: the VM cannot know (it refreshes locally when the cloud looks down). Counted and
-          // reported, not a defect of this system; the bots then re-present the same pair.
-          e.partitioned = true;
-          this.ledger.partitionRepresentations++;
-          this.partitionUntil = Math.max(this.partitionUntil, this.now() + 30 * MIN);
-        } else this.violate('I1', `${proc.name} presented refresh token #${e.seq} a second time`);
-      }
-    };
-    const before = this.saxo.stats.refreshes;
-    const presentedBefore = this.saxo.stats.presentations;
-    let raw: RawAnswer;
-    try {
-      raw = await this.saxo.refresh(rt, { ...opts, deadline: Infinity }); // deadlines are judged above, in true time
-    } catch (err) {
-      if (this.saxo.stats.presentations > presentedBefore) classify();
-      if (this.saxo.stats.refreshes > before) {
-        this.ledger.lose(rt, this.ledger.list.at(-1)?.refreshToken);
-        this.notes.push(`lost response: Saxo consumed #${e?.seq} presented by ${proc.name}`);
-      }
-      throw err;
-    }
-    classify();
-    if (e) e.consumed = 'ok';
-    const res = pairOf(raw);
-    const got = this.ledger.byRefresh.get(res.refreshToken)!;
-    got.parent = rt;
-    if (proc.dead) {
-      this.ledger.lose(rt, res.refreshToken);
-      this.notes.push(`${proc.name} died with an answer in flight (#${got.seq} lost)`);
-      throw new SimCrash(`${proc.name} was killed`);
-    }
-    got.delivered = true;
-    proc.undo = [];
-    if (proc.kind === 'agent' && this.agentPlan && this.agentPlan.until > this.now()) {
-      proc.crashAt = this.agentPlan.step;
-      proc.armed = true;
-      this.agentPlan = undefined;
-    } else if (proc.kind === 'cloud' && this.cloudPlan) {
-      proc.crashAt = this.cloudPlan;
-      proc.armed = true;
-      this.cloudPlan = undefined;
-    }
-    if (proc.armed && proc.crashAt === 'after-saxo') {
-      this.ledger.lose(rt, res.refreshToken);
-      this.notes.push(`${proc.name} killed after Saxo answered (#${got.seq} lost, unavoidable window)`);
-      proc.kill();
-      throw new SimCrash(`${proc.name} killed after-saxo`);
-    }
-    proc.received = res.refreshToken;
-    return raw;
+  // ---- the rooms (world/) ---------------------------------------------------------------------
+  present(proc: Proc, rt: string, opts: RefreshOptions): Promise<RawAnswer> {
+    return present(this, proc, rt, opts);
   }
 
-  // ---- sinks observed ------------------------------------------------------------------------
   published(proc: Proc, e: TokenRotatedEvent): void {
-    const text = JSON.stringify(e);
-    if (TOKEN_RE.test(text) || text.includes(APP_SECRET)) this.violate('I5', `${proc.name} published token material`);
-    this.route(e);
+    published(this, proc, e);
   }
 
   secretAdded(proc: Proc, t: TokenSet): void {
-    const seq = this.ledger.seqOf(t.refreshToken) ?? 0;
-    if (seq < this.secretHigh) this.violate('I2', `${proc.name} added secret version with pair #${seq} after #${this.secretHigh}`);
-    this.secretHigh = Math.max(this.secretHigh, seq);
-    this.peakVersions = Math.max(this.peakVersions, this.store.versions().filter((v) => v.state !== 'DESTROYED').length);
+    secretAdded(this, proc, t);
   }
 
-  /** Pub/Sub: at-least-once, unordered, dropped while down; waits for a subscriber that is away. */
   route(e: TokenRotatedEvent): void {
-    if (this.pubsubDown || this.rng.chance(0.03)) {
-      this.eventsDropped++;
-      return;
-    }
-    const copies = this.rng.chance(0.05) ? 2 : 1;
-    if (copies === 2) this.eventsDuplicated++;
-    for (let i = 0; i < copies; i++) {
-      const delay = this.rng.chance(0.1) ? this.rng.range(5 * SEC, 10 * MIN) : this.rng.range(100, 3 * SEC);
-      this.clock.at(this.now() + delay, () => this.deliver(e));
-    }
+    route(this, e);
   }
 
   deliver(e: TokenRotatedEvent): void {
-    const a = this.agent;
-    if (!a || a.proc.dead) {
-      this.pendingEvents.push(e);
-      return;
-    }
-    // A nack (the handler failed, e.g. the process died) means redelivery later.
-    this.fire(a.rec.run({ kind: 'event', event: e }).catch((err: unknown) => {
-      this.pendingEvents.push(e);
-      // A nack by design: the announced version cannot be read while Secret Manager is down.
-      if (err instanceof SecretStoreError) return 'deferred';
-      throw err;
-    }), a.proc.name);
+    deliver(this, e);
   }
 
-  // ---- the cache: I2 / I6 as each write happens ------------------------------------------------
-  private onCacheChange(raw: string | undefined): void {
-    const w = this.writer;
-    this.writer = 'unknown';
-    const p = raw === undefined ? undefined : parseFlat(raw);
-    if (!p?.ok) {
-      // A corrupting script, or a bot's clear_cache after an auth failure: the agent restores it.
-      if (w === 'corrupt-writer' || (w === 'bot-clear' && !this.botOverwroteLastCopy(0))) this.pendingRepair ??= { at: this.now(), what: 'corrupt' };
-      else if (w === 'bot-clear') {
-        /* the last copy is gone with the agent away: counted as a loss by botOverwroteLastCopy */
-      }
-      else this.violate('I6', `${w} left the cache unreadable`);
-    } else {
-      const seq = this.ledger.seqOf(p.token.refreshToken) ?? 0;
-      if (seq < this.cacheHigh) {
-        // A script, or a bot starting up with the secret's older pair (written without the lock
-        // after 5 s): the agent must undo it, and the bots' use of it is their own race.
-        if (w === 'stale-writer' || w === 'bot-startup') {
-          if (w === 'bot-startup') this.staleRefresh = p.token.refreshToken;
-          if (!this.botOverwroteLastCopy(seq)) this.pendingRepair ??= { at: this.now(), what: 'stale' };
-        } else this.violate('I2', `${w} moved the cache back from pair #${this.cacheHigh} to #${seq}`);
-      } else {
-        this.cacheHigh = seq;
-        if (this.pendingRepair) this.repairs++;
-        this.pendingRepair = undefined;
-      }
-    }
-    // The agent's chokidar watcher.
-    const a = this.agent;
-    if (a && !a.proc.dead) {
-      this.clock.at(this.now() + 100, () => !a.proc.dead && this.fire(a.rec.run({ kind: 'cache-changed' }), a.proc.name));
-    }
-  }
-
-  /**
-   * A bot's start-up write (or its clear_cache) replaced the cache while the agent was down, and
-   * the pair it replaced was held nowhere else (a bot's own refresh whose save to the secret failed,
-   * a cache-only login): the fleet's unchanged code destroyed it, beyond any design's reach (the
-   * known limit of a stopped agent, docs/DESIGN.md). Counted as an injected loss; the cache's
-   * high-water mark drops to what is left.
-   */
-  private botOverwroteLastCopy(seqNow: number): boolean {
-    if (this.agent && !this.agent.proc.dead) return false;
-    const e = this.ledger.list[this.cacheHigh - 1];
-    if (!e || e.consumed) return false;
-    const held = [this.state.value?.token?.refreshToken, this.latestSecretToken()].includes(e.refreshToken);
-    if (held) return false;
-    // Its predecessor's successor is gone: re-presenting the predecessor is then forced, not a reuse.
-    this.ledger.lose(e.parent, e.refreshToken);
-    this.notes.push(`a bot overwrote the only copy of pair #${e.seq} while the agent was down`);
-    this.cacheHigh = seqNow;
-    return true;
-  }
-
-  // ---- the agent -------------------------------------------------------------------------------
   startAgent(): void {
-    const proc = new Proc(`agent#${++this.agentN}`, 'agent');
-    const rec = new Reconciler({
-      clock: this.clock,
-      cache: cachePort(this, proc),
-      lock: lockPort(this, proc),
-      state: statePort(this, proc),
-      saxo: saxoPort(this, proc),
-      store: storePort(this, proc),
-      bus: busPort(this, proc),
-      logger: this.loggerFor(proc),
-      settings: this.agentSettings,
-      journal: journalPort(this, proc),
-    });
-    proc.revertOnKill = this.breakMode === 'recovery';
-    const a = { proc, rec, since: this.now() };
-    this.agent = a;
-    proc.onKill = () => this.agentDied(proc);
-    const tick = () => {
-      if (proc.dead) return;
-      this.fire(rec.run({ kind: 'tick' }), proc.name);
-      this.clock.at(this.now() + 60 * SEC, tick);
-    };
-    // As agent/agent.ts: retry a pending upstream push every 5 s.
-    const pushRetry = () => {
-      if (proc.dead) return;
-      if (rec.hasPendingPush) this.fire(rec.run({ kind: 'push' }), proc.name);
-      this.clock.at(this.now() + 5 * SEC, pushRetry);
-    };
-    this.clock.at(this.now() + 5 * SEC, pushRetry);
-    this.fire(
-      (async () => {
-        await rec.load();
-        await rec.run({ kind: 'startup' });
-        for (const e of this.pendingEvents.splice(0)) this.deliver(e);
-        this.clock.at(this.now() + 60 * SEC, tick);
-      })(),
-      proc.name,
-    );
+    startAgent(this);
   }
 
-  /** kill -9 from outside; systemd brings the agent back after `downMs` (unless the VM is down). */
   killAgent(downMs: number): void {
-    const a = this.agent;
-    if (!a) return;
-    this.restartAfter = downMs;
-    a.proc.kill();
+    killAgent(this, downMs);
   }
 
-  private restartAfter = 10 * SEC;
-
-  private agentDied(proc: Proc): void {
-    if (this.agent?.proc !== proc) return;
-    this.agent = undefined;
-    this.crashes.push(proc.name);
-    // I3: the newest pair this process received must be where startup looks (unless it moved on).
-    const rt = proc.received;
-    const e = rt ? this.ledger.byRefresh.get(rt) : undefined;
-    if (e && !e.consumed) {
-      const found = this.cacheToken()?.refreshToken === rt || this.state.value?.token?.refreshToken === rt || this.latestSecretToken() === rt;
-      if (!found) this.violate('I3', `${proc.name} died holding pair #${e.seq}, which startup cannot find`);
-    }
-    const plan = proc.crashAt && proc.armed ? this.planDownMs : this.restartAfter;
-    this.restartAfter = 10 * SEC;
-    this.clock.at(this.now() + plan, () => {
-      if (!this.vmDown && !this.agent) this.startAgent();
-    });
-  }
-
-  planDownMs = 10 * SEC;
-
-  // ---- the function ----------------------------------------------------------------------------
   runCloud(): void {
-    const proc = new Proc(`cloud#${++this.cloudN}`, 'cloud');
-    proc.skewMs = this.cloudSkewMs;
-    const deps = {
-      clock: skewed(this.clock, this.cloudSkewMs),
-      store: storePort(this, proc),
-      bus: busPort(this, proc),
-      saxo: saxoPort(this, proc),
-      logger: this.loggerFor(proc),
-      settings: this.cloudSettings,
-    };
-    this.fire(runCloudRefresh(deps), proc.name);
+    runCloud(this);
   }
 
-  // ---- the operator ----------------------------------------------------------------------------
-  /** `token-keeper login` after the chain died: a fresh pair into the secret and the cache. */
-  async login(): Promise<void> {
-    const res = this.saxo.issue();
-    this.ledger.byRefresh.get(res.refreshToken)!.delivered = true;
-    const gens = [this.state.value?.token?.generation ?? 0, this.cacheToken()?.generation ?? 0];
-    const pair: TokenSet = { ...fromResponse(res, this.now(), undefined, 'login'), appKey: APP_KEY, appSecret: APP_SECRET };
-    if (!this.smDown) {
-      const latest = await this.store.latest();
-      pair.generation = Math.max(...gens, latest?.token?.generation ?? 0) + 1;
-      const v = this.store.addRaw(serializeFlat(pair));
-      this.secretAdded(new Proc('login', 'bot'), pair);
-      this.route({
-        type: 'TOKEN_ROTATED', version: v.name, generation: pair.generation, source: 'login',
-        accessExpiresAt: new Date(pair.accessExpiresAt).toISOString(), publishedAt: new Date(this.now()).toISOString(),
-      });
-    } else pair.generation = Math.max(...gens) + 1;
-    const held = await this.lock.acquire();
-    this.setWriter('login');
-    this.cache.raw = serializeFlat(pair);
-    await held.release();
-    this.loginRequiredAt = undefined;
+  login(): Promise<void> {
+    return login(this);
   }
 }
