@@ -32,7 +32,9 @@ export type Fault =
   /** Saxo's next grant answers a 2xx with an odd lifetime (ODD_ANSWERS[variant]); the refresh token is there. */
   | { kind: 'saxo-odd'; at: number; variant: number }
   /** The VM's data dir has no room for `durMs`: the agent must not present (the others carry the chain). */
-  | { kind: 'disk-full'; at: number; durMs: number };
+  | { kind: 'disk-full'; at: number; durMs: number }
+  /** The VM's wall clock steps by `stepMs` (±2 h: a VM resume, an NTP step at boot) for `durMs`, then back. */
+  | { kind: 'clock-step'; at: number; durMs: number; stepMs: number };
 
 /** Odd 2xx answers that still carry the successor (core/grant.ts must keep every one). */
 export const ODD_ANSWERS = [
@@ -51,7 +53,7 @@ const DAY = 24 * HOUR;
  * `extra` draws the faults added after the first release (so the original schedule of a seed, and
  * the numbers it produced, stay comparable).
  */
-export function drawFaults(rng: Rng, start: number, days: number, extra?: Rng): Fault[] {
+export function drawFaults(rng: Rng, start: number, days: number, extra?: Rng, steps?: Rng): Fault[] {
   const out: Fault[] = [];
   const count = (perDay: number) => {
     // Integer part always, fraction by chance: a 7-day run gets ~7× the daily rate.
@@ -98,6 +100,16 @@ export function drawFaults(rng: Rng, start: number, days: number, extra?: Rng): 
       if (extra.chance(0.7)) out.push({ kind: 'disk-full', at: Math.round(t0 + extra.next() * span), durMs: extra.int(10, 90) * MIN });
     }
   }
+  if (steps) {
+    // Clock steps come from a stream of their own: the faults above keep their draws.
+    for (let d = 0; d < days; d++) {
+      const t0 = start + d * DAY + (d === 0 ? 30 * MIN : 0);
+      const span = DAY - (d === 0 ? 30 * MIN : 0);
+      if (steps.chance(0.7)) {
+        out.push({ kind: 'clock-step', at: Math.round(t0 + steps.next() * span), durMs: steps.int(5, 60) * MIN, stepMs: (steps.chance(0.5) ? 1 : -1) * 2 * HOUR });
+      }
+    }
+  }
   return out.sort((a, b) => a.at - b.at);
 }
 
@@ -111,6 +123,7 @@ export function describeFault(f: Fault, start: number): string {
 }
 
 export function fmtDur(ms: number): string {
+  if (ms < 0) return `-${fmtDur(-ms)}`;
   const s = Math.round(ms / 1000);
   const d = Math.floor(s / 86400);
   const h = Math.floor((s % 86400) / 3600);

@@ -39,7 +39,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const clock = new VirtualClock(START);
   const leaseTtlMs = faultRng.pick([60 * SEC, 60 * SEC, 20 * SEC]);
   const w = new World(clock, new Rng(o.seed ^ 0x5bd1e995), o.breakMode, leaseTtlMs);
-  const faults = drawFaults(faultRng, START, o.days, new Rng(o.seed ^ 0x10c4));
+  const faults = drawFaults(faultRng, START, o.days, new Rng(o.seed ^ 0x10c4), new Rng(o.seed ^ 0x5e9));
   const lines: string[] = [`soak: seed ${o.seed}${o.breakMode ? ` (broken build: ${o.breakMode})` : ''}`];
   if (o.verbose) {
     lines.push(`  lease ttl ${leaseTtlMs / SEC} s, cloud clock skew ${(w.cloudSkewMs / SEC).toFixed(1)} s; fault schedule:`);
@@ -231,6 +231,11 @@ function apply(w: World, f: Fault, bots: Bot[]): void {
     case 'disk-full':
       w.journal.full = true;
       later(f.durMs, () => void (w.journal.full = false));
+      break;
+    case 'clock-step':
+      // The agent's wall clock only: its ClockWatch sees the jump against the monotonic clock.
+      w.agentClockStepMs = f.stepMs;
+      later(f.durMs, () => void (w.agentClockStepMs = 0));
       break;
     case 'bot-fallback':
       // The function fails first; the agent dies 10 min later (after it has adopted the function's

@@ -49,6 +49,8 @@ export class World implements Shared {
   pubsubDown = 0;
   vmDown = 0;
   saxoDownUntil = 0;
+  /** The agent VM's wall clock minus true time (a clock step, docs/DESIGN.md "Server time"). */
+  agentClockStepMs = 0;
   slowUntil = 0;
   /** Until when a VM cut off from Secret Manager may lack a valid token (see present()). */
   partitionUntil = 0;

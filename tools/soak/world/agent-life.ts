@@ -3,6 +3,7 @@
  * 60 s tick, the 5 s upstream retry, events waiting for it), kill -9 from outside, and systemd
  * bringing it back — with I3 checked at each death.
  */
+import { ClockWatch } from '../../../agent/clock-watch.js';
 import { Reconciler } from '../../../agent/reconciler.js';
 import { busPort, cachePort, journalPort, lockPort, Proc, saxoPort, statePort, storePort } from '../procs.js';
 import type { World } from '../world.js';
@@ -12,8 +13,24 @@ const SEC = 1000;
 
 export function startAgent(w: World): void {
   const proc = new Proc(`agent#${++w.agentN}`, 'agent');
+  // The agent reads its VM's wall clock (stepped by clock-step faults) through the same ClockWatch as
+  // agent/agent.ts: a jump against the monotonic clock is corrected, and Saxo's Date confirms it.
+  const watch = new ClockWatch({
+    logger: w.loggerFor(proc),
+    wallNow: () => w.clock.now() + w.agentClockStepMs,
+    monoNow: () => w.clock.now(),
+    probe: () =>
+      Promise.resolve(
+        w.now() < w.saxoDownUntil ? undefined : { sentAt: w.clock.now() + w.agentClockStepMs, receivedAt: w.clock.now() + w.agentClockStepMs, date: new Date(w.clock.now()).toUTCString() },
+      ),
+    onJump: () => {
+      if (!proc.dead) w.fire(rec.run({ kind: 'tick' }), proc.name);
+    },
+  });
+  const clock = { now: watch.clock.now, sleep: (ms: number, signal?: AbortSignal) => w.clock.sleep(ms, signal), localSkewMs: watch.clock.localSkewMs };
   const rec = new Reconciler({
-    clock: w.clock,
+    clock,
+    clockWatch: watch,
     cache: cachePort(w, proc),
     lock: lockPort(w, proc),
     state: statePort(w, proc),
