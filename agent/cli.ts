@@ -5,12 +5,14 @@
 import { existsSync } from 'node:fs';
 import { loadConfig, type Config } from '../core/config.js';
 import { ConfigError } from '../core/errors.js';
-import { chainName, createLogger, type Logger } from '../core/log.js';
+import { chainName, commandLogFormat, createLogger, type Logger } from '../core/log.js';
 import { errorText } from '../core/errors.js';
 
-function setup(): { config: Config; logger: Logger } {
+/** `human`: a command a person runs (text lines on a terminal unless LOG_FORMAT says otherwise). */
+function setup(human = false): { config: Config; logger: Logger } {
   const config = loadConfig();
-  const logger = createLogger({ format: config.logFormat, component: 'agent', chain: chainName(config) });
+  const format = human ? commandLogFormat(config.logFormat) : config.logFormat;
+  const logger = createLogger({ format, component: 'agent', chain: chainName(config) });
   logger.addSecret(config.appSecret);
   return { config, logger };
 }
@@ -100,7 +102,7 @@ async function runStatus(opts: { json?: boolean; chain?: string }): Promise<numb
 }
 
 async function runRefresh(opts: { force?: boolean }): Promise<number> {
-  const { config, logger } = setup();
+  const { config, logger } = setup(true);
   const [{ Reconciler }, { connectCloud, reconcilerDeps }] = await Promise.all([import('./reconciler.js'), import('./wiring.js')]);
   if (!existsSync(config.dataDir)) throw new ConfigError(`data dir ${config.dataDir} does not exist (TOKEN_KEEPER_DATA_DIR)`);
   const cloud = await connectCloud(config, logger);
@@ -120,7 +122,7 @@ async function runRefresh(opts: { force?: boolean }): Promise<number> {
 
 /** On a terminal: what `refresh` did, the pair's expiry now, and the next step if any. */
 async function refreshSummary(config: Config, out: string): Promise<string> {
-  if (out === 'login_required') return `\nrefresh: login required (Saxo no longer accepts the refresh token).\nnext: npx token-keeper login\n`;
+  if (out === 'login_required') return `\nrefresh: login required (no token anywhere, or Saxo no longer accepts its refresh token).\nnext: npx token-keeper login\n`;
   if (out === 'failed' || out === 'deferred') return `\nrefresh: ${out}. next: npx token-keeper status (then doctor)\n`;
   const [{ createCacheFile }, { tokenSummary }] = await Promise.all([import('./cache-file.js'), import('./cli-human.js')]);
   const cache = await createCacheFile(config.cachePath).read();

@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import { spawn } from 'node:child_process';
 import { loadConfig } from '../core/config.js';
-import { createLogger, type Logger } from '../core/log.js';
+import { commandLogFormat, createLogger, type Logger } from '../core/log.js';
 import type { TokenEndpoint } from '../core/ports.js';
 import { buildAuthorizationUrl, createPkce, randomState } from '../core/saxo/authorize.js';
 import { createSaxoClient } from '../core/saxo/client.js';
@@ -108,7 +108,7 @@ export { storeLogin, type LoginTarget };
 
 export async function runLogin(o: { force?: boolean; open: boolean; timeout: string; target: string; import?: string }): Promise<number> {
   const config = loadConfig();
-  const logger = createLogger({ format: config.logFormat, component: 'login' });
+  const logger = createLogger({ format: commandLogFormat(config.logFormat), component: 'login' });
   logger.addSecret(config.appSecret);
   if (!['auto', 'secret', 'cache', 'both'].includes(o.target)) {
     process.stderr.write(`token-keeper login: --target must be auto, secret, cache or both\n`);

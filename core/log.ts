@@ -165,3 +165,11 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
 
 /** A logger that drops everything (tests, benchmarks). */
 export const silentLogger: Logger = createLogger({ write: () => {} });
+
+/**
+ * The log format of a command a person runs (`refresh`, `login`): on a terminal, with LOG_FORMAT not
+ * set, the human lines; piped or under journald, the configured JSON.
+ */
+export function commandLogFormat(configured: 'json' | 'pretty', env: NodeJS.ProcessEnv = process.env, tty = process.stdout.isTTY === true): 'json' | 'pretty' {
+  return tty && !env.LOG_FORMAT ? 'pretty' : configured;
+}
