@@ -44,10 +44,8 @@ export function redact(text: string, secrets: Iterable<string | undefined>): str
   return out;
 }
 
-function secretsIn(f: Facts): (string | undefined)[] {
-  const tokens = [f.cache.ok && f.cache.value.kind === 'ok' ? f.cache.value.token : undefined, f.state.ok ? f.state.value?.token : undefined, f.secret?.latest.ok ? f.secret.latest.value?.token : undefined];
-  return [f.config.appSecret, ...tokens.flatMap(secretsOf)];
-}
+/** The app secret and every pair doctor read (the token view holds each source's). */
+const secretsIn = (f: Facts) => [f.config.appSecret, ...Object.values(f.view.sources).flatMap(secretsOf)];
 
 export async function doctorReport(
   opts: DoctorOptions,
