@@ -3,7 +3,7 @@
  * Exit 0 all ok (or skipped), 1 any warning, 2 any failure. Never presents a token, never writes
  * the secret or the data dir, never prints a token or the app secret.
  */
-import { loadConfig } from '../../core/config.js';
+import { loadConfig, type Config } from '../../core/config.js';
 import { ConfigError } from '../../core/errors.js';
 import { secretsOf } from '../../core/token.js';
 import { deployment, deploymentEnv, INSTALLED, type Deployment, type DeploymentRoots } from '../deployment.js';
@@ -44,10 +44,8 @@ export function redact(text: string, secrets: Iterable<string | undefined>): str
   return out;
 }
 
-function secretsIn(f: Facts): (string | undefined)[] {
-  const tokens = [f.cache.ok && f.cache.value.kind === 'ok' ? f.cache.value.token : undefined, f.state.ok ? f.state.value?.token : undefined, f.secret?.latest.ok ? f.secret.latest.value?.token : undefined];
-  return [f.config.appSecret, ...tokens.flatMap(secretsOf)];
-}
+/** The app secret and every pair doctor read (the token view holds each source's). */
+const secretsIn = (f: Facts) => [f.config.appSecret, ...Object.values(f.view.sources).flatMap(secretsOf)];
 
 export async function doctorReport(
   opts: DoctorOptions,
@@ -55,27 +53,18 @@ export async function doctorReport(
   roots: DeploymentRoots = INSTALLED,
 ): Promise<{ report: DoctorReport; secrets: (string | undefined)[] }> {
   const startedAt = Date.now();
-  const configError = (e: unknown, fix: string, unit: string, secret?: string) => {
-    if (!(e instanceof ConfigError)) throw e;
-    return { report: buildReport(configErrorChecks(e.message, fix), 'unknown', unit, startedAt), secrets: [secret] };
-  };
-  let d: Deployment;
+  // A step that fails with a ConfigError is the `config` finding, with that step's fix; nothing else can be judged.
+  let [fix, unit, secret] = [`ls ${roots.etcDir}  # the installed chains are the NAME of each NAME.env there`, `token-keeper@${opts.chain ?? ''}`, undefined as string | undefined];
+  let config: Config, d: Deployment, env: Record<string, string | undefined>;
   try {
     d = deployment(opts.chain, opts.unit, roots);
-  } catch (e) {
-    return configError(e, `ls ${roots.etcDir}  # the installed chains are the NAME of each NAME.env there`, `token-keeper@${opts.chain ?? ''}`);
-  }
-  let env: Record<string, string | undefined>;
-  try {
+    [fix, unit] = [`sudo npx token-keeper doctor${d.cliFlags}  (or as the bots' user); sudo ls -l ${d.envFile}  # does the chain exist?`, d.unit];
     env = await deploymentEnv(d, callerEnv);
-  } catch (e) {
-    return configError(e, `sudo npx token-keeper doctor${d.cliFlags}  (or as the bots' user); sudo ls -l ${d.envFile}  # does the chain exist?`, d.unit);
-  }
-  let config;
-  try {
+    [fix, secret] = [`correct that variable in ${d.envFile} (README "Configuration")`, env.SAXO_APP_SECRET];
     config = loadConfig(env);
   } catch (e) {
-    return configError(e, `correct that variable in ${d.envFile} (README "Configuration")`, d.unit, env.SAXO_APP_SECRET);
+    if (!(e instanceof ConfigError)) throw e;
+    return { report: buildReport(configErrorChecks(e.message, fix), 'unknown', unit, startedAt), secrets: [secret] };
   }
   const facts = await gather(config, { botsUser: opts.botsUser, deployment: d, env });
   return { report: buildReport(judge(facts), config.gcp ? 'cloud-connected' : 'standalone', d.unit, startedAt), secrets: secretsIn(facts) };

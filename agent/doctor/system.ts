@@ -25,16 +25,6 @@ export interface UnitInfo {
   protectSystem: 'no' | 'yes' | 'full' | 'strict';
 }
 
-/** The user the bots (and the agent's unit) run as, and how doctor knows. */
-export interface BotsUser {
-  name: string;
-  uid: number;
-  gid: number;
-  /** Primary and supplementary group ids. */
-  groups: number[];
-  basis: string;
-}
-
 /**
  * The [Service] keys doctor reasons about, as systemd reads them: later files win, an empty
  * assignment resets, `ReadWritePaths=`/`StateDirectory=` accumulate; `%i` is the instance and
@@ -85,8 +75,11 @@ async function getent(db: 'passwd' | 'group', key?: string): Promise<[string, nu
   return text.split('\n').map((l) => l.split(':')).filter((f) => f.length >= 3 && /^\d+$/.test(f[2]!)).map((f) => [f[0]!, Number(f[2]), Number(f[3])]);
 }
 
+/** The user the bots (and the agent's unit) run as, and how doctor knows (`basis`); `groups`: primary and supplementary ids. */
+export type BotsUser = Awaited<ReturnType<typeof resolveUser>>;
+
 /** Resolve a user name or numeric uid (and an optional group override). */
-async function resolveUser(user: string, group: string | undefined, basis: string, groupIds: Record<string, number>): Promise<BotsUser> {
+async function resolveUser(user: string, group: string | undefined, basis: string, groupIds: Record<string, number>) {
   const [pw] = await getent('passwd', user);
   if (!pw) throw new Error(`no such user "${user}" (${basis})`);
   const [name, uid] = pw;
@@ -102,7 +95,7 @@ async function resolveUser(user: string, group: string | undefined, basis: strin
 }
 
 /** `--bots-user`, else the unit's `User=`/`Group=`, else the user running doctor. */
-export async function botsUser(src: { flag?: string | undefined; unit?: UnitInfo | undefined; unitPath: string }, groupIds: Record<string, number>): Promise<BotsUser> {
+export async function botsUser(src: { flag?: string | undefined; unit?: UnitInfo | undefined; unitPath: string }, groupIds: Record<string, number>) {
   if (src.flag) return resolveUser(src.flag, undefined, '--bots-user', groupIds);
   if (src.unit?.user) return resolveUser(src.unit.user, src.unit.group, `User= in ${src.unit.path}`, groupIds);
   const why = src.unit ? `${src.unit.path} sets no User=` : `no unit at ${src.unitPath}`;

@@ -12,31 +12,12 @@ import type { Facts } from '../doctor.js';
 import type { BotsUser, UnitInfo } from '../system.js';
 import { attempt, fold, human, result, sh, skip, type CheckResult, type Finding, type Probe } from '../types.js';
 
-export interface FileInfo {
-  kind: 'file' | 'dir' | 'symlink' | 'other';
-  uid: number;
-  gid: number;
-  /** Permission bits only (0o7777). */
-  mode: number;
-  mtimeMs: number;
-  ino: number;
-  dev: number;
-}
-
-export interface DataDirFacts {
-  dir: Probe<FileInfo | undefined>;
-  cache: Probe<FileInfo | undefined>;
-  lock: Probe<FileInfo | undefined>;
-  state: Probe<FileInfo | undefined>;
-  tmpFiles: Probe<{ name: string; ageMs: number }[]>;
-  /** `files`: the filesystem's inode count; 0 where inodes are allocated on demand (btrfs): no inode limit. */
-  space: Probe<{ freeBytes: number; freeInodes: number; files: number }>;
-}
-
-export function fileInfo(st: Stats): FileInfo {
-  const kind = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
+/** A file as doctor judges it (lstat: a symlink is itself); `mode`: permission bits only (0o7777). */
+export function fileInfo(st: Stats) {
+  const kind: 'file' | 'dir' | 'symlink' | 'other' = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
   return { kind, uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev };
 }
+export type FileInfo = ReturnType<typeof fileInfo>;
 
 /** lstat; undefined when the path does not exist. */
 export async function statNoFollow(path: string): Promise<FileInfo | undefined> {
@@ -48,7 +29,9 @@ export function isTmpName(name: string, config: Pick<Config, 'cachePath' | 'stat
   return name === 'saxo_token_cache.tmp' || isTmpNameOf(config.cachePath, name) || isTmpNameOf(config.statePath, name);
 }
 
-export async function dataDirFacts(config: Config, now: number, t: number): Promise<DataDirFacts> {
+/** `space.files`: the filesystem's inode count; 0 where inodes are allocated on demand (btrfs): no inode limit. */
+export type DataDirFacts = Awaited<ReturnType<typeof dataDirFacts>>;
+export async function dataDirFacts(config: Config, now: number, t: number) {
   const [dir, cache, lock, state] = await Promise.all([config.dataDir, config.cachePath, config.lockPath, config.statePath].map((p) => attempt(() => statNoFollow(p), t)));
   const present = dir!.ok && dir!.value?.kind === 'dir';
   const [tmpFiles, space] = await Promise.all([
@@ -95,12 +78,18 @@ const READ_ONLY: Record<UnitInfo['protectSystem'], string[]> = { no: [], yes: ['
 const under = (path: string, root: string) => root === '/' || path === root || path.startsWith(root.endsWith('/') ? root : `${root}/`);
 
 /** Why the data dir is unusable for the checks that look inside it, if it is. */
-export function dirMissing(f: Facts): string | undefined {
+function dirMissing(f: Facts): string | undefined {
   const d = f.dataDir.dir;
   if (!d.ok) return `cannot stat the data dir: ${d.error}`;
   if (!d.value) return `data dir ${f.config.dataDir} does not exist`;
   return d.value.kind !== 'dir' ? `${f.config.dataDir} is not a directory` : undefined;
 }
+
+/** A check that looks inside the data dir: skipped (see data-dir) while the dir is unusable. */
+export const insideDir = (id: string, check: (f: Facts) => CheckResult) => (f: Facts): CheckResult => {
+  const missing = dirMissing(f);
+  return missing ? skip(id, `${missing} (see data-dir)`) : check(f);
+};
 
 export function dataDirCheck(f: Facts): CheckResult {
   const dir = f.config.dataDir;
@@ -150,9 +139,7 @@ function fileFindings(label: string, path: string, probe: Probe<FileInfo | undef
   return out;
 }
 
-export function filesCheck(f: Facts): CheckResult {
-  const missing = dirMissing(f);
-  if (missing) return skip('data-dir.files', `${missing} (see data-dir)`);
+export const filesCheck = insideDir('data-dir.files', (f) => {
   if (!f.botsUser.ok) return skip('data-dir.files', "the bots' user is unknown (see data-dir)");
   const [c, u] = [f.config, f.botsUser.value];
   const files = [['cache', c.cachePath, f.dataDir.cache, [0o600, 0o640]], ['lock file', c.lockPath, f.dataDir.lock], ['agent state file', c.statePath, f.dataDir.state, [0o600]]] as const;
@@ -160,11 +147,9 @@ export function filesCheck(f: Facts): CheckResult {
   const present = files.flatMap(([, path, p]) => (p.ok && p.value ? [`${basename(path)} ${owner(p.value, f.names)} ${octal(p.value.mode)}`] : []));
   const absent = files.flatMap(([, path, p]) => (p.ok && !p.value ? [basename(path)] : []));
   return fold('data-dir.files', `${present.join(', ') || 'no files yet'}${absent.length ? `; not yet created: ${absent.join(', ')}` : ''}`, findings);
-}
+});
 
-export function tmpCheck(f: Facts): CheckResult {
-  const missing = dirMissing(f);
-  if (missing) return skip('data-dir.tmp', `${missing} (see data-dir)`);
+export const tmpCheck = insideDir('data-dir.tmp', (f) => {
   const p = f.dataDir.tmpFiles;
   if (!p.ok) return result('data-dir.tmp', 'warn', `cannot list ${f.config.dataDir}: ${p.error}`);
   const stale = p.value.filter((t) => t.ageMs > STALE_TMP_MS);
@@ -172,11 +157,9 @@ export function tmpCheck(f: Facts): CheckResult {
   if (!stale.length) return result('data-dir.tmp', 'ok', live ? `${live} tmp file(s) of a write in progress` : 'no leftover tmp files');
   const summary = `${stale.length} stale tmp file(s) left by a writer that died mid-write: ${stale.map((t) => `${t.name} (${human(t.ageMs)} old)`).join(', ')}`;
   return result('data-dir.tmp', 'warn', summary, `rm -f ${stale.map((t) => sh(`${f.config.dataDir}/${t.name}`)).join(' ')}`, { stale: stale.map((t) => t.name) });
-}
+});
 
-export function spaceCheck(f: Facts): CheckResult {
-  const missing = dirMissing(f);
-  if (missing) return skip('data-dir.space', `${missing} (see data-dir)`);
+export const spaceCheck = insideDir('data-dir.space', (f) => {
   const p = f.dataDir.space;
   if (!p.ok) return result('data-dir.space', 'warn', `cannot read free space: ${p.error}`);
   const { freeBytes, freeInodes, files } = p.value;
@@ -187,4 +170,4 @@ export function spaceCheck(f: Facts): CheckResult {
   if (freeBytes < MIB || (inodes && freeInodes === 0)) return result('data-dir.space', 'fail', `${free}: the next cache write fails`, fix, { ...p.value });
   if (freeBytes < 50 * MIB) return result('data-dir.space', 'warn', `only ${free}`, fix, { ...p.value });
   return result('data-dir.space', 'ok', free, undefined, { ...p.value });
-}
+});

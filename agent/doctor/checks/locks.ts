@@ -14,7 +14,7 @@ import { agentSeenRecently } from '../../status.js';
 import { openRegularNoFollowSync, UnsafePathError } from '../../safe-open.js';
 import type { Facts } from '../doctor.js';
 import { fold, human, result, skip, type CheckResult, type Finding } from '../types.js';
-import { dirMissing, type FileInfo } from './data-dir.js';
+import { insideDir, type FileInfo } from './data-dir.js';
 
 const fsExt = createRequire(import.meta.url)('fs-ext') as { flockSync(fd: number, flags: 'exnb' | 'un'): void };
 
@@ -28,16 +28,8 @@ interface LockHolder {
 export type LockProbe = { state: 'missing' } | { state: 'free'; ms: number } | { state: 'held'; holders: LockHolder[] } | { state: 'error'; error: string };
 export type InstanceProbe = { state: 'missing' } | { state: 'free' } | { state: 'held'; holders: LockHolder[] } | { state: 'unknown'; reason: string };
 
-interface ProcLock {
-  type: string;
-  pid: number;
-  major: number;
-  minor: number;
-  ino: number;
-}
-
 /** Parse /proc/locks (the fallback where lslocks is missing); waiters (`->`) do not hold the lock. */
-export function parseProcLocks(text: string): ProcLock[] {
+export function parseProcLocks(text: string) {
   return [...text.matchAll(/^\d+:\s+(FLOCK|POSIX|OFDLCK|LEASE|DELEG)\s+\S+\s+\S+\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s/gim)].map((m) => ({
     type: m[1]!.toUpperCase(),
     pid: Number(m[2]),
@@ -46,6 +38,8 @@ export function parseProcLocks(text: string): ProcLock[] {
     ino: Number(m[5]),
   }));
 }
+
+type ProcLock = ReturnType<typeof parseProcLocks>[number];
 
 /** `lslocks -J`: the same table, waiters (a BLOCKER) left out; its MAJ:MIN is decimal. */
 async function lslocks(): Promise<ProcLock[]> {
@@ -123,16 +117,15 @@ function describeHolders(holders: LockHolder[]): string {
   return holders.map((h) => (h.pid > 0 ? `pid ${h.pid}${h.command ? ` (${h.command})` : ''}` : 'a process in another pid namespace')).join(', ');
 }
 
-export function lockCheck(f: Facts): CheckResult {
-  const [l, path, missing] = [f.lock, f.config.lockPath, dirMissing(f)];
-  if (missing) return skip('lock', `${missing} (see data-dir)`);
+export const lockCheck = insideDir('lock', (f) => {
+  const [l, path] = [f.lock, f.config.lockPath];
   if (l.state === 'missing') return skip('lock', `${path} does not exist yet: the first bot or agent to lock creates it (doctor does not)`);
   if (l.state === 'free') return result('lock', 'ok', `flock(LOCK_EX|LOCK_NB) on ${path} taken and released in ${l.ms} ms`, undefined, { state: 'free' });
   if (l.state === 'error') return result('lock', 'warn', `cannot try the lock on ${path}: ${l.error}`, `run doctor as the bots' user or root: sudo -u <bots user> npx token-keeper doctor${f.deployment.cliFlags}`);
   const pids = l.holders.filter((h) => h.pid > 0).map((h) => h.pid);
   const summary = `${path} is held by ${describeHolders(l.holders)}: a refresh or cache write in progress, or a stuck holder every bot now waits on (30 s, then they fail)`;
   return result('lock', 'warn', summary, pids.length ? `ps -o pid,etime,args -p ${pids.join(',')}  # still there after a minute? stop that process` : `cat /proc/locks`, { state: 'held', holders: l.holders });
-}
+});
 
 export function agentCheck(f: Facts): CheckResult {
   const c = f.config;

@@ -16,13 +16,6 @@ import { attempt, result, skip, type CheckResult, type Probe } from '../types.js
 // One rule with the configuration check, one arithmetic for a Date header with the agent's expiries (docs/DESIGN.md "Server time").
 export { isLoopbackHost, skewOf };
 
-/** `local`: the target runs on this machine (an emulator): a skew is impossible, the check only proves the path. */
-export interface ClockFacts {
-  target: string;
-  local: boolean;
-  probe: Probe<{ dateMs: number; sentAt: number; receivedAt: number }>;
-}
-
 export interface SaxoFacts {
   url: string;
   protocol: string;
@@ -65,7 +58,9 @@ function dateHeader(origin: string, timeoutMs: number): Promise<DateProbe> {
   });
 }
 
-export async function clockFacts(gcp: GcpConfig, timeoutMs: number): Promise<ClockFacts> {
+/** `local`: the target runs on this machine (an emulator): a skew is impossible, the check only proves the path. */
+export type ClockFacts = Awaited<ReturnType<typeof clockFacts>>;
+export async function clockFacts(gcp: GcpConfig, timeoutMs: number) {
   const { origin, local } = clockTarget(gcp);
   return { target: origin, local, probe: await attempt(() => dateHeader(origin, timeoutMs), timeoutMs + 100) };
 }

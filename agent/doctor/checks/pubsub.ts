@@ -76,7 +76,9 @@ export async function pubsubFacts(
   }
 }
 
-const STANDALONE = 'standalone: no Pub/Sub';
+/** A Pub/Sub check: cloud-connected only. */
+const cloud = (id: string, check: (f: Facts, p: PubSubFacts, g: GcpConfig) => CheckResult) => (f: Facts) =>
+  f.pubsub && f.config.gcp ? check(f, f.pubsub, f.config.gcp) : skip(id, 'standalone: no Pub/Sub');
 /** Saxo's documented refresh-token life, when the newest pair does not say. */
 const REFRESH_LIFE_MS = 3_600_000;
 const viewerFix = (what: string, fix: string) => `terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the ${what}), or: ${fix}`;
@@ -87,9 +89,7 @@ function failed(f: Facts, id: string, p: Failed, what: string): CheckResult {
   return result(id, 'fail', `${what}: ${p.error} (after ${p.ms} ms)`, fix);
 }
 
-export function topicCheck(f: Facts): CheckResult {
-  const [p, g] = [f.pubsub, f.config.gcp];
-  if (!p || !g) return skip('pubsub.topic', STANDALONE);
+export const topicCheck = cloud('pubsub.topic', (f, p, g) => {
   if (p.topic.ok) return result('pubsub.topic', 'ok', `${p.topicName} exists`);
   if (p.topic.code === 'NOT_FOUND') {
     return result('pubsub.topic', 'fail', `topic ${p.topicName} does not exist: nobody hears TOKEN_ROTATED`, `terraform apply in infra/terraform (or: gcloud pubsub topics create ${sh(g.topicId)} --project=${sh(g.projectId)})`);
@@ -97,11 +97,9 @@ export function topicCheck(f: Facts): CheckResult {
   if (p.topic.code !== 'PERMISSION_DENIED') return failed(f, 'pubsub.topic', p.topic, 'GetTopic failed');
   const summary = `cannot read ${p.topicName} as this identity (roles/pubsub.publisher does not include pubsub.topics.get); publish is checked in pubsub.iam`;
   return result('pubsub.topic', 'warn', summary, viewerFix('topic', pubsubGrantFix('topics', g.projectId, g.topicId, f.identity, 'roles/pubsub.viewer')));
-}
+});
 
-export function subscriptionCheck(f: Facts): CheckResult {
-  const [p, g] = [f.pubsub, f.config.gcp];
-  if (!p || !g) return skip('pubsub.subscription', STANDALONE);
+export const subscriptionCheck = cloud('pubsub.subscription', (f, p, g) => {
   if (!p.subscription || !g.subscriptionId) return skip('pubsub.subscription', 'no TOKEN_SUBSCRIPTION_ID: the agent does not subscribe (see config)');
   const sub = g.subscriptionId;
   const scope = `--project=${sh(g.projectId)}`;
@@ -134,11 +132,9 @@ export function subscriptionCheck(f: Facts): CheckResult {
   // The agent's streaming pull sets its own 60 s ack deadline and extends it while it handles an event (core/gcp/event-bus.ts).
   const ok = `${p.subscriptionName} → ${v.topic}; ack deadline ${v.ackDeadlineSeconds} s (the agent's stream sets its own 60 s and extends it); retention ${retention}; ${ttl ? `expires after ${ttl} idle` : 'never expires'}`;
   return fold('pubsub.subscription', ok, findings, { ...v });
-}
+});
 
-export function pubsubIamCheck(f: Facts): CheckResult {
-  const [p, g] = [f.pubsub, f.config.gcp];
-  if (!p || !g) return skip('pubsub.iam', STANDALONE);
+export const pubsubIamCheck = cloud('pubsub.iam', (f, p, g) => {
   const probes = [
     [p.topicName, p.topicIam, TOPIC_PERMISSIONS, 'topics', g.topicId],
     [p.subscriptionName ?? '', p.subscriptionIam, SUBSCRIPTION_PERMISSIONS, 'subscriptions', g.subscriptionId ?? ''],
@@ -165,4 +161,4 @@ export function pubsubIamCheck(f: Facts): CheckResult {
     if (missing.length) findings.push({ status: 'fail', text: `missing ${missing.join(', ')} on ${resource}${f.identity ? ` for ${f.identity}` : ''}`, fix: pubsubGrantFix(kind, g.projectId, id, f.identity) });
   }
   return fold('pubsub.iam', `granted: ${granted.join('; ')}${absent.length ? `; not checked: ${absent.join(', ')} (does not exist)` : ''}`, findings);
-}
+});

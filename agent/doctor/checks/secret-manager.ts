@@ -46,7 +46,9 @@ export async function secretFacts(gcp: GcpConfig, timeoutMs: number, create: () 
   }
 }
 
-const STANDALONE = 'standalone (no GOOGLE_CLOUD_PROJECT + TOKEN_SECRET_ID): no Secret Manager';
+/** A Secret Manager check: cloud-connected only. */
+const cloud = (id: string, check: (f: Facts, s: SecretFacts, g: GcpConfig) => CheckResult) => (f: Facts) =>
+  f.secret && f.config.gcp ? check(f, f.secret, f.config.gcp) : skip(id, 'standalone (no GOOGLE_CLOUD_PROJECT + TOKEN_SECRET_ID): no Secret Manager');
 
 /** A failed Secret Manager probe as a finding with the fix that fits its cause. */
 function unreachable(f: Facts, p: Failed, what: string): Finding {
@@ -60,9 +62,7 @@ function unreachable(f: Facts, p: Failed, what: string): Finding {
   return { status: 'fail', text: `${what}: ${p.error} (after ${p.ms} ms)`, fix };
 }
 
-export function secretManagerCheck(f: Facts): CheckResult {
-  const [s, g] = [f.secret, f.config.gcp];
-  if (!s || !g) return skip('secret-manager', STANDALONE);
+export const secretManagerCheck = cloud('secret-manager', (f, s, g) => {
   if (!s.meta.ok) return fold('secret-manager', '', [unreachable(f, s.meta, 'Secret Manager GetSecret failed')]);
   const findings: Finding[] = [];
   const keep = f.config.keepSecretVersions;
@@ -93,11 +93,9 @@ export function secretManagerCheck(f: Facts): CheckResult {
     keep,
     lease: lease ? { holder: lease.holder, expiresAt: new Date(lease.expiresAt).toISOString() } : undefined,
   });
-}
+});
 
-export function secretIamCheck(f: Facts): CheckResult {
-  const [s, g] = [f.secret, f.config.gcp];
-  if (!s || !g) return skip('secret-manager.iam', STANDALONE);
+export const secretIamCheck = cloud('secret-manager.iam', (f, s, g) => {
   if (!s.iam.ok) {
     const why: Record<string, string> = {
       NOT_FOUND: `secret ${g.secretId} does not exist (see secret-manager)`,
@@ -115,4 +113,4 @@ export function secretIamCheck(f: Facts): CheckResult {
   const uses = (p: string) => Object.entries(SECRET_MANAGER_CALLS).filter(([, perm]) => perm === p).map(([m]) => m).join(', ');
   const summary = `missing on ${s.name}${f.identity ? ` for ${f.identity}` : ''}: ${missing.map((p) => `${p} (${uses(p)})`).join(', ')}`;
   return result('secret-manager.iam', 'fail', summary, secretGrantFix(g.projectId, g.secretId, missing, f.identity), { missing, granted });
-}
+});
