@@ -91,6 +91,8 @@ describeWithPubSub('TOKEN_CONSUMED: a non-primary VM\'s bots cannot present what
     const bFrom = b.logs.length;
     rig.sm.server.setUnavailable(false);
     await b.waitFor((l) => b.logs.indexOf(l) >= bFrom && l.event === 'cache_written', 30_000, 'VM B to write the pushed pair');
+    // A may refresh again meanwhile (it is the primary): B follows it to the same pair.
+    await until(() => cachedPair(dirB)?.refreshToken === cachedPair(dirA)?.refreshToken, 30_000, "VM B's cache to hold VM A's pair");
     expect(cachedPair(dirB)?.refreshToken).toBe(cachedPair(dirA)?.refreshToken);
 
     await bot.waitForLine('DONE', 40_000);
