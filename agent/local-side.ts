@@ -3,7 +3,7 @@
  * the cache and the agent's private state. Saxo's answer goes to the journal before it is read;
  * the successor then goes to the cache and the state (I3), and the journal is wiped once both hold
  * it. A write that fails does not lose the pair: the journal (or the state file) still holds it,
- * the messages say which, and the failure is reported to be counted.
+ * the messages say which, and the caller counts the failure (the session's `count`).
  */
 import { errorText, LockTimeoutError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -70,7 +70,7 @@ export function createLocalSide(d: LocalSideDeps): AgentLocalSide {
         d.logger.error('journal_write_failed', `Could not write Saxo's answer to the journal ${d.journal?.path}: ${errorText(err)}; storing it directly`);
       }
     },
-    persist: async (next, counted) => {
+    persist: async (next) => {
       d.adopt(next);
       unsettled = next;
       let failure: Error | undefined;
@@ -79,7 +79,6 @@ export function createLocalSide(d: LocalSideDeps): AgentLocalSide {
       } catch (err) {
         failure = err instanceof Error ? err : new Error(String(err));
       }
-      counted(failure);
       const stateError = await d.saveState();
       // Say where the only copies of the pair are — and only what is true (docs/DESIGN.md "Nothing dangerous is silent").
       if (failure) {
@@ -96,7 +95,7 @@ export function createLocalSide(d: LocalSideDeps): AgentLocalSide {
         d.logger.error('state_write_failed', `The new token is in the cache; the state file write failed, so it is also kept in ${where()}`);
       }
       if (!failure && !stateError) await wipe();
-      return stateError ?? failure;
+      return { cacheError: failure, stateError };
     },
     ended: async (presented, kept) => {
       if (kept) {

@@ -117,7 +117,7 @@ export class Reconciler extends ReconcilerMemory {
   private async refresh(force: boolean, secretDown: boolean): Promise<Outcome> {
     const { clock, logger, store, bus, saxo, settings } = this.d;
     const r = await runRefreshSession(
-      { clock, saxo, store, bus, logger, failures: this.health.failures, local: this.local, announceMark: this.up.mark },
+      { clock, saxo, store, bus, logger, local: this.local, announceMark: this.up.mark },
       settings,
       {
         force,
@@ -128,8 +128,11 @@ export class Reconciler extends ReconcilerMemory {
         gates: { rejected: this.health.rejectedIds, pinAccepts: (t) => this.pin.accepts(t), superseded: (t) => this.up.isSuperseded(t) },
         consumed: this.up.consumed,
         announcedNewer: (t) => this.up.announcedNewer(t),
+        failures: this.health.failures.count,
       },
     );
+    // The one place an agent refresh is counted (the state file records it at the end of this run).
+    this.health.failures.apply(r.count);
     const newest = r.kind === 'refreshed' ? undefined : 'token' in r ? r.token : r.newest;
     if (newest && (!this.known || compareFreshness(newest, this.known) > 0) && this.pin.accepts(newest)) {
       this.adopt(withNextGeneration(newest, this.known), r.kind === 'superseded' || r.kind === 'fresh' ? (r.origin ?? 'cache') : 'cache');

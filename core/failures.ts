@@ -34,6 +34,21 @@ export function loginAlertDue(lastSaidAt: number | undefined, now: number, repea
   return lastSaidAt === undefined || now - lastSaidAt >= repeatMs;
 }
 
+/**
+ * What one refresh run adds to the consecutive-failure count: a failure (its reason and a
+ * secret-free detail for the ALERT), a success (the count resets), or nothing (waited, fresh).
+ */
+export type Count = { kind: 'failure'; reason: string; detail?: string | undefined } | { kind: 'success' } | { kind: 'none' };
+
+export const failure = (reason: string, detail?: string): Count => ({ kind: 'failure', reason, ...(detail !== undefined ? { detail } : {}) });
+export const SUCCESS: Count = { kind: 'success' };
+export const NOTHING: Count = { kind: 'none' };
+
+/** The count after `c`: the one rule the counter and the function's lease record share. */
+export function countAfter(n: number, c: Count): number {
+  return c.kind === 'failure' ? n + 1 : c.kind === 'success' ? 0 : n;
+}
+
 export class FailureCounter {
   private n: number;
 
@@ -75,6 +90,12 @@ export class FailureCounter {
       );
     }
     return this.n;
+  }
+
+  /** Count one run's outcome (the refresh session's `count`). */
+  apply(c: Count): void {
+    if (c.kind === 'failure') this.failed(c.reason, c.detail);
+    else if (c.kind === 'success') this.recovered();
   }
 
   /** A refresh succeeded (or someone else's pair arrived): after failures, say so once. */

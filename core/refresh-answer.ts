@@ -11,15 +11,15 @@ import type { SessionPorts, SessionSettings } from './session.js';
 import { secretsOf, withNextGeneration, type TokenSet } from './token.js';
 
 export type Taken =
-  | { kind: 'pair'; next: TokenSet; lifetimeSec: number; localError?: Error | undefined }
-  | { kind: 'ended' };
+  | { kind: 'pair'; next: TokenSet; lifetimeSec: number; localError?: Error | undefined; cacheError?: Error | undefined }
+  | { kind: 'ended'; why: string };
 
 export async function takeAnswer(
   p: SessionPorts,
   s: SessionSettings,
   answer: { raw: RawAnswer; presented: TokenSet; others: (TokenSet | undefined)[]; issuedAt: number },
 ): Promise<Taken> {
-  const { clock, logger, local, failures } = p;
+  const { clock, logger, local } = p;
   const { raw, presented, others } = answer;
   const entry = journalEntry(raw, presented, clock.now(), answer.issuedAt);
   await local?.keep(entry);
@@ -30,9 +30,8 @@ export async function takeAnswer(
       `ALERT: ${succ.why}: the presented refresh token is consumed and nothing follows it; log in before the access token ends (run \`npx token-keeper login\`)`,
       { generation: presented.generation, status: raw.status },
     );
-    failures.failed('no_refresh_token', succ.why);
     await local?.ended(presented, succ.kept);
-    return { kind: 'ended' };
+    return { kind: 'ended', why: succ.why };
   }
   if (succ.adjusted.length) {
     logger.warn('lifetime_clamped', `Saxo answered an unusable or implausible token lifetime; stored a bounded one instead (${succ.adjusted.join(', ')})`, {
@@ -42,7 +41,6 @@ export async function takeAnswer(
   const next = withNextGeneration(succ.next, presented, ...others);
   logger.addSecret(...secretsOf(next));
   // I3: durable locally first (cache fsync + rename, then the private state), under the flock.
-  // The outcome is counted as soon as the cache write is known, before the state records it.
-  const localError = await local?.persist(next, (e) => (e ? failures.failed('cache_write_failed', e.message) : failures.recovered()));
-  return { kind: 'pair', next, lifetimeSec: succ.lifetimeSec, localError };
+  const { cacheError, stateError } = (await local?.persist(next)) ?? {};
+  return { kind: 'pair', next, lifetimeSec: succ.lifetimeSec, localError: stateError ?? cacheError, cacheError };
 }

@@ -6,6 +6,7 @@
 import { addVersion } from './announce.js';
 import { decide, type Plan, type SecretView } from './decide.js';
 import { errorText, SecretStoreError, type SaxoError } from './errors.js';
+import { countAfter, failure, NOTHING, SUCCESS } from './failures.js';
 import type { CacheRead } from './ports.js';
 import type { SessionOptions, SessionPorts, SessionResult, SessionSettings } from './session.js';
 import { nextRetryDelay } from './saxo/retry.js';
@@ -24,6 +25,8 @@ export interface StoreArgs {
   start: number;
   /** The local write that failed, if any (then no success NOTICE). */
   localError?: Error | undefined;
+  /** The bots' cache write failed: a failure to count, though the pair is kept (state file, journal). */
+  cacheError?: Error | undefined;
   /** The successful Saxo exchange (LogEntry.httpRequest: status, latency), carried by token_refreshed. */
   httpRequest?: Record<string, unknown> | undefined;
 }
@@ -35,7 +38,7 @@ export async function storeUpstream(
   o: SessionOptions,
   a: StoreArgs,
 ): Promise<SessionResult> {
-  const { clock, logger, store, failures } = p;
+  const { clock, logger, store } = p;
   const { secret, next, lifetimeSec, start } = a;
   let version: string | undefined;
   if (store && secret.kind === 'read') {
@@ -56,12 +59,10 @@ export async function storeUpstream(
   if (!p.local && version === undefined) {
     // The function has nowhere else to keep the pair: Saxo consumed the old one, the new one is gone.
     logger.alert('secret_write_lost', 'ALERT: Saxo issued a new token but it could not be stored in Secret Manager', {});
-    failures.failed('secret_write_failed');
-    return { kind: 'failed', reason: 'secret_write_failed' };
+    return { kind: 'failed', reason: 'secret_write_failed', count: failure('secret_write_failed') };
   }
-  // The agent's outcome was counted with its cache write (LocalSide.persist); a secret write it
-  // could not make is a pending push, not a failure. The function's is counted here.
-  if (!p.local) failures.recovered();
+  // The agent's outcome is its cache write: a secret write it could not make is a pending push, not a failure.
+  const count = a.cacheError ? failure('cache_write_failed', a.cacheError.message) : SUCCESS;
   const fields = {
     by: s.refresher,
     version,
@@ -76,7 +77,7 @@ export async function storeUpstream(
   } else {
     logger.notice('token_refreshed', `Token refreshed successfully (${describeLifetime(lifetimeSec)})`, fields);
   }
-  return { kind: 'refreshed', token: next, version, lastRefresh: { at: now, by: s.refresher, version: version ?? '' }, stored: version ? 'secret' : 'local' };
+  return { kind: 'refreshed', token: next, version, lastRefresh: { at: now, by: s.refresher, version: version ?? '' }, stored: version ? 'secret' : 'local', count };
 }
 
 /** What recover() looks at (the presented pair, the sources read under the lock) and may do while it waits. */
@@ -98,7 +99,7 @@ export interface RecoverArgs {
  * The presented token is never presented again, whatever the second look finds.
  */
 export async function recover(p: SessionPorts, s: SessionSettings, hooks: RecoverArgs): Promise<SessionResult> {
-  const { clock, logger, failures } = p;
+  const { clock, logger } = p;
   const { presented } = hooks;
   let found = await lookForNewer(p, s, hooks);
   if (!found && s.invalidGrantRecheckMs > 0 && !hooks.stop?.aborted) {
@@ -110,19 +111,17 @@ export async function recover(p: SessionPorts, s: SessionSettings, hooks: Recove
     found = await lookForNewer(p, s, hooks);
   }
   if (found) {
-    failures.recovered();
     logger.info('recovered_newer_token', 'Refresh token was already used; recovered a newer pair instead');
-    return { kind: 'superseded', token: found.token, origin: found.origin };
+    return { kind: 'superseded', token: found.token, origin: found.origin, count: SUCCESS };
   }
   if (hooks.announcedNewer?.(presented)) {
     // A newer version was announced but cannot be read yet: the chain lives; wait for it.
     logger.warn('superseded_token', 'Saxo rejected the refresh token and a newer one was announced but cannot be read yet; waiting for it', {
       generation: presented.generation,
     });
-    return { kind: 'deferred', reason: 'superseded_unreadable', newest: presented };
+    return { kind: 'deferred', reason: 'superseded_unreadable', newest: presented, count: NOTHING };
   }
-  failures.failed('invalid_grant');
-  return { kind: 'rejected', reason: 'invalid_grant', newest: presented };
+  return { kind: 'rejected', reason: 'invalid_grant', newest: presented, count: failure('invalid_grant') };
 }
 
 /** One look at every source for a pair newer than `presented`. */
@@ -171,7 +170,7 @@ export function retryDelay(s: SessionSettings, attempts: number, now: number, de
   });
 }
 
-export async function release(p: SessionPorts, s: SessionSettings, result: SessionResult | undefined): Promise<void> {
+export async function release(p: SessionPorts, s: SessionSettings, o: SessionOptions, result: SessionResult | undefined): Promise<void> {
   const lastRefresh = result?.kind === 'refreshed' ? result.lastRefresh : undefined;
   // A refresh token Saxo rejected with nothing newer anywhere, or consumed without a successor, is
   // remembered with the secret, so that no later run of the function (which keeps no memory) presents it again.
@@ -179,7 +178,7 @@ export async function release(p: SessionPorts, s: SessionSettings, result: Sessi
     result?.kind === 'rejected' && result.reason === 'invalid_grant' && result.newest ? pairId(result.newest.refreshToken) : result?.kind === 'refreshed' ? null : undefined;
   const ended = result?.kind === 'rejected' && result.reason === 'no_successor' && result.newest ? pairId(result.newest.refreshToken) : undefined;
   await p.store
-    ?.releaseLease(s.holder, { failures: p.failures.count, lastRefresh, ended, ...(rejected !== undefined ? { rejected } : {}) })
+    ?.releaseLease(s.holder, { failures: countAfter(o.failures ?? 0, result?.count ?? NOTHING), lastRefresh, ended, ...(rejected !== undefined ? { rejected } : {}) })
     .catch((err: unknown) => p.logger.warn('lease_release_failed', 'Could not release the lease (it will expire)', { error: errorText(err) }));
 }
 

@@ -13,6 +13,7 @@
 import { announce, announceConsumed, consumedEvent, pruneVersions, rotatedEvent } from './announce.js';
 import { decide, type Action, type PresentAction, type SecretView } from './decide.js';
 import { errorText, LockTimeoutError, SaxoError, SecretStoreError } from './errors.js';
+import { failure, NOTHING, SUCCESS } from './failures.js';
 import { recover, release, retryDelay, sessionDeadline, storeUpstream } from './refresh-steps.js';
 import { takeAnswer } from './refresh-answer.js';
 import { httpRequestRecord } from './log.js';
@@ -25,7 +26,7 @@ export type { DeferReason, LocalSide, Phase, SessionOptions, SessionPorts, Sessi
 
 export async function runRefreshSession(p: SessionPorts, s: SessionSettings, o: SessionOptions = {}): Promise<SessionResult> {
   const { clock, store, logger } = p;
-  if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping' };
+  if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', count: NOTHING };
   let secret: SecretView = store ? { kind: 'unavailable' } : { kind: 'absent' };
   let leased = false;
   if (store) {
@@ -34,18 +35,18 @@ export async function runRefreshSession(p: SessionPorts, s: SessionSettings, o: 
       leased = await store.acquireLease(s.holder, s.leaseTtlMs, clock.now());
       if (!leased) {
         logger.info('lease_busy', 'Another refresher holds the lease; waiting for its result');
-        return { kind: 'deferred', reason: 'lease_held' };
+        return { kind: 'deferred', reason: 'lease_held', count: NOTHING };
       }
       const read = await store.latest();
       logger.addSecret(...secretsOf(read?.token));
       secret = { kind: 'read', read };
     } catch (err) {
       if (!(err instanceof SecretStoreError)) throw err;
-      if (leased) await release(p, s, undefined);
+      if (leased) await release(p, s, o, undefined);
       leased = false;
       if (!s.presentWithoutLease) {
         logger.warn('secret_unavailable', 'Secret Manager did not answer: no lease, so no refresh from here', { error: errorText(err) });
-        return { kind: 'deferred', reason: 'secret_unavailable' };
+        return { kind: 'deferred', reason: 'secret_unavailable', count: NOTHING };
       }
       logger.warn('secret_unavailable', 'Secret Manager did not answer; refreshing without the lease (this is the primary refresher)', {
         error: errorText(err),
@@ -59,7 +60,7 @@ export async function runRefreshSession(p: SessionPorts, s: SessionSettings, o: 
     result = await attempts(p, s, o, secret, leased, background);
     return result;
   } finally {
-    if (leased) await release(p, s, result);
+    if (leased) await release(p, s, o, result);
     // Stopping: nothing slow may follow; a publish in flight goes on unawaited.
     const published = o.stop?.aborted ? undefined : Promise.allSettled(background);
     if (result?.kind === 'refreshed' && result.version && store) {
@@ -83,34 +84,34 @@ async function attempts(
   leased: boolean,
   background: Promise<unknown>[],
 ): Promise<SessionResult> {
-  const { clock, logger, local, failures } = p;
+  const { clock, logger, local } = p;
   const start = clock.now();
   let presented: TokenSet | undefined;
   for (let attempt = 1; ; attempt++) {
     let held: Held | undefined;
     let next: TokenSet | undefined;
     let lifetimeSec = 0;
-    let ended = false;
+    /** Why Saxo's 2xx ended the chain (no refresh token), if it did. */
+    let ended: string | undefined;
     let saxoHttp: Record<string, unknown> | undefined;
     let clockSkew: ClockSkew | undefined;
     let spent: TokenSet;
     let localError: Error | undefined;
+    let cacheError: Error | undefined;
     try {
-      if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented };
+      if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented, count: NOTHING };
       try {
         held = await local?.lock(o.stop);
       } catch (err) {
         if (err instanceof LockTimeoutError) {
           logger.warn('lock_timeout', `Could not acquire token lock; will retry next check (${err.message})`);
-          failures.failed('lock_timeout', err.message);
-          return { kind: 'failed', reason: 'lock_timeout', newest: presented };
+          return { kind: 'failed', reason: 'lock_timeout', newest: presented, count: failure('lock_timeout', err.message) };
         }
-        if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented };
+        if (o.stop?.aborted) return { kind: 'deferred', reason: 'stopping', newest: presented, count: NOTHING };
         // A lock file that cannot be opened (EROFS, EACCES, ENOSPC): a due refresh that cannot
         // happen is a failure like any other — counted, and ALERTed at the threshold.
         logger.error('lock_failed', `Could not take the token lock: ${errorText(err)}`);
-        failures.failed('lock_failed', errorText(err));
-        return { kind: 'failed', reason: 'lock_failed', newest: presented };
+        return { kind: 'failed', reason: 'lock_failed', newest: presented, count: failure('lock_failed', errorText(err)) };
       }
       // Re-read everything under the locks: someone may have refreshed while we waited or slept.
       const view = local ? await local.read() : { cache: { kind: 'missing' } as CacheRead, known: undefined };
@@ -125,8 +126,7 @@ async function attempts(
       const creds = requestCredentials(s.credentials, best);
       if (!creds.appKey) {
         logger.error('config_missing', 'No app key: set SAXO_APP_KEY or store app_key with the token');
-        failures.failed('no_app_key');
-        return { kind: 'failed', reason: 'no_app_key', newest: best };
+        return { kind: 'failed', reason: 'no_app_key', newest: best, count: failure('no_app_key') };
       }
       const deadline = sessionDeadline(s, { pair: best, start, leased, holdsBotsLock: local !== undefined });
       if (attempt === 1) logger.info('refresh_started', 'Token needs refresh: threshold reached', { generation: best.generation });
@@ -158,10 +158,7 @@ async function attempts(
           };
           return await recover(p, s, { presented: best, secret, view, unlock, stop: o.stop, announcedNewer: o.announcedNewer });
         }
-        if (delay === undefined) {
-          failures.failed(err.code, err.message);
-          return { kind: 'failed', reason: err.code, newest: best };
-        }
+        if (delay === undefined) return { kind: 'failed', reason: err.code, newest: best, count: failure(err.code, err.message) };
         logger.warn('saxo_attempt_failed', `Saxo refresh attempt ${attempt} failed (${err.status ?? err.code} - ${err.code}); retrying in ${delay} ms`, {
           attempt,
           delayMs: delay,
@@ -174,7 +171,7 @@ async function attempts(
         held = undefined;
         // Sleep without the bots' flock: a bot may refresh meanwhile, and the next attempt sees it.
         const slept = await clock.sleep(delay, o.stop).then(() => true, () => false);
-        if (!slept) return { kind: 'deferred', reason: 'stopping', newest: best };
+        if (!slept) return { kind: 'deferred', reason: 'stopping', newest: best, count: NOTHING };
         continue;
       }
       o.onPhase?.('persisting');
@@ -189,8 +186,8 @@ async function attempts(
       const secretToken = secret.kind === 'read' ? secret.read?.token : undefined;
       // Durable before interpreted: the raw answer reaches the journal before anything reads it.
       const taken = await takeAnswer(p, s, { raw: res, presented: best, others: [secretToken, view.known], issuedAt: issued.issuedAt });
-      if (taken.kind === 'ended') ended = true;
-      else ({ next, lifetimeSec, localError } = taken);
+      if (taken.kind === 'ended') ended = taken.why;
+      else ({ next, lifetimeSec, localError, cacheError } = taken);
     } finally {
       await held?.release();
     }
@@ -199,8 +196,9 @@ async function attempts(
     // with Secret Manager down this is the only word other VMs get before their bots' fallback would
     // present it (docs/DESIGN.md "Consumed announcements").
     if (p.bus?.publishConsumed) background.push(announceConsumed(p, consumedEvent(spent, s.source, clock.now())));
-    if (ended || !next) return { kind: 'rejected', reason: 'no_successor', newest: spent };
-    const stored = await storeUpstream(p, s, o, { secret, next, lifetimeSec, start, localError, httpRequest: saxoHttp });
+    // Saxo consumed the presented token and issued no refresh token: the chain has ended (ALERTed by takeAnswer).
+    if (ended !== undefined || !next) return { kind: 'rejected', reason: 'no_successor', newest: spent, count: failure('no_refresh_token', ended) };
+    const stored = await storeUpstream(p, s, o, { secret, next, lifetimeSec, start, localError, cacheError, httpRequest: saxoHttp });
     return stored.kind === 'refreshed' && clockSkew ? { ...stored, clockSkew } : stored;
   }
 }
@@ -210,23 +208,21 @@ function present(p: SessionPorts, action: PresentAction, opts: { deadline: numbe
   return p.saxo.refresh(action.pair.refreshToken, opts);
 }
 
-/** decide() said not to present under the locks: say why, count what is a failure, and answer. */
+/** decide() said not to present under the locks: say why, name what is a failure, and answer. */
 function answerWithout(p: SessionPorts, action: Exclude<Action, PresentAction>): SessionResult {
-  const { logger, failures } = p;
+  const { logger } = p;
   switch (action.kind) {
     case 'adopt':
-      failures.recovered();
       logger.info('superseded', 'Someone else refreshed while this refresher backed off; adopting their pair');
-      return { kind: 'superseded', token: action.pair, origin: action.origin };
+      return { kind: 'superseded', token: action.pair, origin: action.origin, count: SUCCESS };
     case 'fresh':
-      return { kind: 'fresh', token: action.pair, origin: action.origin };
+      return { kind: 'fresh', token: action.pair, origin: action.origin, count: NOTHING };
     case 'login_required':
-      return action.pair ? { kind: 'rejected', reason: action.reason, newest: action.pair } : { kind: 'rejected', reason: 'no_token' };
+      return action.pair ? { kind: 'rejected', reason: action.reason, newest: action.pair, count: NOTHING } : { kind: 'rejected', reason: 'no_token', count: NOTHING };
     case 'no_room':
       // Durable before interpreted: a successor with nowhere to go would be lost with the presented token.
       logger.error('no_room', `Not presenting the refresh token: ${action.reason}`, { generation: action.pair.generation });
-      failures.failed('no_room', action.reason);
-      return { kind: 'failed', reason: 'no_room', newest: action.pair };
+      return { kind: 'failed', reason: 'no_room', newest: action.pair, count: failure('no_room', action.reason) };
     case 'wait':
       if (action.reason === 'consumed_elsewhere') {
         logger.warn('consumed_token', 'Another VM announced this refresh token as spent; not presenting it, waiting for its successor', {
@@ -237,6 +233,6 @@ function answerWithout(p: SessionPorts, action: Exclude<Action, PresentAction>):
           generation: action.pair.generation,
         });
       }
-      return { kind: 'deferred', reason: action.reason, newest: action.pair };
+      return { kind: 'deferred', reason: action.reason, newest: action.pair, count: NOTHING };
   }
 }

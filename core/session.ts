@@ -7,7 +7,7 @@
 import type { AnnounceMark } from './announce.js';
 import type { Clock } from './clock.js';
 import type { Gates, Origin, WaitReason } from './decide.js';
-import type { FailureCounter } from './failures.js';
+import type { Count } from './failures.js';
 import type { Logger } from './log.js';
 import type { CacheRead, EventBus, Held, JournalEntry, Room, SecretStore, TokenEndpoint } from './ports.js';
 import type { ClockSkew } from './server-time.js';
@@ -22,11 +22,10 @@ export interface LocalSide {
   /** Keep Saxo's 2xx durably before anything parses it (the journal, fsynced). Never throws: a failure is logged. */
   keep(entry: JournalEntry): Promise<void>;
   /**
-   * Make `next` durable here: the cache, then `counted` with the cache's outcome (so the state
-   * records the count), then the private state; the journal is wiped once both hold it. Resolves
-   * with what failed, if anything (the journal then still holds the answer).
+   * Make `next` durable here: the cache, then the private state; the journal is wiped once both
+   * hold it. Resolves with what failed, if anything (the journal then still holds the answer).
    */
-  persist(next: TokenSet, counted: (cacheError: Error | undefined) => void): Promise<Error | undefined>;
+  persist(next: TokenSet): Promise<{ cacheError?: Error | undefined; stateError?: Error | undefined }>;
   /**
    * Saxo consumed `presented` and issued no successor: record that it may never be presented
    * again; `kept` (same refresh token, the new access token) is what the bots may still use.
@@ -69,7 +68,6 @@ export interface SessionPorts {
   store?: SecretStore | undefined;
   bus?: EventBus | undefined;
   logger: Logger;
-  failures: FailureCounter;
   local?: LocalSide | undefined;
   /** Remembers an announcement that did not go out. */
   announceMark?: AnnounceMark | undefined;
@@ -90,12 +88,20 @@ export interface SessionOptions {
   announcedNewer?: ((t: TokenSet) => boolean) | undefined;
   /** pairId()s announced as spent by another refresher (TOKEN_CONSUMED): never presented (decide()'s fence). */
   consumed?: ReadonlySet<string> | undefined;
+  /** Consecutive failures before this run: the lease's release records them with this run's count applied. */
+  failures?: number | undefined;
 }
 
 export type DeferReason = 'lease_held' | 'secret_unavailable' | 'stopping' | WaitReason;
 
-/** One result; `newest` is the newest pair seen under the locks, for the caller to adopt. */
-export type SessionResult =
+/**
+ * One result; `newest` is the newest pair seen under the locks, for the caller to adopt. `count` is
+ * what the caller adds to its consecutive-failure count (core/failures.ts), once: the session
+ * itself counts nothing.
+ */
+export type SessionResult = SessionAnswer & { count: Count };
+
+export type SessionAnswer =
   | {
       kind: 'refreshed';
       token: TokenSet;

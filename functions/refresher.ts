@@ -107,12 +107,14 @@ export async function runCloudRefresh(d: CloudDeps, opts: { force?: boolean } = 
   const failures = new FailureCounter(logger, settings.maxRefreshFailures, meta.failures);
   failures.chainDeadline = best.refreshExpiresAt;
   const r = await runRefreshSession(
-    { clock, saxo: d.saxo, store, bus: d.bus, logger, failures, announceMark: cloudMark(store) },
+    { clock, saxo: d.saxo, store, bus: d.bus, logger, announceMark: cloudMark(store) },
     // One lease holder per invocation, not per instance: acquireLease lets a holder re-take its own
     // lease, so overlapping invocations in one instance (duplicate Scheduler calls) would both get in.
     { ...settings, holder: `${settings.refresher}:${randomBytes(4).toString('hex')}` },
-    { force: opts.force, gates: { rejected } },
+    { force: opts.force, gates: { rejected }, failures: failures.count },
   );
+  // The one place a cloud refresh is counted; the lease's release recorded the same count with the secret.
+  failures.apply(r.count);
   if (r.kind === 'failed' || r.kind === 'deferred') watchChainDeadline(d, best.refreshExpiresAt);
   switch (r.kind) {
     case 'refreshed':
