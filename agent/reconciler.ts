@@ -5,9 +5,10 @@
  * shared protocol (core/refresh.ts) with the agent's LocalSide: the bots' flock, the cache, the
  * private state file. The secret side lives in upstream.ts, failures and alerts in health.ts, what
  * the agent remembers and the writes every run shares in reconciler-memory.ts. One decide() call
- * per trigger ('trigger' stage); the session decides again under the lock ('attempt').
+ * per trigger ('trigger' stage; a first `assess()` of the local sources only says whether the
+ * secret is worth a read); the session decides again under the lock ('attempt').
  */
-import { decide, expiryMovedText, type Gates, type Plan, type SecretView } from '../core/decide.js';
+import { assess, decide, expiryMovedText, type Assessment, type Gates, type Plan, type SecretView } from '../core/decide.js';
 import { SecretStoreError } from '../core/errors.js';
 import { runRefreshSession } from '../core/refresh.js';
 import { pushGraceMs } from '../core/tiers.js';
@@ -57,19 +58,12 @@ export class Reconciler extends ReconcilerMemory {
     const cache = await this.d.cache.read();
     const force = trigger.kind === 'refresh' && trigger.force;
     const viewOf = (s: SecretView) => ({ now: this.d.clock.now(), cache, known: this.known, secret: s, consumed: this.up.consumed, gates: this.triggerGates(force) });
-    let plan = decide(viewOf(secret), this.policy());
-    const wantSecret =
-      secret.kind === 'unknown' &&
-      // A spent pair: its successor may already be readable (then no gap for the bots), unless
-      // Secret Manager just failed — then the blanking must not wait for its deadline.
-      (plan.consumed
-        ? !this.up.isDown
-        : trigger.kind === 'startup' || trigger.kind === 'refresh' || this.up.awaitingAnnounced || this.up.hasWork || plan.refresh ||
-          (plan.origin === 'cache' && plan.updateKnown) || plan.health !== 'fresh');
-    if (wantSecret) {
+    // A first look at the local sources (facts, no action) says whether the secret is worth a read;
+    // then the trigger's one decision.
+    if (secret.kind === 'unknown' && this.secretWorthReading(trigger, assess(viewOf(secret), this.policy()))) {
       secret = await this.up.read(undefined, this.known !== undefined);
-      plan = decide(viewOf(secret), this.policy());
     }
+    const plan = decide(viewOf(secret), this.policy());
     // A cache blanked by the fence reads as corrupt: expected, not worth a warning on every check.
     for (const n of plan.notes) if (!(plan.consumed && n.startsWith('cache corrupt'))) logger.warn('input_problem', n);
     if (plan.expiryMoved?.length) logger.warn('expiry_moved', expiryMovedText(plan.expiryMoved));
@@ -173,6 +167,18 @@ export class Reconciler extends ReconcilerMemory {
 
   private async flushUpstream(announce: boolean): Promise<void> {
     this.keep(await this.up.flush(this.known, { announce }));
+  }
+
+  /**
+   * Read the secret before deciding? Whenever it could change what happens: a start, a manual
+   * refresh, something owed upstream, a due or unhealthy pair, a bot's pair to push. A spent pair:
+   * its successor may already be readable (then no gap for the bots), unless Secret Manager just
+   * failed — then the blanking must not wait for its deadline. A quiet tick costs no read.
+   */
+  private secretWorthReading(trigger: Trigger, a: Assessment): boolean {
+    if (a.consumed) return !this.up.isDown;
+    return trigger.kind === 'startup' || trigger.kind === 'refresh' || this.up.awaitingAnnounced || this.up.hasWork || a.refresh ||
+      (a.origin === 'cache' && a.updateKnown) || a.health !== 'fresh';
   }
 
   /** The agent check's own gates: force, and (not the primary) when Secret Manager came back. */

@@ -2,9 +2,10 @@
  * The one decision function (Vault-Agent's reconciler, made pure): given what each source holds
  * right now and the gates (everything else that decides whether the single-use refresh token is
  * presented), say what must happen — the side effects as flags and one action. No IO, no clock
- * reads: callers pass `now`. The agent decides at each trigger (after a first look without the
- * secret, which only says whether the secret is worth a read), the refresh session once per attempt
- * under the lock, the function before its lease; `status` and `doctor` call it read-only.
+ * reads: callers pass `now`. The agent decides once per trigger (its first look at the local
+ * sources is `assess()`, the same facts without an action: is the secret worth a read?), the refresh
+ * session once per attempt under the lock, the function before its lease; `status` and `doctor` call
+ * it read-only.
  */
 import type { CacheRead, Room, SecretRead } from './ports.js';
 import { cloudMove, type Patience } from './tiers.js';
@@ -50,6 +51,11 @@ export interface Gates {
   force?: boolean | undefined;
   /** This session presented this pair at an earlier attempt (it backed off since). */
   presented?: TokenSet | undefined;
+  /**
+   * Saxo just answered `presented` with invalid_grant (recover()'s looks): a newer pair is adopted;
+   * else, announced superseded → wait for it; else login required. Never presented again.
+   */
+  refused?: boolean | undefined;
   /**
    * pairId()s Saxo refused (invalid_grant with nothing newer) or consumed without a successor:
    * never presented again.
@@ -98,6 +104,9 @@ export interface Policy {
 export type Health = 'fresh' | 'due' | 'expired' | 'login_required';
 export type Origin = 'cache' | 'known' | 'secret';
 
+/** What the sources hold, judged without the gates: decide()'s facts, and the agent's first look. */
+export type Assessment = Omit<Plan, 'action'>;
+
 export interface Plan {
   /** The newest usable pair across all sources, and where it came from. */
   best?: TokenSet | undefined;
@@ -138,6 +147,16 @@ interface Candidate {
 }
 
 export function decide(view: View, policy: Policy): Plan {
+  const a = assess(view, policy);
+  return { ...a, action: a.best ? chooseAction({ ...a, best: a.best }, view) : { kind: 'login_required', reason: 'no_token' } };
+}
+
+/**
+ * The facts of the decision: the newest pair and its origin, the flags, health and deadlines — no
+ * action, no gates consulted. decide() is this plus chooseAction(); the agent's reconciler calls it
+ * alone to ask whether the secret is worth a read before its one decide() of the trigger.
+ */
+export function assess(view: View, policy: Policy): Assessment {
   const notes: string[] = [];
   const candidates: Candidate[] = [];
   const expiryMoved: Origin[] = [];
@@ -164,7 +183,6 @@ export function decide(view: View, policy: Policy): Plan {
 
   if (!best) {
     return {
-      action: { kind: 'login_required', reason: 'no_token' },
       writeCache: false,
       updateKnown: false,
       pushSecret: false,
@@ -211,9 +229,7 @@ export function decide(view: View, policy: Policy): Plan {
   // Durable before interpreted (docs/DESIGN.md): never present without a place for the answer.
   const noRoom = view.room && !view.room.ok ? view.room.reason : undefined;
   const refresh = due && !refreshDead && !consumed && noRoom === undefined;
-  const action = chooseAction({ b, origin: best.origin, health, due: health === 'due' || health === 'expired', refresh, consumed, noRoom, accessLeftMs, refreshLeftMs }, view);
   return {
-    action,
     best: b,
     origin: best.origin,
     writeCache: writeCache && !consumed,
@@ -231,46 +247,40 @@ export function decide(view: View, policy: Policy): Plan {
   };
 }
 
-interface Facts {
-  b: TokenSet;
-  origin: Origin;
-  health: Health;
-  due: boolean;
-  refresh: boolean;
-  consumed: boolean;
-  noRoom: string | undefined;
-  accessLeftMs: number;
-  refreshLeftMs: number | undefined;
-}
-
 /** Every rule about presenting the single-use refresh token, in the order they are weighed. */
-function chooseAction(f: Facts, view: View): Action {
+function chooseAction(f: Assessment & { best: TokenSet }, view: View): Action {
   const g = view.gates ?? {};
-  const { b, origin } = f;
+  const { best: b, origin } = f;
+  const due = f.health === 'due' || f.health === 'expired';
   if ((g.stage ?? 'trigger') === 'trigger') {
     // The agent's check: open a session (which weighs every gate under the lock) when due or forced.
     if (!f.refresh && !g.force) {
       if (f.health === 'login_required') return { kind: 'login_required', reason: 'refresh_token_expired', pair: b };
       if (f.consumed) return { kind: 'wait', reason: 'consumed_elsewhere', pair: b };
       // Due with nowhere for a successor: no session (the start-up WARNING and `status` say why).
-      if (f.noRoom !== undefined && f.due) return { kind: 'wait', reason: 'no_room', pair: b };
+      if (f.noRoom !== undefined && due) return { kind: 'wait', reason: 'no_room', pair: b };
       return { kind: 'fresh', pair: b, origin };
     }
     if (g.notPrimary && view.now - g.notPrimary.secretBackAt < g.notPrimary.pushGraceMs) return { kind: 'wait', reason: 'awaiting_primary', pair: b };
     return { kind: 'present', pair: b };
   }
   if (g.presented && compareFreshness(b, g.presented) > 0) return { kind: 'adopt', pair: b, origin };
+  // Saxo refused `presented` and nothing newer is anywhere: the chain lives only if a newer version was announced.
+  if (g.refused) {
+    const refused = g.presented ?? b;
+    return g.superseded?.(refused) ? { kind: 'wait', reason: 'superseded_unreadable', pair: refused } : { kind: 'login_required', reason: 'invalid_grant', pair: refused };
+  }
   // Asked once, in this order (the pin ALERTs once per refused pair; an expired announcement says so once).
   const refusal = g.rejected?.has(pairId(b.refreshToken)) || (g.pinAccepts && !g.pinAccepts(b)) ? 'rejected' : g.superseded?.(b) ? 'superseded' : undefined;
   if (refusal === 'rejected') return { kind: 'login_required', reason: 'invalid_grant', pair: b };
   if (f.health === 'login_required' && !g.force) return { kind: 'login_required', reason: 'refresh_token_expired', pair: b };
   if (f.consumed) return { kind: 'wait', reason: 'consumed_elsewhere', pair: b };
   // decide() withholds `refresh` when there is no room; a due (or forced, or retried) pair then fails loudly.
-  if (f.noRoom !== undefined && (f.due || g.force || g.presented)) return { kind: 'no_room', reason: f.noRoom, pair: b };
+  if (f.noRoom !== undefined && (due || g.force || g.presented)) return { kind: 'no_room', reason: f.noRoom, pair: b };
   if (!f.refresh && !g.force && !g.presented) return { kind: 'fresh', pair: b, origin };
   if (refusal === 'superseded') return { kind: 'wait', reason: 'superseded_unreadable', pair: b };
   if (g.cloud && !g.force && !g.presented) {
-    const move = cloudMove(f.accessLeftMs, f.refreshLeftMs, g.cloud);
+    const move = cloudMove(f.accessLeftMs ?? 0, f.refreshLeftMs, g.cloud);
     if (move === 'await_lower_tiers') return { kind: 'wait', reason: 'awaiting_lower_tiers', pair: b };
     if (move === 'last_chance') return { kind: 'present', pair: b, lastChance: true };
   }

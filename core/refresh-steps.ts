@@ -4,7 +4,7 @@
  * the session deadline, the backoff between attempts, releasing the lease with the record.
  */
 import { addVersion } from './announce.js';
-import { decide, type Plan, type SecretView } from './decide.js';
+import { decide, type Action, type SecretView } from './decide.js';
 import { errorText, SecretStoreError, type SaxoError } from './errors.js';
 import { countAfter, failure, NOTHING, SUCCESS } from './failures.js';
 import type { CacheRead } from './ports.js';
@@ -96,40 +96,38 @@ export interface RecoverArgs {
  * I4: a rejected refresh token may simply be an old one; look for a newer pair before failing —
  * and, finding none, look once more after `invalidGrantRecheckMs` (secret, cache, state,
  * announcements seen meanwhile): the refresher that spent it may still be storing its successor.
- * The presented token is never presented again, whatever the second look finds.
+ * Each look is decide() with the `refused` gate: adopt a newer pair, wait for an announced one, or
+ * login required. The presented token is never presented again, whatever a look finds.
  */
 export async function recover(p: SessionPorts, s: SessionSettings, hooks: RecoverArgs): Promise<SessionResult> {
   const { clock, logger } = p;
   const { presented } = hooks;
-  let found = await lookForNewer(p, s, hooks);
-  if (!found && s.invalidGrantRecheckMs > 0 && !hooks.stop?.aborted) {
+  let action = await look(p, s, hooks);
+  if (action.kind !== 'adopt' && s.invalidGrantRecheckMs > 0 && !hooks.stop?.aborted) {
     logger.warn('invalid_grant_recheck', `Saxo rejected the refresh token; looking once more for a newer pair in ${s.invalidGrantRecheckMs} ms before saying login required`, {
       generation: presented.generation,
     });
     await hooks.unlock?.();
     await clock.sleep(s.invalidGrantRecheckMs, hooks.stop).catch(() => undefined);
-    found = await lookForNewer(p, s, hooks);
+    action = await look(p, s, hooks);
   }
-  if (found) {
-    logger.info('recovered_newer_token', 'Refresh token was already used; recovered a newer pair instead');
-    return { kind: 'superseded', token: found.token, origin: found.origin, count: SUCCESS };
+  switch (action.kind) {
+    case 'adopt':
+      logger.info('recovered_newer_token', 'Refresh token was already used; recovered a newer pair instead');
+      return { kind: 'superseded', token: action.pair, origin: action.origin, count: SUCCESS };
+    case 'wait':
+      // A newer version was announced but cannot be read yet: the chain lives; wait for it.
+      logger.warn('superseded_token', 'Saxo rejected the refresh token and a newer one was announced but cannot be read yet; waiting for it', {
+        generation: presented.generation,
+      });
+      return { kind: 'deferred', reason: 'superseded_unreadable', newest: presented, count: NOTHING };
+    default:
+      return { kind: 'rejected', reason: 'invalid_grant', newest: presented, count: failure('invalid_grant') };
   }
-  if (hooks.announcedNewer?.(presented)) {
-    // A newer version was announced but cannot be read yet: the chain lives; wait for it.
-    logger.warn('superseded_token', 'Saxo rejected the refresh token and a newer one was announced but cannot be read yet; waiting for it', {
-      generation: presented.generation,
-    });
-    return { kind: 'deferred', reason: 'superseded_unreadable', newest: presented, count: NOTHING };
-  }
-  return { kind: 'rejected', reason: 'invalid_grant', newest: presented, count: failure('invalid_grant') };
 }
 
-/** One look at every source for a pair newer than `presented`. */
-async function lookForNewer(
-  p: SessionPorts,
-  s: SessionSettings,
-  { secret, view, presented }: Pick<RecoverArgs, 'secret' | 'view' | 'presented'>,
-): Promise<{ token: TokenSet; origin: Plan['origin'] } | undefined> {
+/** One look at every source after Saxo refused `presented`: the same decide() as under the lock, with the `refused` gate. */
+async function look(p: SessionPorts, s: SessionSettings, { secret, view, presented, announcedNewer }: RecoverArgs): Promise<Action> {
   const { clock, store, local } = p;
   let fresh: SecretView = secret;
   if (store) {
@@ -137,9 +135,8 @@ async function lookForNewer(
     if (read) fresh = { kind: 'read', read };
   }
   const localView = local ? await local.read() : view;
-  // The same decision as under the lock: with `presented` given, a newer pair anywhere is to be adopted.
-  const plan = decide({ now: clock.now(), ...localView, secret: fresh, gates: { stage: 'attempt', presented } }, { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: 0 });
-  return plan.action.kind === 'adopt' ? { token: plan.action.pair, origin: plan.action.origin } : undefined;
+  const gates = { stage: 'attempt' as const, presented, refused: true, superseded: announcedNewer };
+  return decide({ now: clock.now(), ...localView, secret: fresh, gates }, { refreshThresholdMs: s.thresholdMs, refreshTokenAlertMs: 0 }).action;
 }
 
 /**

@@ -4,7 +4,7 @@
  * life. An independent oracle computes the expected Plan; invariants are checked over the product.
  */
 import { describe, expect, it } from 'vitest';
-import { decide, decideCloud, type Gates, type Plan, type Policy, type SecretView, type View } from '../../core/decide.js';
+import { assess, decide, decideCloud, type Gates, type Plan, type Policy, type SecretView, type View } from '../../core/decide.js';
 import { shouldAlert } from '../../core/failures.js';
 import type { CacheRead, SecretRead } from '../../core/ports.js';
 import { compareFreshness, fromResponse, pairId, type TokenSet } from '../../core/token.js';
@@ -659,7 +659,9 @@ describe('decide: the action, over every gate', () => {
           bools.flatMap((superseded) =>
             bools.flatMap((consumed) =>
               bools.flatMap((noRoom) =>
-                bools.flatMap((force) => (['none', 'in-window', 'missed', 'last-chance'] as CloudCase[]).map((cloud) => ({ when, presented, rejected, pinRefuses, superseded, consumed, noRoom, force, cloud }))),
+                bools.flatMap((force) =>
+                  bools.flatMap((refused) => (['none', 'in-window', 'missed', 'last-chance'] as CloudCase[]).map((cloud) => ({ when, presented, rejected, pinRefuses, superseded, consumed, noRoom, force, refused, cloud }))),
+                ),
               ),
             ),
           ),
@@ -672,6 +674,8 @@ describe('decide: the action, over every gate', () => {
   function expected(c: C): Plan['action'] {
     const pair = b;
     if (c.presented === 'older') return { kind: 'adopt', pair, origin: 'known' };
+    // recover()'s looks after invalid_grant: an announced successor is waited for, else login.
+    if (c.refused) return c.superseded ? { kind: 'wait', reason: 'superseded_unreadable', pair } : { kind: 'login_required', reason: 'invalid_grant', pair };
     if (c.rejected || c.pinRefuses) return { kind: 'login_required', reason: 'invalid_grant', pair };
     if (c.when === 'dead' && !c.force) return { kind: 'login_required', reason: 'refresh_token_expired', pair };
     if (c.consumed) return { kind: 'wait', reason: 'consumed_elsewhere', pair };
@@ -691,6 +695,7 @@ describe('decide: the action, over every gate', () => {
       const gates: Gates = {
         stage: 'attempt',
         force: c.force,
+        refused: c.refused,
         presented: c.presented === 'none' ? undefined : tok(c.presented === 'older' ? 0 : 1, 'keeper'),
         rejected: c.rejected ? new Set([pairId(b.refreshToken)]) : new Set([pairId('another-refresh-token')]),
         pinAccepts: () => (asked.pin++, !c.pinRefuses),
@@ -709,11 +714,14 @@ describe('decide: the action, over every gate', () => {
       const label = JSON.stringify(c);
       const plan = decide(view, POLICY);
       expect(plan.action, label).toEqual(expected(c));
+      // assess() (the agent's first look) is the same facts without the action; it asks no gate.
+      const { action: _action, ...facts } = plan;
+      expect(assess(view, POLICY), label).toEqual(facts);
       kinds.add(plan.action.kind + ('reason' in plan.action ? `:${plan.action.reason}` : ''));
       // The pin ALERTs per refused pair, an expired announcement logs: each is asked once at most,
       // the pin never for a pair already rejected, neither for a pair someone else replaced.
-      expect(asked.pin, label).toBe(c.presented === 'older' || c.rejected ? 0 : 1);
-      expect(asked.superseded, label).toBe(c.presented === 'older' || c.rejected || c.pinRefuses ? 0 : 1);
+      expect(asked.pin, label).toBe(c.presented === 'older' || c.refused || c.rejected ? 0 : 1);
+      expect(asked.superseded, label).toBe(c.presented === 'older' ? 0 : c.refused ? 1 : c.rejected || c.pinRefuses ? 0 : 1);
     }
     // Every kind of action (and every reason) occurs in the product.
     expect([...kinds].sort()).toEqual(
