@@ -103,3 +103,50 @@ describe('architecture: the refresh session has no import circle', () => {
     expect(importsOf('core/believed.ts')).not.toContain('core/decide.ts');
   });
 });
+
+/** Calls in `files` of the functions or methods named `names` declared in `declaredIn` (resolved by the compiler, aliases followed). */
+function callsOf(program: ts.Program, files: string[], declaredIn: string, names: string[]): string[] {
+  const checker = program.getTypeChecker();
+  const found: string[] = [];
+  for (const sf of program.getSourceFiles()) {
+    if (!files.includes(path.resolve(sf.fileName))) continue;
+    const visit = (node: ts.Node): void => {
+      if (ts.isCallExpression(node)) {
+        const callee = ts.isPropertyAccessExpression(node.expression) ? node.expression.name : node.expression;
+        let sym = checker.getSymbolAtLocation(callee);
+        if (sym && sym.flags & ts.SymbolFlags.Alias) sym = checker.getAliasedSymbol(sym);
+        const decl = sym?.declarations?.[0];
+        if (sym && names.includes(sym.getName()) && decl && path.relative(ROOT, decl.getSourceFile().fileName) === declaredIn) {
+          found.push(`${path.relative(ROOT, sf.fileName)} ${sym.getName()}`);
+        }
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(sf);
+  }
+  return found.sort();
+}
+
+describe('architecture: one decision per trigger, one per attempt; the caller counts once', () => {
+  const files = PRODUCTION.flatMap(sources);
+  const program = ts.createProgram(files, { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, strict: true, noEmit: true, skipLibCheck: true, types: ['node'] });
+
+  it('decide() is called once per place that decides: the agent trigger, the attempt under the lock, recover()\'s look, the cloud look, and the read-only views', () => {
+    expect(callsOf(program, files, 'core/decide.ts', ['decide', 'decideCloud'])).toEqual([
+      'agent/doctor/checks/token.ts decide', // read-only
+      'agent/reconciler.ts decide', // the agent's trigger
+      'agent/status.ts decide', // read-only
+      'core/decide.ts decide', // decideCloud is decide() with the secret only
+      'core/refresh-steps.ts decide', // recover()'s look after invalid_grant (the 'refused' gate)
+      'core/refresh.ts decide', // each attempt, under the locks
+      'functions/refresher.ts decideCloud', // the function, before its lease
+    ]);
+  });
+
+  it('the refresh session counts nothing: FailureCounter is applied by the agent and the function, once each', () => {
+    const counted = callsOf(program, files, 'core/failures.ts', ['failed', 'recovered', 'apply']);
+    expect(counted.length).toBeGreaterThan(2); // the scan sees the agent's own counts (health, fence, cache writes)
+    expect(counted.filter((c) => c.startsWith('core/') && !c.startsWith('core/failures.ts'))).toEqual([]);
+    expect(counted.filter((c) => c.endsWith(' apply'))).toEqual(['agent/reconciler.ts apply', 'functions/refresher.ts apply']);
+  });
+});
