@@ -4,7 +4,7 @@ import { loadConfig } from '../../core/config.js';
 import type { TokenSet } from '../../core/token.js';
 import { tokenView } from '../../agent/doctor/checks/token.js';
 import type { Facts } from '../../agent/doctor/doctor.js';
-import type { FileInfo } from '../../agent/doctor/checks/data-dir.js';
+import type { FileInfo } from '../../agent/lock-holders.js';
 import type { Probe } from '../../agent/doctor/types.js';
 
 export const NOW = Date.parse('2026-03-02T10:00:00Z');

@@ -4,25 +4,14 @@
  * whoever runs doctor (as root every access succeeds and proves nothing). Read-only: files are
  * lstat'ed, the dir listed and statfs'ed; nothing is opened for writing or created.
  */
-import { promises as fsp, type Stats } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { basename } from 'node:path';
 import type { Config } from '../../../core/config.js';
 import { isTmpNameOf } from '../../atomic-write.js';
+import { statNoFollow, type FileInfo } from '../../lock-holders.js';
 import type { Facts } from '../doctor.js';
 import type { BotsUser, UnitInfo } from '../system.js';
 import { attempt, fold, human, result, sh, skip, type CheckResult, type Finding, type Probe } from '../types.js';
-
-/** A file as doctor judges it (lstat: a symlink is itself); `mode`: permission bits only (0o7777). */
-export function fileInfo(st: Stats) {
-  const kind: 'file' | 'dir' | 'symlink' | 'other' = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
-  return { kind, uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev };
-}
-export type FileInfo = ReturnType<typeof fileInfo>;
-
-/** lstat; undefined when the path does not exist. */
-export async function statNoFollow(path: string): Promise<FileInfo | undefined> {
-  return fsp.lstat(path).then(fileInfo, (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
-}
 
 /** Tmp files of writers that died mid-write: the bots' `saxo_token_cache.tmp`, and atomic-write's own (its naming rule). */
 export function isTmpName(name: string, config: Pick<Config, 'cachePath' | 'statePath'>): boolean {
