@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import type { GcpConfig } from '../../core/config.js';
 import type { PublisherClient, SubscriberClient } from '../../core/gcp/clients.js';
-import { attempt, CREDENTIALS, sh, type Failed } from './types.js';
+import { attempt, sh, type Failed, type Finding } from './types.js';
 
 type Calls<Client> = Partial<Record<keyof Client, string>>;
 
@@ -54,6 +54,26 @@ export function secretGrantFix(projectId: string, secretId: string, missing: rea
 
 export function pubsubGrantFix(kind: 'topics' | 'subscriptions', projectId: string, id: string, identity: string | undefined, role: string = IAM[kind === 'topics' ? 'topic' : 'subscription'].role): string {
   return `gcloud pubsub ${kind} add-iam-policy-binding ${sh(id)} --project=${sh(projectId)} ${member(identity)} --role=${role}`;
+}
+
+/** `Probe.code` of a Google client that could not initialise: no usable credentials (ADC, key file, metadata server). */
+const CREDENTIALS = 'CREDENTIALS';
+
+/** A Google call that failed for want of credentials is fixed by credentials, never by the network. */
+export function isCredentialFailure(p: Failed): boolean {
+  return p.code === CREDENTIALS || p.code === 'UNAUTHENTICATED' || /could not load the default credentials/i.test(p.error);
+}
+
+/** Where this process's Google credentials come from, and how to give it working ones. */
+export function credentialsFix(file: string | undefined): string {
+  if (file) return `check GOOGLE_APPLICATION_CREDENTIALS=${sh(file)}: the key file must exist and be readable by this user (ls -l ${sh(file)}), or unset it to use the VM's service account`;
+  return 'gcloud auth application-default login (or GOOGLE_APPLICATION_CREDENTIALS=<a service account key file>); on a GCE VM, check that it runs with a service account';
+}
+
+/** A Google call that got no answer: the credentials fix when they are the cause, else how long it waited and `where` to look. */
+export function unanswered(p: Failed, what: string, credentialsFile: string | undefined, where: string): Finding {
+  if (isCredentialFailure(p)) return { status: 'fail', text: `${what}: ${p.error}`, fix: credentialsFix(credentialsFile) };
+  return { status: 'fail', text: `${what}: ${p.error} (after ${p.ms} ms)`, fix: where };
 }
 
 /** Per-call deadline inside the probe's own deadline; no retries (doctor must answer fast). */
