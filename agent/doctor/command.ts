@@ -18,11 +18,6 @@ interface DoctorOptions {
   chain?: string | undefined;
 }
 
-/** The configuration does not parse (or cannot be read): that is the finding, and nothing else can be judged. */
-function configErrorChecks(message: string, fix: string): CheckResult[] {
-  return CHECK_IDS.map((id) => (id === 'config' ? { id, status: 'fail', summary: `configuration error: ${message}`, fix } : skip(id, 'the configuration does not parse')));
-}
-
 export function buildReport(checks: CheckResult[], mode: DoctorReport['mode'], unit: string, startedAt: number): DoctorReport {
   const counts: Record<CheckStatus, number> = { ok: 0, warn: 0, fail: 0, skip: 0 };
   for (const c of checks) counts[c.status]++;
@@ -39,9 +34,7 @@ export function formatText(r: DoctorReport): string {
 
 /** Replace every known secret value (≥ 8 chars) with [REDACTED]: a last guard (holders' command lines, error texts). */
 export function redact(text: string, secrets: Iterable<string | undefined>): string {
-  let out = text;
-  for (const s of secrets) if (s && s.length >= 8) out = out.split(s).join('[REDACTED]');
-  return out;
+  return [...secrets].reduce<string>((out, s) => (s && s.length >= 8 ? out.split(s).join('[REDACTED]') : out), text);
 }
 
 /** The app secret and every pair doctor read (the token view holds each source's). */
@@ -64,7 +57,9 @@ export async function doctorReport(
     config = loadConfig(env);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    return { report: buildReport(configErrorChecks(e.message, fix), 'unknown', unit, startedAt), secrets: [secret] };
+    // The configuration does not parse (or cannot be read): that is the finding, and nothing else can be judged.
+    const checks = CHECK_IDS.map((id) => (id === 'config' ? { id, status: 'fail' as const, summary: `configuration error: ${e.message}`, fix } : skip(id, 'the configuration does not parse')));
+    return { report: buildReport(checks, 'unknown', unit, startedAt), secrets: [secret] };
   }
   const facts = await gather(config, { botsUser: opts.botsUser, deployment: d, env });
   return { report: buildReport(judge(facts), config.gcp ? 'cloud-connected' : 'standalone', d.unit, startedAt), secrets: secretsIn(facts) };

@@ -14,7 +14,7 @@ import { attempt, sh, type Failed, type Finding } from './types.js';
 type Calls<Client> = Partial<Record<keyof Client, string>>;
 
 /** Each role the runtime relies on, where it is bound, and the permission each client method it calls needs. */
-export const IAM = {
+const IAM = {
   secret: {
     role: 'projects/{project}/roles/tokenKeeperSecretRotator',
     calls: {

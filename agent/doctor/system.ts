@@ -13,15 +13,16 @@ import type { Deployment } from '../deployment.js';
 
 const run = async (cmd: string, args: string[]) => (await promisify(execFile)(cmd, args, { timeout: 2000 })).stdout;
 
-/** What doctor knows of the installed unit (with its drop-ins). */
+/**
+ * What doctor knows of the installed unit (with its drop-ins). `stateDirectories`: StateDirectory= entries as absolute
+ * paths (writable for the service, like ReadWritePaths=); `protectSystem`: ProtectSystem=, `no` when unset.
+ */
 export interface UnitInfo {
   path: string;
   user?: string | undefined;
   group?: string | undefined;
   readWritePaths: string[];
-  /** StateDirectory= entries as absolute paths (writable for the service, like ReadWritePaths=). */
   stateDirectories: string[];
-  /** ProtectSystem=: `no` (unset), `yes`, `full` or `strict` (which paths are read-only for the service). */
   protectSystem: 'no' | 'yes' | 'full' | 'strict';
 }
 
@@ -82,16 +83,11 @@ export type BotsUser = Awaited<ReturnType<typeof resolveUser>>;
 async function resolveUser(user: string, group: string | undefined, basis: string, groupIds: Record<string, number>) {
   const [pw] = await getent('passwd', user);
   if (!pw) throw new Error(`no such user "${user}" (${basis})`);
-  const [name, uid] = pw;
-  let gid = pw[2];
+  const gid = group === undefined ? pw[2] : /^\d+$/.test(group) ? Number(group) : groupIds[group];
+  if (gid === undefined) throw new Error(`no such group "${group}" (${basis})`);
   // `getent initgroups NAME`: the name, then the supplementary group ids.
-  const extra = (await run('getent', ['initgroups', name]).catch(() => '')).trim().split(/\s+/).slice(1).map(Number);
-  if (group !== undefined) {
-    const g = /^\d+$/.test(group) ? Number(group) : groupIds[group];
-    if (g === undefined) throw new Error(`no such group "${group}" (${basis})`);
-    gid = g;
-  }
-  return { name, uid, gid, groups: [...new Set([gid, pw[2], ...extra])].filter(Number.isFinite), basis };
+  const extra = (await run('getent', ['initgroups', pw[0]]).catch(() => '')).trim().split(/\s+/).slice(1).map(Number);
+  return { name: pw[0], uid: pw[1], gid, groups: [...new Set([gid, pw[2], ...extra])].filter(Number.isFinite), basis };
 }
 
 /** `--bots-user`, else the unit's `User=`/`Group=`, else the user running doctor. */

@@ -49,10 +49,7 @@ export function tiersCheck(f: Facts): CheckResult {
   }
   const life = view.accessLifeMs !== undefined ? `${human(view.accessLifeMs)} (the newest pair's)` : `${human(DEFAULT_ACCESS_LIFE_MS)} (Saxo's documented)`;
   const order = tiers.cloudThresholdMs !== undefined ? `cloud ${secs(tiers.cloudThresholdMs)} > agent ${secs(tiers.agentThresholdMs)}` : `agent ${secs(tiers.agentThresholdMs)}`;
-  return fold('config.tiers', `${order} > bots ${secs(tiers.botThresholdMs)}, all inside the token's usable life ${life}`, findings, {
-    cloudThresholdSeconds: tiers.cloudThresholdMs !== undefined ? tiers.cloudThresholdMs / 1000 : undefined,
-    agentThresholdSeconds: tiers.agentThresholdMs / 1000,
-    botThresholdSeconds: tiers.botThresholdMs / 1000,
-    accessLifeSeconds: view.accessLifeMs !== undefined ? view.accessLifeMs / 1000 : undefined,
-  });
+  const secsOf = (ms: number | undefined) => (ms !== undefined ? ms / 1000 : undefined);
+  const details = { cloudThresholdSeconds: secsOf(tiers.cloudThresholdMs), agentThresholdSeconds: tiers.agentThresholdMs / 1000, botThresholdSeconds: tiers.botThresholdMs / 1000 };
+  return fold('config.tiers', `${order} > bots ${secs(tiers.botThresholdMs)}, all inside the token's usable life ${life}`, findings, { ...details, accessLifeSeconds: secsOf(view.accessLifeMs) });
 }

@@ -75,19 +75,11 @@ export function agentCheck(f: Facts): CheckResult {
   } else findings.push({ status: 'fail', text: `not running, ${seen}: nothing copies new tokens into the bots' cache`, fix: start });
   if (!f.state.ok) findings.push({ status: 'warn', text: `agent state file unreadable: ${f.state.error}` });
   const failures = state?.failures ?? 0;
-  if (failures > 0) {
-    findings.push({
-      status: failures >= c.maxRefreshFailures ? 'fail' : 'warn',
-      text: `${failures} consecutive refresh failure(s) (ALERT at ${c.maxRefreshFailures})`,
-      fix: `journalctl -u ${u} -n 100 -o cat | grep -E '"(refresh_api_failed|secret_unavailable|login_required)"'`,
-    });
-  }
+  const grep = `journalctl -u ${u} -n 100 -o cat | grep -E '"(refresh_api_failed|secret_unavailable|login_required)"'`;
+  if (failures > 0) findings.push({ status: failures >= c.maxRefreshFailures ? 'fail' : 'warn', text: `${failures} consecutive refresh failure(s) (ALERT at ${c.maxRefreshFailures})`, fix: grep });
   // The agent's own view of its Pub/Sub pull (event-bus.ts): a code retrying cannot heal.
   if (state?.subscription) findings.push({ status: 'fail', text: `the agent cannot pull ${state.subscription.subscription} (${state.subscription.code}): no TOKEN_ROTATED pushes arrive`, fix: state.subscription.problem });
-  return fold('agent', `${running}; ${seen}; 0 consecutive failures`, findings, {
-    instanceLock: i.state,
-    holders: i.state === 'held' ? i.holders : undefined,
-    lastSeenSecondsAgo: seenAgo !== undefined ? Math.round(seenAgo / 1000) : undefined,
-    consecutiveFailures: failures,
-  });
+  const lastSeenSecondsAgo = seenAgo !== undefined ? Math.round(seenAgo / 1000) : undefined;
+  const details = { instanceLock: i.state, holders: i.state === 'held' ? i.holders : undefined, lastSeenSecondsAgo, consecutiveFailures: failures };
+  return fold('agent', `${running}; ${seen}; 0 consecutive failures`, findings, details);
 }
