@@ -1,7 +1,6 @@
 /**
- * `npx token-keeper doctor [--json] [--chain NAME] [--bots-user U] [--unit PATH]`: gather, judge, print.
- * Exit 0 all ok (or skipped), 1 any warning, 2 any failure. Never presents a token, never writes
- * the secret or the data dir, never prints a token or the app secret.
+ * `npx token-keeper doctor [--json] [--chain NAME] [--bots-user U] [--unit PATH]`: gather, judge, print. Exit 0 all ok (or
+ * skipped), 1 any warning, 2 any failure. Never presents a token, never writes the secret or the data dir, never prints a token or the app secret.
  */
 import { loadConfig, type Config } from '../../core/config.js';
 import { ConfigError } from '../../core/errors.js';

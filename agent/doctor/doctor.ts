@@ -1,8 +1,7 @@
 /**
- * doctor's two steps: gather every fact once, concurrently, each IO under a short deadline (the
- * whole gathering ends in a few seconds even when Secret Manager or Pub/Sub do not answer), then
- * judge them with pure checks, in this order. A new check is a file in checks/ (its probe and its
- * judgement) and a line here. Read-only by construction: see docs/DOCTOR.md "What doctor never does".
+ * doctor's two steps: gather every fact once, concurrently, each IO under a short deadline (the whole gathering ends in a few
+ * seconds even when Secret Manager or Pub/Sub do not answer), then judge them with pure checks, in this order. A new check is
+ * a file in checks/ (its probe and its judgement) and a line here. Read-only by construction: docs/DOCTOR.md "What doctor never does".
  */
 import { join } from 'node:path';
 import type { Config } from '../../core/config.js';

@@ -1,9 +1,8 @@
 /**
- * What doctor shares about Google: the IAM table (every permission the runtime's calls need, per
- * role and resource, as typed data), how a client is connected inside a deadline, and who doctor
- * runs as. test/unit/doctor-probes.test.ts ("doctor permissions") drives the runtime's adapter
- * against the Secret Manager stand-in and proves the calls it makes are exactly this table's, and
- * that the table equals the custom role in infra/terraform/iam.tf. (TestIamPermissions needs none.)
+ * What doctor shares about Google: the IAM table (every permission the runtime's calls need, per role and resource, as typed
+ * data), credentials, how a client is connected inside a deadline, and who doctor runs as. test/unit/doctor-probes.test.ts
+ * ("doctor permissions") drives the runtime's adapters against the Secret Manager stand-in and proves the calls they make are
+ * exactly this table's, and that it equals the custom role in infra/terraform/iam.tf. (TestIamPermissions needs none.)
  */
 import { readFile } from 'node:fs/promises';
 import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
@@ -80,9 +79,8 @@ export function unanswered(p: Failed, what: string, credentialsFile: string | un
 export const call = (timeoutMs: number) => ({ timeout: Math.max(100, timeoutMs - 250), retry: null });
 
 /**
- * Create the clients and initialise them inside the deadline, before any call: a generated
- * client's methods re-throw a failed initialise (no credentials) from a detached promise — an
- * unhandled rejection that would kill doctor — so a failure here becomes a failed probe instead.
+ * Create the clients and initialise them inside the deadline, before any call: a generated client's methods re-throw a failed
+ * initialise (no credentials) from a detached promise — an unhandled rejection that would kill doctor — so it fails the probe.
  */
 export async function connect<C extends readonly { initialize(): Promise<unknown>; close(): Promise<unknown> }[]>(create: () => Promise<C>, timeoutMs: number): Promise<{ clients: C } | { failed: Failed }> {
   const made: { clients?: C } = {};
@@ -97,9 +95,8 @@ export async function connect<C extends readonly { initialize(): Promise<unknown
 }
 
 /**
- * The service account doctor runs as, for the `--member=` of a fix: a key file's client_email, or
- * the metadata server's default account (on GCE). Never asked with emulators or when metadata
- * detection is off (tests), so doctor touches no address but the configured ones there.
+ * The service account doctor runs as, for the `--member=` of a fix: a key file's client_email, or the metadata server's default
+ * account (on GCE). Never asked with emulators or when metadata detection is off (tests): no address but the configured ones.
  */
 export async function identity(gcp: GcpConfig, env: Record<string, string | undefined>, timeoutMs: number): Promise<string | undefined> {
   const keyFile = env.GOOGLE_APPLICATION_CREDENTIALS;

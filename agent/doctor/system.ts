@@ -1,9 +1,7 @@
 /**
- * What the system says about the deployment, for `data-dir`: the unit's settings from
- * `systemctl show` (systemd's own merge of the unit, its drop-ins and specifiers), or — where
- * systemd does not run (containers, CI) or has another file loaded than the one judged — the
- * unit file and its drop-ins parsed here; who the bots run as and every name from `getent` (NSS:
- * LDAP users too).
+ * What the system says about the deployment, for `data-dir`: the unit's settings from `systemctl show` (systemd's own merge of
+ * the unit, its drop-ins and specifiers), or — where systemd does not run (containers, CI) or has another file loaded than the
+ * one judged — the unit file and its drop-ins parsed here; who the bots run as and every name from `getent` (NSS: LDAP too).
  */
 import { execFile } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
@@ -27,9 +25,8 @@ export interface UnitInfo {
 }
 
 /**
- * The [Service] keys doctor reasons about, as systemd reads them: later files win, an empty
- * assignment resets, `ReadWritePaths=`/`StateDirectory=` accumulate; `%i` is the instance and
- * `StateDirectory=` lives under `stateRoot`. Also reads `systemctl show`'s KEY=VALUE lines.
+ * The [Service] keys doctor reasons about, as systemd reads them: later files win, an empty assignment resets, `ReadWritePaths=`/
+ * `StateDirectory=` accumulate; `%i` is the instance, `StateDirectory=` lives under `stateRoot`. Reads `systemctl show` lines too.
  */
 export function parseUnit(path: string, texts: string[], instance?: string, stateRoot = '/var/lib'): UnitInfo {
   const unit: UnitInfo = { path, readWritePaths: [], stateDirectories: [], protectSystem: 'no' };

@@ -1,7 +1,6 @@
 /**
- * `token-keeper doctor`'s kit: the result every check returns, the exit-code rule (0 all ok or
- * skipped, 1 any warning, 2 any failure), one IO attempt under a deadline (`Probe`), and text helpers.
- * Checks never carry token material.
+ * `token-keeper doctor`'s kit: the result every check returns, the exit-code rule (0 all ok or skipped, 1 any warning, 2 any
+ * failure), one IO attempt under a deadline (`Probe`), and text helpers. Checks never carry token material.
  */
 import { errorText } from '../../core/errors.js';
 import { grpcCodeName } from '../../core/gcp/grpc-errors.js';
@@ -9,9 +8,9 @@ import { grpcCodeName } from '../../core/gcp/grpc-errors.js';
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
 /**
- * One check's answer: `id` stable to script against (e.g. `secret-manager.iam`); `summary` one line
- * of what was found (for a skip: why it does not apply); `fix` what to do, a command to paste where
- * one exists; `details` the machine-readable facts behind the summary (never a token or the app secret).
+ * One check's answer: `id` stable to script against (e.g. `secret-manager.iam`); `summary` one line of what was found (for a
+ * skip: why it does not apply); `fix` what to do, a command to paste where one exists; `details` the machine-readable facts
+ * behind the summary (never a token or the app secret).
  */
 export type CheckResult = { id: string; status: CheckStatus; summary: string; fix?: string | undefined; details?: Record<string, unknown> | undefined };
 

@@ -1,8 +1,7 @@
 /**
- * `data-dir`, `data-dir.files`, `data-dir.tmp`, `data-dir.space`: the data dir and its files, judged
- * for the bots' user — access is reasoned from owner/group/mode for that user, never tried as
- * whoever runs doctor (as root every access succeeds and proves nothing). Read-only: files are
- * lstat'ed, the dir listed and statfs'ed; nothing is opened for writing or created.
+ * `data-dir`, `data-dir.files`, `data-dir.tmp`, `data-dir.space`: the data dir and its files, judged for the bots' user — access
+ * is reasoned from owner/group/mode for that user, never tried as whoever runs doctor (as root every access succeeds and proves
+ * nothing). Read-only: files are lstat'ed, the dir listed and statfs'ed; nothing is opened for writing or created.
  */
 import { promises as fsp } from 'node:fs';
 import { basename } from 'node:path';

@@ -1,8 +1,7 @@
 /**
- * `lock` (the bots' flock can be taken now) and `agent` (instance lock, state file, failures).
- * `saxo_token.lock`: a real non-blocking flock, taken and released at once, only when the file
- * exists (opened without O_CREAT: doctor creates nothing). The agent's instance lock is only looked
- * up, as `status` does (agent/lock-holders.ts: lslocks -J, else /proc/locks).
+ * `lock` (the bots' flock can be taken now) and `agent` (instance lock, state file, failures). `saxo_token.lock`: a real
+ * non-blocking flock, taken and released at once, only when the file exists (opened without O_CREAT: doctor creates nothing).
+ * The agent's instance lock is only looked up, as `status` does (agent/lock-holders.ts: lslocks -J, else /proc/locks).
  */
 import { constants as C, closeSync } from 'node:fs';
 import { createRequire } from 'node:module';

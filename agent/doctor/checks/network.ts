@@ -1,7 +1,6 @@
 /**
- * `clock` (skew against a Google API's Date header: an unauthenticated GET / over HTTP/2, as gRPC
- * speaks it) and `saxo` (DNS + TCP + TLS handshake to the auth host: no HTTP request, so no token
- * can be sent).
+ * `clock` (skew against a Google API's Date header: an unauthenticated GET / over HTTP/2, as gRPC speaks it) and `saxo`
+ * (DNS + TCP + TLS handshake to the auth host: no HTTP request, so no token can be sent).
  */
 import { lookup } from 'node:dns/promises';
 import { connect as h2connect } from 'node:http2';

@@ -1,7 +1,4 @@
-/**
- * `pubsub.topic`, `pubsub.subscription`, `pubsub.iam`: the topic exists, the subscription is
- * attached to it and fits the agent, IAM grants publish/consume (the IAM table). Read-only.
- */
+/** `pubsub.topic`, `pubsub.subscription`, `pubsub.iam`: the topic exists, the subscription is attached to it and fits the agent, IAM grants publish/consume. */
 import type { GcpConfig } from '../../../core/config.js';
 import { createPubSubGapicClient, type PublisherClient, type SubscriberClient } from '../../../core/gcp/clients.js';
 import type { Facts } from '../doctor.js';

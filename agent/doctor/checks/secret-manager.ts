@@ -1,7 +1,6 @@
 /**
- * `secret-manager` (reachable, versions, lease) and `secret-manager.iam` (every permission the code
- * uses, from the IAM table). Read through the runtime's own adapter (core/gcp/secret-store.ts) plus
- * GetSecret and TestIamPermissions; nothing is written.
+ * `secret-manager` (reachable, versions, lease) and `secret-manager.iam` (every permission the code uses, from the IAM table).
+ * Read through the runtime's own adapter (core/gcp/secret-store.ts) plus GetSecret and TestIamPermissions; nothing is written.
  */
 import type { GcpConfig } from '../../../core/config.js';
 import { createSecretManagerClient } from '../../../core/gcp/clients.js';

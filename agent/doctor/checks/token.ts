@@ -1,7 +1,4 @@
-/**
- * `token`: the newest pair across the cache, the agent state and the secret — never its text. The
- * view (Facts.view) is also read by the tiers, subscription and cloud-path checks.
- */
+/** `token`: the newest pair across the cache, the agent state and the secret — never its text. The tiers, subscription and cloud-path checks read its view too. */
 import { decide, type SecretView } from '../../../core/decide.js';
 import { compareFreshness, type TokenSet } from '../../../core/token.js';
 import { tokenHealth } from '../../status.js';
