@@ -9,13 +9,8 @@ import { deployment, deploymentEnv, INSTALLED, type Deployment, type DeploymentR
 import { CHECK_IDS, gather, judge, type Facts } from './doctor.js';
 import { exitCodeOf, skip, type CheckResult, type CheckStatus, type DoctorReport } from './types.js';
 
-interface DoctorOptions {
-  json?: boolean | undefined;
-  botsUser?: string | undefined;
-  unit?: string | undefined;
-  /** One chain of the template unit (token-keeper@NAME): its env file, data dir and unit. */
-  chain?: string | undefined;
-}
+/** `chain`: one chain of the template unit (token-keeper@NAME): its env file, data dir and unit. */
+type DoctorOptions = { json?: boolean | undefined; botsUser?: string | undefined; unit?: string | undefined; chain?: string | undefined };
 
 export function buildReport(checks: CheckResult[], mode: DoctorReport['mode'], unit: string, startedAt: number): DoctorReport {
   const counts: Record<CheckStatus, number> = { ok: 0, warn: 0, fail: 0, skip: 0 };

@@ -154,8 +154,7 @@ export const spaceCheck = insideDir('data-dir.space', (f) => {
   // A filesystem that allocates inodes on demand (btrfs) reports 0 total and 0 free: no inode limit.
   const inodes = files > 0;
   const free = `${Math.floor(freeBytes / MIB)} MiB ${inodes ? `and ${freeInodes} inodes free` : 'free (inodes allocated on demand)'}`;
-  const fix = `df -h ${sh(f.config.dataDir)}; free space on that filesystem`;
-  if (freeBytes < MIB || (inodes && freeInodes === 0)) return result('data-dir.space', 'fail', `${free}: the next cache write fails`, fix, { ...p.value });
-  if (freeBytes < 50 * MIB) return result('data-dir.space', 'warn', `only ${free}`, fix, { ...p.value });
-  return result('data-dir.space', 'ok', free, undefined, { ...p.value });
+  const status = freeBytes < MIB || (inodes && freeInodes === 0) ? 'fail' : freeBytes < 50 * MIB ? 'warn' : 'ok';
+  const summary = { fail: `${free}: the next cache write fails`, warn: `only ${free}`, ok: free }[status];
+  return result('data-dir.space', status, summary, status === 'ok' ? undefined : `df -h ${sh(f.config.dataDir)}; free space on that filesystem`, { ...p.value });
 });

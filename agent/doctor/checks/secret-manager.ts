@@ -11,13 +11,7 @@ import { call, connect, isCredentialFailure, SECRET_MANAGER_CALLS, SECRET_MANAGE
 import { attempt, fold, human, result, sh, skip, type CheckResult, type Failed, type Finding, type Probe } from '../types.js';
 
 /** `name`: projects/P/secrets/S; `iam`: TestIamPermissions, the permissions granted out of those asked. */
-export interface SecretFacts {
-  name: string;
-  meta: Probe<SecretMeta>;
-  latest: Probe<SecretRead | undefined>;
-  versions: Probe<number>;
-  iam: Probe<string[]>;
-}
+export type SecretFacts = { name: string; meta: Probe<SecretMeta>; latest: Probe<SecretRead | undefined>; versions: Probe<number>; iam: Probe<string[]> };
 
 type Client = Awaited<ReturnType<typeof createSecretManagerClient>>;
 
