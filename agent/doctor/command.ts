@@ -27,9 +27,8 @@ export function formatText(r: DoctorReport): string {
 }
 
 /** Replace every known secret value (≥ 8 chars) with [REDACTED]: a last guard (holders' command lines, error texts). */
-export function redact(text: string, secrets: Iterable<string | undefined>): string {
-  return [...secrets].reduce<string>((out, s) => (s && s.length >= 8 ? out.split(s).join('[REDACTED]') : out), text);
-}
+export const redact = (text: string, secrets: Iterable<string | undefined>): string =>
+  [...secrets].reduce<string>((out, s) => (s && s.length >= 8 ? out.split(s).join('[REDACTED]') : out), text);
 
 /** The app secret and every pair doctor read (the token view holds each source's). */
 const secretsIn = (f: Facts) => [f.config.appSecret, ...Object.values(f.view.sources).flatMap(secretsOf)];

@@ -59,9 +59,7 @@ export function pubsubGrantFix(kind: 'topics' | 'subscriptions', projectId: stri
 const CREDENTIALS = 'CREDENTIALS';
 
 /** A Google call that failed for want of credentials is fixed by credentials, never by the network. */
-export function isCredentialFailure(p: Failed): boolean {
-  return p.code === CREDENTIALS || p.code === 'UNAUTHENTICATED' || /could not load the default credentials/i.test(p.error);
-}
+export const isCredentialFailure = (p: Failed): boolean => p.code === CREDENTIALS || p.code === 'UNAUTHENTICATED' || /could not load the default credentials/i.test(p.error);
 
 /** Where this process's Google credentials come from, and how to give it working ones. */
 export function credentialsFix(file: string | undefined): string {

@@ -50,11 +50,9 @@ export function parseUnit(path: string, texts: string[], instance?: string, stat
   return unit;
 }
 
-const SHOWN = ['User', 'Group', 'ReadWritePaths', 'StateDirectory', 'ProtectSystem'];
-
 /** The deployment's unit: systemd's view when it has this very file loaded, else the files; undefined when not installed. */
 export async function readUnit(d: Deployment): Promise<UnitInfo | undefined> {
-  const shown = await run('systemctl', ['show', '-p', ['LoadState', 'FragmentPath', ...SHOWN].join(','), `${d.unit}.service`]).catch(() => '');
+  const shown = await run('systemctl', ['show', '-p', 'LoadState,FragmentPath,User,Group,ReadWritePaths,StateDirectory,ProtectSystem', `${d.unit}.service`]).catch(() => '');
   const lines = shown.split('\n');
   if (lines.includes('LoadState=loaded') && lines.includes(`FragmentPath=${d.unitPath}`)) return parseUnit(d.unitPath, [`[Service]\n${shown}`], d.instance, d.stateDir);
   const main = await readFile(d.unitPath, 'utf8').catch(() => undefined);

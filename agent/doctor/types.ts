@@ -27,9 +27,7 @@ export interface DoctorReport {
 
 const RANK: Record<CheckStatus, number> = { skip: 0, ok: 1, warn: 2, fail: 3 };
 
-export function exitCodeOf(checks: readonly CheckResult[]): 0 | 1 | 2 {
-  return checks.some((c) => c.status === 'fail') ? 2 : checks.some((c) => c.status === 'warn') ? 1 : 0;
-}
+export const exitCodeOf = (checks: readonly CheckResult[]): 0 | 1 | 2 => (checks.some((c) => c.status === 'fail') ? 2 : checks.some((c) => c.status === 'warn') ? 1 : 0);
 
 /** One finding inside a check; a check with several folds them with `fold`. */
 export type Finding = { status: Exclude<CheckStatus, 'skip'>; text: string; fix?: string | undefined };
@@ -54,9 +52,7 @@ export function human(ms: number): string {
 }
 
 /** Quote a path or value for a pasted shell command (only when it needs it). */
-export function sh(s: string): string {
-  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
+export const sh = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
 /** One IO attempt: its value, or why it failed (`code`: a gRPC status name, an errno, or CREDENTIALS), and how long it took. */
 export type Probe<T> = { ok: true; value: T; ms: number } | { ok: false; error: string; code?: string | undefined; ms: number };

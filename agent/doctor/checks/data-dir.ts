@@ -13,9 +13,7 @@ import type { BotsUser, UnitInfo } from '../system.js';
 import { attempt, fold, human, result, sh, skip, type CheckResult, type Finding, type Probe } from '../types.js';
 
 /** Tmp files of writers that died mid-write: the bots' `saxo_token_cache.tmp`, and atomic-write's own (its naming rule). */
-export function isTmpName(name: string, config: Pick<Config, 'cachePath' | 'statePath'>): boolean {
-  return name === 'saxo_token_cache.tmp' || isTmpNameOf(config.cachePath, name) || isTmpNameOf(config.statePath, name);
-}
+export const isTmpName = (name: string, c: Pick<Config, 'cachePath' | 'statePath'>): boolean => name === 'saxo_token_cache.tmp' || isTmpNameOf(c.cachePath, name) || isTmpNameOf(c.statePath, name);
 
 /** `space.files`: the filesystem's inode count; 0 where inodes are allocated on demand (btrfs): no inode limit. */
 export type DataDirFacts = Awaited<ReturnType<typeof dataDirFacts>>;
