@@ -33,11 +33,7 @@ export const redact = (text: string, secrets: Iterable<string | undefined>): str
 /** The app secret and every pair doctor read (the token view holds each source's). */
 const secretsIn = (f: Facts) => [f.config.appSecret, ...Object.values(f.view.sources).flatMap(secretsOf)];
 
-export async function doctorReport(
-  opts: DoctorOptions,
-  callerEnv: Record<string, string | undefined> = process.env,
-  roots: DeploymentRoots = INSTALLED,
-): Promise<{ report: DoctorReport; secrets: (string | undefined)[] }> {
+export async function doctorReport(opts: DoctorOptions, callerEnv: Record<string, string | undefined> = process.env, roots: DeploymentRoots = INSTALLED) {
   const startedAt = Date.now();
   // A step that fails with a ConfigError is the `config` finding, with that step's fix; nothing else can be judged.
   let [fix, unit, secret] = [`ls ${roots.etcDir}  # the installed chains are the NAME of each NAME.env there`, `token-keeper@${opts.chain ?? ''}`, undefined as string | undefined];

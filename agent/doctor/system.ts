@@ -94,7 +94,7 @@ export async function botsUser(src: { flag?: string | undefined; unit?: UnitInfo
 }
 
 /** uid → user name and gid → group name (display only), and group name → gid. */
-export async function nameMaps(): Promise<{ users: Record<number, string>; groups: Record<number, string>; groupIds: Record<string, number> }> {
+export async function nameMaps() {
   const [pw, gr] = await Promise.all([getent('passwd'), getent('group')]);
   return { users: Object.fromEntries(pw.map(([n, id]) => [id, n])), groups: Object.fromEntries(gr.map(([n, id]) => [id, n])), groupIds: Object.fromEntries(gr.map(([n, id]) => [n, id])) };
 }

@@ -97,7 +97,6 @@ export function facts(over: Partial<Facts> = {}, env: Record<string, string | un
       protocol: 'https:',
       host: 'sim.logonvalidation.net',
       port: 443,
-      loopback: false,
       dns: ok(['192.0.2.10']),
       tls: ok({ protocol: 'TLSv1.3', subject: 'sim.logonvalidation.net', validTo: NOW + 90 * 86_400_000 }),
     },

@@ -39,10 +39,8 @@ export async function probeFlock(path: string, info: FileInfo | undefined): Prom
   }
 }
 
-function describeHolders(holders: LockHolder[]): string {
-  if (!holders.length) return 'a process this doctor cannot see (another pid namespace?)';
-  return holders.map((h) => (h.pid > 0 ? `pid ${h.pid}${h.command ? ` (${h.command})` : ''}` : 'a process in another pid namespace')).join(', ');
-}
+const describeHolders = (holders: LockHolder[]) =>
+  holders.map((h) => (h.pid > 0 ? `pid ${h.pid}${h.command ? ` (${h.command})` : ''}` : 'a process in another pid namespace')).join(', ') || 'a process this doctor cannot see (another pid namespace?)';
 
 export const lockCheck = insideDir('lock', (f) => {
   const [l, path] = [f.lock, f.config.lockPath];

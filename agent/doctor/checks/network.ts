@@ -17,7 +17,6 @@ export interface SaxoFacts {
   protocol: string;
   host: string;
   port: number;
-  loopback: boolean;
   dns?: Probe<string[]> | undefined;
   tcp?: Probe<true> | undefined;
   tls?: Probe<{ protocol: string; subject?: string | undefined; validTo?: number | undefined }> | undefined;
@@ -71,7 +70,7 @@ export async function saxoFacts(authBaseUrl: string, timeoutMs: number): Promise
   const u = new URL(authBaseUrl);
   const host = u.hostname.replace(/^\[|\]$/g, '');
   const port = Number(u.port) || (u.protocol === 'https:' ? 443 : 80);
-  const facts: SaxoFacts = { url: u.origin, protocol: u.protocol, host, port, loopback: isLoopbackHost(host) };
+  const facts: SaxoFacts = { url: u.origin, protocol: u.protocol, host, port };
   // Plain HTTP is loopback only (core/config-check.ts refuses the rest): a stand-in, where a TCP connect is all doctor tries.
   if (u.protocol === 'http:') {
     const tcp = await attempt(() => reach(tcpConnect({ host, port }), 'connect', 'connection', timeoutMs, () => true as const), timeoutMs + 100);

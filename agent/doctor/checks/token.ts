@@ -29,13 +29,6 @@ const ORIGIN_NAME = { cache: 'cache', known: 'agent state', secret: 'secret' } a
 const describe = (t: TokenSet | undefined, best: TokenSet) =>
   !t ? 'none' : `${t.generation !== undefined ? `gen ${t.generation}` : 'no generation'}${compareFreshness(t, best) === 0 ? '' : ' (older)'}`;
 
-/** The latest refresh recorded, on the secret or in the agent's state. */
-function lastRefresh(f: Facts): { at: number; by: string } | undefined {
-  const a = f.secret?.meta.ok ? f.secret.meta.value.lastRefresh : undefined;
-  const b = f.state.ok ? f.state.value?.lastRefresh : undefined;
-  return a && b ? (a.at >= b.at ? a : b) : (a ?? b);
-}
-
 /** The fix for a file doctor cannot read: run doctor as someone who can, or give the file back to the bots. */
 function fileFix(f: Facts, path: string, code: string | undefined): string {
   if (code !== 'EACCES' && code !== 'EPERM') return `the file cannot be read (${code ?? 'error'}): check the filesystem (dmesg | tail; ls -l ${sh(path)})`;
@@ -90,7 +83,9 @@ export function tokenCheck(f: Facts): CheckResult {
   if (plan.pushSecret) findings.push({ status: 'warn', text: 'the secret holds an older pair than the newest (the running agent pushes it)' });
   const noKey = 'no app key (SAXO_APP_KEY, or app_key in the cache / secret payload): no refresh is possible';
   if (!(f.config.appKey ?? b.appKey)) findings.push({ status: 'fail', text: noKey, fix: `SAXO_APP_KEY=… in ${f.deployment.envFile}` });
-  const last = lastRefresh(f);
+  // The latest refresh recorded, on the secret or in the agent's state.
+  const [onSecret, inState] = [f.secret?.meta.ok ? f.secret.meta.value.lastRefresh : undefined, state?.lastRefresh];
+  const last = onSecret && inState ? (onSecret.at >= inState.at ? onSecret : inState) : (onSecret ?? inState);
   const ago = (ms: number) => `${human(f.now - ms)} ago`;
   const each = (['cache', 'state', 'secret'] as const).filter((s) => s !== 'secret' || f.secret).map((s) => `${s} ${unread.find((u) => u.source === s)?.how ?? describe(sources[s], b)}`);
   const origin = ORIGIN_NAME[plan.origin ?? 'cache'];
