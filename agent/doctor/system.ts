@@ -57,12 +57,9 @@ export async function readUnit(d: Deployment): Promise<UnitInfo | undefined> {
   if (lines.includes('LoadState=loaded') && lines.includes(`FragmentPath=${d.unitPath}`)) return parseUnit(d.unitPath, [`[Service]\n${shown}`], d.instance, d.stateDir);
   const main = await readFile(d.unitPath, 'utf8').catch(() => undefined);
   if (main === undefined) return undefined;
-  const texts = [main];
-  for (const dir of d.dropInDirs) {
-    const drops = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.conf')).sort();
-    texts.push(...(await Promise.all(drops.map((f) => readFile(`${dir}/${f}`, 'utf8').catch(() => '')))));
-  }
-  return parseUnit(d.unitPath, texts, d.instance, d.stateDir);
+  const confs = await Promise.all(d.dropInDirs.map(async (dir) => (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.conf')).sort().map((f) => `${dir}/${f}`)));
+  const drops = await Promise.all(confs.flat().map((path) => readFile(path, 'utf8').catch(() => '')));
+  return parseUnit(d.unitPath, [main, ...drops], d.instance, d.stateDir);
 }
 
 /** `getent passwd|group [key]`: name:x:id:… lines. */

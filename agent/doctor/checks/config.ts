@@ -20,11 +20,8 @@ export function configCheck(f: Facts): CheckResult {
     findings.push({ status: 'warn', text, fix: `set TOKEN_SUBSCRIPTION_ID in ${env} (terraform output -json agent_env)` });
   }
   const mode = g ? `cloud-connected (project ${g.projectId}, secret ${g.secretId}, topic ${g.topicId}${g.subscriptionId ? `, subscription ${g.subscriptionId}` : ''})` : 'standalone';
-  const primary = !g
-    ? 'primary (standalone)'
-    : c.primary
-      ? 'this VM is the primary (refreshes without the lease when Secret Manager is down)'
-      : 'this VM is not the primary (waits for Secret Manager when it is down)';
+  const role = c.primary ? 'the primary (refreshes without the lease when Secret Manager is down)' : 'not the primary (waits for Secret Manager when it is down)';
+  const primary = g ? `this VM is ${role}` : 'primary (standalone)';
   const ok = `${c.environment} via ${url.origin}; ${mode}; ${primary}; data dir ${c.dataDir}${c.createDataDir ? ' (created at start if missing)' : ''}`;
   const details = { environment: c.environment, authBaseUrl: url.origin, mode: g ? 'cloud-connected' : 'standalone', primary: c.primary, createDataDir: c.createDataDir, dataDir: c.dataDir };
   return fold('config', ok, findings, { ...details, cloudSchedulePeriodSeconds: c.cloudSchedulePeriodMs / 1000 });

@@ -74,11 +74,8 @@ export const secretManagerCheck = cloud('secret-manager', (f, s, g) => {
     const text = `the lease of ${lease.holder} runs ${human(left)} more, beyond LEASE_TTL_SECONDS (${human(f.config.leaseTtlMs)}): that host's clock is ahead or it uses a longer TTL`;
     findings.push({ status: 'warn', text, fix: 'compare `date -u` on that host with this one; every refresher should share LEASE_TTL_SECONDS' });
   }
-  const leaseText = !lease
-    ? 'no lease held'
-    : left <= 0
-      ? `stale lease of ${lease.holder} expired ${human(-left)} ago (the next refresher takes it over)`
-      : `lease held by ${lease.holder} for ${human(left)} more (a refresh in progress)`;
+  const stale = lease && left <= 0 ? `stale lease of ${lease.holder} expired ${human(-left)} ago (the next refresher takes it over)` : undefined;
+  const leaseText = stale ?? (lease ? `lease held by ${lease.holder} for ${human(left)} more (a refresh in progress)` : 'no lease held');
   const latest = s.latest.ok && s.latest.value ? `latest version ${s.latest.value.version}` : 'no latest version';
   const details = { secret: s.name, latestVersion: s.latest.ok ? s.latest.value?.name : undefined, liveVersions: n, keep };
   const leaseDetails = lease ? { holder: lease.holder, expiresAt: new Date(lease.expiresAt).toISOString() } : undefined;
