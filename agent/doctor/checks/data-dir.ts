@@ -78,11 +78,9 @@ export const insideDir = (id: string, check: (f: Facts) => CheckResult) => (f: F
 };
 
 export function dataDirCheck(f: Facts): CheckResult {
-  const dir = f.config.dataDir;
-  const cli = f.deployment.cliFlags;
+  const [dir, cli, d] = [f.config.dataDir, f.deployment.cliFlags, f.dataDir.dir];
   if (!f.botsUser.ok) return result('data-dir', 'fail', `cannot tell who the bots run as: ${f.botsUser.error}`, `npx token-keeper doctor${cli} --bots-user <the bots' user>`);
   const u = f.botsUser.value;
-  const d = f.dataDir.dir;
   if (!d.ok && (d.code === 'EACCES' || d.code === 'EPERM')) {
     // The dir may well exist: a parent is closed to whoever runs doctor, which says nothing about the bots.
     const summary = `cannot stat ${dir} as this user (${d.code}): a parent directory is closed to it, so doctor cannot judge the data dir`;

@@ -53,9 +53,8 @@ export const lockCheck = insideDir('lock', (f) => {
 });
 
 export function agentCheck(f: Facts): CheckResult {
-  const c = f.config;
+  const [c, state] = [f.config, f.state.ok ? f.state.value : undefined];
   const findings: Finding[] = [];
-  const state = f.state.ok ? f.state.value : undefined;
   const seenAgo = state?.agentSeenAt !== undefined ? f.now - state.agentSeenAt : undefined;
   const seen = seenAgo !== undefined ? `last seen ${human(seenAgo)} ago` : 'never seen (no state file)';
   const fresh = agentSeenRecently(seenAgo, c.checkIntervalMs);

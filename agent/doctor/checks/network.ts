@@ -12,6 +12,7 @@ import { describeSkew, skewOf, SKEW_WARN_MS as RECORDED_SKEW_WARN_MS } from '../
 import type { Facts } from '../doctor.js';
 import { attempt, result, skip, type CheckResult, type Probe } from '../types.js';
 
+/** Where the auth host is and what answered: `tcp` for plain HTTP on loopback (a stand-in), else `dns`, then `tls`. */
 export interface SaxoFacts {
   url: string;
   protocol: string;
