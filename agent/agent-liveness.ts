@@ -2,13 +2,12 @@
  * Is an agent running on this data dir? Its instance lock says so (agent/instance-lock.ts): the
  * kernel releases a flock the moment its holder dies, so a held lock is a live agent and a free one
  * is none — unlike the state file's "last seen" stamp, which stays fresh for a few check intervals
- * after a crash. Looked up (lslocks -J, else /proc/locks) as doctor does (agent/doctor/checks/locks.ts): taking the lock,
+ * after a crash. Looked up (lslocks -J, else /proc/locks) as doctor does (agent/lock-holders.ts): taking the lock,
  * even for a moment, could turn away an agent starting right then.
  */
 import { join } from 'node:path';
 import { INSTANCE_LOCK_FILE } from './instance-lock.js';
-import { probeHeld } from './doctor/checks/locks.js';
-import { statNoFollow } from './doctor/checks/data-dir.js';
+import { probeHeld, statNoFollow } from './lock-holders.js';
 
 export type AgentLiveness =
   | { state: 'running'; pids: number[] }

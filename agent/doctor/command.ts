@@ -1,7 +1,6 @@
 /**
- * `npx token-keeper doctor [--json] [--chain NAME] [--bots-user U] [--unit PATH]`: gather, judge, print.
- * Exit 0 all ok (or skipped), 1 any warning, 2 any failure. Never presents a token, never writes
- * the secret or the data dir, never prints a token or the app secret.
+ * `npx token-keeper doctor [--json] [--chain NAME] [--bots-user U] [--unit PATH]`: gather, judge, print. Exit 0 all ok (or
+ * skipped), 1 any warning, 2 any failure. Never presents a token, never writes the secret or the data dir, never prints a token or the app secret.
  */
 import { loadConfig, type Config } from '../../core/config.js';
 import { ConfigError } from '../../core/errors.js';
@@ -10,18 +9,8 @@ import { deployment, deploymentEnv, INSTALLED, type Deployment, type DeploymentR
 import { CHECK_IDS, gather, judge, type Facts } from './doctor.js';
 import { exitCodeOf, skip, type CheckResult, type CheckStatus, type DoctorReport } from './types.js';
 
-interface DoctorOptions {
-  json?: boolean | undefined;
-  botsUser?: string | undefined;
-  unit?: string | undefined;
-  /** One chain of the template unit (token-keeper@NAME): its env file, data dir and unit. */
-  chain?: string | undefined;
-}
-
-/** The configuration does not parse (or cannot be read): that is the finding, and nothing else can be judged. */
-function configErrorChecks(message: string, fix: string): CheckResult[] {
-  return CHECK_IDS.map((id) => (id === 'config' ? { id, status: 'fail', summary: `configuration error: ${message}`, fix } : skip(id, 'the configuration does not parse')));
-}
+/** `chain`: one chain of the template unit (token-keeper@NAME): its env file, data dir and unit. */
+type DoctorOptions = { json?: boolean | undefined; botsUser?: string | undefined; unit?: string | undefined; chain?: string | undefined };
 
 export function buildReport(checks: CheckResult[], mode: DoctorReport['mode'], unit: string, startedAt: number): DoctorReport {
   const counts: Record<CheckStatus, number> = { ok: 0, warn: 0, fail: 0, skip: 0 };
@@ -38,20 +27,13 @@ export function formatText(r: DoctorReport): string {
 }
 
 /** Replace every known secret value (≥ 8 chars) with [REDACTED]: a last guard (holders' command lines, error texts). */
-export function redact(text: string, secrets: Iterable<string | undefined>): string {
-  let out = text;
-  for (const s of secrets) if (s && s.length >= 8) out = out.split(s).join('[REDACTED]');
-  return out;
-}
+export const redact = (text: string, secrets: Iterable<string | undefined>): string =>
+  [...secrets].reduce<string>((out, s) => (s && s.length >= 8 ? out.split(s).join('[REDACTED]') : out), text);
 
 /** The app secret and every pair doctor read (the token view holds each source's). */
 const secretsIn = (f: Facts) => [f.config.appSecret, ...Object.values(f.view.sources).flatMap(secretsOf)];
 
-export async function doctorReport(
-  opts: DoctorOptions,
-  callerEnv: Record<string, string | undefined> = process.env,
-  roots: DeploymentRoots = INSTALLED,
-): Promise<{ report: DoctorReport; secrets: (string | undefined)[] }> {
+export async function doctorReport(opts: DoctorOptions, callerEnv: Record<string, string | undefined> = process.env, roots: DeploymentRoots = INSTALLED) {
   const startedAt = Date.now();
   // A step that fails with a ConfigError is the `config` finding, with that step's fix; nothing else can be judged.
   let [fix, unit, secret] = [`ls ${roots.etcDir}  # the installed chains are the NAME of each NAME.env there`, `token-keeper@${opts.chain ?? ''}`, undefined as string | undefined];
@@ -64,7 +46,9 @@ export async function doctorReport(
     config = loadConfig(env);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    return { report: buildReport(configErrorChecks(e.message, fix), 'unknown', unit, startedAt), secrets: [secret] };
+    // The configuration does not parse (or cannot be read): that is the finding, and nothing else can be judged.
+    const checks = CHECK_IDS.map((id) => (id === 'config' ? { id, status: 'fail' as const, summary: `configuration error: ${e.message}`, fix } : skip(id, 'the configuration does not parse')));
+    return { report: buildReport(checks, 'unknown', unit, startedAt), secrets: [secret] };
   }
   const facts = await gather(config, { botsUser: opts.botsUser, deployment: d, env });
   return { report: buildReport(judge(facts), config.gcp ? 'cloud-connected' : 'standalone', d.unit, startedAt), secrets: secretsIn(facts) };

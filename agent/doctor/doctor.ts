@@ -1,8 +1,7 @@
 /**
- * doctor's two steps: gather every fact once, concurrently, each IO under a short deadline (the
- * whole gathering ends in a few seconds even when Secret Manager or Pub/Sub do not answer), then
- * judge them with pure checks, in this order. A new check is a file in checks/ (its probe and its
- * judgement) and a line here. Read-only by construction: see docs/DOCTOR.md "What doctor never does".
+ * doctor's two steps: gather every fact once, concurrently, each IO under a short deadline (the whole gathering ends in a few
+ * seconds even when Secret Manager or Pub/Sub do not answer), then judge them with pure checks, in this order. A new check is
+ * a file in checks/ (its probe and its judgement) and a line here. Read-only by construction: docs/DOCTOR.md "What doctor never does".
  */
 import { join } from 'node:path';
 import type { Config } from '../../core/config.js';
@@ -10,11 +9,12 @@ import type { CacheRead } from '../../core/ports.js';
 import { createCacheFile } from '../cache-file.js';
 import type { Deployment } from '../deployment.js';
 import { INSTANCE_LOCK_FILE } from '../instance-lock.js';
+import { probeHeld, statNoFollow, type InstanceProbe } from '../lock-holders.js';
 import { createStateFile, type AgentState } from '../state-file.js';
 import { cloudPathCheck } from './checks/cloud-path.js';
 import { configCheck, tiersCheck } from './checks/config.js';
-import { dataDirCheck, dataDirFacts, filesCheck, spaceCheck, statNoFollow, tmpCheck, type DataDirFacts } from './checks/data-dir.js';
-import { agentCheck, lockCheck, probeFlock, probeHeld, type InstanceProbe, type LockProbe } from './checks/locks.js';
+import { dataDirCheck, dataDirFacts, filesCheck, spaceCheck, tmpCheck, type DataDirFacts } from './checks/data-dir.js';
+import { agentCheck, lockCheck, probeFlock, type LockProbe } from './checks/locks.js';
 import { clockCheck, clockFacts, saxoCheck, saxoFacts, type ClockFacts, type SaxoFacts } from './checks/network.js';
 import { pubsubFacts, pubsubIamCheck, subscriptionCheck, topicCheck, type PubSubFacts } from './checks/pubsub.js';
 import { secretFacts, secretIamCheck, secretManagerCheck, type SecretFacts } from './checks/secret-manager.js';
@@ -55,13 +55,10 @@ const GCP_VARS = ['GOOGLE_CLOUD_PROJECT', 'TOKEN_SECRET_ID', 'TOKEN_SUBSCRIPTION
 
 /** `timeoutMs`: the deadline of each network call (default 2.5 s); local file IO gets the same. */
 export async function gather(config: Config, opts: { botsUser?: string | undefined; deployment: Deployment; env: Record<string, string | undefined>; timeoutMs?: number }): Promise<Facts> {
-  const now = Date.now();
-  const t = opts.timeoutMs ?? 2500;
-  const gcp = config.gcp;
+  const [now, t, gcp, env] = [Date.now(), opts.timeoutMs ?? 2500, config.gcp, opts.env];
   const local = async () => {
-    const [unit, names] = await Promise.all([readUnit(opts.deployment), nameMaps()]);
-    const user = await attempt(() => botsUser({ flag: opts.botsUser, unit, unitPath: opts.deployment.unitPath }, names.groupIds), t);
-    return { unit, names, user };
+    const [unit, { users, groups, groupIds }] = await Promise.all([readUnit(opts.deployment), nameMaps()]);
+    return { unit, names: { users, groups }, botsUser: await attempt(() => botsUser({ flag: opts.botsUser, unit, unitPath: opts.deployment.unitPath }, groupIds), t) };
   };
   // The lock probes follow their file's stat, off the network calls' critical path.
   const files = async () => {
@@ -72,7 +69,7 @@ export async function gather(config: Config, opts: { botsUser?: string | undefin
     ]);
     return { dataDir, lock, instance };
   };
-  const [{ unit, names, user }, { dataDir, lock, instance }, cache, state, secret, pubsub, clock, saxo, id] = await Promise.all([
+  const [system, onDisk, cache, state, secret, pubsub, clock, saxo, id] = await Promise.all([
     local(),
     files(),
     attempt(() => createCacheFile(config.cachePath).read(), t),
@@ -81,13 +78,11 @@ export async function gather(config: Config, opts: { botsUser?: string | undefin
     gcp ? pubsubFacts(gcp, t) : undefined,
     gcp ? clockFacts(gcp, t) : undefined,
     saxoFacts(config.authBaseUrl, t),
-    gcp ? attempt(() => identity(gcp, opts.env, Math.min(t, 1000)), t) : undefined,
+    gcp ? attempt(() => identity(gcp, env, Math.min(t, 1000)), t) : undefined,
   ]);
-  const partialGcp = gcp ? [] : GCP_VARS.filter((k) => opts.env[k]);
-  const credentialsFile = opts.env.GOOGLE_APPLICATION_CREDENTIALS || undefined;
-  const facts = { now, config, deployment: opts.deployment, partialGcp, botsUser: user, unit, names: { users: names.users, groups: names.groups }, dataDir, lock, instance };
-  const more = { cache, state, identity: id?.ok ? id.value : undefined, credentialsFile, secret, pubsub, clock, saxo };
-  return { ...facts, ...more, view: tokenView({ ...facts, ...more }) };
+  const partialGcp = gcp ? [] : GCP_VARS.filter((k) => env[k]);
+  const facts = { now, config, deployment: opts.deployment, partialGcp, ...system, ...onDisk, cache, state, secret, pubsub, clock, saxo };
+  return { ...facts, identity: id?.ok ? id.value : undefined, credentialsFile: env.GOOGLE_APPLICATION_CREDENTIALS || undefined, view: tokenView(facts) };
 }
 
 /** Every check, in the order printed; the id is the one a check's result carries. */

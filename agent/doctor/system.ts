@@ -1,9 +1,7 @@
 /**
- * What the system says about the deployment, for `data-dir`: the unit's settings from
- * `systemctl show` (systemd's own merge of the unit, its drop-ins and specifiers), or — where
- * systemd does not run (containers, CI) or has another file loaded than the one judged — the
- * unit file and its drop-ins parsed here; who the bots run as and every name from `getent` (NSS:
- * LDAP users too).
+ * What the system says about the deployment, for `data-dir`: the unit's settings from `systemctl show` (systemd's own merge of
+ * the unit, its drop-ins and specifiers), or — where systemd does not run (containers, CI) or has another file loaded than the
+ * one judged — the unit file and its drop-ins parsed here; who the bots run as and every name from `getent` (NSS: LDAP too).
  */
 import { execFile } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
@@ -13,22 +11,22 @@ import type { Deployment } from '../deployment.js';
 
 const run = async (cmd: string, args: string[]) => (await promisify(execFile)(cmd, args, { timeout: 2000 })).stdout;
 
-/** What doctor knows of the installed unit (with its drop-ins). */
+/**
+ * What doctor knows of the installed unit (with its drop-ins). `stateDirectories`: StateDirectory= entries as absolute
+ * paths (writable for the service, like ReadWritePaths=); `protectSystem`: ProtectSystem=, `no` when unset.
+ */
 export interface UnitInfo {
   path: string;
   user?: string | undefined;
   group?: string | undefined;
   readWritePaths: string[];
-  /** StateDirectory= entries as absolute paths (writable for the service, like ReadWritePaths=). */
   stateDirectories: string[];
-  /** ProtectSystem=: `no` (unset), `yes`, `full` or `strict` (which paths are read-only for the service). */
   protectSystem: 'no' | 'yes' | 'full' | 'strict';
 }
 
 /**
- * The [Service] keys doctor reasons about, as systemd reads them: later files win, an empty
- * assignment resets, `ReadWritePaths=`/`StateDirectory=` accumulate; `%i` is the instance and
- * `StateDirectory=` lives under `stateRoot`. Also reads `systemctl show`'s KEY=VALUE lines.
+ * The [Service] keys doctor reasons about, as systemd reads them: later files win, an empty assignment resets, `ReadWritePaths=`/
+ * `StateDirectory=` accumulate; `%i` is the instance, `StateDirectory=` lives under `stateRoot`. Reads `systemctl show` lines too.
  */
 export function parseUnit(path: string, texts: string[], instance?: string, stateRoot = '/var/lib'): UnitInfo {
   const unit: UnitInfo = { path, readWritePaths: [], stateDirectories: [], protectSystem: 'no' };
@@ -52,21 +50,16 @@ export function parseUnit(path: string, texts: string[], instance?: string, stat
   return unit;
 }
 
-const SHOWN = ['User', 'Group', 'ReadWritePaths', 'StateDirectory', 'ProtectSystem'];
-
 /** The deployment's unit: systemd's view when it has this very file loaded, else the files; undefined when not installed. */
 export async function readUnit(d: Deployment): Promise<UnitInfo | undefined> {
-  const shown = await run('systemctl', ['show', '-p', ['LoadState', 'FragmentPath', ...SHOWN].join(','), `${d.unit}.service`]).catch(() => '');
+  const shown = await run('systemctl', ['show', '-p', 'LoadState,FragmentPath,User,Group,ReadWritePaths,StateDirectory,ProtectSystem', `${d.unit}.service`]).catch(() => '');
   const lines = shown.split('\n');
   if (lines.includes('LoadState=loaded') && lines.includes(`FragmentPath=${d.unitPath}`)) return parseUnit(d.unitPath, [`[Service]\n${shown}`], d.instance, d.stateDir);
   const main = await readFile(d.unitPath, 'utf8').catch(() => undefined);
   if (main === undefined) return undefined;
-  const texts = [main];
-  for (const dir of d.dropInDirs) {
-    const drops = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.conf')).sort();
-    texts.push(...(await Promise.all(drops.map((f) => readFile(`${dir}/${f}`, 'utf8').catch(() => '')))));
-  }
-  return parseUnit(d.unitPath, texts, d.instance, d.stateDir);
+  const confs = await Promise.all(d.dropInDirs.map(async (dir) => (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.conf')).sort().map((f) => `${dir}/${f}`)));
+  const drops = await Promise.all(confs.flat().map((path) => readFile(path, 'utf8').catch(() => '')));
+  return parseUnit(d.unitPath, [main, ...drops], d.instance, d.stateDir);
 }
 
 /** `getent passwd|group [key]`: name:x:id:… lines. */
@@ -82,16 +75,11 @@ export type BotsUser = Awaited<ReturnType<typeof resolveUser>>;
 async function resolveUser(user: string, group: string | undefined, basis: string, groupIds: Record<string, number>) {
   const [pw] = await getent('passwd', user);
   if (!pw) throw new Error(`no such user "${user}" (${basis})`);
-  const [name, uid] = pw;
-  let gid = pw[2];
+  const gid = group === undefined ? pw[2] : /^\d+$/.test(group) ? Number(group) : groupIds[group];
+  if (gid === undefined) throw new Error(`no such group "${group}" (${basis})`);
   // `getent initgroups NAME`: the name, then the supplementary group ids.
-  const extra = (await run('getent', ['initgroups', name]).catch(() => '')).trim().split(/\s+/).slice(1).map(Number);
-  if (group !== undefined) {
-    const g = /^\d+$/.test(group) ? Number(group) : groupIds[group];
-    if (g === undefined) throw new Error(`no such group "${group}" (${basis})`);
-    gid = g;
-  }
-  return { name, uid, gid, groups: [...new Set([gid, pw[2], ...extra])].filter(Number.isFinite), basis };
+  const extra = (await run('getent', ['initgroups', pw[0]]).catch(() => '')).trim().split(/\s+/).slice(1).map(Number);
+  return { name: pw[0], uid: pw[1], gid, groups: [...new Set([gid, pw[2], ...extra])].filter(Number.isFinite), basis };
 }
 
 /** `--bots-user`, else the unit's `User=`/`Group=`, else the user running doctor. */
@@ -103,7 +91,7 @@ export async function botsUser(src: { flag?: string | undefined; unit?: UnitInfo
 }
 
 /** uid → user name and gid → group name (display only), and group name → gid. */
-export async function nameMaps(): Promise<{ users: Record<number, string>; groups: Record<number, string>; groupIds: Record<string, number> }> {
+export async function nameMaps() {
   const [pw, gr] = await Promise.all([getent('passwd'), getent('group')]);
   return { users: Object.fromEntries(pw.map(([n, id]) => [id, n])), groups: Object.fromEntries(gr.map(([n, id]) => [id, n])), groupIds: Object.fromEntries(gr.map(([n, id]) => [n, id])) };
 }

@@ -1,7 +1,6 @@
 /**
- * `token-keeper doctor`'s kit: the result every check returns, the exit-code rule (0 all ok or
- * skipped, 1 any warning, 2 any failure), one IO attempt under a deadline (`Probe`), and text helpers.
- * Checks never carry token material.
+ * `token-keeper doctor`'s kit: the result every check returns, the exit-code rule (0 all ok or skipped, 1 any warning, 2 any
+ * failure), one IO attempt under a deadline (`Probe`), and text helpers. Checks never carry token material.
  */
 import { errorText } from '../../core/errors.js';
 import { grpcCodeName } from '../../core/gcp/grpc-errors.js';
@@ -9,17 +8,11 @@ import { grpcCodeName } from '../../core/gcp/grpc-errors.js';
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
 /**
- * One check's answer: `id` stable to script against (e.g. `secret-manager.iam`); `summary` one line
- * of what was found (for a skip: why it does not apply); `fix` what to do, a command to paste where
- * one exists; `details` the machine-readable facts behind the summary (never a token or the app secret).
+ * One check's answer: `id` stable to script against (e.g. `secret-manager.iam`); `summary` one line of what was found (for a
+ * skip: why it does not apply); `fix` what to do, a command to paste where one exists; `details` the machine-readable facts
+ * behind the summary (never a token or the app secret).
  */
-export interface CheckResult {
-  id: string;
-  status: CheckStatus;
-  summary: string;
-  fix?: string | undefined;
-  details?: Record<string, unknown> | undefined;
-}
+export type CheckResult = { id: string; status: CheckStatus; summary: string; fix?: string | undefined; details?: Record<string, unknown> | undefined };
 
 /** `doctor --json`; `unit`: the systemd unit judged (token-keeper, or token-keeper@<chain>). */
 export interface DoctorReport {
@@ -34,16 +27,10 @@ export interface DoctorReport {
 
 const RANK: Record<CheckStatus, number> = { skip: 0, ok: 1, warn: 2, fail: 3 };
 
-export function exitCodeOf(checks: readonly CheckResult[]): 0 | 1 | 2 {
-  return checks.some((c) => c.status === 'fail') ? 2 : checks.some((c) => c.status === 'warn') ? 1 : 0;
-}
+export const exitCodeOf = (checks: readonly CheckResult[]): 0 | 1 | 2 => (checks.some((c) => c.status === 'fail') ? 2 : checks.some((c) => c.status === 'warn') ? 1 : 0);
 
 /** One finding inside a check; a check with several folds them with `fold`. */
-export interface Finding {
-  status: Exclude<CheckStatus, 'skip'>;
-  text: string;
-  fix?: string | undefined;
-}
+export type Finding = { status: Exclude<CheckStatus, 'skip'>; text: string; fix?: string | undefined };
 
 /** The worst status; the summary lists the problems (warn/fail), else `okSummary`; their fixes in order. */
 export function fold(id: string, okSummary: string, findings: Finding[], details?: Record<string, unknown>): CheckResult {
@@ -54,7 +41,7 @@ export function fold(id: string, okSummary: string, findings: Finding[], details
 }
 
 export const result = (id: string, status: CheckStatus, summary: string, fix?: string, details?: Record<string, unknown>): CheckResult => ({ id, status, summary, fix, details });
-export const skip = (id: string, why: string, details?: Record<string, unknown>): CheckResult => ({ id, status: 'skip', summary: why, details });
+export const skip = (id: string, why: string): CheckResult => ({ id, status: 'skip', summary: why });
 
 /** "12 s", "4m 05s", "1h 02m": durations in summaries. */
 export function human(ms: number): string {
@@ -65,12 +52,7 @@ export function human(ms: number): string {
 }
 
 /** Quote a path or value for a pasted shell command (only when it needs it). */
-export function sh(s: string): string {
-  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-/** `Probe.code` of a Google client that could not initialise: no usable credentials (ADC, key file, metadata server). */
-export const CREDENTIALS = 'CREDENTIALS';
+export const sh = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
 /** One IO attempt: its value, or why it failed (`code`: a gRPC status name, an errno, or CREDENTIALS), and how long it took. */
 export type Probe<T> = { ok: true; value: T; ms: number } | { ok: false; error: string; code?: string | undefined; ms: number };
@@ -96,25 +78,11 @@ function messageOf(e: unknown): string {
 export async function attempt<T>(fn: () => Promise<T>, timeoutMs: number): Promise<Probe<T>> {
   const start = Date.now();
   let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { name: 'DeadlineError', code: 'DEADLINE_EXCEEDED' })), timeoutMs);
-  });
-  try {
-    return { ok: true, value: await Promise.race([fn(), deadline]), ms: Date.now() - start };
-  } catch (e) {
-    return { ok: false, error: messageOf(e), code: codeOf(e), ms: Date.now() - start };
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A Google call that failed for want of credentials is fixed by credentials, never by the network. */
-export function isCredentialFailure(p: Failed): boolean {
-  return p.code === CREDENTIALS || p.code === 'UNAUTHENTICATED' || /could not load the default credentials/i.test(p.error);
-}
-
-/** Where this process's Google credentials come from, and how to give it working ones. */
-export function credentialsFix(file: string | undefined): string {
-  if (file) return `check GOOGLE_APPLICATION_CREDENTIALS=${sh(file)}: the key file must exist and be readable by this user (ls -l ${sh(file)}), or unset it to use the VM's service account`;
-  return 'gcloud auth application-default login (or GOOGLE_APPLICATION_CREDENTIALS=<a service account key file>); on a GCE VM, check that it runs with a service account';
+  const late = (): Failed => ({ ok: false, error: `DeadlineError: no answer within ${timeoutMs} ms`, code: 'DEADLINE_EXCEEDED', ms: Date.now() - start });
+  const deadline = new Promise<Failed>((resolve) => (timer = setTimeout(() => resolve(late()), timeoutMs)));
+  const done = Promise.resolve().then(fn).then(
+    (value) => ({ ok: true as const, value, ms: Date.now() - start }),
+    (e: unknown) => ({ ok: false as const, error: messageOf(e), code: codeOf(e), ms: Date.now() - start }),
+  );
+  return Promise.race([done, deadline]).finally(() => clearTimeout(timer));
 }

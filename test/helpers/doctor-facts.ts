@@ -4,7 +4,7 @@ import { loadConfig } from '../../core/config.js';
 import type { TokenSet } from '../../core/token.js';
 import { tokenView } from '../../agent/doctor/checks/token.js';
 import type { Facts } from '../../agent/doctor/doctor.js';
-import type { FileInfo } from '../../agent/doctor/checks/data-dir.js';
+import type { FileInfo } from '../../agent/lock-holders.js';
 import type { Probe } from '../../agent/doctor/types.js';
 
 export const NOW = Date.parse('2026-03-02T10:00:00Z');
@@ -97,7 +97,6 @@ export function facts(over: Partial<Facts> = {}, env: Record<string, string | un
       protocol: 'https:',
       host: 'sim.logonvalidation.net',
       port: 443,
-      loopback: false,
       dns: ok(['192.0.2.10']),
       tls: ok({ protocol: 'TLSv1.3', subject: 'sim.logonvalidation.net', validTo: NOW + 90 * 86_400_000 }),
     },

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acquireFlock } from '../../agent/flock.js';
 import { deployment } from '../../agent/deployment.js';
-import { fileInfo } from '../../agent/doctor/checks/data-dir.js';
-import { probeFlock, probeHeld } from '../../agent/doctor/checks/locks.js';
+import { fileInfo, probeHeld } from '../../agent/lock-holders.js';
+import { probeFlock } from '../../agent/doctor/checks/locks.js';
 import { botsUser, nameMaps, readUnit } from '../../agent/doctor/system.js';
 
 describe('doctor: what the system says', () => {

@@ -1,7 +1,8 @@
 /** The pure doctor checks of the cloud side: Secret Manager, Pub/Sub, clock, Saxo, the cloud path. */
 import { describe, expect, it } from 'vitest';
 import { cloudPathCheck } from '../../agent/doctor/checks/cloud-path.js';
-import { clockCheck, saxoCheck, skewOf } from '../../agent/doctor/checks/network.js';
+import { skewOf } from '../../core/server-time.js';
+import { clockCheck, saxoCheck } from '../../agent/doctor/checks/network.js';
 import { pubsubIamCheck, subscriptionCheck, topicCheck } from '../../agent/doctor/checks/pubsub.js';
 import { secretIamCheck, secretManagerCheck } from '../../agent/doctor/checks/secret-manager.js';
 import type { Facts } from '../../agent/doctor/doctor.js';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { atomicWriteFile } from '../../agent/atomic-write.js';
 import { probeFlock } from '../../agent/doctor/checks/locks.js';
-import { fileInfo } from '../../agent/doctor/checks/data-dir.js';
+import { fileInfo } from '../../agent/lock-holders.js';
 import { acquireFlock } from '../../agent/flock.js';
 import { acquireInstanceLock, INSTANCE_LOCK_FILE } from '../../agent/instance-lock.js';
 import { check, openRegularNoFollow, openRegularNoFollowSync, readRegularNoFollow, UnsafePathError, type UnsafeKind } from '../../agent/safe-open.js';

@@ -5,7 +5,7 @@ import { fold, human, type CheckResult, type Finding } from '../types.js';
 
 /** Plain http to a non-loopback Saxo host never gets here: core/config-check.ts refuses it, and doctor reports that as this check's failure. */
 export function configCheck(f: Facts): CheckResult {
-  const [c, env] = [f.config, f.deployment.envFile];
+  const [c, g, env] = [f.config, f.config.gcp, f.deployment.envFile];
   const url = new URL(c.authBaseUrl);
   const findings: Finding[] = [];
   if (url.hostname.startsWith(`${c.environment === 'SIM' ? 'live' : 'sim'}.`)) {
@@ -15,17 +15,13 @@ export function configCheck(f: Facts): CheckResult {
     const text = `${f.partialGcp.join(', ')} set, but cloud-connected mode needs both GOOGLE_CLOUD_PROJECT and TOKEN_SECRET_ID: running standalone`;
     findings.push({ status: 'warn', text, fix: `set both in ${env} (terraform output -json agent_env), or remove the GCP lines` });
   }
-  if (c.gcp && !c.gcp.subscriptionId) {
+  if (g && !g.subscriptionId) {
     const text = 'no TOKEN_SUBSCRIPTION_ID: the agent does not hear TOKEN_ROTATED and copies a cloud refresh into the cache only at its own threshold';
     findings.push({ status: 'warn', text, fix: `set TOKEN_SUBSCRIPTION_ID in ${env} (terraform output -json agent_env)` });
   }
-  const g = c.gcp;
   const mode = g ? `cloud-connected (project ${g.projectId}, secret ${g.secretId}, topic ${g.topicId}${g.subscriptionId ? `, subscription ${g.subscriptionId}` : ''})` : 'standalone';
-  const primary = !g
-    ? 'primary (standalone)'
-    : c.primary
-      ? 'this VM is the primary (refreshes without the lease when Secret Manager is down)'
-      : 'this VM is not the primary (waits for Secret Manager when it is down)';
+  const role = c.primary ? 'the primary (refreshes without the lease when Secret Manager is down)' : 'not the primary (waits for Secret Manager when it is down)';
+  const primary = g ? `this VM is ${role}` : 'primary (standalone)';
   const ok = `${c.environment} via ${url.origin}; ${mode}; ${primary}; data dir ${c.dataDir}${c.createDataDir ? ' (created at start if missing)' : ''}`;
   const details = { environment: c.environment, authBaseUrl: url.origin, mode: g ? 'cloud-connected' : 'standalone', primary: c.primary, createDataDir: c.createDataDir, dataDir: c.dataDir };
   return fold('config', ok, findings, { ...details, cloudSchedulePeriodSeconds: c.cloudSchedulePeriodMs / 1000 });
@@ -34,25 +30,18 @@ export function configCheck(f: Facts): CheckResult {
 const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 
 export function tiersCheck(f: Facts): CheckResult {
-  const c = f.config;
-  const view = f.view;
+  const [c, view] = [f.config, f.view];
   const tiers = configuredTiers(c);
   const problems = tierProblems(tiers, view.accessLifeMs);
   const findings: Finding[] = problems.map((p) => ({ status: 'fail', text: p.message, fix: `${p.fix} in ${f.deployment.envFile}` }));
   const window = c.cloudRefreshThresholdMs - c.refreshThresholdMs;
   if (c.gcp && window > 0 && c.cloudSchedulePeriodMs > window) {
-    findings.push({
-      status: 'warn',
-      text: `CLOUD_SCHEDULE_SECONDS (${secs(c.cloudSchedulePeriodMs)}) is longer than the cloud's window (${secs(window)} between the cloud and agent thresholds): some tokens will pass it unrefreshed and the agent will refresh instead`,
-      fix: `a Scheduler period ≤ ${Math.floor(window / 1000)} s (var.schedule in infra/terraform), then CLOUD_SCHEDULE_SECONDS to match`,
-    });
+    const text = `CLOUD_SCHEDULE_SECONDS (${secs(c.cloudSchedulePeriodMs)}) is longer than the cloud's window (${secs(window)} between the cloud and agent thresholds): some tokens will pass it unrefreshed and the agent will refresh instead`;
+    findings.push({ status: 'warn', text, fix: `a Scheduler period ≤ ${Math.floor(window / 1000)} s (var.schedule in infra/terraform), then CLOUD_SCHEDULE_SECONDS to match` });
   }
   const life = view.accessLifeMs !== undefined ? `${human(view.accessLifeMs)} (the newest pair's)` : `${human(DEFAULT_ACCESS_LIFE_MS)} (Saxo's documented)`;
   const order = tiers.cloudThresholdMs !== undefined ? `cloud ${secs(tiers.cloudThresholdMs)} > agent ${secs(tiers.agentThresholdMs)}` : `agent ${secs(tiers.agentThresholdMs)}`;
-  return fold('config.tiers', `${order} > bots ${secs(tiers.botThresholdMs)}, all inside the token's usable life ${life}`, findings, {
-    cloudThresholdSeconds: tiers.cloudThresholdMs !== undefined ? tiers.cloudThresholdMs / 1000 : undefined,
-    agentThresholdSeconds: tiers.agentThresholdMs / 1000,
-    botThresholdSeconds: tiers.botThresholdMs / 1000,
-    accessLifeSeconds: view.accessLifeMs !== undefined ? view.accessLifeMs / 1000 : undefined,
-  });
+  const secsOf = (ms: number | undefined) => (ms !== undefined ? ms / 1000 : undefined);
+  const details = { cloudThresholdSeconds: secsOf(tiers.cloudThresholdMs), agentThresholdSeconds: tiers.agentThresholdMs / 1000, botThresholdSeconds: tiers.botThresholdMs / 1000 };
+  return fold('config.tiers', `${order} > bots ${secs(tiers.botThresholdMs)}, all inside the token's usable life ${life}`, findings, { ...details, accessLifeSeconds: secsOf(view.accessLifeMs) });
 }

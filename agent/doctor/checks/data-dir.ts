@@ -1,33 +1,19 @@
 /**
- * `data-dir`, `data-dir.files`, `data-dir.tmp`, `data-dir.space`: the data dir and its files, judged
- * for the bots' user — access is reasoned from owner/group/mode for that user, never tried as
- * whoever runs doctor (as root every access succeeds and proves nothing). Read-only: files are
- * lstat'ed, the dir listed and statfs'ed; nothing is opened for writing or created.
+ * `data-dir`, `data-dir.files`, `data-dir.tmp`, `data-dir.space`: the data dir and its files, judged for the bots' user — access
+ * is reasoned from owner/group/mode for that user, never tried as whoever runs doctor (as root every access succeeds and proves
+ * nothing). Read-only: files are lstat'ed, the dir listed and statfs'ed; nothing is opened for writing or created.
  */
-import { promises as fsp, type Stats } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { basename } from 'node:path';
 import type { Config } from '../../../core/config.js';
 import { isTmpNameOf } from '../../atomic-write.js';
+import { statNoFollow, type FileInfo } from '../../lock-holders.js';
 import type { Facts } from '../doctor.js';
 import type { BotsUser, UnitInfo } from '../system.js';
 import { attempt, fold, human, result, sh, skip, type CheckResult, type Finding, type Probe } from '../types.js';
 
-/** A file as doctor judges it (lstat: a symlink is itself); `mode`: permission bits only (0o7777). */
-export function fileInfo(st: Stats) {
-  const kind: 'file' | 'dir' | 'symlink' | 'other' = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
-  return { kind, uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev };
-}
-export type FileInfo = ReturnType<typeof fileInfo>;
-
-/** lstat; undefined when the path does not exist. */
-export async function statNoFollow(path: string): Promise<FileInfo | undefined> {
-  return fsp.lstat(path).then(fileInfo, (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
-}
-
 /** Tmp files of writers that died mid-write: the bots' `saxo_token_cache.tmp`, and atomic-write's own (its naming rule). */
-export function isTmpName(name: string, config: Pick<Config, 'cachePath' | 'statePath'>): boolean {
-  return name === 'saxo_token_cache.tmp' || isTmpNameOf(config.cachePath, name) || isTmpNameOf(config.statePath, name);
-}
+export const isTmpName = (name: string, c: Pick<Config, 'cachePath' | 'statePath'>): boolean => name === 'saxo_token_cache.tmp' || isTmpNameOf(c.cachePath, name) || isTmpNameOf(c.statePath, name);
 
 /** `space.files`: the filesystem's inode count; 0 where inodes are allocated on demand (btrfs): no inode limit. */
 export type DataDirFacts = Awaited<ReturnType<typeof dataDirFacts>>;
@@ -92,11 +78,9 @@ export const insideDir = (id: string, check: (f: Facts) => CheckResult) => (f: F
 };
 
 export function dataDirCheck(f: Facts): CheckResult {
-  const dir = f.config.dataDir;
-  const cli = f.deployment.cliFlags;
+  const [dir, cli, d] = [f.config.dataDir, f.deployment.cliFlags, f.dataDir.dir];
   if (!f.botsUser.ok) return result('data-dir', 'fail', `cannot tell who the bots run as: ${f.botsUser.error}`, `npx token-keeper doctor${cli} --bots-user <the bots' user>`);
   const u = f.botsUser.value;
-  const d = f.dataDir.dir;
   if (!d.ok && (d.code === 'EACCES' || d.code === 'EPERM')) {
     // The dir may well exist: a parent is closed to whoever runs doctor, which says nothing about the bots.
     const summary = `cannot stat ${dir} as this user (${d.code}): a parent directory is closed to it, so doctor cannot judge the data dir`;
@@ -166,8 +150,7 @@ export const spaceCheck = insideDir('data-dir.space', (f) => {
   // A filesystem that allocates inodes on demand (btrfs) reports 0 total and 0 free: no inode limit.
   const inodes = files > 0;
   const free = `${Math.floor(freeBytes / MIB)} MiB ${inodes ? `and ${freeInodes} inodes free` : 'free (inodes allocated on demand)'}`;
-  const fix = `df -h ${sh(f.config.dataDir)}; free space on that filesystem`;
-  if (freeBytes < MIB || (inodes && freeInodes === 0)) return result('data-dir.space', 'fail', `${free}: the next cache write fails`, fix, { ...p.value });
-  if (freeBytes < 50 * MIB) return result('data-dir.space', 'warn', `only ${free}`, fix, { ...p.value });
-  return result('data-dir.space', 'ok', free, undefined, { ...p.value });
+  const status = freeBytes < MIB || (inodes && freeInodes === 0) ? 'fail' : freeBytes < 50 * MIB ? 'warn' : 'ok';
+  const summary = { fail: `${free}: the next cache write fails`, warn: `only ${free}`, ok: free }[status];
+  return result('data-dir.space', status, summary, status === 'ok' ? undefined : `df -h ${sh(f.config.dataDir)}; free space on that filesystem`, { ...p.value });
 });

@@ -1,82 +1,20 @@
 /**
- * `lock` (the bots' flock can be taken now) and `agent` (instance lock, state file, failures).
- * `saxo_token.lock`: a real non-blocking flock, taken and released at once, only when the file
- * exists (opened without O_CREAT: doctor creates nothing). The agent's instance lock is only looked
- * up: taking it, even for a moment, could turn away an agent starting right then. Holders come
- * from `lslocks -J` (util-linux), else /proc/locks; command lines from /proc/<pid>/cmdline.
+ * `lock` (the bots' flock can be taken now) and `agent` (instance lock, state file, failures). `saxo_token.lock`: a real
+ * non-blocking flock, taken and released at once, only when the file exists (opened without O_CREAT: doctor creates nothing).
+ * The agent's instance lock is only looked up, as `status` does (agent/lock-holders.ts: lslocks -J, else /proc/locks).
  */
-import { execFile } from 'node:child_process';
 import { constants as C, closeSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { promisify } from 'node:util';
+import { holdersOf, type FileInfo, type LockHolder } from '../../lock-holders.js';
 import { agentSeenRecently } from '../../status.js';
 import { openRegularNoFollowSync, UnsafePathError } from '../../safe-open.js';
 import type { Facts } from '../doctor.js';
 import { fold, human, result, skip, type CheckResult, type Finding } from '../types.js';
-import { insideDir, type FileInfo } from './data-dir.js';
+import { insideDir } from './data-dir.js';
 
 const fsExt = createRequire(import.meta.url)('fs-ext') as { flockSync(fd: number, flags: 'exnb' | 'un'): void };
 
-interface LockHolder {
-  pid: number;
-  /** /proc/<pid>/cmdline, spaces for NULs; undefined when unreadable (another pid namespace). */
-  command?: string | undefined;
-  /** FLOCK, POSIX, OFDLCK. */
-  type: string;
-}
 export type LockProbe = { state: 'missing' } | { state: 'free'; ms: number } | { state: 'held'; holders: LockHolder[] } | { state: 'error'; error: string };
-export type InstanceProbe = { state: 'missing' } | { state: 'free' } | { state: 'held'; holders: LockHolder[] } | { state: 'unknown'; reason: string };
-
-/** Parse /proc/locks (the fallback where lslocks is missing); waiters (`->`) do not hold the lock. */
-export function parseProcLocks(text: string) {
-  return [...text.matchAll(/^\d+:\s+(FLOCK|POSIX|OFDLCK|LEASE|DELEG)\s+\S+\s+\S+\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s/gim)].map((m) => ({
-    type: m[1]!.toUpperCase(),
-    pid: Number(m[2]),
-    major: parseInt(m[3]!, 16),
-    minor: parseInt(m[4]!, 16),
-    ino: Number(m[5]),
-  }));
-}
-
-type ProcLock = ReturnType<typeof parseProcLocks>[number];
-
-/** `lslocks -J`: the same table, waiters (a BLOCKER) left out; its MAJ:MIN is decimal. */
-async function lslocks(): Promise<ProcLock[]> {
-  const { stdout } = await promisify(execFile)('lslocks', ['-J', '-u', '-o', 'PID,TYPE,INODE,MAJ:MIN,BLOCKER'], { timeout: 2000 });
-  const rows = (JSON.parse(stdout || '{"locks":[]}') as { locks: { pid: number; type: string; inode: number; 'maj:min': string; blocker: unknown }[] }).locks;
-  return rows.filter((r) => r.blocker === null || r.blocker === undefined).map((r) => {
-    const [major, minor] = r['maj:min'].split(':').map(Number);
-    return { type: r.type, pid: Number(r.pid), major: major!, minor: minor!, ino: Number(r.inode) };
-  });
-}
-
-/** Linux dev_t → (major, minor), as glibc's gnu_dev_major/minor (for device numbers below 2^32). */
-export function devParts(dev: number): { major: number; minor: number } {
-  const lo = dev >>> 0;
-  return { major: (lo >>> 8) & 0xfff, minor: (lo & 0xff) | ((lo >>> 12) & 0xfff00) };
-}
-
-/** The locks on `file`: device and inode, or inode alone when none matches both (overlay filesystems). */
-export function locksOn(locks: ProcLock[], file: Pick<FileInfo, 'dev' | 'ino'>): ProcLock[] {
-  const { major, minor } = devParts(file.dev);
-  const byIno = locks.filter((l) => l.ino === file.ino);
-  const exact = byIno.filter((l) => l.major === major && l.minor === minor);
-  return exact.length ? exact : byIno;
-}
-
-/** The holders of a lock on `file`: from `procLocks` when given, else lslocks, else /proc/locks. */
-async function holdersOf(file: Pick<FileInfo, 'dev' | 'ino'>, procLocks?: string): Promise<LockHolder[]> {
-  const fromFile = async () => parseProcLocks(await readFile(procLocks ?? '/proc/locks', 'utf8'));
-  const table = procLocks ? await fromFile() : await lslocks().catch(fromFile);
-  const seen = new Map<number, LockHolder>();
-  for (const l of locksOn(table, file)) {
-    if (seen.has(l.pid)) continue;
-    const raw = l.pid > 0 ? await readFile(`/proc/${l.pid}/cmdline`, 'utf8').catch(() => '') : '';
-    seen.set(l.pid, { pid: l.pid, type: l.type, command: raw.split('\0').filter(Boolean).join(' ').slice(0, 200) || undefined });
-  }
-  return [...seen.values()];
-}
 
 /** Try LOCK_EX|LOCK_NB on an existing lock file and release it at once. */
 export async function probeFlock(path: string, info: FileInfo | undefined): Promise<LockProbe> {
@@ -101,21 +39,8 @@ export async function probeFlock(path: string, info: FileInfo | undefined): Prom
   }
 }
 
-/** Whether some process holds a lock on `info` (the agent's instance lock), looked up only. */
-export async function probeHeld(info: FileInfo | undefined, procLocks?: string): Promise<InstanceProbe> {
-  if (!info) return { state: 'missing' };
-  try {
-    const holders = await holdersOf(info, procLocks);
-    return holders.length ? { state: 'held', holders } : { state: 'free' };
-  } catch (e) {
-    return { state: 'unknown', reason: `cannot read ${procLocks ?? 'lslocks -J or /proc/locks'}: ${(e as NodeJS.ErrnoException).code ?? String(e)}` };
-  }
-}
-
-function describeHolders(holders: LockHolder[]): string {
-  if (!holders.length) return 'a process this doctor cannot see (another pid namespace?)';
-  return holders.map((h) => (h.pid > 0 ? `pid ${h.pid}${h.command ? ` (${h.command})` : ''}` : 'a process in another pid namespace')).join(', ');
-}
+const describeHolders = (holders: LockHolder[]) =>
+  holders.map((h) => (h.pid > 0 ? `pid ${h.pid}${h.command ? ` (${h.command})` : ''}` : 'a process in another pid namespace')).join(', ') || 'a process this doctor cannot see (another pid namespace?)';
 
 export const lockCheck = insideDir('lock', (f) => {
   const [l, path] = [f.lock, f.config.lockPath];
@@ -128,9 +53,8 @@ export const lockCheck = insideDir('lock', (f) => {
 });
 
 export function agentCheck(f: Facts): CheckResult {
-  const c = f.config;
+  const [c, state] = [f.config, f.state.ok ? f.state.value : undefined];
   const findings: Finding[] = [];
-  const state = f.state.ok ? f.state.value : undefined;
   const seenAgo = state?.agentSeenAt !== undefined ? f.now - state.agentSeenAt : undefined;
   const seen = seenAgo !== undefined ? `last seen ${human(seenAgo)} ago` : 'never seen (no state file)';
   const fresh = agentSeenRecently(seenAgo, c.checkIntervalMs);
@@ -147,19 +71,11 @@ export function agentCheck(f: Facts): CheckResult {
   } else findings.push({ status: 'fail', text: `not running, ${seen}: nothing copies new tokens into the bots' cache`, fix: start });
   if (!f.state.ok) findings.push({ status: 'warn', text: `agent state file unreadable: ${f.state.error}` });
   const failures = state?.failures ?? 0;
-  if (failures > 0) {
-    findings.push({
-      status: failures >= c.maxRefreshFailures ? 'fail' : 'warn',
-      text: `${failures} consecutive refresh failure(s) (ALERT at ${c.maxRefreshFailures})`,
-      fix: `journalctl -u ${u} -n 100 -o cat | grep -E '"(refresh_api_failed|secret_unavailable|login_required)"'`,
-    });
-  }
+  const grep = `journalctl -u ${u} -n 100 -o cat | grep -E '"(refresh_api_failed|secret_unavailable|login_required)"'`;
+  if (failures > 0) findings.push({ status: failures >= c.maxRefreshFailures ? 'fail' : 'warn', text: `${failures} consecutive refresh failure(s) (ALERT at ${c.maxRefreshFailures})`, fix: grep });
   // The agent's own view of its Pub/Sub pull (event-bus.ts): a code retrying cannot heal.
   if (state?.subscription) findings.push({ status: 'fail', text: `the agent cannot pull ${state.subscription.subscription} (${state.subscription.code}): no TOKEN_ROTATED pushes arrive`, fix: state.subscription.problem });
-  return fold('agent', `${running}; ${seen}; 0 consecutive failures`, findings, {
-    instanceLock: i.state,
-    holders: i.state === 'held' ? i.holders : undefined,
-    lastSeenSecondsAgo: seenAgo !== undefined ? Math.round(seenAgo / 1000) : undefined,
-    consecutiveFailures: failures,
-  });
+  const lastSeenSecondsAgo = seenAgo !== undefined ? Math.round(seenAgo / 1000) : undefined;
+  const details = { instanceLock: i.state, holders: i.state === 'held' ? i.holders : undefined, lastSeenSecondsAgo, consecutiveFailures: failures };
+  return fold('agent', `${running}; ${seen}; 0 consecutive failures`, findings, details);
 }

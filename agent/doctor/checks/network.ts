@@ -1,7 +1,6 @@
 /**
- * `clock` (skew against a Google API's Date header: an unauthenticated GET / over HTTP/2, as gRPC
- * speaks it) and `saxo` (DNS + TCP + TLS handshake to the auth host: no HTTP request, so no token
- * can be sent).
+ * `clock` (skew against a Google API's Date header: an unauthenticated GET / over HTTP/2, as gRPC speaks it) and `saxo`
+ * (DNS + TCP + TLS handshake to the auth host: no HTTP request, so no token can be sent).
  */
 import { lookup } from 'node:dns/promises';
 import { connect as h2connect } from 'node:http2';
@@ -13,15 +12,12 @@ import { describeSkew, skewOf, SKEW_WARN_MS as RECORDED_SKEW_WARN_MS } from '../
 import type { Facts } from '../doctor.js';
 import { attempt, result, skip, type CheckResult, type Probe } from '../types.js';
 
-// One rule with the configuration check, one arithmetic for a Date header with the agent's expiries (docs/DESIGN.md "Server time").
-export { isLoopbackHost, skewOf };
-
+/** Where the auth host is and what answered: `tcp` for plain HTTP on loopback (a stand-in), else `dns`, then `tls`. */
 export interface SaxoFacts {
   url: string;
   protocol: string;
   host: string;
   port: number;
-  loopback: boolean;
   dns?: Probe<string[]> | undefined;
   tcp?: Probe<true> | undefined;
   tls?: Probe<{ protocol: string; subject?: string | undefined; validTo?: number | undefined }> | undefined;
@@ -33,27 +29,20 @@ export function clockTarget(gcp: Pick<GcpConfig, 'secretManagerEmulatorHost'>): 
   return host ? { origin: `http://${host}`, local: isLoopbackHost(host.replace(/:\d+$/, '')) } : { origin: 'https://secretmanager.googleapis.com', local: false };
 }
 
-type DateProbe = { dateMs: number; sentAt: number; receivedAt: number };
-
-function dateHeader(origin: string, timeoutMs: number): Promise<DateProbe> {
+/** One GET / and the answer's Date header, with when it was sent and received; the session is closed whatever happens. */
+function dateHeader(origin: string, timeoutMs: number): Promise<{ dateMs: number; sentAt: number; receivedAt: number }> {
   return new Promise((resolve, reject) => {
-    const session = h2connect(origin);
-    const done = (err?: Error, v?: DateProbe) => {
-      clearTimeout(timer);
-      session.destroy();
-      if (err) reject(err);
-      else resolve(v!);
-    };
-    const timer = setTimeout(() => done(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    session.on('error', (e) => done(e));
+    const session = h2connect(origin).on('error', reject);
+    const timer = setTimeout(() => session.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    session.on('close', () => clearTimeout(timer));
     const sentAt = Date.now();
-    const req = session.request({ ':method': 'GET', ':path': '/' });
+    const req = session.request({ ':method': 'GET', ':path': '/' }).on('error', (e) => session.destroy(e));
     req.on('response', (headers) => {
-      const receivedAt = Date.now();
-      const dateMs = typeof headers.date === 'string' ? Date.parse(headers.date) : NaN;
-      done(Number.isFinite(dateMs) ? undefined : new Error(`the answer from ${origin} has no Date header`), { dateMs, sentAt, receivedAt });
+      const [receivedAt, dateMs] = [Date.now(), typeof headers.date === 'string' ? Date.parse(headers.date) : NaN];
+      session.destroy();
+      if (Number.isFinite(dateMs)) resolve({ dateMs, sentAt, receivedAt });
+      else reject(new Error(`the answer from ${origin} has no Date header`));
     });
-    req.on('error', (e) => done(e));
     req.end();
   });
 }
@@ -82,24 +71,20 @@ export async function saxoFacts(authBaseUrl: string, timeoutMs: number): Promise
   const u = new URL(authBaseUrl);
   const host = u.hostname.replace(/^\[|\]$/g, '');
   const port = Number(u.port) || (u.protocol === 'https:' ? 443 : 80);
-  const facts: SaxoFacts = { url: u.origin, protocol: u.protocol, host, port, loopback: isLoopbackHost(host) };
+  const facts: SaxoFacts = { url: u.origin, protocol: u.protocol, host, port };
+  // Plain HTTP is loopback only (core/config-check.ts refuses the rest): a stand-in, where a TCP connect is all doctor tries.
   if (u.protocol === 'http:') {
-    // Plain HTTP is only legitimate on loopback (a stand-in); anywhere else doctor sends nothing.
-    if (facts.loopback) facts.tcp = await attempt(() => reach(tcpConnect({ host, port }), 'connect', 'connection', timeoutMs, () => true as const), timeoutMs + 100);
-    return facts;
+    const tcp = await attempt(() => reach(tcpConnect({ host, port }), 'connect', 'connection', timeoutMs, () => true as const), timeoutMs + 100);
+    return { ...facts, tcp };
   }
-  if (u.protocol !== 'https:') return facts;
   facts.dns = await attempt(async () => (isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address)), timeoutMs);
   if (!facts.dns.ok || facts.dns.value.length === 0) return facts;
   const s = tlsConnect({ host: facts.dns.value[0]!, port, servername: isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'] });
-  facts.tls = await attempt(
-    () =>
-      reach(s, 'secureConnect', 'TLS handshake', timeoutMs, () => {
-        const cert = s.getPeerCertificate();
-        return { protocol: s.getProtocol() ?? 'TLS', subject: cert?.subject?.CN ? String(cert.subject.CN) : undefined, validTo: cert?.valid_to ? Date.parse(cert.valid_to) : undefined };
-      }),
-    timeoutMs + 100,
-  );
+  const read = () => {
+    const cert = s.getPeerCertificate();
+    return { protocol: s.getProtocol() ?? 'TLS', subject: cert?.subject?.CN ? String(cert.subject.CN) : undefined, validTo: cert?.valid_to ? Date.parse(cert.valid_to) : undefined };
+  };
+  facts.tls = await attempt(() => reach(s, 'secureConnect', 'TLS handshake', timeoutMs, read), timeoutMs + 100);
   return facts;
 }
 
@@ -136,12 +121,11 @@ function clockAgainstGoogle(f: Facts): CheckResult {
 export function saxoCheck(f: Facts): CheckResult {
   const s = f.saxo;
   const where = `${s.host}:${s.port}`;
-  // Plain http is loopback only (core/config-check.ts refuses the rest before doctor runs).
+  // Plain http is loopback only (core/config-check.ts refuses the rest, and any other scheme, before doctor runs).
   if (s.protocol === 'http:') {
     if (s.tcp && !s.tcp.ok) return result('saxo', 'warn', `nothing answers at ${s.url}: ${s.tcp.error}`, 'start the Saxo stand-in, or remove SAXO_AUTH_BASE_URL');
     return skip('saxo', `plain HTTP on loopback (${s.url}, a stand-in): TLS check skipped; TCP connect ok${s.tcp?.ok ? ` in ${s.tcp.ms} ms` : ''}`);
   }
-  if (s.protocol !== 'https:') return result('saxo', 'fail', `${s.url}: unsupported scheme ${s.protocol}`, 'SAXO_AUTH_BASE_URL must be https://…');
   if (s.dns && !s.dns.ok) return result('saxo', 'fail', `DNS lookup of ${s.host} failed: ${s.dns.error}`, `getent hosts ${s.host}; cat /etc/resolv.conf`);
   if (!s.tls) return result('saxo', 'fail', `${s.host} resolves to no address`, `getent hosts ${s.host}`);
   const addrs = s.dns?.ok ? s.dns.value.join(', ') : '';

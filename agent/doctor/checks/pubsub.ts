@@ -1,12 +1,9 @@
-/**
- * `pubsub.topic`, `pubsub.subscription`, `pubsub.iam`: the topic exists, the subscription is
- * attached to it and fits the agent, IAM grants publish/consume (the IAM table). Read-only.
- */
+/** `pubsub.topic`, `pubsub.subscription`, `pubsub.iam`: the topic exists, the subscription is attached to it and fits the agent, IAM grants publish/consume. */
 import type { GcpConfig } from '../../../core/config.js';
 import { createPubSubGapicClient, type PublisherClient, type SubscriberClient } from '../../../core/gcp/clients.js';
 import type { Facts } from '../doctor.js';
-import { call, connect, pubsubGrantFix, SUBSCRIPTION_PERMISSIONS, TOPIC_PERMISSIONS } from '../gcp.js';
-import { attempt, credentialsFix, fold, human, isCredentialFailure, result, sh, skip, type CheckResult, type Failed, type Finding, type Probe } from '../types.js';
+import { call, connect, credentialsFix, isCredentialFailure, pubsubGrantFix, SUBSCRIPTION_PERMISSIONS, TOPIC_PERMISSIONS, unanswered } from '../gcp.js';
+import { attempt, fold, human, result, sh, skip, type CheckResult, type Failed, type Finding, type Probe } from '../types.js';
 
 /** `expirationTtlSeconds` undefined: never expires. */
 export interface SubscriptionInfo {
@@ -32,27 +29,17 @@ export type PubSubClients = { publisher: PublisherClient; subscriber: Subscriber
 
 const seconds = (d: { seconds?: unknown; nanos?: unknown } | null | undefined) => (d?.seconds !== undefined && d.seconds !== null ? Number(d.seconds) + Number(d.nanos ?? 0) / 1e9 : undefined);
 
+const clients = async (gcp: GcpConfig): Promise<PubSubClients> => ({ publisher: await createPubSubGapicClient('publisher', gcp), subscriber: await createPubSubGapicClient('subscriber', gcp) });
+
 /** `create` lets unit tests hand in clients whose initialise fails. */
-export async function pubsubFacts(
-  gcp: GcpConfig,
-  timeoutMs: number,
-  create: () => Promise<PubSubClients> = async () => {
-    const [publisher, subscriber] = await Promise.all([createPubSubGapicClient('publisher', gcp), createPubSubGapicClient('subscriber', gcp)]);
-    return { publisher, subscriber };
-  },
-): Promise<PubSubFacts> {
+export async function pubsubFacts(gcp: GcpConfig, timeoutMs: number, create = () => clients(gcp)): Promise<PubSubFacts> {
   const topicName = `projects/${gcp.projectId}/topics/${gcp.topicId}`;
   const subscriptionName = gcp.subscriptionId ? `projects/${gcp.projectId}/subscriptions/${gcp.subscriptionId}` : undefined;
-  const emulator = Boolean(gcp.pubsubEmulatorHost);
+  const names = { emulator: Boolean(gcp.pubsubEmulatorHost), topicName, subscriptionName };
   // The IAM mixin (TestIamPermissions) initialises itself with the same, by then loaded, credentials.
-  const ready = await connect(async () => {
-    const c = await create();
-    return [c.publisher, c.subscriber] as const;
-  }, timeoutMs);
-  if ('failed' in ready) {
-    const f = ready.failed;
-    return { emulator, topicName, subscriptionName, topic: f, topicIam: f, subscription: subscriptionName ? f : undefined, subscriptionIam: subscriptionName ? f : undefined };
-  }
+  const ready = await connect(() => create().then((c) => [c.publisher, c.subscriber] as const), timeoutMs);
+  const sub = <T>(p: T) => (subscriptionName ? p : undefined);
+  if ('failed' in ready) return { ...names, topic: ready.failed, topicIam: ready.failed, subscription: sub(ready.failed), subscriptionIam: sub(ready.failed) };
   const [publisher, subscriber] = ready.clients;
   // The IAM mixin is typed with the protobuf classes; a plain request object is what it sends.
   type IamRequest = Parameters<typeof publisher.testIamPermissions>[0];
@@ -70,7 +57,7 @@ export async function pubsubFacts(
       subscriptionName ? attempt(() => subscriptionInfo(subscriptionName), timeoutMs) : undefined,
       subscriptionName ? granted(subscriber, subscriptionName, SUBSCRIPTION_PERMISSIONS) : undefined,
     ]);
-    return { emulator, topicName, subscriptionName, topic, topicIam, subscription, subscriptionIam };
+    return { ...names, topic, topicIam, subscription, subscriptionIam };
   } finally {
     await Promise.allSettled([publisher.close(), subscriber.close()]);
   }
@@ -81,12 +68,13 @@ const cloud = (id: string, check: (f: Facts, p: PubSubFacts, g: GcpConfig) => Ch
   f.pubsub && f.config.gcp ? check(f, f.pubsub, f.config.gcp) : skip(id, 'standalone: no Pub/Sub');
 /** Saxo's documented refresh-token life, when the newest pair does not say. */
 const REFRESH_LIFE_MS = 3_600_000;
-const viewerFix = (what: string, fix: string) => `terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the ${what}), or: ${fix}`;
+/** GetTopic / GetSubscription denied: roles/pubsub.publisher and .subscriber do not include *.get; Terraform grants roles/pubsub.viewer for it. */
+const viewerFix = (f: Facts, kind: 'topics' | 'subscriptions', id: string) =>
+  `terraform apply in infra/terraform (it grants the VM's account roles/pubsub.viewer on the ${kind.slice(0, -1)}), or: ${pubsubGrantFix(kind, f.config.gcp!.projectId, id, f.identity, 'roles/pubsub.viewer')}`;
 
 function failed(f: Facts, id: string, p: Failed, what: string): CheckResult {
   const host = f.config.gcp?.pubsubEmulatorHost;
-  const fix = isCredentialFailure(p) ? credentialsFix(f.credentialsFile) : host ? `is the Pub/Sub emulator at ${host} running?` : 'check egress from this host to pubsub.googleapis.com:443';
-  return result(id, 'fail', `${what}: ${p.error} (after ${p.ms} ms)`, fix);
+  return fold(id, '', [unanswered(p, what, f.credentialsFile, host ? `is the Pub/Sub emulator at ${host} running?` : 'check egress from this host to pubsub.googleapis.com:443')]);
 }
 
 export const topicCheck = cloud('pubsub.topic', (f, p, g) => {
@@ -96,7 +84,7 @@ export const topicCheck = cloud('pubsub.topic', (f, p, g) => {
   }
   if (p.topic.code !== 'PERMISSION_DENIED') return failed(f, 'pubsub.topic', p.topic, 'GetTopic failed');
   const summary = `cannot read ${p.topicName} as this identity (roles/pubsub.publisher does not include pubsub.topics.get); publish is checked in pubsub.iam`;
-  return result('pubsub.topic', 'warn', summary, viewerFix('topic', pubsubGrantFix('topics', g.projectId, g.topicId, f.identity, 'roles/pubsub.viewer')));
+  return result('pubsub.topic', 'warn', summary, viewerFix(f, 'topics', g.topicId));
 });
 
 export const subscriptionCheck = cloud('pubsub.subscription', (f, p, g) => {
@@ -110,7 +98,7 @@ export const subscriptionCheck = cloud('pubsub.subscription', (f, p, g) => {
     if (s.code === 'NOT_FOUND') return result('pubsub.subscription', 'fail', `subscription ${p.subscriptionName} does not exist`, `terraform apply in infra/terraform (or: ${create})`);
     if (s.code !== 'PERMISSION_DENIED') return failed(f, 'pubsub.subscription', s, 'GetSubscription failed');
     const summary = `cannot read ${p.subscriptionName}'s configuration as this identity (roles/pubsub.subscriber does not include pubsub.subscriptions.get): its topic is unchecked`;
-    return result('pubsub.subscription', 'warn', summary, viewerFix('subscription', pubsubGrantFix('subscriptions', g.projectId, sub, f.identity, 'roles/pubsub.viewer')));
+    return result('pubsub.subscription', 'warn', summary, viewerFix(f, 'subscriptions', sub));
   }
   const v = s.value;
   const findings: Finding[] = [];
@@ -141,14 +129,14 @@ export const pubsubIamCheck = cloud('pubsub.iam', (f, p, g) => {
   ] as const;
   const asked = probes.flatMap(([resource, probe, perms, kind, id]) => (probe ? [{ resource, probe, perms, kind, id }] : []));
   const failures = asked.flatMap(({ probe }) => (probe.ok ? [] : [probe]));
-  const all = (code: string) => failures.length === asked.length && failures.every((x) => x.code === code);
-  if (p.emulator && all('UNIMPLEMENTED')) {
+  const all = (is: (p: Failed) => boolean) => failures.length === asked.length && failures.every(is);
+  if (p.emulator && all((x) => x.code === 'UNIMPLEMENTED')) {
     return skip('pubsub.iam', `the Pub/Sub emulator at ${g.pubsubEmulatorHost} does not implement TestIamPermissions (UNIMPLEMENTED): IAM cannot be checked against an emulator`);
   }
-  if (failures.length === asked.length && failures.every(isCredentialFailure)) return skip('pubsub.iam', 'no usable Google credentials: nothing could be asked (see pubsub.topic)');
+  if (all(isCredentialFailure)) return skip('pubsub.iam', 'no usable Google credentials: nothing could be asked (see pubsub.topic)');
   // TestIamPermissions on a resource that does not exist answers NOT_FOUND: nothing to verify there.
   const absent = asked.filter(({ probe }) => !probe.ok && probe.code === 'NOT_FOUND').map(({ resource }) => resource);
-  if (all('NOT_FOUND')) return skip('pubsub.iam', `${absent.join(' and ')} ${absent.length > 1 ? 'do' : 'does'} not exist (see pubsub.topic, pubsub.subscription): no permission to check`);
+  if (absent.length === asked.length) return skip('pubsub.iam', `${absent.join(' and ')} ${absent.length > 1 ? 'do' : 'does'} not exist (see pubsub.topic, pubsub.subscription): no permission to check`);
   const findings: Finding[] = [];
   const granted: string[] = [];
   for (const { resource, probe, perms, kind, id } of asked) {

@@ -1,39 +1,32 @@
 /**
- * `secret-manager` (reachable, versions, lease) and `secret-manager.iam` (every permission the code
- * uses, from the IAM table). Read through the runtime's own adapter (core/gcp/secret-store.ts) plus
- * GetSecret and TestIamPermissions; nothing is written.
+ * `secret-manager` (reachable, versions, lease) and `secret-manager.iam` (every permission the code uses, from the IAM table).
+ * Read through the runtime's own adapter (core/gcp/secret-store.ts) plus GetSecret and TestIamPermissions; nothing is written.
  */
 import type { GcpConfig } from '../../../core/config.js';
 import { createSecretManagerClient } from '../../../core/gcp/clients.js';
 import { createSecretStore, parseMeta } from '../../../core/gcp/secret-store.js';
 import type { SecretMeta, SecretRead } from '../../../core/ports.js';
 import type { Facts } from '../doctor.js';
-import { call, connect, SECRET_MANAGER_CALLS, SECRET_MANAGER_PERMISSIONS, secretGrantFix } from '../gcp.js';
-import { attempt, credentialsFix, fold, human, isCredentialFailure, result, sh, skip, type CheckResult, type Failed, type Finding, type Probe } from '../types.js';
+import { call, connect, isCredentialFailure, SECRET_MANAGER_CALLS, SECRET_MANAGER_PERMISSIONS, secretGrantFix, unanswered } from '../gcp.js';
+import { attempt, fold, human, result, sh, skip, type CheckResult, type Failed, type Finding, type Probe } from '../types.js';
 
-export interface SecretFacts {
-  /** projects/P/secrets/S */
-  name: string;
-  meta: Probe<SecretMeta>;
-  latest: Probe<SecretRead | undefined>;
-  versions: Probe<number>;
-  /** TestIamPermissions: the permissions granted out of those asked. */
-  iam: Probe<string[]>;
-}
+/** `name`: projects/P/secrets/S; `iam`: TestIamPermissions, the permissions granted out of those asked. */
+export type SecretFacts = { name: string; meta: Probe<SecretMeta>; latest: Probe<SecretRead | undefined>; versions: Probe<number>; iam: Probe<string[]> };
 
 type Client = Awaited<ReturnType<typeof createSecretManagerClient>>;
 
 /** `create` lets unit tests hand in a client whose initialise fails. */
 export async function secretFacts(gcp: GcpConfig, timeoutMs: number, create: () => Promise<Client> = () => createSecretManagerClient(gcp)): Promise<SecretFacts> {
   const name = `projects/${gcp.projectId}/secrets/${gcp.secretId}`;
+  const none = (p: Failed): SecretFacts => ({ name, meta: p, latest: p, versions: p, iam: p });
   const ready = await connect(async () => [await create()] as const, timeoutMs);
-  if ('failed' in ready) return { name, meta: ready.failed, latest: ready.failed, versions: ready.failed, iam: ready.failed };
+  if ('failed' in ready) return none(ready.failed);
   const [client] = ready.clients;
   try {
     // GetSecret first, once and without retries: when Secret Manager is down, say so at once
     // instead of letting the adapter's read retries use up every deadline.
     const meta = await attempt(async () => parseMeta((await client.getSecret({ name }, call(timeoutMs)))[0]), timeoutMs);
-    if (!meta.ok && ['UNAVAILABLE', 'DEADLINE_EXCEEDED', 'UNAUTHENTICATED'].includes(meta.code ?? '')) return { name, meta, latest: meta, versions: meta, iam: meta };
+    if (!meta.ok && ['UNAVAILABLE', 'DEADLINE_EXCEEDED', 'UNAUTHENTICATED'].includes(meta.code ?? '')) return none(meta);
     const store = createSecretStore({ client, projectId: gcp.projectId, secretId: gcp.secretId, timeoutMs: Math.max(100, timeoutMs - 250) });
     const [latest, versions, iam] = await Promise.all([
       attempt(() => store.latest(), timeoutMs),
@@ -57,9 +50,8 @@ function unreachable(f: Facts, p: Failed, what: string): Finding {
   const create = `terraform apply in infra/terraform (or: gcloud secrets create ${secret} --project=${project} --replication-policy=automatic, then npx token-keeper login)`;
   if (p.code === 'NOT_FOUND') return { status: 'fail', text: `secret ${g.secretId} does not exist in project ${g.projectId}`, fix: create };
   if (p.code === 'PERMISSION_DENIED') return { status: 'fail', text: `${what}: ${p.error}`, fix: 'see secret-manager.iam' };
-  if (isCredentialFailure(p)) return { status: 'fail', text: `${what}: ${p.error}`, fix: credentialsFix(f.credentialsFile) };
-  const fix = host ? `is the Secret Manager stand-in at ${host} running?` : `check egress from this host to secretmanager.googleapis.com:443, then: gcloud secrets describe ${secret} --project=${project}`;
-  return { status: 'fail', text: `${what}: ${p.error} (after ${p.ms} ms)`, fix };
+  const egress = `check egress from this host to secretmanager.googleapis.com:443, then: gcloud secrets describe ${secret} --project=${project}`;
+  return unanswered(p, what, f.credentialsFile, host ? `is the Secret Manager stand-in at ${host} running?` : egress);
 }
 
 export const secretManagerCheck = cloud('secret-manager', (f, s, g) => {
@@ -78,31 +70,23 @@ export const secretManagerCheck = cloud('secret-manager', (f, s, g) => {
   else if (s.latest.value?.error) findings.push({ status: 'fail', text: `latest version ${s.latest.value.version} unusable: ${s.latest.value.error}`, fix: 'a running agent pushes its pair over it; else npx token-keeper login' });
   const lease = s.meta.value.lease;
   const left = lease ? lease.expiresAt - f.now : 0;
-  let leaseText = 'no lease held';
-  if (lease && left <= 0) leaseText = `stale lease of ${lease.holder} expired ${human(-left)} ago (the next refresher takes it over)`;
-  else if (lease) {
-    leaseText = `lease held by ${lease.holder} for ${human(left)} more (a refresh in progress)`;
+  if (lease && left > f.config.leaseTtlMs + 5000) {
     const text = `the lease of ${lease.holder} runs ${human(left)} more, beyond LEASE_TTL_SECONDS (${human(f.config.leaseTtlMs)}): that host's clock is ahead or it uses a longer TTL`;
-    if (left > f.config.leaseTtlMs + 5000) findings.push({ status: 'warn', text, fix: 'compare `date -u` on that host with this one; every refresher should share LEASE_TTL_SECONDS' });
+    findings.push({ status: 'warn', text, fix: 'compare `date -u` on that host with this one; every refresher should share LEASE_TTL_SECONDS' });
   }
+  const stale = lease && left <= 0 ? `stale lease of ${lease.holder} expired ${human(-left)} ago (the next refresher takes it over)` : undefined;
+  const leaseText = stale ?? (lease ? `lease held by ${lease.holder} for ${human(left)} more (a refresh in progress)` : 'no lease held');
   const latest = s.latest.ok && s.latest.value ? `latest version ${s.latest.value.version}` : 'no latest version';
-  return fold('secret-manager', `${s.name} answered in ${s.meta.ms} ms; ${latest}; ${versions}; ${leaseText}`, findings, {
-    secret: s.name,
-    latestVersion: s.latest.ok ? s.latest.value?.name : undefined,
-    liveVersions: n,
-    keep,
-    lease: lease ? { holder: lease.holder, expiresAt: new Date(lease.expiresAt).toISOString() } : undefined,
-  });
+  const details = { secret: s.name, latestVersion: s.latest.ok ? s.latest.value?.name : undefined, liveVersions: n, keep };
+  const leaseDetails = lease ? { holder: lease.holder, expiresAt: new Date(lease.expiresAt).toISOString() } : undefined;
+  return fold('secret-manager', `${s.name} answered in ${s.meta.ms} ms; ${latest}; ${versions}; ${leaseText}`, findings, { ...details, lease: leaseDetails });
 });
 
 export const secretIamCheck = cloud('secret-manager.iam', (f, s, g) => {
   if (!s.iam.ok) {
-    const why: Record<string, string> = {
-      NOT_FOUND: `secret ${g.secretId} does not exist (see secret-manager)`,
-      UNIMPLEMENTED: `the Secret Manager endpoint does not implement TestIamPermissions (${s.iam.error})`,
-      UNAVAILABLE: 'Secret Manager did not answer (see secret-manager)',
-      DEADLINE_EXCEEDED: 'Secret Manager did not answer (see secret-manager)',
-    };
+    const down = 'Secret Manager did not answer (see secret-manager)';
+    const unimplemented = `the Secret Manager endpoint does not implement TestIamPermissions (${s.iam.error})`;
+    const why: Record<string, string> = { NOT_FOUND: `secret ${g.secretId} does not exist (see secret-manager)`, UNIMPLEMENTED: unimplemented, UNAVAILABLE: down, DEADLINE_EXCEEDED: down };
     if (why[s.iam.code ?? '']) return skip('secret-manager.iam', why[s.iam.code!]!);
     if (isCredentialFailure(s.iam)) return skip('secret-manager.iam', 'no usable Google credentials: nothing could be asked (see secret-manager)');
     return fold('secret-manager.iam', '', [{ ...unreachable(f, s.iam, 'TestIamPermissions failed'), fix: undefined }]);

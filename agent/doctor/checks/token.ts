@@ -1,26 +1,19 @@
-/**
- * `token`: the newest pair across the cache, the agent state and the secret — never its text. The
- * view (Facts.view) is also read by the tiers, subscription and cloud-path checks.
- */
-import { decide, type Plan, type SecretView } from '../../../core/decide.js';
+/** `token`: the newest pair across the cache, the agent state and the secret — never its text. The tiers, subscription and cloud-path checks read its view too. */
+import { decide, type SecretView } from '../../../core/decide.js';
 import { compareFreshness, type TokenSet } from '../../../core/token.js';
 import { tokenHealth } from '../../status.js';
 import type { Facts } from '../doctor.js';
-import { fold, human, isCredentialFailure, result, sh, type CheckResult, type Finding } from '../types.js';
+import { isCredentialFailure } from '../gcp.js';
+import { fold, human, result, sh, type CheckResult, type Finding } from '../types.js';
 import { chownFix } from './data-dir.js';
 
-export interface TokenView {
-  plan: Plan;
-  /** Each source's pair (undefined: none there, or unreadable). */
-  sources: { cache?: TokenSet | undefined; state?: TokenSet | undefined; secret?: TokenSet | undefined };
-  /** The newest pair's usable life (token_expiry − issue time), when both are known. */
-  accessLifeMs?: number | undefined;
-  /** The newest pair's refresh-token life (refresh expiry − issue time), when known. */
-  refreshLifeMs?: number | undefined;
-}
-
-/** The one decision over the sources doctor read (core/decide.ts, as the agent and `status` use it), made once by gather. */
-export function tokenView(f: Pick<Facts, 'now' | 'config' | 'cache' | 'state' | 'secret'>): TokenView {
+/**
+ * The one decision over the sources doctor read (core/decide.ts, as the agent and `status` use it), made once by gather;
+ * `sources`: each source's pair (undefined: none there, or unreadable); the newest pair's usable life (token_expiry − issue
+ * time) and refresh-token life, when known.
+ */
+export type TokenView = ReturnType<typeof tokenView>;
+export function tokenView(f: Pick<Facts, 'now' | 'config' | 'cache' | 'state' | 'secret'>) {
   const cache = f.cache.ok ? f.cache.value : ({ kind: 'unreadable', code: f.cache.code ?? 'error', reason: f.cache.error } as const);
   const state = f.state.ok ? f.state.value : undefined;
   const secret: SecretView = !f.secret ? { kind: 'absent' } : f.secret.latest.ok ? { kind: 'read', read: f.secret.latest.value } : { kind: 'unavailable' };
@@ -36,21 +29,6 @@ const ORIGIN_NAME = { cache: 'cache', known: 'agent state', secret: 'secret' } a
 const describe = (t: TokenSet | undefined, best: TokenSet) =>
   !t ? 'none' : `${t.generation !== undefined ? `gen ${t.generation}` : 'no generation'}${compareFreshness(t, best) === 0 ? '' : ' (older)'}`;
 
-/** The latest refresh recorded, on the secret or in the agent's state. */
-function lastRefresh(f: Facts): { at: number; by: string } | undefined {
-  const a = f.secret?.meta.ok ? f.secret.meta.value.lastRefresh : undefined;
-  const b = f.state.ok ? f.state.value?.lastRefresh : undefined;
-  return a && b ? (a.at >= b.at ? a : b) : (a ?? b);
-}
-
-/** A source doctor could not read (`how`: "unreadable (EACCES)", "unreachable"): the newest pair may be there, so "login" is not the fix. */
-interface Unread {
-  source: 'cache' | 'state' | 'secret';
-  how: string;
-  text: string;
-  fix: string;
-}
-
 /** The fix for a file doctor cannot read: run doctor as someone who can, or give the file back to the bots. */
 function fileFix(f: Facts, path: string, code: string | undefined): string {
   if (code !== 'EACCES' && code !== 'EPERM') return `the file cannot be read (${code ?? 'error'}): check the filesystem (dmesg | tail; ls -l ${sh(path)})`;
@@ -60,19 +38,15 @@ function fileFix(f: Facts, path: string, code: string | undefined): string {
   return `run doctor as the bots' user or root (${as}); if the bots cannot read it either, give the file back: ${back}`;
 }
 
-function unreadSources(f: Facts): Unread[] {
-  const out: Unread[] = [];
-  const c = f.cache;
-  const file = (source: Unread['source'], what: string, path: string, code: string | undefined) =>
-    out.push({ source, how: `unreadable (${code ?? 'error'})`, text: `cannot read the ${what} ${path} (${code ?? 'error'})`, fix: fileFix(f, path, code) });
-  if (!c.ok || c.value.kind === 'unreadable') file('cache', 'cache', f.config.cachePath, !c.ok ? c.code : c.value.kind === 'unreadable' ? c.value.code : undefined);
-  if (!f.state.ok) file('state', 'agent state file', f.config.statePath, f.state.code);
-  const latest = f.secret?.latest;
-  if (latest && !latest.ok) {
-    const text = isCredentialFailure(latest) ? 'the secret could not be read (no usable Google credentials)' : 'the secret did not answer';
-    out.push({ source: 'secret', how: 'unreachable', text, fix: 'see secret-manager' });
-  }
-  return out;
+/** The sources doctor could not read (`how`: "unreadable (EACCES)", "unreachable"): the newest pair may be there, so "login" is not the fix. */
+function unreadSources(f: Facts): { source: 'cache' | 'state' | 'secret'; how: string; text: string; fix: string }[] {
+  const file = (source: 'cache' | 'state', what: string, path: string, code = 'error') => ({ source, how: `unreadable (${code})`, text: `cannot read the ${what} ${path} (${code})`, fix: fileFix(f, path, code) });
+  const [c, latest] = [f.cache, f.secret?.latest];
+  const cacheCode = !c.ok ? (c.code ?? 'error') : c.value.kind === 'unreadable' ? c.value.code : undefined;
+  const out = [...(cacheCode ? [file('cache', 'cache', f.config.cachePath, cacheCode)] : []), ...(f.state.ok ? [] : [file('state', 'agent state file', f.config.statePath, f.state.code)])];
+  if (!latest || latest.ok) return out;
+  const text = isCredentialFailure(latest) ? 'the secret could not be read (no usable Google credentials)' : 'the secret did not answer';
+  return [...out, { source: 'secret', how: 'unreachable', text, fix: 'see secret-manager' }];
 }
 
 export function tokenCheck(f: Facts): CheckResult {
@@ -109,11 +83,14 @@ export function tokenCheck(f: Facts): CheckResult {
   if (plan.pushSecret) findings.push({ status: 'warn', text: 'the secret holds an older pair than the newest (the running agent pushes it)' });
   const noKey = 'no app key (SAXO_APP_KEY, or app_key in the cache / secret payload): no refresh is possible';
   if (!(f.config.appKey ?? b.appKey)) findings.push({ status: 'fail', text: noKey, fix: `SAXO_APP_KEY=… in ${f.deployment.envFile}` });
-  const last = lastRefresh(f);
+  // The latest refresh recorded, on the secret or in the agent's state.
+  const [onSecret, inState] = [f.secret?.meta.ok ? f.secret.meta.value.lastRefresh : undefined, state?.lastRefresh];
+  const last = onSecret && inState ? (onSecret.at >= inState.at ? onSecret : inState) : (onSecret ?? inState);
   const ago = (ms: number) => `${human(f.now - ms)} ago`;
   const each = (['cache', 'state', 'secret'] as const).filter((s) => s !== 'secret' || f.secret).map((s) => `${s} ${unread.find((u) => u.source === s)?.how ?? describe(sources[s], b)}`);
+  const origin = ORIGIN_NAME[plan.origin ?? 'cache'];
   const summary = [
-    `newest: ${b.generation !== undefined ? `gen ${b.generation}` : 'no generation'} from the ${ORIGIN_NAME[plan.origin ?? 'cache']} (${each.join(', ')})`,
+    `newest: ${b.generation !== undefined ? `gen ${b.generation}` : 'no generation'} from the ${origin} (${each.join(', ')})`,
     `access ${human(access)} left`,
     `refresh ${refresh !== undefined ? `${human(refresh)} left` : 'expiry unknown (a bot wrote it)'}`,
     `obtained by ${b.source ?? 'unknown'}${b.issuedAt !== undefined ? ` ${ago(b.issuedAt)}` : ''}`,
@@ -122,19 +99,9 @@ export function tokenCheck(f: Facts): CheckResult {
   ].join('; ');
   const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
   const secs = (ms: number | undefined) => (ms === undefined ? undefined : Math.round(ms / 1000));
-  return fold('token', summary, findings, {
-    origin: ORIGIN_NAME[plan.origin ?? 'cache'],
-    health: plan.health,
-    generation: b.generation,
-    source: b.source,
-    accessExpiresAt: iso(b.accessExpiresAt),
-    accessLeftSeconds: secs(access),
-    refreshExpiresAt: iso(b.refreshExpiresAt),
-    refreshLeftSeconds: secs(refresh),
-    issuedAt: iso(b.issuedAt),
-    chainStartedAt: iso(b.chainStartedAt),
-    chainAgeSeconds: secs(b.chainStartedAt !== undefined ? f.now - b.chainStartedAt : undefined),
-    lastRefresh: last ? { at: iso(last.at), by: last.by } : undefined,
-    sources: { cache: sources.cache?.generation ?? null, state: sources.state?.generation ?? null, secret: sources.secret?.generation ?? null },
-  });
+  const times = { accessExpiresAt: iso(b.accessExpiresAt), refreshExpiresAt: iso(b.refreshExpiresAt), issuedAt: iso(b.issuedAt), chainStartedAt: iso(b.chainStartedAt) };
+  const left = { accessLeftSeconds: secs(access), refreshLeftSeconds: secs(refresh), chainAgeSeconds: secs(b.chainStartedAt !== undefined ? f.now - b.chainStartedAt : undefined) };
+  const generations = { cache: sources.cache?.generation ?? null, state: sources.state?.generation ?? null, secret: sources.secret?.generation ?? null };
+  const lastDetails = last ? { at: iso(last.at), by: last.by } : undefined;
+  return fold('token', summary, findings, { origin, health: plan.health, generation: b.generation, source: b.source, ...times, ...left, lastRefresh: lastDetails, sources: generations });
 }
