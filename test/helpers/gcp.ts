@@ -29,12 +29,13 @@ export function pubsubAvailable(): boolean {
 
 /**
  * describe() for suites needing the Pub/Sub emulator. Missing emulator: a named skip locally, a
- * failure under CI=true (nothing this machine can run may skip there).
+ * failure under CI=true (nothing this machine can run may skip there). `concurrent`: the suite runs
+ * alongside the file's other concurrent tests (describe.concurrent).
  */
-export function describeWithPubSub(name: string, fn: () => void): void {
+export function describeWithPubSub(name: string, fn: () => void, o: { concurrent?: boolean } = {}): void {
   const { ok, why } = checkPubSub();
   if (ok) {
-    describe(name, fn);
+    (o.concurrent ? describe.concurrent : describe)(name, fn);
     return;
   }
   if (process.env.CI === 'true') throw new Error(`${name}: ${why} (required under CI=true)`);

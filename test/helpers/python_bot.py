@@ -17,6 +17,7 @@ named `saxo_token_cache.tmp`, no fsync, then rename; token_expiry = naive local 
 Modes:
   loop       --duration S --interval S --report FILE : work like a bot, one JSON line per tick
   hold-lock  --hold S      : take the lock (print WAITING if contended), print LOCKED, hold, release, print RELEASED
+                             (SIGUSR1 ends the hold early: a release at the moment the test chooses)
   try-lock                 : one LOCK_EX|LOCK_NB attempt; print LOCKED (exit 0) or EWOULDBLOCK (exit 1)
   write-stale --from FILE  : write the given pair into the cache without the lock, like a careless script
   startup --from FILE      : a starting bot: FILE is the payload it loaded from the secret; wait at most
@@ -312,8 +313,20 @@ def main():
         except LockTimeout:
             out("LOCK_TIMEOUT")
             return 3
+
+        class ReleaseNow(Exception):
+            pass
+
+        def release_now(*_):
+            raise ReleaseNow()
+
+        signal.signal(signal.SIGUSR1, release_now)  # before LOCKED: the test signals only after it
         out("LOCKED")
-        time.sleep(a.hold)
+        try:
+            time.sleep(a.hold)
+        except ReleaseNow:
+            pass
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         c.release()
         out("RELEASED")
         return 0

@@ -3,7 +3,7 @@
  * real python3 bots following the TokenCoordinator protocol (flock, buffer, fallback refresh).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
@@ -15,8 +15,13 @@ import { startCli, until, type CliProcess } from '../helpers/agent-process.js';
 
 const APP_KEY = 'demo-app-key';
 const APP_SECRET = 'demo-app-secret-value-0123456789';
-const ACCESS_LIFE = 10; // seconds; effective expiry = 10 − 1 (margin) = 9 s
+// The timeline, in seconds. The agent dates a pair from Saxo's Date header less its 1 s resolution,
+// so its token_expiry is ~8 − 1 − 1 = 6 s after the grant: it refreshes every ~2 s at ≤ 4 s left,
+// 3 s before the bots' buffer (1 s) would make them refresh themselves.
+const ACCESS_LIFE = 8;
 const MARGIN = 1;
+const THRESHOLD = 4;
+const BOT_BUFFER = 1;
 
 let standin: SaxoStandin;
 let dir: string;
@@ -30,8 +35,9 @@ function agentEnv(extra: Record<string, string> = {}): Record<string, string> {
     SAXO_AUTH_BASE_URL: standin.url,
     SAXO_APP_KEY: APP_KEY,
     SAXO_APP_SECRET: APP_SECRET,
-    CHECK_INTERVAL_SECONDS: '0.5',
-    REFRESH_THRESHOLD_SECONDS: '5',
+    CHECK_INTERVAL_SECONDS: '0.25',
+    REFRESH_THRESHOLD_SECONDS: String(THRESHOLD),
+    BOT_REFRESH_THRESHOLD_SECONDS: String(BOT_BUFFER),
     TOKEN_EXPIRY_MARGIN_SECONDS: String(MARGIN),
     REFRESH_TOKEN_ALERT_SECONDS: '0',
     LOCK_TIMEOUT_SECONDS: '30',
@@ -77,23 +83,24 @@ async function seed(leftSec = ACCESS_LIFE - MARGIN): Promise<TokenSet> {
 
 function startBot(name: string, durationSec: number): PythonBot {
   const bot = spawnPythonBot([
-    '--mode', 'loop', '--data-dir', dir, '--buffer', '2', '--margin', String(MARGIN),
+    '--mode', 'loop', '--data-dir', dir, '--buffer', String(BOT_BUFFER), '--margin', String(MARGIN),
     '--token-url', `${standin.url}/token`, '--check-url', `${standin.url}/openapi/port/v1/users/me`,
-    '--duration', String(durationSec), '--interval', '0.3', '--report', join(dir, `report-${name}.jsonl`),
+    '--duration', String(durationSec), '--interval', '0.1', '--report', join(dir, `report-${name}.jsonl`),
   ], { env: { SAXO_APP_KEY: APP_KEY, SAXO_APP_SECRET: APP_SECRET } });
   bots.push(bot);
   return bot;
 }
 
 interface BotRecord { t: number; expired: boolean; refreshed: boolean; valid?: boolean; error?: string }
+/** One bot's records so far (a line still being written is left for the next read). */
+function reportOf(n: string): BotRecord[] {
+  const f = join(dir, `report-${n}.jsonl`);
+  if (!existsSync(f)) return [];
+  const text = readFileSync(f, 'utf8');
+  return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as BotRecord);
+}
 function reports(): BotRecord[] {
-  const out: BotRecord[] = [];
-  for (const n of ['a', 'b', 'c']) {
-    const f = join(dir, `report-${n}.jsonl`);
-    if (!existsSync(f)) continue;
-    for (const line of readFileSync(f, 'utf8').split('\n')) if (line.trim()) out.push(JSON.parse(line) as BotRecord);
-  }
-  return out;
+  return ['a', 'b', 'c'].flatMap(reportOf);
 }
 
 function assertNoSecretsLogged(p: CliProcess) {
@@ -101,12 +108,25 @@ function assertNoSecretsLogged(p: CliProcess) {
   for (const s of [...seen, APP_SECRET]) expect(all.includes(s), 'a token or the app secret appeared in the agent output').toBe(false);
 }
 
-async function watchCache(ms: number) {
-  // Sample the cache while time passes, to learn every token that existed (for the log check).
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    readCache();
-    await new Promise((r) => setTimeout(r, 100));
+/** Wait for `cond`, sampling the cache meanwhile to learn every token that existed (for the log check). */
+async function watchCacheUntil(cond: () => boolean, timeoutMs: number, what: string) {
+  await until(() => (readCache(), cond()), timeoutMs, what, 100);
+}
+
+const refreshes = (p: CliProcess) => p.logs.filter((l) => l.event === 'token_refreshed').length;
+
+/** The agent has the bots' lock file open: it is inside its flock wait (the holder keeps it busy). */
+function opened(pid: number, path: string): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`) === path;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
   }
 }
 
@@ -124,16 +144,16 @@ afterEach(async () => {
 
 describe('agent + python bots over several token lifetimes', () => {
   it('keeps every bot on a valid token, does all refreshing, never presents a token twice; bots fall back when it stops; it adopts their token on restart', async () => {
-    await seed();
+    await seed(THRESHOLD + 1);
     const agent = startCli(['agent'], agentEnv(), { viaNpx: true });
     procs.push(agent);
     await agent.waitForEvent('agent_ready', 20_000);
     for (const n of ['a', 'b', 'c']) startBot(n, 120);
 
-    // Phase 1: 25 s ≈ 3 lifetimes of a 9 s token.
-    await watchCache(25_000);
+    // Phase 1: four rotations by the agent (four lifetimes of the pair in the cache).
+    await watchCacheUntil(() => refreshes(agent) >= 4, 25_000, 'four refreshes by the agent');
     const p1 = reports();
-    const refreshed1 = agent.logs.filter((l) => l.event === 'token_refreshed').length;
+    const refreshed1 = refreshes(agent);
     expect(p1.length).toBeGreaterThan(100);
     expect(p1.filter((r) => r.expired || r.valid === false)).toEqual([]);
     expect(p1.filter((r) => r.refreshed)).toEqual([]); // the agent did all refreshing
@@ -148,7 +168,12 @@ describe('agent + python bots over several token lifetimes', () => {
     expect(stop.ms).toBeLessThan(5000);
     assertNoSecretsLogged(agent);
     const t2 = Date.now() / 1000;
-    await watchCache(14_000);
+    // Until a bot has refreshed and every bot has used the token after that refresh.
+    const botRefreshAt = () => reports().find((r) => r.t >= t2 && r.refreshed)?.t;
+    await watchCacheUntil(() => {
+      const at = botRefreshAt();
+      return at !== undefined && ['a', 'b', 'c'].every((n) => reportOf(n).some((r) => r.t > at));
+    }, 20_000, 'a bot\'s fallback refresh, then every bot on its token');
     const p2 = reports().filter((r) => r.t >= t2);
     expect(p2.filter((r) => r.refreshed).length).toBeGreaterThanOrEqual(1);
     expect(p2.filter((r) => r.expired || r.valid === false)).toEqual([]);
@@ -160,7 +185,8 @@ describe('agent + python bots over several token lifetimes', () => {
     procs.push(again);
     await again.waitFor((l) => l.event === 'token_adopted' || l.event === 'token_refreshed', 15_000, 'adoption');
     const t3 = Date.now() / 1000;
-    await watchCache(14_000);
+    // Two rotations by the agent after the adoption: the bots live through a whole lifetime on its pairs.
+    await watchCacheUntil(() => refreshes(again) >= 2 && Date.now() / 1000 >= t3 + 1, 20_000, 'two refreshes after the adoption');
     const p3 = reports().filter((r) => r.t >= t3 + 1);
     expect(p3.filter((r) => r.refreshed)).toEqual([]);
     expect(p3.filter((r) => r.expired || r.valid === false)).toEqual([]);
@@ -169,7 +195,7 @@ describe('agent + python bots over several token lifetimes', () => {
     expect(standin.stats().reusedPresentations).toBe(0);
     expect((await again.stop()).code).toBe(0);
     assertNoSecretsLogged(again);
-  }, 120_000);
+  }, 90_000);
 });
 
 describe('agent repairs what others break', () => {
@@ -194,8 +220,9 @@ describe('agent repairs what others break', () => {
     await agent.waitFor((l) => agent.logs.indexOf(l) >= before && l.event === 'cache_written', 5000, 'cache repair');
     console.log(`stale pair undone ${Date.now() - t0} ms after the stale write`); // measured, not asserted: the wait's 5 s is the bound
     await until(() => readCache()?.refreshToken !== old.refreshToken, 2000, 'cache repaired');
-    // Two more lifetimes: the stale refresh token is never presented.
-    await watchCache(9_000);
+    // Two more lifetimes (two more rotations): the stale refresh token is never presented.
+    const rotated = refreshes(agent);
+    await watchCacheUntil(() => refreshes(agent) >= rotated + 2, 15_000, 'two more refreshes');
     expect(standin.stats().reusedPresentations).toBe(0);
     expect(agent.logs.some((l) => l.event === 'input_problem' && /stale writer/.test(l.message))).toBe(true);
     await agent.stop();
@@ -221,12 +248,15 @@ describe('agent repairs what others break', () => {
 
 describe('agent and the bots\' lock', () => {
   it('waits for a Python lock holder without counting a failure, and refreshes right after', async () => {
-    await seed(3); // already due
-    const holder = spawnPythonBot(['--mode', 'hold-lock', '--data-dir', dir, '--hold', '3']);
+    await seed(THRESHOLD - 1); // already due
+    const holder = spawnPythonBot(['--mode', 'hold-lock', '--data-dir', dir, '--hold', '120']);
     bots.push(holder);
     await holder.waitForLine('LOCKED', 5000);
     const agent = startCli(['agent'], agentEnv());
     procs.push(agent);
+    // The agent waits on the flock (it has the lock file open while the holder has it); then the holder lets go.
+    await until(() => opened(agent.proc.pid!, join(dir, 'saxo_token.lock')), 15_000, 'the agent waiting for the flock');
+    holder.kill('SIGUSR1');
     await holder.waitForLine('RELEASED', 10_000);
     const released = Date.now();
     const ev = await agent.waitForEvent('token_refreshed', 10_000);
@@ -236,7 +266,7 @@ describe('agent and the bots\' lock', () => {
   }, 30_000);
 
   it('gets the lock as soon as a holder is killed with SIGKILL', async () => {
-    await seed(3);
+    await seed(THRESHOLD - 1);
     const holder = spawnPythonBot(['--mode', 'hold-lock', '--data-dir', dir, '--hold', '120']);
     bots.push(holder);
     await holder.waitForLine('LOCKED', 5000);
