@@ -85,11 +85,10 @@ describeWithPubSub('TOKEN_CONSUMED: a non-primary VM\'s bots cannot present what
     const subA = await rig.createSubscription(`consumed-a-${process.pid}`);
     const subB = await rig.createSubscription(`consumed-b-${process.pid}`);
     const seed = await rig.seedSecret(SEED_LEFT, 1);
-    const tiers = TIERS;
     const dirA = tempDir('tk-consumed-a-');
     const dirB = tempDir('tk-consumed-b-');
-    const a = startCli(['agent'], rig.agentEnv(dirA, { ...tiers, TOKEN_KEEPER_HOLDER_ID: 'agent:vm-a', TOKEN_SUBSCRIPTION_ID: subA }));
-    const b = startCli(['agent'], rig.agentEnv(dirB, { ...tiers, TOKEN_KEEPER_HOLDER_ID: 'agent:vm-b', TOKEN_SUBSCRIPTION_ID: subB, TOKEN_KEEPER_PRIMARY: 'false' }));
+    const a = startCli(['agent'], rig.agentEnv(dirA, { ...TIERS, TOKEN_KEEPER_HOLDER_ID: 'agent:vm-a', TOKEN_SUBSCRIPTION_ID: subA }));
+    const b = startCli(['agent'], rig.agentEnv(dirB, { ...TIERS, TOKEN_KEEPER_HOLDER_ID: 'agent:vm-b', TOKEN_SUBSCRIPTION_ID: subB, TOKEN_KEEPER_PRIMARY: 'false' }));
     procs.push(a, b);
     await Promise.all([a.waitForEvent('subscribed'), b.waitForEvent('subscribed')]);
     await Promise.all([a.waitForEvent('agent_ready'), b.waitForEvent('agent_ready')]);
@@ -126,7 +125,7 @@ describeWithPubSub('TOKEN_CONSUMED: a non-primary VM\'s bots cannot present what
     // Hold Secret Manager down until the bot has passed its fallback point on the spent pair
     // (the moment it would have presented the consumed token): until it has reported from there.
     const fallbackAt = fallback + 500;
-    await until(() => botRecords(report).some((r) => r.t * 1000 > fallbackAt), 30_000, "the bot past its fallback point");
+    await until(() => botRecords(report).some((r) => r.t * 1000 > fallbackAt), 30_000, 'the bot past its fallback point');
     expect(rig.presented.filter((t) => t === seed.refreshToken)).toHaveLength(1); // the primary's, only
     expect(b.logs.some((l) => l.event === 'refresh_started')).toBe(false);
 
@@ -170,12 +169,11 @@ describeWithPubSub('TOKEN_CONSUMED: a non-primary VM\'s bots cannot present what
 
   it('control — Pub/Sub unreachable for the other VM too (no subscription): its bot presents the spent token at its fallback (the known limit)', async () => {
     const seed = await rig.seedSecret(SEED_LEFT, 1);
-    const tiers = TIERS;
     const dirA = tempDir('tk-consumed-ctl-a-');
     const dirB = tempDir('tk-consumed-ctl-b-');
     const before = rig.saxo.stats().reusedPresentations;
-    const a = startCli(['agent'], rig.agentEnv(dirA, { ...tiers, TOKEN_KEEPER_HOLDER_ID: 'agent:vm-a' }));
-    const b = startCli(['agent'], rig.agentEnv(dirB, { ...tiers, TOKEN_KEEPER_HOLDER_ID: 'agent:vm-b', TOKEN_KEEPER_PRIMARY: 'false' }));
+    const a = startCli(['agent'], rig.agentEnv(dirA, { ...TIERS, TOKEN_KEEPER_HOLDER_ID: 'agent:vm-a' }));
+    const b = startCli(['agent'], rig.agentEnv(dirB, { ...TIERS, TOKEN_KEEPER_HOLDER_ID: 'agent:vm-b', TOKEN_KEEPER_PRIMARY: 'false' }));
     procs.push(a, b);
     await Promise.all([a.waitForEvent('agent_ready'), b.waitForEvent('agent_ready')]);
     const report = join(dirB, 'bot-report.jsonl');
