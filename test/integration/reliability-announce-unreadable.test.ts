@@ -28,7 +28,7 @@ const SECRET_ID = 'saxo-token';
 const APP_KEY = 'rel-unreadable-app';
 const APP_SECRET = 'rel-unreadable-app-secret-0123456789abcdef';
 const LIFE_MS = 15_000;
-const DUE_MS = 6_000;
+const DUE_MS = 8_000;
 
 let sm: SecretManagerFixture;
 let ps: PubSubFixture;

@@ -26,9 +26,9 @@ import { pythonAvailable, spawnPythonBot, type PythonBot } from '../helpers/pyth
 import { pairId } from '../../core/token.js';
 
 const PROJECT = `tk-consumed-${process.pid}`;
-const SEED_LEFT = 13;
+const SEED_LEFT = 14;
 const AGENT_T = 8;
-const BUFFER = 5;
+const BUFFER = 4;
 const TIERS = {
   CHECK_INTERVAL_SECONDS: '0.5',
   REFRESH_THRESHOLD_SECONDS: String(AGENT_T),
