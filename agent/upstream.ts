@@ -25,6 +25,14 @@ export interface UpstreamDeps {
 const OUTAGE_LOG_EVERY_MS = 60_000;
 /** Spent pairIds remembered (the fence); a chain spends one per refresh, so a few suffice. */
 const CONSUMED_KEEP = 32;
+/**
+ * The shortest wait for an announced version that cannot be read. A degenerate lifetime (expires_in
+ * clamped to 0, core/token.ts saneLifetimes) must not turn "one token lifetime" into no wait at
+ * all; one Secret Manager read deadline (10 s, core/gcp/secret-store.ts) is the least an outage
+ * gets. Any real lifetime above it — Saxo's, the stand-in's, the demo's 15–30 s — is waited as
+ * documented (docs/DESIGN.md "Known limits"): one lifetime, not more.
+ */
+const MIN_ANNOUNCED_WAIT_MS = 10_000;
 
 export class Upstream {
   /** The pair we hold may be ahead of the secret: compare and push once Secret Manager answers. */
@@ -185,7 +193,7 @@ export class Upstream {
     const now = this.d.clock.now();
     if (!this.announced || ev.generation > this.announced.generation) {
       const life = held?.issuedAt !== undefined ? held.accessExpiresAt - held.issuedAt : DEFAULT_ACCESS_LIFE_MS;
-      this.announced = { generation: ev.generation, version: ev.version, consumed: held?.refreshToken, until: now + Math.max(life, 60_000) };
+      this.announced = { generation: ev.generation, version: ev.version, consumed: held?.refreshToken, until: now + Math.max(life, MIN_ANNOUNCED_WAIT_MS) };
     }
     return now < this.announced.until;
   }

@@ -16,6 +16,7 @@ named `saxo_token_cache.tmp`, no fsync, then rename; token_expiry = naive local 
 
 Modes:
   loop       --duration S --interval S --report FILE : work like a bot, one JSON line per tick
+             (--stop-file FILE: also end, after the tick in progress, once FILE exists)
   hold-lock  --hold S      : take the lock (print WAITING if contended), print LOCKED, hold, release, print RELEASED
                              (SIGUSR1 ends the hold early: a release at the moment the test chooses)
   try-lock                 : one LOCK_EX|LOCK_NB attempt; print LOCKED (exit 0) or EWOULDBLOCK (exit 1)
@@ -235,7 +236,7 @@ class Coordinator:
 def mode_loop(c, a):
     end = time.monotonic() + a.duration
     with open(a.report, "a") as rep:
-        while time.monotonic() < end:
+        while time.monotonic() < end and not (a.stop_file and os.path.exists(a.stop_file)):
             rec = {"t": time.time(), "pid": os.getpid()}
             try:
                 cache, refreshed = c.get_token()
@@ -304,6 +305,7 @@ def main():
     p.add_argument("--from", dest="src", default="")
     p.add_argument("--startup-lock-wait", type=float, default=5.0)
     p.add_argument("--secret-save", default="")
+    p.add_argument("--stop-file", default="")
     a = p.parse_args()
     c = Coordinator(a)
 
