@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import LongestFirst from './test/helpers/sequencer.js';
 
 /**
  * Tests in tiers, by what a test starts (docs/DESIGN.md, "Tests in tiers"); `npm test` runs them all,
@@ -38,8 +39,11 @@ export default defineConfig({
   test: {
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    // Integration tests spawn processes and servers on loopback; keep parallelism modest on 2 cores.
-    maxWorkers: 2,
+    // Integration tests spend most of their time waiting on processes, timers and loopback servers:
+    // 3 workers on 2 cores (docs/BENCHMARKS.md "Test tiers"). TEST_WORKERS overrides it.
+    maxWorkers: Number(process.env.TEST_WORKERS ?? 3),
+    // Longest files first, so the run does not end waiting on one (test/helpers/sequencer.ts).
+    sequence: { sequencer: LongestFirst },
     // TOKEN_KEEPER_ENV_FILE=none: no test reads the host's /etc/token-keeper (agent/env-file.ts).
     env: { METADATA_SERVER_DETECTION: 'none', TOKEN_KEEPER_ENV_FILE: 'none' },
     // As root: stage the CLI once per run where the other users the tests run it as can read it.
