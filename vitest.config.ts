@@ -40,8 +40,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Integration tests spend most of their time waiting on processes, timers and loopback servers:
-    // 3 workers on 2 cores (docs/BENCHMARKS.md "Test tiers"). TEST_WORKERS overrides it.
-    maxWorkers: Number(process.env.TEST_WORKERS ?? 3),
+    // 4 workers on 2 cores keep the CPU at ≈ 120 % (docs/BENCHMARKS.md "Test tiers"). TEST_WORKERS overrides it.
+    maxWorkers: Number(process.env.TEST_WORKERS ?? 4),
     // Longest files first, so the run does not end waiting on one (test/helpers/sequencer.ts).
     sequence: { sequencer: LongestFirst },
     // TOKEN_KEEPER_ENV_FILE=none: no test reads the host's /etc/token-keeper (agent/env-file.ts).
