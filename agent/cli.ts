@@ -25,7 +25,8 @@ async function runAgent(): Promise<number> {
   {
     // A refresh every ~17 min, a file watcher and a rare event need no optimising compiler: without
     // TurboFan, Maglev (newer Node) and Sparkplug the agent keeps ~4 MB less resident (docs/BENCHMARKS.md
-    // "The standalone agent"). Set before the agent's modules load.
+    // "The standalone agent"). Set before the agent's modules load. Node 24 starts Maglev before this
+    // line runs: the launchers pass --no-maglev too (agent/runtime-flags.ts).
     const { setFlagsFromString } = await import('node:v8');
     setFlagsFromString('--no-turbofan');
     setFlagsFromString('--no-maglev');
