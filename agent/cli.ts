@@ -25,11 +25,18 @@ async function runAgent(): Promise<number> {
   {
     // A refresh every ~17 min, a file watcher and a rare event need no optimising compiler: without
     // TurboFan, Maglev (newer Node) and Sparkplug the agent keeps ~4 MB less resident (docs/BENCHMARKS.md
-    // "The standalone agent"). Set before the agent's modules load.
+    // "The standalone agent"). Set before the agent's modules load. Node 24 starts Maglev before this
+    // line runs: the launchers pass --no-maglev too (agent/runtime-flags.ts).
     const { setFlagsFromString } = await import('node:v8');
     setFlagsFromString('--no-turbofan');
     setFlagsFromString('--no-maglev');
     setFlagsFromString('--no-sparkplug');
+    // The idle agent runs a full GC rarely: the memory reducer's two a few seconds after start, then
+    // hardly any. At those, drop the bytecode of code not run since the previous full GC (start-up,
+    // client construction, proto loading: recompiled lazily should it run again) and compact the pages
+    // it leaves: ≈ 3 MB less resident when subscribed on Node 24 (docs/BENCHMARKS.md "Agent memory on Node 24").
+    setFlagsFromString('--bytecode-old-age=1');
+    setFlagsFromString('--compact-on-every-full-gc');
   }
   const { unknownSettings } = await import('../core/config-check.js');
   for (const w of unknownSettings(process.env)) logger.warn('config_unknown_setting', `Configuration: ${w}`);

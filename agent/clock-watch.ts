@@ -10,7 +10,6 @@
  * Every decision of the agent reads `clock.now()`: with the clock hours off, tiers, expiries and the
  * lease keep Saxo's time. The bots cannot be corrected; the WARNING says so.
  */
-import { performance } from 'node:perf_hooks';
 import { systemClock, type Clock } from '../core/clock.js';
 import { errorText } from '../core/errors.js';
 import { httpRequest } from '../core/saxo/http.js';
@@ -45,7 +44,9 @@ export class ClockWatch {
 
   constructor(private readonly o: ClockWatchOptions) {
     this.wallNow = o.wallNow ?? Date.now;
-    this.monoNow = o.monoNow ?? (() => performance.now());
+    // process.hrtime, not perf_hooks' performance.now(): the same monotonic clock without loading
+    // perf_hooks (≈ 0.4 MB resident on Node 24; docs/BENCHMARKS.md "Agent memory on Node 24").
+    this.monoNow = o.monoNow ?? (() => Number(process.hrtime.bigint()) / 1e6);
     this.threshold = o.jumpThresholdMs ?? JUMP_THRESHOLD_MS;
     this.lastWall = this.wallNow();
     this.lastMono = this.monoNow();

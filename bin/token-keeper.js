@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=1 --optimize-for-size --v8-pool-size=1
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=1 --optimize-for-size --v8-pool-size=1 --no-maglev
 // Flags and environment as agent/runtime-flags.ts (memory; see docs/BENCHMARKS.md).
 // Thin launcher: the CLI is compiled to dist/ by `npm ci` / `npm install` (the "prepare" script).
 import { existsSync } from 'node:fs';

@@ -4,8 +4,17 @@
  * Saxo client and the agent's clock probe: the first `fetch` loads undici and its WebAssembly HTTP
  * parser, ~10 MB of the standalone agent's resident memory (docs/BENCHMARKS.md "Memory"); node:http
  * parses in the native llhttp already in the binary. node:https is loaded only for an https URL.
+ *
+ * Both are loaded with `require`, not `import`: on Node 24 an ESM import of node:http builds the
+ * module's ESM facade, which reads every export — including the lazy `WebSocket`/`CloseEvent`/
+ * `MessageEvent` getters that load undici (fetch, WebSocket, http2, tls, zlib, worker_threads):
+ * ≈ 13 MB resident for nothing (docs/BENCHMARKS.md "Agent memory on Node 24"; nodejs/node#59686).
  */
+import { createRequire } from 'node:module';
 import type { IncomingMessage, OutgoingHttpHeaders, RequestOptions } from 'node:http';
+
+const require = createRequire(import.meta.url);
+type HttpModule = Pick<typeof import('node:http'), 'request'>;
 
 export interface HttpAnswer {
   status: number;
@@ -24,7 +33,7 @@ export interface HttpRequest {
 
 export async function httpRequest(url: string | URL, r: HttpRequest): Promise<HttpAnswer> {
   const u = typeof url === 'string' ? new URL(url) : url;
-  const { request } = u.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  const { request } = require(u.protocol === 'https:' ? 'node:https' : 'node:http') as HttpModule;
   r.signal?.throwIfAborted();
   const body = r.body === undefined ? undefined : Buffer.from(r.body, 'utf8');
   const headers: OutgoingHttpHeaders = { ...r.headers, ...(body ? { 'content-length': String(body.length) } : {}) };
