@@ -45,7 +45,7 @@ export class ClockWatch {
   constructor(private readonly o: ClockWatchOptions) {
     this.wallNow = o.wallNow ?? Date.now;
     // process.hrtime, not perf_hooks' performance.now(): the same monotonic clock without loading
-    // perf_hooks (≈ 0.4 MB resident on Node 24; docs/BENCHMARKS.md "Agent memory on Node 24").
+    // perf_hooks (≈ 0.3 MB resident on Node 24; docs/BENCHMARKS.md "Agent memory on Node 24").
     this.monoNow = o.monoNow ?? (() => Number(process.hrtime.bigint()) / 1e6);
     this.threshold = o.jumpThresholdMs ?? JUMP_THRESHOLD_MS;
     this.lastWall = this.wallNow();

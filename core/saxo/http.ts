@@ -8,7 +8,8 @@
  * Both are loaded with `require`, not `import`: on Node 24 an ESM import of node:http builds the
  * module's ESM facade, which reads every export — including the lazy `WebSocket`/`CloseEvent`/
  * `MessageEvent` getters that load undici (fetch, WebSocket, http2, tls, zlib, worker_threads):
- * ≈ 13 MB resident for nothing (docs/BENCHMARKS.md "Agent memory on Node 24"; nodejs/node#59686).
+ * ≈ 6 MB of the standalone agent for nothing (docs/BENCHMARKS.md "Agent memory on Node 24";
+ * nodejs/node#59686).
  */
 import { createRequire } from 'node:module';
 import type { IncomingMessage, OutgoingHttpHeaders, RequestOptions } from 'node:http';
