@@ -77,6 +77,8 @@ async function runAgent(): Promise<number> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   const handle = await startAgent(config, logger, ctl.signal, (r) => (reconciler = r));
+  // Started: the executable's start-up pages are no longer needed (agent/page-release.ts).
+  (await import('./page-release.js')).releaseStartupPages(logger);
   await handle.done;
   // Everything durable is written and every client closed; a library handle that lingers (a gRPC
   // channel's timer) must not hold the process until the stop watchdog. stdout is synchronous on

@@ -3,7 +3,7 @@
  *
  * As root the reliability suites run the CLI and the Python bot model as nobody (65534). A checkout in
  * a 0700 directory (root's home, `mktemp -d`) is unreachable for nobody, so the vitest global setup
- * (test/helpers/stage-setup.ts) copies bin/, dist/, package.json, python_bot.py and node_modules
+ * (test/helpers/stage-setup.ts) copies bin/, dist/, native/ (the built addon), package.json, python_bot.py and node_modules
  * (hard links where the file system allows, a copy otherwise) into one 0755 directory per run.
  * Processes started as root keep using the checkout itself.
  */
@@ -24,7 +24,7 @@ declare module 'vitest' {
 }
 
 /** What another user needs to run the CLI and the Python bot: paths relative to the project root. */
-const STAGED = ['bin', 'dist', 'package.json', 'test/helpers/python_bot.py'] as const;
+const STAGED = ['bin', 'dist', 'native', 'package.json', 'test/helpers/python_bot.py'] as const;
 
 /** Make the 0755 copy under the system tmp dir; returns its root. Synchronous: runs once per run. */
 export function stageForOtherUsers(from = REPO_ROOT): string {

@@ -1,0 +1,118 @@
+/**
+ * Start-up pages (agent/page-release.ts, native/page_release.c): a real node process gives back its
+ * executable's clean read-only pages and keeps working; the RELRO mapping (relocated, so it holds
+ * anonymous pages that the file does not) and every writable mapping stay resident — dropping them
+ * would revert them to the file's bytes and crash the process. The running agent releases once it is
+ * ready, and a refresh after that still succeeds.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startSaxoStandin, type SaxoStandin } from '../../standins/saxo/server.js';
+import { createCacheFile } from '../../agent/cache-file.js';
+import { startCli } from '../helpers/agent-process.js';
+import { cachedPair, issuedPair } from '../helpers/reliability-cli.js';
+
+const ADDON = fileURLToPath(new URL('../../native/build/Release/page_release.node', import.meta.url));
+
+/** Runs in a fresh node: the executable's mappings before and after the release, and a sanity check. */
+const CHILD = `
+const { readFileSync, readlinkSync } = require('node:fs');
+const exe = readlinkSync('/proc/self/exe');
+function maps() {
+  const out = []; let cur;
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\\n')) {
+    const h = /^([0-9a-f]+)-([0-9a-f]+) (\\S+) \\S+ \\S+ \\S+\\s*(.*)$/.exec(line);
+    if (h) { cur = h[4] === exe ? { start: h[1], perms: h[3], rss: 0, anon: 0 } : undefined; if (cur) out.push(cur); continue; }
+    const f = cur && /^(Rss|Anonymous):\\s+(\\d+) kB/.exec(line);
+    if (f) cur[f[1] === 'Rss' ? 'rss' : 'anon'] = Number(f[2]);
+  }
+  return out;
+}
+const before = maps();
+const result = require(process.argv[1]).releaseStartupPages();
+const after = maps();
+const sha = require('node:crypto').createHash('sha256').update('abc').digest('hex');
+process.stdout.write(JSON.stringify({ before, after, result, sha, json: JSON.parse('{"a":[1,2]}') }));
+`;
+
+interface Mapping { start: string; perms: string; rss: number; anon: number }
+
+describe('the node executable’s start-up pages', () => {
+  it('are released when clean and read-only; RELRO and writable mappings stay; the process keeps working', () => {
+    expect(existsSync(ADDON), `${ADDON} is built by npm ci (node-gyp in native/)`).toBe(true);
+    const r = spawnSync(process.execPath, ['-e', CHILD, ADDON], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { before: Mapping[]; after: Mapping[]; result: Record<string, number>; sha: string; json: unknown };
+    const eligible = (m: Mapping) => !m.perms.includes('w') && m.perms.endsWith('p') && m.anon === 0;
+    const released = out.before.filter(eligible);
+    const kept = out.before.filter((m) => !eligible(m));
+    expect(out.result.error).toBe(0);
+    expect(out.result.released).toBe(released.length);
+    expect(out.result.mappings).toBe(out.before.length);
+    // The executable's text and read-only data: several MB resident after start-up, on Node 20 and 24.
+    expect(out.result.releasedKb).toBeGreaterThan(8 * 1024);
+    const rssOf = (list: Mapping[], starts: Mapping[]) => list.filter((m) => starts.some((s) => s.start === m.start)).reduce((a, m) => a + m.rss, 0);
+    // What the process touched between the release and the reading comes back; most does not.
+    expect(rssOf(out.after, released)).toBeLessThan(rssOf(out.before, released) / 4);
+    // RELRO (read-only but relocated: anonymous pages) and .data/.bss keep every page.
+    expect(kept.some((m) => m.perms === 'r--p' && m.anon > 0), 'a RELRO mapping to prove the rule on').toBe(true);
+    for (const k of kept) {
+      const a = out.after.find((m) => m.start === k.start)!;
+      expect(a.anon, `mapping ${k.start} ${k.perms}`).toBeGreaterThanOrEqual(k.anon);
+      expect(a.rss, `mapping ${k.start} ${k.perms}`).toBeGreaterThanOrEqual(k.anon);
+    }
+    expect(out.sha).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+    expect(out.json).toEqual({ a: [1, 2] });
+  });
+});
+
+describe('the agent', () => {
+  const APP_KEY = 'pages-app-key';
+  const APP_SECRET = 'pages-app-secret-0123456789abcdef';
+  const seen = new Set<string>([APP_SECRET]);
+  let standin: SaxoStandin;
+  beforeAll(async () => {
+    standin = await startSaxoStandin({ clients: { [APP_KEY]: APP_SECRET } });
+  });
+  afterAll(async () => {
+    await standin.close();
+  });
+
+  it('releases its start-up pages once ready, then still refreshes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tk-pages-'));
+    const cache = join(dir, 'saxo_token_cache.json');
+    // Due 4 s after the start: the refresh comes after the release.
+    const token = issuedPair(standin, { key: APP_KEY, secret: APP_SECRET }, { leftSec: 304, lifeSec: 364, refreshLeftSec: 3000, generation: 3, source: 'agent:vm1', seen });
+    await createCacheFile(cache).write(token);
+    const agent = startCli(['agent'], {
+      TOKEN_KEEPER_DATA_DIR: dir,
+      SAXO_AUTH_BASE_URL: standin.url,
+      SAXO_APP_KEY: APP_KEY,
+      SAXO_APP_SECRET: APP_SECRET,
+      TOKEN_KEEPER_HOLDER_ID: 'agent:pages',
+      REFRESH_THRESHOLD_SECONDS: '300',
+      CHECK_INTERVAL_SECONDS: '1',
+    });
+    try {
+      const released = await agent.waitForEvent('pages_released', 20_000);
+      expect(released.severity).toBe('INFO');
+      expect(released.releasedKb as number).toBeGreaterThan(8 * 1024);
+      expect(released.error).toBe(0);
+      await agent.waitForEvent('token_refreshed', 20_000);
+      const events = agent.logs.map((l) => l.event);
+      expect(events.indexOf('agent_ready')).toBeLessThan(events.indexOf('pages_released'));
+      expect(events.indexOf('pages_released')).toBeLessThan(events.indexOf('token_refreshed'));
+      expect(events.filter((e) => e === 'pages_released')).toHaveLength(1);
+      const now = cachedPair(dir, seen);
+      expect(now?.generation).toBe(4);
+      expect(now?.refreshToken).not.toBe(token.refreshToken);
+    } finally {
+      const { code } = await agent.stop();
+      expect(code).toBe(0);
+    }
+  });
+});
