@@ -143,6 +143,9 @@ describe.skipIf(why !== undefined)(why ? `the unit's sandbox (SKIPPED: ${why})` 
         CHECK_INTERVAL_SECONDS: '0.5', REFRESH_THRESHOLD_SECONDS: '4', TOKEN_EXPIRY_MARGIN_SECONDS: '1', REFRESH_TOKEN_ALERT_SECONDS: '0',
       }, (e) => e.filter((x) => x === 'token_refreshed').length >= 2);
       expect(events).toContain('agent_ready');
+      // The start-up page release (agent/page-release.ts) works under the filter and the /proc subset.
+      expect(events).toContain('pages_released');
+      expect(events).not.toContain('pages_not_released');
       expect(standin.stats().reusedPresentations).toBe(0);
     } finally {
       await standin.close();

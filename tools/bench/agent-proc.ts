@@ -77,6 +77,13 @@ export function rssMb(pid: number): number {
   return Number(m[1]) / 1024;
 }
 
+/** VmRSS split: anonymous (heap, stacks, malloc) and file-backed (the executable, libraries), MB. */
+export function rssParts(pid: number): { anon: number; file: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)\\s+kB`).exec(status)?.[1] ?? NaN);
+  return { anon: kb('RssAnon') / 1024, file: kb('RssFile') / 1024 };
+}
+
 /** utime+stime of a process, in clock ticks (USER_HZ, 100 on Linux). */
 export function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

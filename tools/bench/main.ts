@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { runCloudRefresh } from '../../functions/refresher.js';
-import { cpuTicks, rssMb, spawnAgent, USER_HZ, type AgentProc } from './agent-proc.js';
+import { cpuTicks, rssMb, rssParts, spawnAgent, USER_HZ, type AgentProc } from './agent-proc.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
 import { countCalls, monthlyCost, naiveMonthlyCost, PRICES } from './cost.js';
 import { cacheRead, cloudDeps, functionNoop, median, percentile, propagation } from './measure.js';
@@ -63,12 +63,18 @@ function agentEnv(rig: Rig, ch: Channel, dataDir: string, extra: Record<string, 
 
 /** Median of RSS samples taken once a second, to smooth over GC timing. */
 async function rssSample(pid: number, samples: number): Promise<number> {
-  const xs: number[] = [];
+  return (await rssReading(pid, samples)).rss;
+}
+
+/** The median reading of RSS samples taken once a second, with that reading's anonymous and file parts. */
+async function rssReading(pid: number, samples: number): Promise<{ rss: number; anon: number; file: number }> {
+  const xs: { rss: number; anon: number; file: number }[] = [];
   for (let i = 0; i < samples; i++) {
     if (i > 0) await sleep(1000);
-    xs.push(rssMb(pid));
+    xs.push({ rss: rssMb(pid), ...rssParts(pid) });
   }
-  return median(xs);
+  xs.sort((a, b) => a.rss - b.rss);
+  return xs[Math.floor(xs.length / 2)]!;
 }
 
 async function until(t: number): Promise<void> {
@@ -155,9 +161,9 @@ export async function runBench(o: Options): Promise<Record<string, unknown> & { 
       }
     })();
     await sleep(growthWarmMs);
-    const rssWarm = await rssSample(b.pid, 5);
+    const { rss: rssWarm, ...partsWarm } = await rssReading(b.pid, 5);
     await sleep(Math.max(0, growthMs - 10_000));
-    const rssEnd = await rssSample(b.pid, 5);
+    const { rss: rssEnd, ...partsEnd } = await rssReading(b.pid, 5);
     stop = true;
     await driver;
     await b.stop();
@@ -195,6 +201,9 @@ export async function runBench(o: Options): Promise<Record<string, unknown> & { 
         standalone_pages_released_first: standalone.pagesReleasedFirst,
         growth_rss_warm_mb: round(rssWarm),
         growth_rss_end_mb: round(rssEnd),
+        // A leak grows the anonymous part; file pages coming back after the start-up release do not leak.
+        growth_anon_mb: round(partsEnd.anon - partsWarm.anon),
+        growth_file_mb: round(partsEnd.file - partsWarm.file),
         growth_rotations: rotations,
         agent_node_flags: (o.nodeFlags ?? ['(production)', ...AGENT_NODE_FLAGS, ...Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`)]).join(' '),
         calls_per_hour: counts,
@@ -253,7 +262,7 @@ function report(
     ['propagation p99', r.propagation_p99_ms, 'ms'],
     ['agent RSS, steady (subscribed)', r.agent_rss_mb, `MB, the larger of idle after ${String(r.details.steady_rss_after_s)} s (${String(r.details.rss_idle_mb)}) and after the ${String(r.n)} events (${String(r.details.rss_after_events_mb)})`],
     ['agent RSS, standalone (no GCP settings)', r.agent_rss_standalone_mb, `MB after a refresh and checks every 2 s${r.details.standalone_pages_released_first ? '' : '; start-up pages NOT released'}`],
-    ['agent RSS growth (accelerated run)', r.agent_rss_growth_mb, `MB (${String(r.details.growth_rotations)} rotations)`],
+    ['agent RSS growth (accelerated run)', r.agent_rss_growth_mb, `MB (${String(r.details.growth_rotations)} rotations; anonymous ${String(r.details.growth_anon_mb)}, file pages ${String(r.details.growth_file_mb)})`],
     ['agent CPU idle (60 s check)', r.agent_cpu_idle_pct, '%'],
     ['function no-op (handler)', r.function_noop_ms, 'ms'],
     ['function cold start (spawn → first answer)', r.function_cold_start_ms, `ms (trivial function ${String(r.function_cold_start_trivial_ms)} ms)`],
