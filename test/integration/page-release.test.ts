@@ -6,8 +6,9 @@
  * ready, and a refresh after that still succeeds.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readlinkSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,55 +19,81 @@ import { cachedPair, issuedPair } from '../helpers/reliability-cli.js';
 
 const ADDON = fileURLToPath(new URL('../../native/build/Release/page_release.node', import.meta.url));
 
-/** Runs in a fresh node: the executable's mappings before and after the release, and a sanity check. */
+/**
+ * A fresh node that releases when told, says so, then blocks in a read of stdin — no JavaScript runs,
+ * so the parent reads its pages as the release left them — and then proves it still works.
+ */
 const CHILD = `
-const { readFileSync, readlinkSync } = require('node:fs');
-const exe = readlinkSync('/proc/self/exe');
-function maps() {
-  const out = []; let cur;
-  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\\n')) {
-    const h = /^([0-9a-f]+)-([0-9a-f]+) (\\S+) \\S+ \\S+ \\S+\\s*(.*)$/.exec(line);
-    if (h) { cur = h[4] === exe ? { start: h[1], perms: h[3], rss: 0, anon: 0 } : undefined; if (cur) out.push(cur); continue; }
-    const f = cur && /^(Rss|Anonymous):\\s+(\\d+) kB/.exec(line);
-    if (f) cur[f[1] === 'Rss' ? 'rss' : 'anon'] = Number(f[2]);
-  }
-  return out;
-}
-const before = maps();
+const { readSync, writeSync } = require('node:fs');
+const wait = () => readSync(0, Buffer.alloc(16));
+writeSync(1, 'ready\\n');
+wait();
 const result = require(process.argv[1]).releaseStartupPages();
-const after = maps();
+writeSync(1, JSON.stringify(result) + '\\n');
+wait();
 const sha = require('node:crypto').createHash('sha256').update('abc').digest('hex');
-process.stdout.write(JSON.stringify({ before, after, result, sha, json: JSON.parse('{"a":[1,2]}') }));
+writeSync(1, JSON.stringify({ sha, json: JSON.parse('{"a":[1,2]}') }) + '\\n');
 `;
 
 interface Mapping { start: string; perms: string; rss: number; anon: number }
 
+/** The mappings of `pid`'s executable, from /proc/PID/smaps. */
+function exeMappings(pid: number): Mapping[] {
+  const exe = readlinkSync(`/proc/${pid}/exe`);
+  const out: Mapping[] = [];
+  let cur: Mapping | undefined;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const h = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (h) {
+      cur = h[4] === exe ? { start: h[1]!, perms: h[3]!, rss: 0, anon: 0 } : undefined;
+      if (cur) out.push(cur);
+      continue;
+    }
+    const f = cur && /^(Rss|Anonymous):\s+(\d+) kB/.exec(line);
+    if (cur && f) cur[f[1] === 'Rss' ? 'rss' : 'anon'] = Number(f[2]);
+  }
+  return out;
+}
+
 describe('the node executable’s start-up pages', () => {
-  it('are released when clean and read-only; RELRO and writable mappings stay; the process keeps working', () => {
+  it('are released when clean and read-only; RELRO and writable mappings stay; the process keeps working', async () => {
     expect(existsSync(ADDON), `${ADDON} is built by npm ci (node-gyp in native/)`).toBe(true);
-    const r = spawnSync(process.execPath, ['-e', CHILD, ADDON], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout) as { before: Mapping[]; after: Mapping[]; result: Record<string, number>; sha: string; json: unknown };
+    const child = spawn(process.execPath, ['-e', CHILD, ADDON], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', r));
+    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    const next = async () => String((await lines.next()).value);
+
+    expect(await next()).toBe('ready');
+    const before = exeMappings(child.pid!);
+    child.stdin.write('go\n');
+    const result = JSON.parse(await next()) as Record<string, number>;
+    const after = exeMappings(child.pid!); // the child is blocked in read(2) meanwhile
+    child.stdin.end('done\n');
+    const sanity = JSON.parse(await next()) as { sha: string; json: unknown };
+    expect(await exited, stderr).toBe(0);
+
     const eligible = (m: Mapping) => !m.perms.includes('w') && m.perms.endsWith('p') && m.anon === 0;
-    const released = out.before.filter(eligible);
-    const kept = out.before.filter((m) => !eligible(m));
-    expect(out.result.error).toBe(0);
-    expect(out.result.released).toBe(released.length);
-    expect(out.result.mappings).toBe(out.before.length);
+    const released = before.filter(eligible);
+    const kept = before.filter((m) => !eligible(m));
+    expect(result.error).toBe(0);
+    expect(result.released).toBe(released.length);
+    expect(result.mappings).toBe(before.length);
     // The executable's text and read-only data: several MB resident after start-up, on Node 20 and 24.
-    expect(out.result.releasedKb).toBeGreaterThan(8 * 1024);
-    const rssOf = (list: Mapping[], starts: Mapping[]) => list.filter((m) => starts.some((s) => s.start === m.start)).reduce((a, m) => a + m.rss, 0);
-    // What the process touched between the release and the reading comes back; most does not.
-    expect(rssOf(out.after, released)).toBeLessThan(rssOf(out.before, released) / 4);
+    expect(result.releasedKb).toBeGreaterThan(8 * 1024);
+    const rssOf = (list: Mapping[], of: Mapping[]) => list.filter((m) => of.some((s) => s.start === m.start)).reduce((a, m) => a + m.rss, 0);
+    // Only what writing one line touched came back.
+    expect(rssOf(after, released)).toBeLessThan(rssOf(before, released) / 4);
     // RELRO (read-only but relocated: anonymous pages) and .data/.bss keep every page.
     expect(kept.some((m) => m.perms === 'r--p' && m.anon > 0), 'a RELRO mapping to prove the rule on').toBe(true);
     for (const k of kept) {
-      const a = out.after.find((m) => m.start === k.start)!;
+      const a = after.find((m) => m.start === k.start)!;
       expect(a.anon, `mapping ${k.start} ${k.perms}`).toBeGreaterThanOrEqual(k.anon);
       expect(a.rss, `mapping ${k.start} ${k.perms}`).toBeGreaterThanOrEqual(k.anon);
     }
-    expect(out.sha).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
-    expect(out.json).toEqual({ a: [1, 2] });
+    expect(sanity.sha).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+    expect(sanity.json).toEqual({ a: [1, 2] });
   });
 });
 
