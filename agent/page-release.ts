@@ -15,6 +15,8 @@ export interface PageReleaseResult {
   /** Of those, released: read-only, private, no anonymous or dirty page. */
   readonly released: number;
   readonly releasedKb: number;
+  /** Resident kB of the released mappings read back at once, before JavaScript runs again. */
+  readonly residentAfterKb: number;
   /** Resident kB of the executable's mappings that were not eligible (RELRO, data). */
   readonly keptKb: number;
   /** errno of a failed read or madvise; 0 when none. */

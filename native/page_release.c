@@ -70,7 +70,7 @@ static napi_value set_number(napi_env env, napi_value obj, const char *key, doub
   return obj;
 }
 
-/* () => { mappings, released, releasedKb, keptKb, error } ; error is an errno (0: none). */
+/* () => { mappings, released, releasedKb, residentAfterKb, keptKb, error }; error is an errno (0: none). */
 static napi_value release_startup_pages(napi_env env, napi_callback_info info) {
   (void)info;
   mapping_t m[MAX_MAPPINGS];
@@ -90,8 +90,17 @@ static napi_value release_startup_pages(napi_env env, napi_callback_info info) {
     released++;
     released_kb += (double)m[i].rss_kb;
   }
+  /* Read back before any JavaScript runs again: what another thread touched meanwhile. */
+  double resident_after_kb = 0;
+  mapping_t again[MAX_MAPPINGS];
+  int count_again = exe_mappings(again, MAX_MAPPINGS);
+  for (int i = 0; i < count_again; i++)
+    for (int j = 0; j < count; j++)
+      if (again[i].start == m[j].start && m[j].eligible && m[j].anon_kb == 0 && m[j].dirty_kb == 0)
+        resident_after_kb += (double)again[i].rss_kb;
   napi_value out;
   napi_create_object(env, &out);
+  set_number(env, out, "residentAfterKb", resident_after_kb);
   set_number(env, out, "mappings", count < 0 ? 0 : count);
   set_number(env, out, "released", released);
   set_number(env, out, "releasedKb", released_kb);

@@ -29,7 +29,7 @@ describe('releaseStartupPages', () => {
 
   it('logs what was released, in MB and with the counts', () => {
     const { logger, lines } = capture();
-    const r: PageReleaseResult = { mappings: 8, released: 6, releasedKb: 36_152, keptKb: 140, error: 0 };
+    const r: PageReleaseResult = { mappings: 8, released: 6, releasedKb: 36_152, residentAfterKb: 8, keptKb: 140, error: 0 };
     expect(releaseStartupPages(logger, { ok: true, addon: { releaseStartupPages: () => r } })).toEqual(r);
     expect(lines).toMatchObject([{ severity: 'INFO', event: 'pages_released', message: 'Released 35 MB of start-up pages of the node executable', releasedKb: 36_152, keptKb: 140 }]);
   });
