@@ -19,6 +19,7 @@ import { clockCheck, clockFacts, saxoCheck, saxoFacts, type ClockFacts, type Sax
 import { pubsubFacts, pubsubIamCheck, subscriptionCheck, topicCheck, type PubSubFacts } from './checks/pubsub.js';
 import { secretFacts, secretIamCheck, secretManagerCheck, type SecretFacts } from './checks/secret-manager.js';
 import { tokenCheck, tokenView, type TokenView } from './checks/token.js';
+import { loadClientModules } from '../../core/gcp/clients.js';
 import { identity } from './gcp.js';
 import { botsUser, nameMaps, readUnit, type BotsUser, type UnitInfo } from './system.js';
 import { attempt, type CheckResult, type Probe } from './types.js';
@@ -55,6 +56,7 @@ const GCP_VARS = ['GOOGLE_CLOUD_PROJECT', 'TOKEN_SECRET_ID', 'TOKEN_SUBSCRIPTION
 
 /** `timeoutMs`: the deadline of each network call (default 2.5 s); local file IO gets the same. */
 export async function gather(config: Config, opts: { botsUser?: string | undefined; deployment: Deployment; env: Record<string, string | undefined>; timeoutMs?: number }): Promise<Facts> {
+  if (config.gcp) await loadClientModules(); // before any deadline starts (core/gcp/clients.ts)
   const [now, t, gcp, env] = [Date.now(), opts.timeoutMs ?? 2500, config.gcp, opts.env];
   const local = async () => {
     const [unit, { users, groups, groupIds }] = await Promise.all([readUnit(opts.deployment), nameMaps()]);

@@ -43,6 +43,20 @@ export async function createSecretManagerClient(
   return new SecretManagerServiceClient({ projectId: gcp.projectId });
 }
 
+/**
+ * The client libraries the agent's cloud side uses, imported without creating a client. doctor loads
+ * them before its deadlines start: loading blocks the event loop (seconds on a busy machine), and a
+ * probe's timer would count that as the probe's own time.
+ */
+export async function loadClientModules(): Promise<void> {
+  await Promise.all([
+    import('@google-cloud/secret-manager/build/src/v1/index.js'),
+    import('@grpc/grpc-js'),
+    import('@google-cloud/pubsub/build/src/v1/publisher_client.js'),
+    import('@google-cloud/pubsub/build/src/v1/subscriber_client.js'),
+  ]);
+}
+
 /** Pub/Sub client; `pubsubEmulatorHost` selects the local emulator (no credentials). */
 export async function createPubSub(gcp: Pick<GcpConfig, 'projectId' | 'pubsubEmulatorHost'>): Promise<PubSub> {
   const { PubSub } = await import('@google-cloud/pubsub');
