@@ -120,13 +120,12 @@ describe('the bots as they really are (item 12)', () => {
     expect(undoneMs).toBeLessThan(1_000);
     // Noticed from a lockless read (input_problem may come while the flock is still held); undone by
     // a write under the flock (cache_written, the older pair replaced): not before the bot let go of it.
-    const undone = a.logs.slice(from).find((l) => l.event === 'input_problem' && /stale writer undone/.test(l.message));
-    expect(undone, 'input_problem: stale writer undone').toBeDefined();
-    const rewritten = a.logs.slice(a.logs.indexOf(undone!)).find((l) => l.event === 'cache_written');
-    expect(rewritten, 'cache_written after the stale write was noticed').toBeDefined();
-    expect(rewritten!.reason).toBe('older');
-    console.log(`[measure] stale write noticed ${at(undone!) - released} ms, undone (cache_written) ${at(rewritten!) - released} ms after the test saw RELEASED`);
-    expect(at(rewritten!), 'the cache rewritten only once the flock was free').toBeGreaterThanOrEqual(released - 100);
+    // The file can be read back before the agent's log lines have come through the pipe: wait for them.
+    const undone = await a.waitFor((l) => a.logs.indexOf(l) >= from && l.event === 'input_problem' && /stale writer undone/.test(l.message), 5_000, 'input_problem: stale writer undone');
+    const rewritten = await a.waitFor((l) => a.logs.indexOf(l) > a.logs.indexOf(undone) && l.event === 'cache_written', 5_000, 'cache_written after the stale write was noticed');
+    expect(rewritten.reason).toBe('older');
+    console.log(`[measure] stale write noticed ${at(undone) - released} ms, undone (cache_written) ${at(rewritten) - released} ms after the test saw RELEASED`);
+    expect(at(rewritten), 'the cache rewritten only once the flock was free').toBeGreaterThanOrEqual(released - 100);
     expect(existsSync(join(dir, 'saxo_token_cache.tmp')), 'the fleet\'s tmp file was renamed').toBe(false);
 
     // A few more checks: the consumed pair is never presented, nothing is presented twice.
