@@ -84,8 +84,9 @@ describe('the node executable’s start-up pages', () => {
     // The executable's text and read-only data: several MB resident after start-up, on Node 20 and 24.
     expect(result.releasedKb).toBeGreaterThan(8 * 1024);
     const rssOf = (list: Mapping[], of: Mapping[]) => list.filter((m) => of.some((s) => s.start === m.start)).reduce((a, m) => a + m.rss, 0);
-    // Read back in C at once: (almost) nothing of them is resident.
-    expect(result.residentAfterKb).toBeLessThan(result.releasedKb / 20);
+    // Read back in C at once: little of them is resident. Another thread's touch can bring back a whole
+    // large folio: V8's 2 MB remapped builtins came back whole in one CI run (2,048 of 34,444 kB).
+    expect(result.residentAfterKb).toBeLessThan(result.releasedKb / 8);
     // Read by this process once the child has written one line: only what that touched came back
     // (each fault maps its 64 KB neighbourhood, so a few hundred faults are several MB).
     expect(rssOf(after, released)).toBeLessThan(rssOf(before, released) / 2);
