@@ -108,6 +108,8 @@ export async function collectStatus(config: Config, now = Date.now(), where: Omi
   let activeVersions: number | undefined;
   if (config.gcp) {
     const { connectCloud } = await import('./wiring.js');
+    // Loaded before the 3 s deadlines start: on a busy machine loading them alone can take that long.
+    await (await import('../core/gcp/clients.js')).loadClientModules();
     let cloud: Awaited<ReturnType<typeof connectCloud>>;
     try {
       cloud = await connectCloud(config, silentLogger, { timeoutMs: 3000 });
