@@ -1,7 +1,7 @@
 /*
  * releaseStartupPages(): after start-up, hand back to the kernel's page cache the pages of the node
  * executable this process only needed to start (the snapshot, built-in sources and code cache, the
- * code that ran once). The running agent keeps ≈ 20 MB of them resident otherwise (docs/BENCHMARKS.md
+ * code that ran once). The running agent keeps 17–19 MB of them resident otherwise (docs/BENCHMARKS.md
  * "Start-up pages"). MADV_DONTNEED on a clean, read-only, private file mapping only removes this
  * process's page-table entries: the next touch maps the same page from the page cache again (a minor
  * fault), so nothing can be lost. Only such mappings are touched: a mapping with any anonymous page

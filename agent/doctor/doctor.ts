@@ -56,12 +56,16 @@ const GCP_VARS = ['GOOGLE_CLOUD_PROJECT', 'TOKEN_SECRET_ID', 'TOKEN_SUBSCRIPTION
 
 /** `timeoutMs`: the deadline of each network call (default 2.5 s); local file IO gets the same. */
 export async function gather(config: Config, opts: { botsUser?: string | undefined; deployment: Deployment; env: Record<string, string | undefined>; timeoutMs?: number }): Promise<Facts> {
-  if (config.gcp) await loadClientModules(); // before any deadline starts (core/gcp/clients.ts)
-  const [now, t, gcp, env] = [Date.now(), opts.timeoutMs ?? 2500, config.gcp, opts.env];
-  const local = async () => {
+  // Nothing that blocks the event loop may run while a deadline does: a timer fires late but first, and
+  // a fast answer counts as none. So the Google clients are loaded, and the system's names (getent, 2 s
+  // each) looked up, before any probe starts.
+  if (config.gcp) await loadClientModules();
+  const [t, gcp, env] = [opts.timeoutMs ?? 2500, config.gcp, opts.env];
+  const system = await (async () => {
     const [unit, { users, groups, groupIds }] = await Promise.all([readUnit(opts.deployment), nameMaps()]);
     return { unit, names: { users, groups }, botsUser: await attempt(() => botsUser({ flag: opts.botsUser, unit, unitPath: opts.deployment.unitPath }, groupIds), t) };
-  };
+  })();
+  const now = Date.now();
   // The lock probes follow their file's stat, off the network calls' critical path.
   const files = async () => {
     const [dataDir, instanceFile] = await Promise.all([dataDirFacts(config, now, t), attempt(() => statNoFollow(join(config.dataDir, INSTANCE_LOCK_FILE)), t)]);
@@ -71,8 +75,7 @@ export async function gather(config: Config, opts: { botsUser?: string | undefin
     ]);
     return { dataDir, lock, instance };
   };
-  const [system, onDisk, cache, state, secret, pubsub, clock, saxo, id] = await Promise.all([
-    local(),
+  const [onDisk, cache, state, secret, pubsub, clock, saxo, id] = await Promise.all([
     files(),
     attempt(() => createCacheFile(config.cachePath).read(), t),
     attempt(() => createStateFile(config.statePath).read(), t),

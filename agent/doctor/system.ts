@@ -3,24 +3,13 @@
  * the unit, its drop-ins and specifiers), or — where systemd does not run (containers, CI) or has another file loaded than the
  * one judged — the unit file and its drop-ins parsed here; who the bots run as and every name from `getent` (NSS: LDAP too).
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { promisify } from 'node:util';
 import type { Deployment } from '../deployment.js';
 
 const run = async (cmd: string, args: string[]) => (await promisify(execFile)(cmd, args, { timeout: 2000 })).stdout;
-/**
- * getent, waited for outside the event loop: an async child's 2 s timer fires late but first when the loop was
- * blocked meanwhile (doctor loads the Google clients in parallel), and a fast getent then counts as hung.
- */
-const getentRun = (args: string[]): string => {
-  try {
-    return execFileSync('getent', args, { timeout: 2000, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  } catch {
-    return '';
-  }
-};
 
 /**
  * What doctor knows of the installed unit (with its drop-ins). `stateDirectories`: StateDirectory= entries as absolute
@@ -75,7 +64,7 @@ export async function readUnit(d: Deployment): Promise<UnitInfo | undefined> {
 
 /** `getent passwd|group [key]`: name:x:id:… lines. */
 async function getent(db: 'passwd' | 'group', key?: string): Promise<[string, number, number][]> {
-  const text = getentRun(key === undefined ? [db] : [db, key]);
+  const text = await run('getent', key === undefined ? [db] : [db, key]).catch(() => '');
   return text.split('\n').map((l) => l.split(':')).filter((f) => f.length >= 3 && /^\d+$/.test(f[2]!)).map((f) => [f[0]!, Number(f[2]), Number(f[3])]);
 }
 
@@ -89,7 +78,7 @@ async function resolveUser(user: string, group: string | undefined, basis: strin
   const gid = group === undefined ? pw[2] : /^\d+$/.test(group) ? Number(group) : groupIds[group];
   if (gid === undefined) throw new Error(`no such group "${group}" (${basis})`);
   // `getent initgroups NAME`: the name, then the supplementary group ids.
-  const extra = getentRun(['initgroups', pw[0]]).trim().split(/\s+/).slice(1).map(Number);
+  const extra = (await run('getent', ['initgroups', pw[0]]).catch(() => '')).trim().split(/\s+/).slice(1).map(Number);
   return { name: pw[0], uid: pw[1], gid, groups: [...new Set([gid, pw[2], ...extra])].filter(Number.isFinite), basis };
 }
 

@@ -70,18 +70,26 @@ export function spawnAgent(env: Record<string, string>, nodeArgs?: string[]): Ag
   };
 }
 
-/** VmRSS of a process in MB (MiB). */
-export function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(m[1]) / 1024;
+/** VmRSS and its anonymous (heap, stacks, malloc) and file-backed (the executable, libraries) parts, MB, from one reading. */
+export function memoryOf(pid: number): { rss: number; anon: number; file: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const mb = (k: string) => {
+    const m = new RegExp(`${k}:\\s+(\\d+)\\s+kB`).exec(status);
+    if (!m) throw new Error(`no ${k} for pid ${pid}`);
+    return Number(m[1]) / 1024;
+  };
+  return { rss: mb('VmRSS'), anon: mb('RssAnon'), file: mb('RssFile') };
 }
 
-/** VmRSS split: anonymous (heap, stacks, malloc) and file-backed (the executable, libraries), MB. */
-export function rssParts(pid: number): { anon: number; file: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+)\\s+kB`).exec(status)?.[1] ?? NaN);
-  return { anon: kb('RssAnon') / 1024, file: kb('RssFile') / 1024 };
+/** The median of `samples` readings a second apart (GC timing smoothed), with that reading's parts. */
+export async function rssReading(pid: number, samples: number): Promise<{ rss: number; anon: number; file: number }> {
+  const xs: { rss: number; anon: number; file: number }[] = [];
+  for (let i = 0; i < samples; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 1000));
+    xs.push(memoryOf(pid));
+  }
+  xs.sort((a, b) => a.rss - b.rss);
+  return xs[Math.floor(xs.length / 2)]!;
 }
 
 /** utime+stime of a process, in clock ticks (USER_HZ, 100 on Linux). */

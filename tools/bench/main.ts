@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { runCloudRefresh } from '../../functions/refresher.js';
-import { cpuTicks, rssMb, rssParts, spawnAgent, USER_HZ, type AgentProc } from './agent-proc.js';
+import { cpuTicks, rssReading, spawnAgent, USER_HZ, type AgentProc } from './agent-proc.js';
 import { AGENT_ENV, AGENT_NODE_FLAGS } from '../../agent/runtime-flags.js';
 import { countCalls, monthlyCost, naiveMonthlyCost, PRICES } from './cost.js';
 import { cacheRead, cloudDeps, functionNoop, median, percentile, propagation } from './measure.js';
@@ -64,17 +64,6 @@ function agentEnv(rig: Rig, ch: Channel, dataDir: string, extra: Record<string, 
 /** Median of RSS samples taken once a second, to smooth over GC timing. */
 async function rssSample(pid: number, samples: number): Promise<number> {
   return (await rssReading(pid, samples)).rss;
-}
-
-/** The median reading of RSS samples taken once a second, with that reading's anonymous and file parts. */
-async function rssReading(pid: number, samples: number): Promise<{ rss: number; anon: number; file: number }> {
-  const xs: { rss: number; anon: number; file: number }[] = [];
-  for (let i = 0; i < samples; i++) {
-    if (i > 0) await sleep(1000);
-    xs.push({ rss: rssMb(pid), ...rssParts(pid) });
-  }
-  xs.sort((a, b) => a.rss - b.rss);
-  return xs[Math.floor(xs.length / 2)]!;
 }
 
 async function until(t: number): Promise<void> {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serializeFlat } from '../../core/codec.js';
 import type { TokenSet } from '../../core/token.js';
-import { rssMb, spawnAgent } from './agent-proc.js';
+import { rssReading, spawnAgent } from './agent-proc.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -49,13 +49,7 @@ export async function standaloneRss(
     const released = a.events.indexOf('pages_released');
     const pagesReleasedFirst = released >= 0 && released < a.events.indexOf('token_refreshed');
     await sleep(opts.settleMs);
-    const xs: number[] = [];
-    for (let i = 0; i < opts.samples; i++) {
-      if (i > 0) await sleep(1000);
-      xs.push(rssMb(a.pid));
-    }
-    xs.sort((x, y) => x - y);
-    return { mb: xs[Math.floor(xs.length / 2)]!, pagesReleasedFirst };
+    return { mb: (await rssReading(a.pid, opts.samples)).rss, pagesReleasedFirst };
   } finally {
     await a.stop();
     rmSync(dir, { recursive: true, force: true });
