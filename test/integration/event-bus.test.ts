@@ -58,8 +58,19 @@ eventBusContract(
             } finally {
               await ps2.close();
             }
+            // The publisher's channel may still be in gRPC's reconnect backoff from the outage (a slow
+            // restart on a busy machine lengthens it): a publish that fails is retried, as the agent
+            // retries an announcement that did not go out (core/announce.ts).
+            const publishedAt = Date.now();
+            for (;;) {
+              try {
+                await b.publish(event(2));
+                break;
+              } catch (err) {
+                if (Date.now() - publishedAt > 20_000) throw err;
+              }
+            }
             // The subscription retains it until the subscriber's stream is back (on its own backoff).
-            await b.publish(event(2));
             await waitFor(() => got.length === 2, 20_000, 'delivery after restart');
             expect(got[0]!.event).toEqual(event(1));
             expect(got[1]!.event).toEqual(event(2));
